@@ -1,0 +1,117 @@
+//! The error type of lvrepo-fs: one enum, typed causes, and a coarse class that
+//! binaries map to exit codes and the FUSE layer maps to errno.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::digest::{Digest, ObjectKind};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("index database")]
+    Db(#[from] rocksdb::Error),
+    #[error("{kind} {id} is missing from the repository")]
+    Missing { kind: ObjectKind, id: Digest },
+    #[error("{kind} {id} is damaged: {why}")]
+    Damaged {
+        kind: ObjectKind,
+        id: Digest,
+        why: DamageKind,
+    },
+    #[error("malformed {what}: {why}")]
+    Decode { what: &'static str, why: &'static str },
+    #[error("not an lvrepo repository: {0}")]
+    NotARepository(PathBuf),
+    #[error("repository {path} has format {found}; this lvrepo reads format {supported}{hint}")]
+    Format {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+        hint: &'static str,
+    },
+    #[error("repository is opened read-only")]
+    ReadOnly,
+    #[error("repository is busy: another writer holds {0}")]
+    Locked(PathBuf),
+    #[error("image {0} not found")]
+    ImageNotFound(String),
+    #[error("image {0} already exists (published images are immutable)")]
+    ImageExists(String),
+    #[error("invalid image name {0:?}: use letters, digits, '.', '_', '-' and an optional :VERSION")]
+    BadImageName(String),
+    #[error("no such path {path} in {image}")]
+    PathNotFound { image: String, path: String },
+    #[error("{path}: {why}")]
+    NotSupported { path: String, why: &'static str },
+    #[error("archive entry {path}: {why}")]
+    UnsafeEntry { path: String, why: &'static str },
+    #[error("reading archive")]
+    Archive(#[source] io::Error),
+    #[error("destination {0} exists and is not empty")]
+    DestinationNotEmpty(PathBuf),
+}
+
+/// How a stored object failed its check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DamageKind {
+    #[error("content does not match its id")]
+    HashMismatch,
+    #[error("compressed payload does not decode")]
+    Undecodable,
+    #[error("record header in the pack is wrong")]
+    BadHeader,
+    #[error("pack file is shorter than the index says")]
+    Truncated,
+}
+
+/// Coarse classes, stable for exit codes (see docs/operations.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    Other,
+    NotFound,
+    Damaged,
+    Exists,
+    Busy,
+}
+
+impl Error {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io { op, path: path.into(), source }
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::ImageNotFound(_) | Error::PathNotFound { .. } => ErrorClass::NotFound,
+            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } => {
+                ErrorClass::Damaged
+            }
+            Error::ImageExists(_) | Error::DestinationNotEmpty(_) => ErrorClass::Exists,
+            Error::Locked(_) => ErrorClass::Busy,
+            _ => ErrorClass::Other,
+        }
+    }
+
+    /// The errno a filesystem front reports for this error. The one place this
+    /// mapping lives.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::Io { source, .. } | Error::Archive(source) => {
+                source.raw_os_error().unwrap_or(libc::EIO)
+            }
+            Error::PathNotFound { .. } | Error::ImageNotFound(_) => libc::ENOENT,
+            Error::ReadOnly => libc::EROFS,
+            Error::NotSupported { .. } => libc::EOPNOTSUPP,
+            Error::ImageExists(_) | Error::DestinationNotEmpty(_) => libc::EEXIST,
+            _ => libc::EIO,
+        }
+    }
+}

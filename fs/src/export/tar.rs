@@ -1,0 +1,123 @@
+//! Export to a tar stream: PAX headers carry nanosecond mtimes and every xattr
+//! (`SCHILY.xattr.NAME`, the form GNU tar and bsdtar read). Hardlink sets become
+//! link entries to the first member. Sockets cannot be represented in tar and
+//! are skipped with a warning (as GNU tar does).
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use super::{ExportStats, FileReader};
+use crate::digest::TreeId;
+use crate::error::{Error, Result};
+use crate::import::Progress;
+use crate::object::ObjectStore;
+use crate::tree::{load_root, Content, Entry, Kind, Tree};
+
+pub fn export_tar(store: &dyn ObjectStore, root: &TreeId, out: impl Write, progress: &dyn Progress) -> Result<ExportStats> {
+    let mut b = tar::Builder::new(out);
+    b.follow_symlinks(false);
+    let root_entry = load_root(store, root)?;
+    let mut x = TarX { store, b, links: HashMap::new(), stats: ExportStats::default(), progress };
+    x.entry(&root_entry, b"./")?;
+    x.b.finish().map_err(Error::Archive)?;
+    Ok(x.stats)
+}
+
+struct TarX<'a, W: Write> {
+    store: &'a dyn ObjectStore,
+    b: tar::Builder<W>,
+    links: HashMap<u64, Vec<u8>>,
+    stats: ExportStats,
+    progress: &'a dyn Progress,
+}
+
+impl<W: Write> TarX<'_, W> {
+    fn entry(&mut self, e: &Entry, path: &[u8]) -> Result<()> {
+        let p = Path::new(OsStr::from_bytes(path));
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(e.mode);
+        h.set_uid(e.uid.into());
+        h.set_gid(e.gid.into());
+        h.set_mtime(e.mtime.sec.max(0) as u64);
+        h.set_size(0);
+        let mut pax: Vec<(String, Vec<u8>)> = vec![("mtime".into(), format!("{}.{:09}", e.mtime.sec, e.mtime.nsec).into_bytes())];
+        for (k, v) in &e.xattrs {
+            pax.push((format!("SCHILY.xattr.{}", String::from_utf8_lossy(k)), v.clone()));
+        }
+        if e.xattrs.iter().any(|(k, _)| std::str::from_utf8(k).is_err()) {
+            tracing::warn!(path = %p.display(), "xattr name is not UTF-8; tar cannot carry it exactly");
+        }
+        self.b.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice()))).map_err(Error::Archive)?;
+        self.stats.entries += 1;
+        let io = Error::Archive;
+        match e.kind {
+            Kind::Dir => {
+                h.set_entry_type(tar::EntryType::Directory);
+                self.b.append_data(&mut h, p, std::io::empty()).map_err(io)?;
+                let Content::Tree(tid) = e.content else {
+                    return Err(Error::Decode { what: "tree", why: "directory without a listing" });
+                };
+                for child in Tree::load(self.store, &tid)?.entries {
+                    let mut cp = if path == b"./" { Vec::new() } else { path.to_vec() };
+                    if !cp.is_empty() && !cp.ends_with(b"/") {
+                        cp.push(b'/');
+                    }
+                    cp.extend_from_slice(&child.name);
+                    if child.kind == Kind::Dir {
+                        cp.push(b'/');
+                    }
+                    self.entry(&child, &cp)?;
+                }
+            }
+            Kind::File => {
+                if e.link != 0 {
+                    if let Some(first) = self.links.get(&e.link) {
+                        h.set_entry_type(tar::EntryType::Link);
+                        return self.b.append_link(&mut h, p, Path::new(OsStr::from_bytes(first))).map_err(io);
+                    }
+                    self.links.insert(e.link, path.to_vec());
+                }
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(e.size);
+                let r = FileReader::new(self.store, e)?;
+                self.b.append_data(&mut h, p, r).map_err(|er| unwrap_store_error(er))?;
+                self.stats.bytes += e.size;
+                self.progress.advance(e.size);
+            }
+            Kind::Symlink => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                self.b.append_link(&mut h, p, Path::new(OsStr::from_bytes(&e.target))).map_err(io)?;
+            }
+            Kind::CharDev | Kind::BlockDev | Kind::Fifo => {
+                h.set_entry_type(match e.kind {
+                    Kind::CharDev => tar::EntryType::Char,
+                    Kind::BlockDev => tar::EntryType::Block,
+                    _ => tar::EntryType::Fifo,
+                });
+                if e.kind != Kind::Fifo {
+                    h.set_device_major(libc::major(e.rdev as libc::dev_t)).map_err(io)?;
+                    h.set_device_minor(libc::minor(e.rdev as libc::dev_t)).map_err(io)?;
+                }
+                self.b.append_data(&mut h, p, std::io::empty()).map_err(io)?;
+            }
+            Kind::Socket => {
+                tracing::warn!(path = %p.display(), "tar cannot hold sockets; skipped");
+                self.stats.entries -= 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A store error raised inside `Read` comes back wrapped in an `io::Error`;
+/// unwrap it so damage keeps its class (and exit code).
+fn unwrap_store_error(e: std::io::Error) -> Error {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+        Some(Error::Damaged { kind, id, why }) => Error::Damaged { kind: *kind, id: *id, why: *why },
+        Some(Error::Missing { kind, id }) => Error::Missing { kind: *kind, id: *id },
+        _ => Error::Archive(e),
+    }
+}

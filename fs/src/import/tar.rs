@@ -1,0 +1,307 @@
+//! Import from a tar stream (a file or stdin), never touching the local
+//! filesystem: entries are built into an in-memory tree, so hostile paths
+//! cannot write anywhere.
+//!
+//! Documented handling of hostile input (docs/operations.md):
+//! - a `..` component: the import fails;
+//! - absolute paths: the leading `/` is stripped (as GNU tar does);
+//! - an entry below a symlink or a file: the import fails;
+//! - a hardlink whose target is not earlier in the archive or is a directory:
+//!   the import fails;
+//! - device nodes, fifos, odd names (newlines, invalid UTF-8): stored exactly;
+//! - symlink targets pointing anywhere: stored as data, never followed;
+//! - a truncated archive (cut inside an entry, or no end-of-archive marker):
+//!   the import fails; in every failure no image is published;
+//! - a path given twice: the later entry replaces the earlier, as on extraction.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+
+use super::{link_label, precheck, publish, ImportStats, ImportTarget, Progress};
+use crate::chunker::CHUNK_SIZE;
+use crate::error::{Error, Result};
+use crate::object::ObjectStore;
+use crate::repo::{ImageRecord, Repository};
+use crate::tree::file::ContentBuilder;
+use crate::tree::{store_root, Content, Entry, Kind, Timestamp, Tree};
+
+struct DNode {
+    entry: Entry,
+    children: BTreeMap<Vec<u8>, DNode>,
+}
+
+impl DNode {
+    fn dir(name: Vec<u8>) -> Self {
+        let mut e = Entry::new(name, Kind::Dir);
+        e.mode = 0o755;
+        DNode { entry: e, children: BTreeMap::new() }
+    }
+}
+
+/// Import a tar stream as a new image.
+pub fn import_tar(repo: &Repository, input: impl Read, target: &ImportTarget, progress: &dyn Progress) -> Result<(ImageRecord, ImportStats)> {
+    precheck(repo, target)?;
+    let (root, stats) = store_tar(repo.objects(), input, progress)?;
+    let rec = publish(repo, target, root, &stats)?;
+    Ok((rec, stats))
+}
+
+/// Remembers whether the last 512 bytes the tar reader consumed were zeros
+/// (the end-of-archive marker), to tell a complete archive from a cut one.
+struct Tail<R> {
+    inner: R,
+    last: Vec<u8>,
+}
+
+impl<R: Read> Read for Tail<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.last.extend_from_slice(&buf[..n]);
+        if self.last.len() > 4096 {
+            self.last.drain(..self.last.len() - 512);
+        }
+        Ok(n)
+    }
+}
+
+pub fn store_tar(store: &dyn ObjectStore, input: impl Read, progress: &dyn Progress) -> Result<(crate::digest::TreeId, ImportStats)> {
+    let mut ar = tar::Archive::new(Tail { inner: input, last: Vec::new() });
+    let mut root = DNode::dir(Vec::new());
+    let mut groups: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut group_of: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut stats = ImportStats::default();
+    let mut buf = vec![0u8; (16 * CHUNK_SIZE) as usize];
+    let mut saw_entry = false;
+    for ent in ar.entries().map_err(Error::Archive)? {
+        let mut ent = ent.map_err(Error::Archive)?;
+        saw_entry = true;
+        let raw_path = ent.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw_path).into_owned();
+        let unsafe_entry = |why| Error::UnsafeEntry { path: shown.clone(), why };
+        let comps = normalize(&raw_path).ok_or_else(|| unsafe_entry("path has a '..' component"))?;
+        let h = ent.header().clone();
+        let etype = h.entry_type();
+        let mut e = Entry::new(comps.last().cloned().unwrap_or_default(), Kind::File);
+        e.mode = h.mode().map_err(Error::Archive)? & 0o7777;
+        e.uid = h.uid().map_err(Error::Archive)? as u32;
+        e.gid = h.gid().map_err(Error::Archive)? as u32;
+        e.mtime = Timestamp { sec: h.mtime().map_err(Error::Archive)? as i64, nsec: 0 };
+        if let Some(exts) = ent.pax_extensions().map_err(Error::Archive)? {
+            for x in exts {
+                let x = x.map_err(Error::Archive)?;
+                let key = x.key_bytes();
+                if key == b"mtime" {
+                    if let Some(t) = parse_pax_time(x.value_bytes()) {
+                        e.mtime = t;
+                    }
+                } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                    e.xattrs.push((name.to_vec(), x.value_bytes().to_vec()));
+                }
+            }
+        }
+        e.xattrs.sort();
+        e.xattrs.dedup_by(|a, b| a.0 == b.0);
+        use tar::EntryType as T;
+        match etype {
+            T::Directory => e.kind = Kind::Dir,
+            T::Symlink => {
+                e.kind = Kind::Symlink;
+                e.target = ent.link_name_bytes().map(|c| c.into_owned()).unwrap_or_default();
+            }
+            T::Char | T::Block => {
+                e.kind = if etype == T::Char { Kind::CharDev } else { Kind::BlockDev };
+                let maj = h.device_major().map_err(Error::Archive)?.unwrap_or(0);
+                let min = h.device_minor().map_err(Error::Archive)?.unwrap_or(0);
+                e.rdev = libc::makedev(maj, min);
+            }
+            T::Fifo => e.kind = Kind::Fifo,
+            T::Regular | T::Continuous | T::GNUSparse => {
+                let mut b = ContentBuilder::new(store);
+                let mut pos = 0u64;
+                loop {
+                    let n = read_full(&mut ent, &mut buf).map_err(Error::Archive)?;
+                    if n == 0 {
+                        break;
+                    }
+                    b.push(pos, &buf[..n])?;
+                    progress.advance(n as u64);
+                    pos += n as u64;
+                }
+                stats.new_bytes += b.new_bytes;
+                e.size = pos;
+                e.content = b.finish(pos)?;
+            }
+            T::Link => {
+                let target = ent.link_name_bytes().map(|c| c.into_owned()).unwrap_or_default();
+                let tcomps = normalize(&target).ok_or_else(|| unsafe_entry("hardlink target has a '..' component"))?;
+                let tnode = find(&root, &tcomps).filter(|n| n.entry.kind != Kind::Dir).ok_or_else(|| unsafe_entry("hardlink target is not an earlier non-directory entry"))?;
+                let name = e.name.clone();
+                e = tnode.entry.clone();
+                e.name = name;
+                let tkey = tcomps.join(&b'/');
+                let g = match group_of.get(&tkey) {
+                    Some(&g) => g,
+                    None => {
+                        groups.push(vec![tkey.clone()]);
+                        group_of.insert(tkey, groups.len() - 1);
+                        groups.len() - 1
+                    }
+                };
+                let key = comps.join(&b'/');
+                groups[g].push(key.clone());
+                group_of.insert(key, g);
+            }
+            _ => {
+                tracing::warn!(path = %shown, ?etype, "skipping unsupported tar entry type");
+                continue;
+            }
+        }
+        insert(&mut root, &comps, e).map_err(unsafe_entry)?;
+    }
+    let tail = &ar.into_inner().last;
+    let ends_with_marker = tail.len() >= 512 && tail[tail.len() - 512..].iter().all(|&b| b == 0);
+    if !saw_entry || !ends_with_marker {
+        return Err(Error::Archive(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "archive is truncated: no end-of-archive marker")));
+    }
+    for members in &groups {
+        let label = link_label(members.iter().min().map(Vec::as_slice).unwrap_or_default());
+        for m in members {
+            let comps: Vec<Vec<u8>> = m.split(|&b| b == b'/').map(<[u8]>::to_vec).collect();
+            if let Some(n) = find_mut(&mut root, &comps) {
+                if n.entry.kind == Kind::File {
+                    n.entry.link = label;
+                }
+            }
+        }
+    }
+    let mut counted = std::collections::HashSet::new();
+    let root_entry = build(store, root, &mut stats, &mut counted)?;
+    Ok((store_root(store, root_entry)?, stats))
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Path components with `.`/empty dropped and a leading `/` stripped; `None` if
+/// any component is `..`.
+fn normalize(p: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for c in p.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return None,
+            c => out.push(c.to_vec()),
+        }
+    }
+    Some(out)
+}
+
+fn find<'a>(mut n: &'a DNode, comps: &[Vec<u8>]) -> Option<&'a DNode> {
+    for c in comps {
+        n = n.children.get(c)?;
+    }
+    Some(n)
+}
+
+fn find_mut<'a>(mut n: &'a mut DNode, comps: &[Vec<u8>]) -> Option<&'a mut DNode> {
+    for c in comps {
+        n = n.children.get_mut(c)?;
+    }
+    Some(n)
+}
+
+fn insert(root: &mut DNode, comps: &[Vec<u8>], e: Entry) -> std::result::Result<(), &'static str> {
+    let Some((last, parents)) = comps.split_last() else {
+        if e.kind != Kind::Dir {
+            return Err("the archive root is not a directory");
+        }
+        let name = std::mem::take(&mut root.entry.name);
+        root.entry = Entry { name, ..e };
+        return Ok(());
+    };
+    let mut n = root;
+    for c in parents {
+        n = n.children.entry(c.clone()).or_insert_with(|| DNode::dir(c.clone()));
+        if n.entry.kind != Kind::Dir {
+            return Err("a parent of this entry is not a directory (a symlink or a file)");
+        }
+    }
+    match n.children.get_mut(last) {
+        Some(existing) if existing.entry.kind == Kind::Dir && e.kind == Kind::Dir => existing.entry = e,
+        _ => {
+            n.children.insert(last.clone(), DNode { entry: e, children: BTreeMap::new() });
+        }
+    }
+    Ok(())
+}
+
+fn build(store: &dyn ObjectStore, node: DNode, stats: &mut ImportStats, counted: &mut std::collections::HashSet<u64>) -> Result<Entry> {
+    let mut e = node.entry;
+    stats.entries += 1;
+    if e.kind == Kind::File && (e.link == 0 || counted.insert(e.link)) {
+        stats.logical_bytes += e.size;
+    }
+    if e.kind == Kind::Dir {
+        let mut t = Tree { entries: Vec::with_capacity(node.children.len()) };
+        for (_, child) in node.children {
+            t.entries.push(build(store, child, stats, counted)?);
+        }
+        t.sort();
+        e.content = Content::Tree(t.store(store)?);
+    }
+    Ok(e)
+}
+
+/// PAX time: `SECONDS[.FRACTION]`, possibly negative.
+fn parse_pax_time(v: &[u8]) -> Option<Timestamp> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let mut nsec: u32 = 0;
+    for (i, c) in frac.chars().take(9).enumerate() {
+        nsec += c.to_digit(10)? * 10u32.pow(8 - i as u32);
+    }
+    if neg {
+        if nsec == 0 {
+            Some(Timestamp { sec: -secs, nsec: 0 })
+        } else {
+            Some(Timestamp { sec: -secs - 1, nsec: 1_000_000_000 - nsec })
+        }
+    } else {
+        Some(Timestamp { sec: secs, nsec })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_times() {
+        assert_eq!(parse_pax_time(b"12.5"), Some(Timestamp { sec: 12, nsec: 500_000_000 }));
+        assert_eq!(parse_pax_time(b"7"), Some(Timestamp { sec: 7, nsec: 0 }));
+        assert_eq!(parse_pax_time(b"-1.25"), Some(Timestamp { sec: -2, nsec: 750_000_000 }));
+        assert_eq!(parse_pax_time(b"1.123456789123"), Some(Timestamp { sec: 1, nsec: 123_456_789 }));
+    }
+
+    #[test]
+    fn normalizes_paths() {
+        assert_eq!(normalize(b"/etc//x/./y").unwrap(), vec![b"etc".to_vec(), b"x".to_vec(), b"y".to_vec()]);
+        assert!(normalize(b"a/../b").is_none());
+        assert_eq!(normalize(b"./").unwrap(), Vec::<Vec<u8>>::new());
+    }
+}

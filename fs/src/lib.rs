@@ -1,0 +1,31 @@
+//! lvrepo-fs: the lvrepo storage engine as a library.
+//!
+//! Layers, bottom up:
+//! - [`digest`]: typed BLAKE3 ids (`b3:…`);
+//! - [`object`]: object stores (packs + RocksDB index; verification, caching and
+//!   layering as wrappers);
+//! - [`chunker`] and [`tree`]: how files and directories become objects;
+//! - [`repo`]: the repository directory, its format version and image refs;
+//! - [`import`], [`export`], [`diff`], [`verify`], [`gc`], [`stats`]: operations.
+
+pub mod chunker;
+pub mod diff;
+pub mod digest;
+pub mod error;
+pub mod export;
+pub mod gc;
+pub mod import;
+pub mod object;
+pub mod reach;
+pub mod repo;
+pub mod stats;
+pub mod tree;
+pub mod verify;
+pub mod walk;
+
+pub use digest::{ChunkId, CheckpointId, Digest, FileId, ImageId, ObjectKind, TreeId};
+pub use error::{Error, ErrorClass, Result};
+pub use import::{ImportStats, ImportTarget, NoProgress, Progress};
+pub use object::ObjectStore;
+pub use repo::{ImageRecord, ImageRef, Repository};
+pub use tree::{Content, Entry, Kind, Timestamp, Tree};

@@ -1,0 +1,103 @@
+//! Object stores: the seam between "what an object is" and "where its bytes live".
+//!
+//! An object is an immutable byte string named by its digest in a kind's domain
+//! (see [`crate::digest::ObjectKind`]). Stores hold objects; they do not interpret
+//! them. Verification and caching are wrappers ([`Verified`], [`Cached`]) around any
+//! store, never flags inside one. Implementations:
+//! - [`PackStore`]: pack files plus a RocksDB index, the on-disk repository format;
+//! - [`MemStore`]: a map in memory, for tests and scratch work.
+
+mod cache;
+mod layered;
+mod mem;
+mod pack;
+mod verify;
+
+pub use cache::Cached;
+pub use layered::Layered;
+pub use mem::MemStore;
+pub use pack::{IndexEntry, PackStore, PACK_HEADER_LEN, RECORD_HEADER_LEN};
+pub use verify::Verified;
+
+use crate::digest::{Digest, ObjectKind};
+use crate::error::Result;
+
+/// A content-addressed object store.
+///
+/// Contract, shared by every implementation and checked by the conformance suite
+/// in this module's tests:
+/// - `get` returns `Ok(None)` when the store does not hold `id`; it never returns
+///   bytes stored under another id. It may return damaged bytes: checking them
+///   against the id is the job of the [`Verified`] wrapper.
+/// - `put` is idempotent: putting an id the store already holds writes nothing and
+///   returns `Ok(false)`. The caller guarantees `id == kind.hash(bytes)`.
+/// - A `put` is visible to `get`/`contains` at once, but durable only after `flush`
+///   returns. A crash before `flush` loses the object entirely, never half of it.
+pub trait ObjectStore: Send + Sync {
+    fn get(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Vec<u8>>>;
+    fn contains(&self, id: &Digest) -> Result<bool>;
+    fn put(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<bool>;
+    fn flush(&self) -> Result<()>;
+}
+
+impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
+    fn get(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Vec<u8>>> {
+        (**self).get(kind, id)
+    }
+    fn contains(&self, id: &Digest) -> Result<bool> {
+        (**self).contains(id)
+    }
+    fn put(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<bool> {
+        (**self).put(kind, id, bytes)
+    }
+    fn flush(&self) -> Result<()> {
+        (**self).flush()
+    }
+}
+
+/// Hash `bytes` in `kind`'s domain, store them, and return the id.
+pub fn put_object(store: &dyn ObjectStore, kind: ObjectKind, bytes: &[u8]) -> Result<Digest> {
+    let id = kind.hash(bytes);
+    store.put(kind, &id, bytes)?;
+    Ok(id)
+}
+
+/// Fetch an object that must exist: a missing object is an error naming it.
+pub fn get_required(store: &dyn ObjectStore, kind: ObjectKind, id: &Digest) -> Result<Vec<u8>> {
+    store
+        .get(kind, id)?
+        .ok_or(crate::error::Error::Missing { kind, id: *id })
+}
+
+#[cfg(test)]
+pub(crate) mod conformance {
+    //! One suite, applied to every [`ObjectStore`] implementation.
+    use super::*;
+
+    pub fn run(store: &dyn ObjectStore) {
+        let a = b"alpha".repeat(1000);
+        let id = ObjectKind::Chunk.hash(&a);
+        assert_eq!(store.get(ObjectKind::Chunk, &id).unwrap(), None, "absent is Ok(None)");
+        assert!(!store.contains(&id).unwrap());
+        assert!(store.put(ObjectKind::Chunk, &id, &a).unwrap(), "first put stores");
+        assert!(!store.put(ObjectKind::Chunk, &id, &a).unwrap(), "second put is a no-op");
+        assert!(store.contains(&id).unwrap());
+        assert_eq!(store.get(ObjectKind::Chunk, &id).unwrap().as_deref(), Some(&a[..]));
+        store.flush().unwrap();
+        assert_eq!(store.get(ObjectKind::Chunk, &id).unwrap().as_deref(), Some(&a[..]));
+        // Incompressible and empty objects round-trip too.
+        let mut noise = vec![0u8; 70_000];
+        let mut x = 0x9e3779b97f4a7c15u64;
+        for b in noise.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let nid = put_object(store, ObjectKind::Chunk, &noise).unwrap();
+        let eid = put_object(store, ObjectKind::Tree, b"").unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.get(ObjectKind::Chunk, &nid).unwrap().unwrap(), noise);
+        assert_eq!(store.get(ObjectKind::Tree, &eid).unwrap().unwrap(), b"");
+    }
+}

@@ -1,0 +1,362 @@
+//! The repository's object store: append-only pack files plus a RocksDB index.
+//!
+//! Layout (format 1, see docs/format.md):
+//! - `packs/pack-NNNNNNNN.pack`: a 16-byte file header, then records. Each record
+//!   is a 48-byte header (magic, kind, codec, lengths, id) and the payload, so
+//!   packs are self-describing and the index can be rebuilt from them.
+//! - the `objects` column family maps a 32-byte id to a 24-byte [`IndexEntry`].
+//!
+//! Durability order: payloads are appended, the pack is fsynced, and only then
+//! is the index batch written (synced). A crash therefore leaves at worst pack
+//! bytes that nothing indexes (reclaimed by gc), never an index entry pointing
+//! at bytes that are not on disk.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rocksdb::{WriteBatch, WriteOptions, DB};
+
+use super::ObjectStore;
+use crate::digest::{Digest, ObjectKind, DIGEST_LEN};
+use crate::error::{DamageKind, Error, Result};
+
+pub const PACK_MAGIC: &[u8; 8] = b"LVPACK\0\0";
+pub const PACK_FORMAT: u32 = 1;
+pub const PACK_HEADER_LEN: u64 = 16;
+pub const RECORD_MAGIC: &[u8; 4] = b"LVOB";
+pub const RECORD_HEADER_LEN: usize = 48;
+/// A pack is closed once it grows past this size.
+const PACK_TARGET: u64 = 512 << 20;
+/// Codec byte values.
+const CODEC_RAW: u8 = 0;
+const CODEC_ZSTD: u8 = 1;
+
+/// Where an object lives. On disk (index value) as 24 bytes, little-endian:
+/// `pack u32 | offset u64 (of the record header) | stored_len u32 | raw_len u32 |
+/// kind u8 | codec u8 | reserved u16 (zero)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub pack: u32,
+    pub offset: u64,
+    pub stored_len: u32,
+    pub raw_len: u32,
+    pub kind: ObjectKind,
+    pub codec: u8,
+}
+
+impl IndexEntry {
+    pub const ENCODED_LEN: usize = 24;
+
+    pub fn encode(&self) -> [u8; Self::ENCODED_LEN] {
+        let mut b = [0u8; Self::ENCODED_LEN];
+        b[0..4].copy_from_slice(&self.pack.to_le_bytes());
+        b[4..12].copy_from_slice(&self.offset.to_le_bytes());
+        b[12..16].copy_from_slice(&self.stored_len.to_le_bytes());
+        b[16..20].copy_from_slice(&self.raw_len.to_le_bytes());
+        b[20] = self.kind as u8;
+        b[21] = self.codec;
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let bad = |why| Error::Decode { what: "index entry", why };
+        if b.len() != Self::ENCODED_LEN {
+            return Err(bad("wrong length"));
+        }
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut off = [0u8; 8];
+        off.copy_from_slice(&b[4..12]);
+        Ok(IndexEntry {
+            pack: u32_at(0),
+            offset: u64::from_le_bytes(off),
+            stored_len: u32_at(12),
+            raw_len: u32_at(16),
+            kind: ObjectKind::from_u8(b[20]).ok_or(bad("unknown kind"))?,
+            codec: b[21],
+        })
+    }
+}
+
+/// Record header layout: `magic [4] | kind u8 | codec u8 | reserved u16 |
+/// raw_len u32 | stored_len u32 | id [32]`.
+fn record_header(kind: ObjectKind, codec: u8, raw: u32, stored: u32, id: &Digest) -> [u8; RECORD_HEADER_LEN] {
+    let mut h = [0u8; RECORD_HEADER_LEN];
+    h[0..4].copy_from_slice(RECORD_MAGIC);
+    h[4] = kind as u8;
+    h[5] = codec;
+    h[8..12].copy_from_slice(&raw.to_le_bytes());
+    h[12..16].copy_from_slice(&stored.to_le_bytes());
+    h[16..48].copy_from_slice(id.as_bytes());
+    h
+}
+const _: () = assert!(RECORD_HEADER_LEN == 4 + 1 + 1 + 2 + 4 + 4 + DIGEST_LEN);
+
+struct Writer {
+    pack: u32,
+    file: Arc<File>,
+    len: u64,
+    batch: Vec<(Digest, IndexEntry)>,
+    pending: HashMap<Digest, IndexEntry>,
+    /// Pack files created since the last flush, whose directory entry needs a sync.
+    new_pack: bool,
+}
+
+pub struct PackStore {
+    dir: PathBuf,
+    db: Arc<DB>,
+    cf: &'static str,
+    read_only: bool,
+    level: i32,
+    files: RwLock<HashMap<u32, Arc<File>>>,
+    writer: Mutex<Option<Writer>>,
+}
+
+impl PackStore {
+    /// `dir` holds the pack files; `cf` names the index column family in `db`.
+    pub fn new(dir: PathBuf, db: Arc<DB>, cf: &'static str, read_only: bool) -> Self {
+        PackStore { dir, db, cf, read_only, level: 3, files: RwLock::default(), writer: Mutex::new(None) }
+    }
+
+    pub fn with_level(mut self, level: i32) -> Self {
+        self.level = level;
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn pack_path(&self, pack: u32) -> PathBuf {
+        self.dir.join(format!("pack-{pack:08}.pack"))
+    }
+
+    fn cf(&self) -> Result<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(self.cf).ok_or(Error::Decode { what: "index", why: "column family missing" })
+    }
+
+    /// The index entry for `id`, including objects not yet flushed.
+    pub fn entry(&self, id: &Digest) -> Result<Option<IndexEntry>> {
+        if let Some(w) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if let Some(e) = w.pending.get(id) {
+                return Ok(Some(*e));
+            }
+        }
+        match self.db.get_pinned_cf(self.cf()?, id.as_bytes())? {
+            Some(v) => Ok(Some(IndexEntry::decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every indexed object, in id order.
+    pub fn entries(&self) -> Result<Vec<(Digest, IndexEntry)>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf()?, rocksdb::IteratorMode::Start) {
+            let (k, v) = item?;
+            out.push((Digest::from_slice(&k).map_err(|_| Error::Decode { what: "index key", why: "wrong length" })?, IndexEntry::decode(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// Existing pack numbers, sorted.
+    pub fn packs(&self) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        let rd = std::fs::read_dir(&self.dir).map_err(|e| Error::io("listing", &self.dir, e))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::io("listing", &self.dir, e))?;
+            let name = ent.file_name();
+            let name = name.to_string_lossy();
+            if let Some(n) = name.strip_prefix("pack-").and_then(|s| s.strip_suffix(".pack")) {
+                if let Ok(n) = n.parse() {
+                    out.push(n);
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    fn open_pack(&self, pack: u32) -> Result<Arc<File>> {
+        if let Some(f) = self.files.read().unwrap_or_else(|e| e.into_inner()).get(&pack) {
+            return Ok(f.clone());
+        }
+        let path = self.pack_path(pack);
+        let f = Arc::new(File::open(&path).map_err(|e| Error::io("opening pack", &path, e))?);
+        self.files.write().unwrap_or_else(|e| e.into_inner()).insert(pack, f.clone());
+        Ok(f)
+    }
+
+    /// Read one record's stored payload, checking its header against the index
+    /// entry (gc copies payloads as they are, without recompressing).
+    pub(crate) fn read_payload(&self, id: &Digest, e: &IndexEntry) -> Result<Vec<u8>> {
+        let damaged = |why| Error::Damaged { kind: e.kind, id: *id, why };
+        let f = self.open_pack(e.pack)?;
+        let mut buf = vec![0u8; RECORD_HEADER_LEN + e.stored_len as usize];
+        f.read_exact_at(&mut buf, e.offset).map_err(|err| {
+            if err.kind() == std::io::ErrorKind::UnexpectedEof {
+                damaged(DamageKind::Truncated)
+            } else {
+                Error::io("reading pack", self.pack_path(e.pack), err)
+            }
+        })?;
+        if buf[..RECORD_HEADER_LEN] != record_header(e.kind, e.codec, e.raw_len, e.stored_len, id) {
+            return Err(damaged(DamageKind::BadHeader));
+        }
+        buf.drain(..RECORD_HEADER_LEN);
+        Ok(buf)
+    }
+
+    /// Read and decode one record. The payload is not hashed here (that is
+    /// [`super::Verified`]'s job).
+    pub fn read_entry(&self, id: &Digest, e: &IndexEntry) -> Result<Vec<u8>> {
+        let damaged = |why| Error::Damaged { kind: e.kind, id: *id, why };
+        let payload = self.read_payload(id, e)?;
+        match e.codec {
+            CODEC_RAW => Ok(payload),
+            CODEC_ZSTD => {
+                let out = zstd::bulk::decompress(&payload, e.raw_len as usize)
+                    .map_err(|_| damaged(DamageKind::Undecodable))?;
+                if out.len() != e.raw_len as usize {
+                    return Err(damaged(DamageKind::Undecodable));
+                }
+                Ok(out)
+            }
+            _ => Err(damaged(DamageKind::BadHeader)),
+        }
+    }
+
+    fn new_writer(&self) -> Result<Writer> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("creating", &self.dir, e))?;
+        let pack = self.packs()?.last().map_or(1, |n| n + 1);
+        let path = self.pack_path(pack);
+        let mut f = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io("creating pack", &path, e))?;
+        let mut h = [0u8; PACK_HEADER_LEN as usize];
+        h[..8].copy_from_slice(PACK_MAGIC);
+        h[8..12].copy_from_slice(&PACK_FORMAT.to_le_bytes());
+        f.write_all(&h).map_err(|e| Error::io("writing pack", &path, e))?;
+        let file = Arc::new(f);
+        self.files.write().unwrap_or_else(|e| e.into_inner()).insert(pack, file.clone());
+        Ok(Writer { pack, file, len: PACK_HEADER_LEN, batch: Vec::new(), pending: HashMap::new(), new_pack: true })
+    }
+
+    /// Append a record with an already-encoded payload. Used by `put` and by gc
+    /// when it moves live objects out of a pack it is about to delete.
+    pub(crate) fn append_raw(&self, kind: ObjectKind, id: &Digest, codec: u8, raw_len: u32, payload: &[u8]) -> Result<bool> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = guard.as_ref() {
+            if w.pending.contains_key(id) {
+                return Ok(false);
+            }
+        }
+        if guard.as_ref().is_some_and(|w| w.len >= PACK_TARGET) {
+            // Close the full pack: its records are indexed at the next flush.
+            self.flush_locked(&mut guard)?;
+            *guard = None;
+        }
+        if guard.is_none() {
+            *guard = Some(self.new_writer()?);
+        }
+        let w = guard.as_mut().ok_or(Error::ReadOnly)?;
+        let stored_len = payload.len() as u32;
+        let header = record_header(kind, codec, raw_len, stored_len, id);
+        let mut rec = Vec::with_capacity(RECORD_HEADER_LEN + payload.len());
+        rec.extend_from_slice(&header);
+        rec.extend_from_slice(payload);
+        (&*w.file).write_all(&rec).map_err(|e| Error::io("writing pack", self.pack_path(w.pack), e))?;
+        let entry = IndexEntry { pack: w.pack, offset: w.len, stored_len, raw_len, kind, codec };
+        w.len += rec.len() as u64;
+        w.batch.push((*id, entry));
+        w.pending.insert(*id, entry);
+        Ok(true)
+    }
+
+    /// Point `id` at a new place (gc's move), written with the next flush.
+    pub(crate) fn batch_write(&self, batch: WriteBatch) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    pub(crate) fn cf_handle(&self) -> Result<&rocksdb::ColumnFamily> {
+        self.cf()
+    }
+
+    /// Forget a pack file handle (gc, before unlinking it).
+    pub(crate) fn forget_pack(&self, pack: u32) {
+        self.files.write().unwrap_or_else(|e| e.into_inner()).remove(&pack);
+    }
+
+    fn flush_locked(&self, guard: &mut Option<Writer>) -> Result<()> {
+        let Some(w) = guard.as_mut() else { return Ok(()) };
+        if w.batch.is_empty() {
+            return Ok(());
+        }
+        w.file.sync_data().map_err(|e| Error::io("syncing pack", self.pack_path(w.pack), e))?;
+        if w.new_pack {
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io("syncing", &self.dir, e))?;
+            w.new_pack = false;
+        }
+        let cf = self.cf()?;
+        let mut batch = WriteBatch::default();
+        for (id, e) in &w.batch {
+            batch.put_cf(cf, id.as_bytes(), e.encode());
+        }
+        self.batch_write(batch)?;
+        w.batch.clear();
+        w.pending.clear();
+        Ok(())
+    }
+
+    /// The pack currently being written, if any (gc must not delete it).
+    pub(crate) fn current_pack(&self) -> Option<u32> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|w| w.pack)
+    }
+}
+
+impl ObjectStore for PackStore {
+    fn get(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Vec<u8>>> {
+        let Some(e) = self.entry(id)? else { return Ok(None) };
+        if e.kind != kind {
+            return Ok(None);
+        }
+        self.read_entry(id, &e).map(Some)
+    }
+
+    fn contains(&self, id: &Digest) -> Result<bool> {
+        Ok(self.entry(id)?.is_some())
+    }
+
+    fn put(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<bool> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if self.contains(id)? {
+            return Ok(false);
+        }
+        // Compress outside the writer lock so several threads compress at once.
+        let z = zstd::bulk::compress(bytes, self.level).ok().filter(|z| z.len() + z.len() / 32 < bytes.len());
+        match z {
+            Some(z) => self.append_raw(kind, id, CODEC_ZSTD, bytes.len() as u32, &z),
+            None => self.append_raw(kind, id, CODEC_RAW, bytes.len() as u32, bytes),
+        }
+    }
+
+    fn flush(&self) -> Result<()> {
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.flush_locked(&mut guard)
+    }
+}

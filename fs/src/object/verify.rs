@@ -1,0 +1,66 @@
+//! Verification wrapper: every object read is checked against its id, so damaged
+//! bytes become an error naming the object and are never served as data.
+
+use super::ObjectStore;
+use crate::digest::{Digest, ObjectKind};
+use crate::error::{DamageKind, Error, Result};
+
+pub struct Verified<S> {
+    inner: S,
+}
+
+impl<S: ObjectStore> Verified<S> {
+    pub fn new(inner: S) -> Self {
+        Verified { inner }
+    }
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: ObjectStore> ObjectStore for Verified<S> {
+    fn get(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Vec<u8>>> {
+        let Some(bytes) = self.inner.get(kind, id)? else {
+            return Ok(None);
+        };
+        if kind.hash(&bytes) != *id {
+            tracing::error!(chunk = %id, kind = kind.name(), "object fails verification");
+            return Err(Error::Damaged { kind, id: *id, why: DamageKind::HashMismatch });
+        }
+        Ok(Some(bytes))
+    }
+    fn contains(&self, id: &Digest) -> Result<bool> {
+        self.inner.contains(id)
+    }
+    fn put(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<bool> {
+        debug_assert_eq!(kind.hash(bytes), *id, "caller passed a wrong id");
+        self.inner.put(kind, id, bytes)
+    }
+    fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::{put_object, MemStore};
+    use std::sync::Arc;
+
+    #[test]
+    fn conformance() {
+        super::super::conformance::run(&Verified::new(MemStore::new()));
+    }
+
+    #[test]
+    fn damaged_bytes_are_an_error_not_data() {
+        let mem = Arc::new(MemStore::new());
+        let v = Verified::new(mem.clone());
+        let id = put_object(&v, ObjectKind::Chunk, b"good bytes").unwrap();
+        mem.corrupt(&id, b"evil bytes".to_vec());
+        match v.get(ObjectKind::Chunk, &id) {
+            Err(Error::Damaged { id: bad, why: DamageKind::HashMismatch, .. }) => assert_eq!(bad, id),
+            other => panic!("expected damage error, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The repository: a directory on the shared disk holding pack files, a RocksDB
+//! index and image refs. Written only by the publisher (import, gc), under an
+//! exclusive lock; opened read-only by guests and readers at any time.
+//!
+//! Layout (format 1): `FORMAT` (text: "lvrepo repository\nformat 1\n"),
+//! `packs/pack-NNNNNNNN.pack`, `index/` (RocksDB: column families `objects`,
+//! `refs`, `meta`), `lock`.
+
+mod refs;
+
+pub use refs::{ImageRecord, ImageRef};
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{Options, DB};
+
+use crate::error::{Error, Result};
+use crate::object::{ObjectStore, PackStore, Verified};
+
+/// The repository format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_FILE: &str = "FORMAT";
+pub(crate) const CF_OBJECTS: &str = "objects";
+pub(crate) const CF_REFS: &str = "refs";
+pub(crate) const CF_META: &str = "meta";
+
+pub struct Repository {
+    path: PathBuf,
+    db: Arc<DB>,
+    store: Verified<PackStore>,
+    read_only: bool,
+    _lock: Option<File>,
+}
+
+impl Repository {
+    /// Create a new, empty repository at `path` (absent or an empty directory).
+    pub fn init(path: &Path) -> Result<Self> {
+        std::fs::create_dir_all(path).map_err(|e| Error::io("creating", path, e))?;
+        let mut rd = std::fs::read_dir(path).map_err(|e| Error::io("listing", path, e))?;
+        if rd.next().is_some() {
+            return Err(Error::DestinationNotEmpty(path.to_path_buf()));
+        }
+        std::fs::create_dir(path.join("packs")).map_err(|e| Error::io("creating", path.join("packs"), e))?;
+        {
+            let _db = open_db(path, false)?;
+        }
+        // FORMAT last: a directory without it is not (yet) a repository.
+        let fp = path.join(FORMAT_FILE);
+        let tmp = path.join("FORMAT.tmp");
+        std::fs::write(&tmp, format!("lvrepo repository\nformat {FORMAT_VERSION}\n"))
+            .and_then(|_| File::open(&tmp)?.sync_all())
+            .and_then(|_| std::fs::rename(&tmp, &fp))
+            .and_then(|_| File::open(path)?.sync_all())
+            .map_err(|e| Error::io("writing", &fp, e))?;
+        tracing::info!(repo = %path.display(), "initialised repository");
+        Self::open(path, true)
+    }
+
+    /// Open an existing repository. `writable` takes the writer lock and fails
+    /// with [`Error::Locked`] if another writer holds it.
+    pub fn open(path: &Path, writable: bool) -> Result<Self> {
+        check_format(path)?;
+        let lock = if writable { Some(take_lock(path)?) } else { None };
+        let db = Arc::new(open_db(path, !writable)?);
+        let packs = PackStore::new(path.join("packs"), db.clone(), CF_OBJECTS, !writable);
+        Ok(Repository { path: path.to_path_buf(), db, store: Verified::new(packs), read_only: !writable, _lock: lock })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The verified object store: every read is checked against its id.
+    pub fn store(&self) -> &Verified<PackStore> {
+        &self.store
+    }
+
+    pub fn objects(&self) -> &dyn ObjectStore {
+        &self.store
+    }
+
+    /// The raw pack store (verify and gc walk it directly).
+    pub fn packs(&self) -> &PackStore {
+        self.store.inner()
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
+    pub(crate) fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(name).ok_or(Error::Decode { what: "index", why: "column family missing" })
+    }
+
+    pub(crate) fn writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        Ok(())
+    }
+
+    /// Bytes used on disk: pack files plus the index.
+    pub fn disk_usage(&self) -> Result<u64> {
+        fn du(p: &Path) -> u64 {
+            let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => du(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        Ok(du(&self.path))
+    }
+}
+
+fn check_format(path: &Path) -> Result<()> {
+    let fp = path.join(FORMAT_FILE);
+    let text = match std::fs::read_to_string(&fp) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotARepository(path.to_path_buf())),
+        Err(e) => return Err(Error::io("reading", fp, e)),
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some("lvrepo repository") {
+        return Err(Error::NotARepository(path.to_path_buf()));
+    }
+    let found: u32 = lines
+        .next()
+        .and_then(|l| l.strip_prefix("format "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Error::NotARepository(path.to_path_buf()))?;
+    if found != FORMAT_VERSION {
+        let hint = if found > FORMAT_VERSION {
+            " (written by a newer lvrepo: upgrade lvrepo to open it)"
+        } else {
+            " (older format: no migration exists for it)"
+        };
+        return Err(Error::Format { path: path.to_path_buf(), found, supported: FORMAT_VERSION, hint });
+    }
+    Ok(())
+}
+
+fn open_db(path: &Path, read_only: bool) -> Result<DB> {
+    let mut opts = Options::default();
+    opts.create_if_missing(!read_only);
+    opts.create_missing_column_families(!read_only);
+    opts.set_compression_type(rocksdb::DBCompressionType::None);
+    opts.set_keep_log_file_num(4);
+    let idx = path.join("index");
+    let cfs = [CF_OBJECTS, CF_REFS, CF_META];
+    let db = if read_only {
+        DB::open_cf_for_read_only(&opts, &idx, cfs, false)?
+    } else {
+        DB::open_cf(&opts, &idx, cfs)?
+    };
+    Ok(db)
+}
+
+fn take_lock(path: &Path) -> Result<File> {
+    let lp = path.join("lock");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lp)
+        .map_err(|e| Error::io("opening", &lp, e))?;
+    // SAFETY: flock on a file descriptor we own; no memory is passed.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(Error::Locked(lp));
+    }
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_store_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = Repository::init(&dir.path().join("raw")).unwrap();
+        crate::object::conformance::run(raw.packs());
+        let verified = Repository::init(&dir.path().join("verified")).unwrap();
+        crate::object::conformance::run(verified.store());
+    }
+
+    #[test]
+    fn flushed_objects_survive_reopen_and_unflushed_leave_no_index_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r");
+        let (a, b);
+        {
+            let repo = Repository::init(&p).unwrap();
+            a = crate::object::put_object(repo.objects(), crate::digest::ObjectKind::Chunk, b"kept").unwrap();
+            repo.objects().flush().unwrap();
+            b = crate::object::put_object(repo.objects(), crate::digest::ObjectKind::Chunk, b"lost").unwrap();
+        }
+        let repo = Repository::open(&p, false).unwrap();
+        assert!(repo.objects().contains(&a).unwrap());
+        assert!(!repo.objects().contains(&b).unwrap());
+    }
+
+    #[test]
+    fn second_writer_is_refused_and_newer_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r");
+        let _w = Repository::init(&p).unwrap();
+        assert!(matches!(Repository::open(&p, true), Err(Error::Locked(_))));
+        assert!(Repository::open(&p, false).is_ok(), "readers never wait for the writer");
+        std::fs::write(p.join("FORMAT"), "lvrepo repository\nformat 9\n").unwrap();
+        let err = Repository::open(&p, false).err().unwrap();
+        assert!(err.to_string().contains("newer"), "{err}");
+        assert!(matches!(Repository::open(dir.path(), false), Err(Error::NotARepository(_))));
+    }
+}

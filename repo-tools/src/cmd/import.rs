@@ -1,0 +1,46 @@
+//! `lvrepo import SRC --image NAME[:VERSION]`: a directory, a tar file, or a
+//! tar stream on stdin.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use lvrepo_fs::import::{import_dir, import_tar};
+use lvrepo_fs::{ImageRef, ImportTarget};
+
+use crate::cli::Cli;
+use crate::output::{human_bytes, print_json};
+use crate::progress::Bar;
+
+pub fn run(cli: &Cli, source: &Path, image: &str, message: &str, parent: Option<&str>, json: bool) -> Result<()> {
+    let image: ImageRef = image.parse()?;
+    if let Some(p) = parent {
+        p.parse::<ImageRef>()?;
+    }
+    let repo = super::open(cli, true)?;
+    let target = ImportTarget { image, message: message.to_string(), parent: parent.map(str::to_string) };
+    let bar = Bar::bytes(cli.quiet, "importing");
+    let (rec, stats) = if source == Path::new("-") {
+        import_tar(&repo, std::io::stdin().lock(), &target, &bar)
+    } else if source.is_dir() {
+        import_dir(&repo, source, &target, &bar)
+    } else {
+        let f = std::fs::File::open(source).with_context(|| format!("opening {}", source.display()))?;
+        lvrepo_fs::Progress::set_total(&bar, f.metadata().map(|m| m.len()).unwrap_or(0));
+        import_tar(&repo, std::io::BufReader::with_capacity(1 << 20, f), &target, &bar)
+    }
+    .with_context(|| format!("importing {}", source.display()))?;
+    bar.finish();
+    if json {
+        print_json(&serde_json::json!({ "image": rec, "stats": stats }))?;
+    } else if !cli.quiet {
+        println!(
+            "{} {} entries, {} logical, {} new chunk data, root {}",
+            rec.label(),
+            stats.entries,
+            human_bytes(stats.logical_bytes),
+            human_bytes(stats.new_bytes),
+            rec.root.0
+        );
+    }
+    Ok(())
+}

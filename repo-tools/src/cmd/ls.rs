@@ -1,0 +1,87 @@
+//! `lvrepo ls IMAGE[:PATH]`: list a directory (or show one entry) of an image.
+
+use anyhow::Result;
+use lvrepo_fs::walk::{escape_path, walk_entry};
+use lvrepo_fs::{Entry, Kind};
+use serde_json::json;
+
+use crate::cli::Cli;
+use crate::output::{print_json, utc};
+
+pub fn run(cli: &Cli, target: &str, recursive: bool, json: bool) -> Result<()> {
+    let (r, path) = super::split_target(target)?;
+    let repo = super::open(cli, false)?;
+    let img = repo.resolve(&r)?;
+    let store = repo.objects();
+    let entry = lvrepo_fs::tree::lookup(store, &img.root_tree(), path.as_bytes())?
+        .ok_or_else(|| lvrepo_fs::Error::PathNotFound { image: img.label(), path: path.clone() })?;
+    let base = path.trim_end_matches('/').as_bytes().to_vec();
+    let mut rows: Vec<(Vec<u8>, Entry)> = Vec::new();
+    if entry.kind != Kind::Dir {
+        rows.push((base, entry));
+    } else if recursive {
+        walk_entry(store, &entry, &base, &mut |p, e| {
+            rows.push((p.to_vec(), e.clone()));
+            Ok(())
+        })?;
+    } else if let lvrepo_fs::Content::Tree(t) = entry.content {
+        for e in lvrepo_fs::Tree::load(store, &t)?.entries {
+            let mut p = base.clone();
+            p.push(b'/');
+            p.extend_from_slice(&e.name);
+            rows.push((p, e));
+        }
+    }
+    if json {
+        let v: Vec<_> = rows.iter().map(|(p, e)| row_json(p, e)).collect();
+        return print_json(&v);
+    }
+    for (p, e) in &rows {
+        let shown = if recursive { escape_path(p) } else { escape_path(&e.name) };
+        let extra = match e.kind {
+            Kind::Symlink => format!(" -> {}", escape_path(&e.target)),
+            _ => String::new(),
+        };
+        let size = match e.kind {
+            Kind::CharDev | Kind::BlockDev => format!("{},{}", libc::major(e.rdev as libc::dev_t), libc::minor(e.rdev as libc::dev_t)),
+            _ => e.size.to_string(),
+        };
+        println!("{}{} {:>6} {:>6} {:>12} {} {}{}", e.kind.letter(), mode_string(e.mode), e.uid, e.gid, size, utc(e.mtime.sec), shown, extra);
+    }
+    Ok(())
+}
+
+fn row_json(p: &[u8], e: &Entry) -> serde_json::Value {
+    json!({
+        "path": escape_path(p),
+        "kind": e.kind,
+        "mode": format!("{:04o}", e.mode),
+        "uid": e.uid,
+        "gid": e.gid,
+        "size": e.size,
+        "mtime": format!("{}.{:09}", e.mtime.sec, e.mtime.nsec),
+        "rdev": e.rdev,
+        "target": (e.kind == Kind::Symlink).then(|| escape_path(&e.target)),
+        "xattrs": e.xattrs.iter().map(|(k, _)| escape_path(k)).collect::<Vec<_>>(),
+        "hardlink": (e.link != 0).then(|| format!("{:016x}", e.link)),
+    })
+}
+
+fn mode_string(m: u32) -> String {
+    let mut s = String::with_capacity(9);
+    for (i, c) in "rwxrwxrwx".chars().enumerate() {
+        let bit = 1 << (8 - i);
+        let mut ch = if m & bit != 0 { c } else { '-' };
+        let special = match i {
+            2 if m & 0o4000 != 0 => Some('s'),
+            5 if m & 0o2000 != 0 => Some('s'),
+            8 if m & 0o1000 != 0 => Some('t'),
+            _ => None,
+        };
+        if let Some(sp) = special {
+            ch = if m & bit != 0 { sp } else { sp.to_ascii_uppercase() };
+        }
+        s.push(ch);
+    }
+    s
+}

@@ -1,0 +1,91 @@
+//! `lvrepo`: import, publish, inspect, verify and collect golden images.
+//!
+//! Exit codes (docs/operations.md): 0 success, 1 error, 2 usage, 3 not found,
+//! 4 damaged data found, 5 already exists, 6 busy (another writer).
+
+mod cli;
+mod cmd;
+mod output;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use lvrepo_fs::ErrorClass;
+
+pub use cli::{Cli, Command};
+
+/// Exit codes, stable for scripts.
+pub mod exit {
+    pub const ERROR: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const NOT_FOUND: u8 = 3;
+    pub const DAMAGED: u8 = 4;
+    pub const EXISTS: u8 = 5;
+    pub const BUSY: u8 = 6;
+}
+
+/// An error that carries its own exit code (e.g. verify found damage).
+#[derive(Debug)]
+pub struct Exit(pub u8, pub String);
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+impl std::error::Error for Exit {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose, cli.quiet);
+    match cmd::run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let code = exit_code(&err);
+            if !(code == exit::DAMAGED && err.downcast_ref::<Exit>().is_some()) || !cli.quiet {
+                eprintln!("lvrepo: {}", chain(&err));
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn chain(err: &anyhow::Error) -> String {
+    let mut s = err.to_string();
+    for cause in err.chain().skip(1) {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+    }
+    s
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(e) = err.downcast_ref::<Exit>() {
+        return e.0;
+    }
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<lvrepo_fs::Error>() {
+            return match e.class() {
+                ErrorClass::NotFound => exit::NOT_FOUND,
+                ErrorClass::Damaged => exit::DAMAGED,
+                ErrorClass::Exists => exit::EXISTS,
+                ErrorClass::Busy => exit::BUSY,
+                ErrorClass::Other => continue,
+            };
+        }
+    }
+    exit::ERROR
+}
+
+fn init_tracing(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("LVREPO_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The main job, end to end, on an embedded local repository: import a sample
+# tree, list it, change it, import the change as version 2, diff, verify, export.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo build --release -p lvrepo
+L="$PWD/target/release/lvrepo"
+work=$(mktemp -d /var/tmp/lvrepo-demo.XXXXXX)
+export LVREPO_REPO="$work/repo"
+echo "== working in $work"
+
+# A small sample "golden image": a few system directories of this machine.
+mkdir -p "$work/golden"
+cp -a /etc/default /etc/skel "$work/golden/" 2>/dev/null || true
+mkdir -p "$work/golden/usr/bin" && cp -a /usr/bin/bash /usr/bin/ls /usr/bin/tar "$work/golden/usr/bin/"
+printf 'golden-1\n' > "$work/golden/etc-release"
+
+set -x
+"$L" init
+"$L" import "$work/golden" --image sample -m "first golden image"
+"$L" images
+"$L" ls sample:/usr/bin
+"$L" cat sample:/etc-release
+
+# Change it: edit a file, add one, remove one, chmod one.
+cp -a "$work/golden" "$work/golden2"
+printf 'golden-2\n' > "$work/golden2/etc-release"
+printf 'new\n' > "$work/golden2/added.conf"
+rm "$work/golden2/usr/bin/ls"
+chmod 0700 "$work/golden2/usr/bin/tar"
+"$L" import "$work/golden2" --image sample -m "second version"
+"$L" diff sample:1 sample:2
+"$L" stats
+"$L" verify
+"$L" export sample:2 "$work/exported"
+diff -r "$work/golden2" "$work/exported"
+set +x
+echo "== main job done; repository at $LVREPO_REPO"

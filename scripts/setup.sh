@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install everything lvrepo needs to build, test and benchmark on Debian 12.
+# Idempotent; run as root (or via sudo). The Rust toolchain (cargo, rustc) must
+# already be installed (rustup); everything else comes from Debian's packages.
+set -euo pipefail
+
+need=(
+  build-essential pkg-config clang libclang-dev   # cc, bindgen for librocksdb-sys
+  librocksdb-dev                                  # RocksDB 7.8, linked instead of compiled (25 min)
+  fuse3 libfuse3-dev                              # FUSE mounts (issue: the daemon)
+  attr acl                                        # getfattr/setfacl in tests
+  zstd tar debootstrap                            # sample images and the round-trip test
+  ostree fuse-overlayfs fio qemu-utils libnbd-bin # peers and clients in benches and tests
+  btrfs-progs
+)
+missing=()
+for p in "${need[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if ! command -v cargo >/dev/null; then
+  [ -x "$HOME/.cargo/bin/cargo" ] || { echo "setup: cargo not found; install Rust with rustup first" >&2; exit 1; }
+fi
+echo "setup: all dependencies present"
