@@ -3,9 +3,10 @@
 # tar|zstd on realistic trees: wall-clock import time and on-disk footprint.
 #
 # Usage:
-#   benches/import-compare.sh [--quick] [-h|--help]
+#   benches/import-compare.sh [--quick] [--prepare] [-h|--help]
 #
-#   --quick   smoke test: 200 MiB mixed tree (MIXED_GB=0.2) and RUNS=1
+#   --quick    smoke test: 200 MiB mixed tree (MIXED_GB=0.2) and RUNS=1
+#   --prepare  only build/cache the datasets, run nothing
 #
 # Environment:
 #   LVREPO_BIN   lvrepo binary           (default /work/main/target/release/lvrepo)
@@ -67,9 +68,11 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 
 QUICK=0
+PREPARE=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) QUICK=1 ;;
+        --prepare) PREPARE=1 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -267,6 +270,10 @@ for ds in $DATASETS; do
         *) die "unknown dataset $ds" ;;
     esac
     src=$DATASET_SRC
+    if [[ $PREPARE == 1 ]]; then
+        log "$ds ready: $src"
+        continue
+    fi
     if [[ $(stat -c %d "$src") != $(stat -c %d "$SCRATCH") ]]; then
         log "WARNING: $src and SCRATCH=$SCRATCH are on different filesystems"
     fi

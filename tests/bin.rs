@@ -74,7 +74,8 @@ fn wait_output(mut child: Child, what: &str) -> Output {
 }
 
 fn describe(args: &[OsString]) -> String {
-    let v: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    use std::os::unix::ffi::OsStrExt;
+    let v: Vec<String> = args.iter().map(|a| a.as_bytes().escape_ascii().to_string()).collect();
     format!("lvrepo {}", v.join(" "))
 }
 

@@ -5,7 +5,8 @@
 //!
 //! Everything is written with raw syscalls (no setcap/setfacl needed) so the
 //! fixture is identical on every machine. Paths worth spot-checking are the
-//! `pub const`s below; mtimes of every node (dirs, symlinks, root included)
+//! `pub const`s below (plus sockets `special/socket` and `special/a-socket`,
+//! fifo `special/fifo`, symlinks under `links/`, dirs `empty`, `perm/sticky`); mtimes of every node (dirs, symlinks, root included)
 //! are set last, with non-zero nanoseconds.
 
 use std::ffi::{CString, OsStr};
@@ -300,6 +301,7 @@ pub fn build_hostile_tree(dir: &Path) -> io::Result<()> {
     lchown(&d(DEVICES[1].0), 0, 6)?;
     mknod(&d("special/fifo"), libc::S_IFIFO, 0o620, 0, 0)?;
     make_socket(&d("special/socket"))?;
+    make_socket(&d("special/a-socket"))?; // sorts before the fifo: not the last entry
 
     // Odd names, plus a 255-byte name.
     let names = d("names");

@@ -15,7 +15,8 @@ pub enum Change {
     Removed,
     /// Data changed: bytes, symlink target, device number or kind.
     Content,
-    /// Only attributes changed (mode, owner, times, xattrs, hardlink set).
+    /// Only attributes changed (mode, owner, times, xattrs, hardlink set, or
+    /// the layout of holes in a file whose bytes are the same).
     Metadata,
 }
 
@@ -90,9 +91,14 @@ fn compare(store: &dyn ObjectStore, path: &[u8], a: &Entry, b: &Entry, out: &mut
                     all(store, &p, y, Change::Added, out)?;
                 } else {
                     let data = x.kind != crate::tree::Kind::Dir && !x.same_data(y);
-                    if data {
+                    // Only the hole layout differs: same bytes, so metadata.
+                    let holes_only = data
+                        && x.kind == crate::tree::Kind::File
+                        && x.size == y.size
+                        && crate::tree::file::same_bytes(store, &x.content, &y.content, x.size)?;
+                    if data && !holes_only {
                         out.push(DiffEntry { path: p.clone(), change: Change::Content });
-                    } else if !x.same_meta(y) {
+                    } else if holes_only || !x.same_meta(y) {
                         out.push(DiffEntry { path: p.clone(), change: Change::Metadata });
                     }
                     compare(store, &p, x, y, out)?;

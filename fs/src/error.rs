@@ -58,6 +58,11 @@ pub enum Error {
     Archive(#[source] io::Error),
     #[error("destination {0} exists and is not empty")]
     DestinationNotEmpty(PathBuf),
+    /// A POSIX-level refusal of a filesystem operation (ENOENT, EEXIST, ...).
+    #[error("{}", std::io::Error::from_raw_os_error(*.0))]
+    Posix(i32),
+    #[error("overlay {path}: {why}")]
+    Overlay { path: PathBuf, why: String },
 }
 
 /// How a stored object failed its check.
@@ -71,6 +76,8 @@ pub enum DamageKind {
     BadHeader,
     #[error("pack file is shorter than the index says")]
     Truncated,
+    #[error("the pack file holding it is missing")]
+    PackMissing,
 }
 
 /// Coarse classes, stable for exit codes (see docs/operations.md).
@@ -81,6 +88,7 @@ pub enum ErrorClass {
     Damaged,
     Exists,
     Busy,
+    Usage,
 }
 
 impl Error {
@@ -95,6 +103,7 @@ impl Error {
                 ErrorClass::Damaged
             }
             Error::ImageExists(_) | Error::DestinationNotEmpty(_) => ErrorClass::Exists,
+            Error::BadImageName(_) => ErrorClass::Usage,
             Error::Locked(_) => ErrorClass::Busy,
             _ => ErrorClass::Other,
         }
@@ -107,6 +116,7 @@ impl Error {
             Error::Io { source, .. } | Error::Archive(source) => {
                 source.raw_os_error().unwrap_or(libc::EIO)
             }
+            Error::Posix(e) => *e,
             Error::PathNotFound { .. } | Error::ImageNotFound(_) => libc::ENOENT,
             Error::ReadOnly => libc::EROFS,
             Error::NotSupported { .. } => libc::EOPNOTSUPP,

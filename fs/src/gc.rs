@@ -17,16 +17,19 @@ use rocksdb::WriteBatch;
 use crate::digest::{Digest, TreeId};
 use crate::error::{Error, Result};
 use crate::import::Progress;
-use crate::object::IndexEntry;
+use crate::object::{IndexEntry, PACK_HEADER_LEN, RECORD_HEADER_LEN};
 use crate::repo::Repository;
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct GcReport {
     pub live_objects: u64,
+    /// Objects no image references, dropped from the index.
     pub removed_objects: u64,
+    /// Their stored (compressed) size.
     pub removed_bytes: u64,
     pub packs_rewritten: u64,
     pub packs_deleted: u64,
+    /// Repository size on disk before and after: the space really reclaimed.
     pub bytes_before: u64,
     pub bytes_after: u64,
 }
@@ -53,18 +56,27 @@ pub fn gc(repo: &Repository, extra_roots: &[TreeId], progress: &dyn Progress) ->
     }
     let packs = repo.packs();
     let entries = packs.entries()?;
-    let mut per_pack: HashMap<u32, (u64, u64)> = HashMap::new(); // (live, dead) bytes
+    // Garbage per pack is measured against the pack file's size, not the index:
+    // bytes whose index entries an earlier gc dropped still count.
+    let mut live_bytes: HashMap<u32, u64> = HashMap::new();
     for (id, e) in &entries {
-        let slot = per_pack.entry(e.pack).or_default();
         if live.contains(id) {
-            slot.0 += u64::from(e.stored_len);
-        } else {
-            slot.1 += u64::from(e.stored_len);
+            *live_bytes.entry(e.pack).or_default() += u64::from(e.stored_len) + RECORD_HEADER_LEN as u64;
         }
     }
-    // Rewrite packs where garbage is at least a tenth of the pack.
-    let rewrite: HashSet<u32> = per_pack.iter().filter(|(_, (l, d))| *d > 0 && *d * 10 >= *l + *d).map(|(p, _)| *p).collect();
-    progress.set_total(rewrite.iter().map(|p| per_pack[p].0).sum());
+    let current = packs.current_pack();
+    let mut rewrite: HashSet<u32> = HashSet::new();
+    for p in packs.packs()? {
+        let len = std::fs::metadata(packs.pack_path(p)).map(|m| m.len()).unwrap_or(0);
+        let live_b = live_bytes.get(&p).copied().unwrap_or(0);
+        let dead = len.saturating_sub(PACK_HEADER_LEN + live_b);
+        // Rewrite packs where garbage is at least a tenth of the pack.
+        if live_b > 0 && dead * 10 >= len && Some(p) != current {
+            rewrite.insert(p);
+        }
+    }
+    let per_pack = live_bytes;
+    progress.set_total(rewrite.iter().map(|p| per_pack.get(p).copied().unwrap_or(0)).sum());
     for (id, e) in &entries {
         if rewrite.contains(&e.pack) && live.contains(id) {
             let payload = packs.read_payload(id, e)?;
@@ -91,7 +103,6 @@ pub fn gc(repo: &Repository, extra_roots: &[TreeId], progress: &dyn Progress) ->
     // Unlink packs nothing references (rewritten ones, and orphans of
     // interrupted imports), never the pack being written.
     let referenced: HashSet<u32> = packs.entries()?.iter().map(|(_, e): &(Digest, IndexEntry)| e.pack).collect();
-    let current = packs.current_pack();
     for p in packs.packs()? {
         if !referenced.contains(&p) && Some(p) != current {
             packs.forget_pack(p);

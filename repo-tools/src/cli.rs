@@ -49,7 +49,7 @@ pub enum Command {
     /// List a directory of an image (IMAGE or IMAGE:PATH; IMAGE is NAME or NAME:VERSION).
     Ls {
         #[arg(value_name = "IMAGE[:PATH]")]
-        target: String,
+        target: std::ffi::OsString,
         /// List recursively.
         #[arg(short = 'R', long)]
         recursive: bool,
@@ -59,7 +59,7 @@ pub enum Command {
     /// Write a file of an image to stdout (verified; damaged data is an error).
     Cat {
         #[arg(value_name = "IMAGE:PATH")]
-        target: String,
+        target: std::ffi::OsString,
     },
     /// Export an image to a directory (absent or empty) or a tar file (*.tar, or "-").
     Export {
@@ -88,6 +88,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Mount an image with a private writable overlay (FUSE).
+    Mount {
+        /// NAME or NAME:VERSION.
+        image: String,
+        /// The overlay directory on the guest's own partition (created if absent).
+        #[arg(long, value_name = "DIR")]
+        overlay: PathBuf,
+        mountpoint: PathBuf,
+        /// Serve in the foreground instead of detaching a daemon.
+        #[arg(short, long)]
+        foreground: bool,
+        /// FUSE worker threads.
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+    },
+    /// Unmount an lvrepo mount and wait for its daemon to finish writing.
+    Umount { mountpoint: PathBuf },
     /// Write man pages (one per command) into a directory.
     Man {
         #[arg(long, value_name = "DIR")]

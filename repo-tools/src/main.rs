@@ -70,6 +70,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
                 ErrorClass::Damaged => exit::DAMAGED,
                 ErrorClass::Exists => exit::EXISTS,
                 ErrorClass::Busy => exit::BUSY,
+                ErrorClass::Usage => exit::USAGE,
                 ErrorClass::Other => continue,
             };
         }
@@ -87,5 +88,6 @@ fn init_tracing(verbose: u8, quiet: bool) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_env("LVREPO_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).with_target(false).init();
 }

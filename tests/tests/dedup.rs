@@ -72,7 +72,9 @@ fn second_version_with_three_changes_stores_only_the_changes() {
     assert!((2.0..=30.0).contains(&objs), "object count grew by {objs}\n{s1}\n{s2}");
     let logical = num(&s2, "logical_bytes");
     assert!(logical >= 1.9 * tree_bytes, "logical_bytes {logical} should count both versions of {tree_bytes}");
-    assert!(num(&s2, "dedup_ratio") > 1.8, "dedup_ratio: {s2}");
+    // Compression alone gives ~2x on v1; the second version must ~double it.
+    let (d1, d2) = (num(&s1, "dedup_ratio"), num(&s2, "dedup_ratio"));
+    assert!(d2 > 1.9 * d1, "dedup_ratio {d1} → {d2}: second version was not deduplicated");
     for img in ["deb:1", "deb:2"] {
         let i = image_stats(&s2, img);
         assert!(num(i, "logical_bytes") >= 0.9 * tree_bytes, "{img}: {i}");

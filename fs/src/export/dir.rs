@@ -63,7 +63,7 @@ impl Exporter<'_> {
     }
 
     fn entry(&mut self, e: &Entry, p: &Path) -> Result<()> {
-        if e.kind == Kind::File && e.link != 0 {
+        if e.kind != Kind::Dir && e.link != 0 {
             if let Some(first) = self.links.get(&e.link) {
                 return std::fs::hard_link(first, p).map_err(|er| Error::io("linking", p, er));
             }

@@ -37,13 +37,17 @@ struct TarX<'a, W: Write> {
 impl<W: Write> TarX<'_, W> {
     fn entry(&mut self, e: &Entry, path: &[u8]) -> Result<()> {
         let p = Path::new(OsStr::from_bytes(path));
+        if e.kind == Kind::Socket {
+            tracing::warn!(path = %p.display(), "tar cannot hold sockets; skipped");
+            return Ok(());
+        }
         let mut h = tar::Header::new_gnu();
         h.set_mode(e.mode);
         h.set_uid(e.uid.into());
         h.set_gid(e.gid.into());
         h.set_mtime(e.mtime.sec.max(0) as u64);
         h.set_size(0);
-        let mut pax: Vec<(String, Vec<u8>)> = vec![("mtime".into(), format!("{}.{:09}", e.mtime.sec, e.mtime.nsec).into_bytes())];
+        let mut pax: Vec<(String, Vec<u8>)> = vec![("mtime".into(), pax_time(e.mtime).into_bytes())];
         for (k, v) in &e.xattrs {
             pax.push((format!("SCHILY.xattr.{}", String::from_utf8_lossy(k)), v.clone()));
         }
@@ -72,12 +76,13 @@ impl<W: Write> TarX<'_, W> {
                     self.entry(&child, &cp)?;
                 }
             }
+            _ if e.link != 0 && self.links.contains_key(&e.link) => {
+                let first = self.links[&e.link].clone();
+                h.set_entry_type(tar::EntryType::Link);
+                self.b.append_link(&mut h, p, Path::new(OsStr::from_bytes(&first))).map_err(io)?;
+            }
             Kind::File => {
                 if e.link != 0 {
-                    if let Some(first) = self.links.get(&e.link) {
-                        h.set_entry_type(tar::EntryType::Link);
-                        return self.b.append_link(&mut h, p, Path::new(OsStr::from_bytes(first))).map_err(io);
-                    }
                     self.links.insert(e.link, path.to_vec());
                 }
                 h.set_entry_type(tar::EntryType::Regular);
@@ -88,10 +93,16 @@ impl<W: Write> TarX<'_, W> {
                 self.progress.advance(e.size);
             }
             Kind::Symlink => {
+                if e.link != 0 {
+                    self.links.insert(e.link, path.to_vec());
+                }
                 h.set_entry_type(tar::EntryType::Symlink);
                 self.b.append_link(&mut h, p, Path::new(OsStr::from_bytes(&e.target))).map_err(io)?;
             }
             Kind::CharDev | Kind::BlockDev | Kind::Fifo => {
+                if e.link != 0 {
+                    self.links.insert(e.link, path.to_vec());
+                }
                 h.set_entry_type(match e.kind {
                     Kind::CharDev => tar::EntryType::Char,
                     Kind::BlockDev => tar::EntryType::Block,
@@ -103,12 +114,18 @@ impl<W: Write> TarX<'_, W> {
                 }
                 self.b.append_data(&mut h, p, std::io::empty()).map_err(io)?;
             }
-            Kind::Socket => {
-                tracing::warn!(path = %p.display(), "tar cannot hold sockets; skipped");
-                self.stats.entries -= 1;
-            }
+            Kind::Socket => {}
         }
         Ok(())
+    }
+}
+
+/// PAX time text for a timestamp: `-1.25` for 1.25 s before the epoch.
+fn pax_time(t: crate::tree::Timestamp) -> String {
+    if t.sec < 0 && t.nsec > 0 {
+        format!("-{}.{:09}", -(t.sec + 1), 1_000_000_000 - t.nsec)
+    } else {
+        format!("{}.{:09}", t.sec, t.nsec)
     }
 }
 

@@ -62,6 +62,7 @@ pub fn store_dir(store: &dyn ObjectStore, src: &Path, progress: &dyn Progress) -
         let label = link_label(&smallest);
         for &i in members {
             nodes[i].entry.link = label;
+            nodes[i].entry.links = members.len() as u32;
             first_of.insert(i, members[0]);
         }
     }

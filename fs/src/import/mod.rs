@@ -56,11 +56,16 @@ pub(crate) fn publish(repo: &Repository, target: &ImportTarget, root: TreeId, st
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
+    // Without an explicit parent, a new version derives from the previous one.
+    let parent = match &target.parent {
+        Some(p) => Some(repo.resolve(&p.parse()?)?.label()),
+        None => repo.images()?.into_iter().filter(|i| i.name == target.image.name && i.version < version).max_by_key(|i| i.version).map(|i| i.label()),
+    };
     let rec = ImageRecord {
         name: target.image.name.clone(),
         version,
         root: ImageId(root),
-        parent: target.parent.clone(),
+        parent,
         created,
         message: target.message.clone(),
         files: stats.entries,

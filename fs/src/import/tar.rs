@@ -71,42 +71,66 @@ pub fn store_tar(store: &dyn ObjectStore, input: impl Read, progress: &dyn Progr
     let mut group_of: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut stats = ImportStats::default();
     let mut buf = vec![0u8; (16 * CHUNK_SIZE) as usize];
-    let mut saw_entry = false;
-    for ent in ar.entries().map_err(Error::Archive)? {
+    let mut pax: Option<Vec<(Vec<u8>, Vec<u8>)>> = None;
+    let mut long_name: Option<Vec<u8>> = None;
+    let mut long_link: Option<Vec<u8>> = None;
+    // Raw iteration: PAX records are parsed here by their length prefix (the
+    // tar crate splits them on newlines, which breaks binary xattr values).
+    for ent in ar.entries().map_err(Error::Archive)?.raw(true) {
         let mut ent = ent.map_err(Error::Archive)?;
-        saw_entry = true;
-        let raw_path = ent.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw_path).into_owned();
-        let unsafe_entry = |why| Error::UnsafeEntry { path: shown.clone(), why };
-        let comps = normalize(&raw_path).ok_or_else(|| unsafe_entry("path has a '..' component"))?;
         let h = ent.header().clone();
         let etype = h.entry_type();
+        use tar::EntryType as T;
+        match etype {
+            T::XHeader | T::GNULongName | T::GNULongLink | T::XGlobalHeader => {
+                let mut data = Vec::new();
+                ent.read_to_end(&mut data).map_err(Error::Archive)?;
+                match etype {
+                    T::XHeader if pax.is_none() => pax = Some(parse_pax(&data)?),
+                    T::GNULongName if long_name.is_none() => long_name = Some(trim_nul(data)),
+                    T::GNULongLink if long_link.is_none() => long_link = Some(trim_nul(data)),
+                    T::XGlobalHeader => {}
+                    _ => return Err(Error::UnsafeEntry { path: String::new(), why: "two extension headers of one kind for one entry" }),
+                }
+                continue;
+            }
+            T::GNUSparse => {
+                return Err(Error::NotSupported { path: String::from_utf8_lossy(&h.path_bytes()).into_owned(), why: "GNU sparse tar entries are not supported" });
+            }
+            _ => {}
+        }
+        let exts = pax.take().unwrap_or_default();
+        let ext = |k: &[u8]| exts.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        let raw_path = ext(b"path").or(long_name.take()).unwrap_or_else(|| h.path_bytes().into_owned());
+        let link_target = ext(b"linkpath").or(long_link.take()).or_else(|| h.link_name_bytes().map(|c| c.into_owned())).unwrap_or_default();
+        let shown = String::from_utf8_lossy(&raw_path).into_owned();
+        let unsafe_entry = |why| Error::UnsafeEntry { path: shown.clone(), why };
+        if ext(b"size").is_some_and(|v| v != h.size().map(|s| s.to_string().into_bytes()).unwrap_or_default()) {
+            return Err(unsafe_entry("PAX size overrides are not supported"));
+        }
+        let comps = normalize(&raw_path).ok_or_else(|| unsafe_entry("path has a '..' component"))?;
+        let num = |v: Option<Vec<u8>>| v.and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u32>().ok());
         let mut e = Entry::new(comps.last().cloned().unwrap_or_default(), Kind::File);
         e.mode = h.mode().map_err(Error::Archive)? & 0o7777;
-        e.uid = h.uid().map_err(Error::Archive)? as u32;
-        e.gid = h.gid().map_err(Error::Archive)? as u32;
+        e.uid = num(ext(b"uid")).unwrap_or(h.uid().map_err(Error::Archive)? as u32);
+        e.gid = num(ext(b"gid")).unwrap_or(h.gid().map_err(Error::Archive)? as u32);
         e.mtime = Timestamp { sec: h.mtime().map_err(Error::Archive)? as i64, nsec: 0 };
-        if let Some(exts) = ent.pax_extensions().map_err(Error::Archive)? {
-            for x in exts {
-                let x = x.map_err(Error::Archive)?;
-                let key = x.key_bytes();
-                if key == b"mtime" {
-                    if let Some(t) = parse_pax_time(x.value_bytes()) {
-                        e.mtime = t;
-                    }
-                } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                    e.xattrs.push((name.to_vec(), x.value_bytes().to_vec()));
+        for (key, value) in &exts {
+            if key == b"mtime" {
+                if let Some(t) = parse_pax_time(value) {
+                    e.mtime = t;
                 }
+            } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                e.xattrs.push((name.to_vec(), value.clone()));
             }
         }
         e.xattrs.sort();
         e.xattrs.dedup_by(|a, b| a.0 == b.0);
-        use tar::EntryType as T;
         match etype {
             T::Directory => e.kind = Kind::Dir,
             T::Symlink => {
                 e.kind = Kind::Symlink;
-                e.target = ent.link_name_bytes().map(|c| c.into_owned()).unwrap_or_default();
+                e.target = link_target;
             }
             T::Char | T::Block => {
                 e.kind = if etype == T::Char { Kind::CharDev } else { Kind::BlockDev };
@@ -115,7 +139,7 @@ pub fn store_tar(store: &dyn ObjectStore, input: impl Read, progress: &dyn Progr
                 e.rdev = libc::makedev(maj, min);
             }
             T::Fifo => e.kind = Kind::Fifo,
-            T::Regular | T::Continuous | T::GNUSparse => {
+            T::Regular | T::Continuous => {
                 let mut b = ContentBuilder::new(store);
                 let mut pos = 0u64;
                 loop {
@@ -132,8 +156,7 @@ pub fn store_tar(store: &dyn ObjectStore, input: impl Read, progress: &dyn Progr
                 e.content = b.finish(pos)?;
             }
             T::Link => {
-                let target = ent.link_name_bytes().map(|c| c.into_owned()).unwrap_or_default();
-                let tcomps = normalize(&target).ok_or_else(|| unsafe_entry("hardlink target has a '..' component"))?;
+                let tcomps = normalize(&link_target).ok_or_else(|| unsafe_entry("hardlink target has a '..' component"))?;
                 let tnode = find(&root, &tcomps).filter(|n| n.entry.kind != Kind::Dir).ok_or_else(|| unsafe_entry("hardlink target is not an earlier non-directory entry"))?;
                 let name = e.name.clone();
                 e = tnode.entry.clone();
@@ -158,9 +181,11 @@ pub fn store_tar(store: &dyn ObjectStore, input: impl Read, progress: &dyn Progr
         }
         insert(&mut root, &comps, e).map_err(unsafe_entry)?;
     }
+    if pax.is_some() || long_name.is_some() || long_link.is_some() {
+        return Err(Error::Archive(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "archive ends after an extension header")));
+    }
     let tail = &ar.into_inner().last;
-    let ends_with_marker = tail.len() >= 512 && tail[tail.len() - 512..].iter().all(|&b| b == 0);
-    if !saw_entry || !ends_with_marker {
+    if tail.len() < 512 || tail[tail.len() - 512..].iter().any(|&b| b != 0) {
         return Err(Error::Archive(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "archive is truncated: no end-of-archive marker")));
     }
     for members in &groups {
@@ -168,8 +193,9 @@ pub fn store_tar(store: &dyn ObjectStore, input: impl Read, progress: &dyn Progr
         for m in members {
             let comps: Vec<Vec<u8>> = m.split(|&b| b == b'/').map(<[u8]>::to_vec).collect();
             if let Some(n) = find_mut(&mut root, &comps) {
-                if n.entry.kind == Kind::File {
+                if n.entry.kind != Kind::Dir {
                     n.entry.link = label;
+                    n.entry.links = members.len() as u32;
                 }
             }
         }
@@ -262,6 +288,35 @@ fn build(store: &dyn ObjectStore, node: DNode, stats: &mut ImportStats, counted:
     Ok(e)
 }
 
+/// PAX extended header records: `LEN KEY=VALUE\n`, where LEN counts the
+/// whole record, so values may hold any byte (newlines included).
+fn parse_pax(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let bad = |why| Error::UnsafeEntry { path: "(pax header)".into(), why };
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        if data[pos..].iter().all(|&b| b == 0) {
+            break;
+        }
+        let sp = data[pos..].iter().position(|&b| b == b' ').ok_or(bad("PAX record without a length"))?;
+        let len: usize = std::str::from_utf8(&data[pos..pos + sp]).ok().and_then(|s| s.parse().ok()).ok_or(bad("PAX record length is not a number"))?;
+        let end = pos.checked_add(len).filter(|&e| e <= data.len() && len > sp + 1).ok_or(bad("PAX record runs past its header"))?;
+        let rec = &data[pos + sp + 1..end];
+        let rec = rec.strip_suffix(b"\n").ok_or(bad("PAX record does not end in a newline"))?;
+        let eq = rec.iter().position(|&b| b == b'=').ok_or(bad("PAX record without '='"))?;
+        out.push((rec[..eq].to_vec(), rec[eq + 1..].to_vec()));
+        pos = end;
+    }
+    Ok(out)
+}
+
+fn trim_nul(mut v: Vec<u8>) -> Vec<u8> {
+    while v.last() == Some(&0) {
+        v.pop();
+    }
+    v
+}
+
 /// PAX time: `SECONDS[.FRACTION]`, possibly negative.
 fn parse_pax_time(v: &[u8]) -> Option<Timestamp> {
     let s = std::str::from_utf8(v).ok()?;
@@ -296,6 +351,13 @@ mod tests {
         assert_eq!(parse_pax_time(b"7"), Some(Timestamp { sec: 7, nsec: 0 }));
         assert_eq!(parse_pax_time(b"-1.25"), Some(Timestamp { sec: -2, nsec: 750_000_000 }));
         assert_eq!(parse_pax_time(b"1.123456789123"), Some(Timestamp { sec: 1, nsec: 123_456_789 }));
+    }
+
+    #[test]
+    fn pax_records_may_hold_newlines() {
+        let v = parse_pax(b"21 SCHILY.xattr.a=\n\x00\n12 path=a/b\n").unwrap();
+        assert_eq!(v, vec![(b"SCHILY.xattr.a".to_vec(), b"\n\x00".to_vec()), (b"path".to_vec(), b"a/b".to_vec())]);
+        assert!(parse_pax(b"99 path=x\n").is_err());
     }
 
     #[test]

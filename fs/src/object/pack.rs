@@ -193,7 +193,10 @@ impl PackStore {
     /// entry (gc copies payloads as they are, without recompressing).
     pub(crate) fn read_payload(&self, id: &Digest, e: &IndexEntry) -> Result<Vec<u8>> {
         let damaged = |why| Error::Damaged { kind: e.kind, id: *id, why };
-        let f = self.open_pack(e.pack)?;
+        let f = match self.open_pack(e.pack) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Err(damaged(DamageKind::PackMissing)),
+            other => other?,
+        };
         let mut buf = vec![0u8; RECORD_HEADER_LEN + e.stored_len as usize];
         f.read_exact_at(&mut buf, e.offset).map_err(|err| {
             if err.kind() == std::io::ErrorKind::UnexpectedEof {

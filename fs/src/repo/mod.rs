@@ -86,6 +86,12 @@ impl Repository {
         &self.store
     }
 
+    /// Give up the repository handle, keeping its verified store (a daemon
+    /// wraps it in a cache and shares it between threads).
+    pub fn into_store(self) -> Verified<PackStore> {
+        self.store
+    }
+
     /// The raw pack store (verify and gc walk it directly).
     pub fn packs(&self) -> &PackStore {
         self.store.inner()

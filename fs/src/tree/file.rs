@@ -233,3 +233,51 @@ pub fn read_all(store: &dyn ObjectStore, content: &Content, size: u64, sink: &mu
     }
     emit_hole(pos, size, sink)
 }
+
+/// Whether two contents of a `size`-byte file read as the same bytes: a hole
+/// and a stored run of zeros are equal (a sparse file and its dense tar round
+/// trip are the same data). Windows whose extent lists agree (zero chunks
+/// dropped) are decided from the index alone; only the others are read.
+pub fn same_bytes(store: &dyn ObjectStore, a: &Content, b: &Content, size: u64) -> Result<bool> {
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
+    if a == b {
+        return Ok(true);
+    }
+    type Pieces = Vec<(u64, u64, ChunkId)>;
+    let by_window = |c: &Content| -> Result<BTreeMap<u64, Pieces>> {
+        let mut m: BTreeMap<u64, Pieces> = BTreeMap::new();
+        for x in leaf_extents(store, c, size)? {
+            m.entry(x.0 / CHUNK_SIZE).or_default().push(x);
+        }
+        Ok(m)
+    };
+    let (wa, wb) = (by_window(a)?, by_window(b)?);
+    let mut zero_ids: HashMap<u64, ChunkId> = HashMap::new();
+    let mut data_only = |p: Option<&Pieces>| -> Pieces {
+        let mut v = p.cloned().unwrap_or_default();
+        v.retain(|(_, len, id)| *zero_ids.entry(*len).or_insert_with(|| ChunkId::of(&vec![0u8; *len as usize])) != *id);
+        v
+    };
+    let window_bytes = |w: u64, p: Option<&Pieces>| -> Result<Vec<u8>> {
+        let start = w * CHUNK_SIZE;
+        let mut buf = vec![0u8; (size.min(start + CHUNK_SIZE) - start) as usize];
+        for (off, len, id) in p.map(Vec::as_slice).unwrap_or_default() {
+            let data = get_required(store, ObjectKind::Chunk, &id.0)?;
+            let s = (off - start) as usize;
+            let n = (*len as usize).min(data.len()).min(buf.len().saturating_sub(s));
+            buf[s..s + n].copy_from_slice(&data[..n]);
+        }
+        Ok(buf)
+    };
+    let windows: BTreeSet<u64> = wa.keys().chain(wb.keys()).copied().collect();
+    for w in windows {
+        let (pa, pb) = (wa.get(&w), wb.get(&w));
+        if data_only(pa) == data_only(pb) {
+            continue;
+        }
+        if window_bytes(w, pa)? != window_bytes(w, pb)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

@@ -128,6 +128,8 @@ pub struct Entry {
     pub rdev: u64,
     /// Hardlink set label; 0 when the file is not part of a set.
     pub link: u64,
+    /// Number of names in the hardlink set (0 when `link` is 0).
+    pub links: u32,
     /// Every extended attribute, sorted by name (POSIX ACLs are
     /// `system.posix_acl_*`, capabilities `security.capability`).
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
@@ -149,6 +151,7 @@ impl Entry {
             size: 0,
             rdev: 0,
             link: 0,
+            links: 0,
             xattrs: Vec::new(),
             target: Vec::new(),
             content: Content::None,
@@ -162,7 +165,7 @@ impl Entry {
 
     /// Same attributes (mode, owner, time, xattrs, hardlink set).
     pub fn same_meta(&self, o: &Entry) -> bool {
-        self.mode == o.mode && self.uid == o.uid && self.gid == o.gid && self.mtime == o.mtime && self.xattrs == o.xattrs && self.link == o.link
+        self.mode == o.mode && self.uid == o.uid && self.gid == o.gid && self.mtime == o.mtime && self.xattrs == o.xattrs && self.link == o.link && self.links == o.links
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
@@ -176,6 +179,7 @@ impl Entry {
         put_uv(out, self.size);
         put_uv(out, self.rdev);
         put_uv(out, self.link);
+        put_uv(out, self.links.into());
         put_uv(out, self.xattrs.len() as u64);
         for (k, v) in &self.xattrs {
             put_bytes(out, k);
@@ -216,6 +220,10 @@ impl Entry {
         let size = r.uv()?;
         let rdev = r.uv()?;
         let link = r.uv()?;
+        let links = r.u32v()?;
+        if (link == 0) != (links == 0) {
+            return Err(r.err("hardlink label and count disagree"));
+        }
         let nx = r.uv()?;
         let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         for _ in 0..nx {
@@ -245,7 +253,7 @@ impl Entry {
         if !ok {
             return Err(r.err("content does not match kind"));
         }
-        Ok(Entry { name, kind, mode, uid, gid, mtime: Timestamp { sec, nsec }, size, rdev, link, xattrs, target, content })
+        Ok(Entry { name, kind, mode, uid, gid, mtime: Timestamp { sec, nsec }, size, rdev, link, links, xattrs, target, content })
     }
 }
 

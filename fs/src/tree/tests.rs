@@ -34,7 +34,8 @@ fn arb_entry() -> impl Strategy<Value = Entry> {
             let mut xattrs = xattrs;
             xattrs.sort();
             xattrs.dedup_by(|a, b| a.0 == b.0);
-            Entry { name, kind, mode, uid, gid, mtime: Timestamp { sec, nsec }, size, rdev, link, xattrs, target, content }
+            let links = if link == 0 { 0 } else { (link % 7 + 1) as u32 };
+            Entry { name, kind, mode, uid, gid, mtime: Timestamp { sec, nsec }, size, rdev, link, links, xattrs, target, content }
         })
 }
 
@@ -138,4 +139,26 @@ fn root_tree_and_lookup() {
     assert_eq!(lookup(&store, &rid, b"/etc/hello").unwrap().unwrap().size, 2);
     assert!(lookup(&store, &rid, b"etc/nope").unwrap().is_none());
     assert!(lookup(&store, &rid, b"etc/hello/x").unwrap().is_none());
+}
+
+#[test]
+fn sparse_and_dense_forms_of_the_same_bytes_are_the_same() {
+    let store = MemStore::new();
+    let size = 5 * CHUNK_SIZE + 7;
+    let mut sparse = ContentBuilder::new(&store);
+    sparse.push(10, b"data").unwrap();
+    sparse.push(3 * CHUNK_SIZE + 100, b"more").unwrap();
+    let sparse = sparse.finish(size).unwrap();
+    let mut image = vec![0u8; size as usize];
+    image[10..14].copy_from_slice(b"data");
+    image[(3 * CHUNK_SIZE + 100) as usize..(3 * CHUNK_SIZE + 104) as usize].copy_from_slice(b"more");
+    let mut dense = ContentBuilder::new(&store);
+    dense.push(0, &image).unwrap();
+    let dense = dense.finish(size).unwrap();
+    assert!(same_bytes(&store, &sparse, &dense, size).unwrap());
+    image[11] = b'X';
+    let mut changed = ContentBuilder::new(&store);
+    changed.push(0, &image).unwrap();
+    let changed = changed.finish(size).unwrap();
+    assert!(!same_bytes(&store, &sparse, &changed, size).unwrap());
 }

@@ -4,19 +4,20 @@
 use std::io::Write;
 
 use anyhow::Result;
+use lvrepo_fs::walk::escape_path;
 use lvrepo_fs::{Error, Kind};
 
 use crate::cli::Cli;
 
-pub fn run(cli: &Cli, target: &str) -> Result<()> {
+pub fn run(cli: &Cli, target: &std::ffi::OsStr) -> Result<()> {
     let (r, path) = super::split_target(target)?;
     let repo = super::open(cli, false)?;
     let img = repo.resolve(&r)?;
     let store = repo.objects();
-    let e = lvrepo_fs::tree::lookup(store, &img.root_tree(), path.as_bytes())?
-        .ok_or_else(|| Error::PathNotFound { image: img.label(), path: path.clone() })?;
+    let e = lvrepo_fs::tree::lookup(store, &img.root_tree(), &path)?
+        .ok_or_else(|| Error::PathNotFound { image: img.label(), path: escape_path(&path) })?;
     if e.kind != Kind::File {
-        anyhow::bail!("{}:{path} is not a regular file", img.label());
+        anyhow::bail!("{}:{} is not a regular file", img.label(), escape_path(&path));
     }
     let out = std::io::stdout();
     let mut out = out.lock();

@@ -19,15 +19,22 @@ pub fn run(cli: &Cli, image: &str, dest: &Path) -> Result<()> {
     let stats = if dest == Path::new("-") {
         export_tar(repo.objects(), &root, std::io::stdout().lock(), &bar)?
     } else if dest.extension().is_some_and(|e| e == "tar") {
-        let tmp = dest.with_extension("tar.partial");
-        let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-        let s = export_tar(repo.objects(), &root, &mut w, &bar)?;
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
+        if dest.symlink_metadata().is_ok() {
+            return Err(lvrepo_fs::Error::DestinationNotEmpty(dest.to_path_buf()).into());
+        }
         // Only a complete archive gets the requested name.
-        std::fs::rename(&tmp, dest)?;
-        s
+        let tmp = dest.with_extension("tar.partial");
+        let write = || -> Result<lvrepo_fs::export::ExportStats> {
+            let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            let s = export_tar(repo.objects(), &root, &mut w, &bar)?;
+            w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            std::fs::rename(&tmp, dest)?;
+            Ok(s)
+        };
+        write().inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?
     } else {
         export_dir(repo.objects(), &root, dest, &bar).with_context(|| format!("exporting {} to {}", img.label(), dest.display()))?
     };

@@ -8,14 +8,17 @@ use serde_json::json;
 use crate::cli::Cli;
 use crate::output::{print_json, utc};
 
-pub fn run(cli: &Cli, target: &str, recursive: bool, json: bool) -> Result<()> {
+pub fn run(cli: &Cli, target: &std::ffi::OsStr, recursive: bool, json: bool) -> Result<()> {
     let (r, path) = super::split_target(target)?;
     let repo = super::open(cli, false)?;
     let img = repo.resolve(&r)?;
     let store = repo.objects();
-    let entry = lvrepo_fs::tree::lookup(store, &img.root_tree(), path.as_bytes())?
-        .ok_or_else(|| lvrepo_fs::Error::PathNotFound { image: img.label(), path: path.clone() })?;
-    let base = path.trim_end_matches('/').as_bytes().to_vec();
+    let entry = lvrepo_fs::tree::lookup(store, &img.root_tree(), &path)?
+        .ok_or_else(|| lvrepo_fs::Error::PathNotFound { image: img.label(), path: escape_path(&path) })?;
+    let mut base = path.clone();
+    while base.last() == Some(&b'/') {
+        base.pop();
+    }
     let mut rows: Vec<(Vec<u8>, Entry)> = Vec::new();
     if entry.kind != Kind::Dir {
         rows.push((base, entry));

@@ -11,7 +11,9 @@ mod import;
 mod init;
 mod ls;
 mod man;
+mod mount;
 mod stats;
+mod umount;
 mod verify;
 
 use std::path::PathBuf;
@@ -33,6 +35,8 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Verify { json } => verify::run(cli, *json),
         Command::Gc { json } => gc::run(cli, *json),
         Command::Stats { json } => stats::run(cli, *json),
+        Command::Mount { image, overlay, mountpoint, foreground, threads } => mount::run(cli, image, overlay, mountpoint, *foreground, *threads),
+        Command::Umount { mountpoint } => umount::run(mountpoint),
         Command::Man { out } => man::run(out),
         Command::Completions { shell } => completions::run(*shell),
     }
@@ -48,21 +52,25 @@ pub fn open(cli: &Cli, writable: bool) -> Result<Repository> {
 }
 
 /// Split `IMAGE[:VERSION][:PATH]`: the part after the second colon (or after
-/// the first, when what follows it is not a version number) is the path.
-pub fn split_target(s: &str) -> Result<(ImageRef, String)> {
-    let mut parts = s.splitn(3, ':');
+/// the first, when what follows it is not a version number) is the path,
+/// kept as bytes (file names need not be UTF-8).
+pub fn split_target(s: &std::ffi::OsStr) -> Result<(ImageRef, Vec<u8>)> {
+    use std::os::unix::ffi::OsStrExt;
+    let b = s.as_bytes();
+    let mut parts = b.splitn(3, |&c| c == b':');
     let name = parts.next().unwrap_or_default();
-    let (version, path) = match (parts.next(), parts.next()) {
-        (Some(v), rest) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => (Some(v), rest.unwrap_or("/").to_string()),
-        (Some(p), Some(rest)) => (None, format!("{p}:{rest}")),
-        (Some(p), None) => (None, p.to_string()),
-        (None, _) => (None, "/".to_string()),
+    let (version, path): (Option<&[u8]>, Vec<u8>) = match (parts.next(), parts.next()) {
+        (Some(v), rest) if !v.is_empty() && v.iter().all(u8::is_ascii_digit) => (Some(v), rest.unwrap_or(b"/").to_vec()),
+        (Some(p), Some(rest)) => (None, [p, b":", rest].concat()),
+        (Some(p), None) => (None, p.to_vec()),
+        (None, _) => (None, b"/".to_vec()),
     };
+    let name = std::str::from_utf8(name).map_err(|_| crate::Exit(crate::exit::USAGE, "image names are ASCII".into()))?;
     let r: ImageRef = match version {
-        Some(v) => format!("{name}:{v}").parse()?,
+        Some(v) => format!("{name}:{}", String::from_utf8_lossy(v)).parse()?,
         None => name.parse()?,
     };
-    Ok((r, if path.is_empty() { "/".into() } else { path }))
+    Ok((r, if path.is_empty() { b"/".to_vec() } else { path }))
 }
 
 pub fn resolve(repo: &Repository, image: &str) -> Result<ImageRecord> {
@@ -72,15 +80,20 @@ pub fn resolve(repo: &Repository, image: &str) -> Result<ImageRecord> {
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
     #[test]
     fn splits_targets() {
-        let (r, p) = super::split_target("deb:2:/etc/passwd").unwrap();
-        assert_eq!((r.name.as_str(), r.version, p.as_str()), ("deb", Some(2), "/etc/passwd"));
-        let (r, p) = super::split_target("deb:/etc").unwrap();
-        assert_eq!((r.version, p.as_str()), (None, "/etc"));
-        let (_, p) = super::split_target("deb").unwrap();
-        assert_eq!(p, "/");
-        let (r, p) = super::split_target("deb:3").unwrap();
-        assert_eq!((r.version, p.as_str()), (Some(3), "/"));
+        let (r, p) = super::split_target(OsStr::new("deb:2:/etc/passwd")).unwrap();
+        assert_eq!((r.name.as_str(), r.version, p.as_slice()), ("deb", Some(2), b"/etc/passwd".as_slice()));
+        let (r, p) = super::split_target(OsStr::new("deb:/etc")).unwrap();
+        assert_eq!((r.version, p.as_slice()), (None, b"/etc".as_slice()));
+        let (_, p) = super::split_target(OsStr::new("deb")).unwrap();
+        assert_eq!(p, b"/");
+        let (r, p) = super::split_target(OsStr::new("deb:3")).unwrap();
+        assert_eq!((r.version, p.as_slice()), (Some(3), b"/".as_slice()));
+        let (_, p) = super::split_target(OsStr::from_bytes(b"deb:1:/bad\xff")).unwrap();
+        assert_eq!(p, b"/bad\xff");
     }
 }

@@ -1,0 +1,361 @@
+//! The FUSE front of the overlay engine. Callbacks are thin: each calls the
+//! engine (a `Result`), and replies with data or with the errno that
+//! [`Error::errno`] maps, so nothing the kernel sends can panic the daemon.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
+};
+
+use crate::error::Error;
+use crate::overlay::ns::{NewNode, SetAttr};
+use crate::overlay::{Inode, Overlay};
+use crate::tree::{Kind, Timestamp};
+
+/// Attribute and entry cache lifetime. Every change goes through this daemon,
+/// whose replies keep the kernel's caches current, so a long TTL is safe.
+const TTL: Duration = Duration::from_secs(60);
+
+pub struct LvFs {
+    ov: Arc<Overlay>,
+    dirs: Mutex<HashMap<u64, Arc<Vec<(Vec<u8>, u64, Kind)>>>>,
+    next_fh: AtomicU64,
+}
+
+impl LvFs {
+    pub fn new(ov: Arc<Overlay>) -> Self {
+        LvFs { ov, dirs: Mutex::new(HashMap::new()), next_fh: AtomicU64::new(1) }
+    }
+}
+
+fn errno(e: &Error) -> Errno {
+    if !matches!(e, Error::Posix(_)) {
+        tracing::error!(error = %e, "filesystem operation failed");
+    }
+    Errno::from_i32(e.errno())
+}
+
+fn ftype(k: Kind) -> FileType {
+    match k {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
+        Kind::CharDev => FileType::CharDevice,
+        Kind::BlockDev => FileType::BlockDevice,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+    }
+}
+
+fn systime(t: Timestamp) -> SystemTime {
+    if t.sec >= 0 {
+        UNIX_EPOCH + Duration::new(t.sec as u64, t.nsec)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(t.sec.unsigned_abs()) + Duration::from_nanos(t.nsec.into())
+    }
+}
+
+fn stamp(t: TimeOrNow) -> Timestamp {
+    let st = match t {
+        TimeOrNow::Now => SystemTime::now(),
+        TimeOrNow::SpecificTime(s) => s,
+    };
+    match st.duration_since(UNIX_EPOCH) {
+        Ok(d) => Timestamp { sec: d.as_secs() as i64, nsec: d.subsec_nanos() },
+        Err(e) => {
+            let d = e.duration();
+            let (s, n) = (d.as_secs() as i64, d.subsec_nanos());
+            if n == 0 {
+                Timestamp { sec: -s, nsec: 0 }
+            } else {
+                Timestamp { sec: -s - 1, nsec: 1_000_000_000 - n }
+            }
+        }
+    }
+}
+
+pub fn attr(ino: u64, i: &Inode) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size: i.size,
+        blocks: i.size.div_ceil(512),
+        atime: systime(i.atime),
+        mtime: systime(i.mtime),
+        ctime: systime(i.ctime),
+        crtime: systime(i.ctime),
+        kind: ftype(i.kind),
+        perm: (i.mode & 0o7777) as u16,
+        nlink: i.nlink,
+        uid: i.uid,
+        gid: i.gid,
+        rdev: i.rdev as u32,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn name(n: &OsStr) -> &[u8] {
+    n.as_bytes()
+}
+
+macro_rules! reply_entry {
+    ($reply:expr, $r:expr) => {
+        match $r {
+            Ok((ino, i)) => $reply.entry(&TTL, &attr(ino, &i), Generation(0)),
+            Err(e) => $reply.error(errno(&e)),
+        }
+    };
+}
+
+macro_rules! reply_empty {
+    ($reply:expr, $r:expr) => {
+        match $r {
+            Ok(()) => $reply.ok(),
+            Err(e) => $reply.error(errno(&e)),
+        }
+    };
+}
+
+impl Filesystem for LvFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        if let Err(e) = self.ov.sync_all() {
+            tracing::error!(error = %e, "sync at unmount failed");
+        }
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
+        reply_entry!(reply, self.ov.lookup(parent.0, name(n)))
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.ov.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.ov.getattr(ino.0) {
+            Ok(i) => reply.attr(&TTL, &attr(ino.0, &i)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let a = SetAttr { mode, uid, gid, size, atime: atime.map(stamp), mtime: mtime.map(stamp) };
+        match self.ov.setattr(ino.0, a) {
+            Ok(i) => reply.attr(&TTL, &attr(ino.0, &i)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.ov.getattr(ino.0) {
+            Ok(i) if i.kind == Kind::Symlink => reply.data(&i.target),
+            Ok(_) => reply.error(Errno::from_i32(libc::EINVAL)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn mknod(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, rdev: u32, reply: ReplyEntry) {
+        let r = Kind::from_mode(mode).ok_or(Error::Posix(libc::EINVAL)).and_then(|kind| {
+            self.ov.create(parent.0, name(n), NewNode { kind, mode, uid: req.uid(), gid: req.gid(), rdev: rdev.into(), target: b"" })
+        });
+        reply_entry!(reply, r)
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+        let nn = NewNode { kind: Kind::Dir, mode, uid: req.uid(), gid: req.gid(), rdev: 0, target: b"" };
+        reply_entry!(reply, self.ov.create(parent.0, name(n), nn))
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        reply_empty!(reply, self.ov.unlink(parent.0, name(n)))
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        reply_empty!(reply, self.ov.rmdir(parent.0, name(n)))
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, n: &OsStr, target: &Path, reply: ReplyEntry) {
+        let t = target.as_os_str().as_bytes();
+        let nn = NewNode { kind: Kind::Symlink, mode: 0o777, uid: req.uid(), gid: req.gid(), rdev: 0, target: t };
+        reply_entry!(reply, self.ov.create(parent.0, name(n), nn))
+    }
+
+    fn rename(&self, _req: &Request, parent: INodeNo, n: &OsStr, newparent: INodeNo, newname: &OsStr, flags: RenameFlags, reply: ReplyEmpty) {
+        reply_empty!(reply, self.ov.rename(parent.0, name(n), newparent.0, name(newname), flags.bits()))
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        reply_entry!(reply, self.ov.link(ino.0, newparent.0, name(newname)))
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.ov.open_file(ino.0) {
+            Ok(()) => reply.opened(FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed)), FopenFlags::empty()),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn read(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, size: u32, _flags: OpenFlags, _lo: Option<fuser::LockOwner>, reply: ReplyData) {
+        match self.ov.read(ino.0, offset, size) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn write(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, data: &[u8], _wf: WriteFlags, _flags: OpenFlags, _lo: Option<fuser::LockOwner>, reply: ReplyWrite) {
+        match self.ov.write(ino.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lo: fuser::LockOwner, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn release(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _flags: OpenFlags, _lo: Option<fuser::LockOwner>, _flush: bool, reply: ReplyEmpty) {
+        reply_empty!(reply, self.ov.release(ino.0))
+    }
+
+    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply_empty!(reply, self.ov.fsync(ino.0))
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.ov.list(ino.0) {
+            Ok(list) => {
+                let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+                self.dirs.lock().unwrap_or_else(|e| e.into_inner()).insert(fh, Arc::new(list));
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let list = self.dirs.lock().unwrap_or_else(|e| e.into_inner()).get(&fh.0).cloned();
+        let Some(list) = list else {
+            return reply.error(Errno::from_i32(libc::EBADF));
+        };
+        // Offsets: 1 = ".", 2 = "..", 3.. = the snapshot taken at opendir.
+        let mut i = offset;
+        while i < list.len() as u64 + 2 {
+            let full = match i {
+                0 => reply.add(ino, 1, FileType::Directory, "."),
+                1 => reply.add(ino, 2, FileType::Directory, ".."),
+                _ => {
+                    let (n, cino, k) = &list[(i - 2) as usize];
+                    reply.add(INodeNo(*cino), i + 1, ftype(*k), OsStr::from_bytes(n))
+                }
+            };
+            if full {
+                break;
+            }
+            i += 1;
+        }
+        reply.ok();
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.dirs.lock().unwrap_or_else(|e| e.into_inner()).remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply_empty!(reply, self.ov.fsync(ino.0))
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.ov.statfs() {
+            Ok(s) => reply.statfs(s.blocks(), s.blocks_free(), s.blocks_available(), s.files(), s.files_free(), s.block_size() as u32, 255, s.fragment_size() as u32),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setxattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, value: &[u8], flags: i32, _position: u32, reply: ReplyEmpty) {
+        reply_empty!(reply, self.ov.setxattr(ino.0, name(n), value, flags))
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.ov.getxattr(ino.0, name(n)) {
+            Ok(v) if size == 0 => reply.size(v.len() as u32),
+            Ok(v) if v.len() > size as usize => reply.error(Errno::from_i32(libc::ERANGE)),
+            Ok(v) => reply.data(&v),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.ov.listxattr(ino.0) {
+            Ok(names) => {
+                let mut buf = Vec::new();
+                for n in names {
+                    buf.extend_from_slice(&n);
+                    buf.push(0);
+                }
+                if size == 0 {
+                    reply.size(buf.len() as u32)
+                } else if buf.len() > size as usize {
+                    reply.error(Errno::from_i32(libc::ERANGE))
+                } else {
+                    reply.data(&buf)
+                }
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        reply_empty!(reply, self.ov.removexattr(ino.0, name(n)))
+    }
+
+    fn create(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, _flags: i32, reply: ReplyCreate) {
+        let nn = NewNode { kind: Kind::File, mode, uid: req.uid(), gid: req.gid(), rdev: 0, target: b"" };
+        match self.ov.create(parent.0, name(n), nn).and_then(|(ino, i)| self.ov.open_file(ino).map(|_| (ino, i))) {
+            Ok((ino, i)) => {
+                let fh = FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed));
+                reply.created(&TTL, &attr(ino, &i), Generation(0), fh, FopenFlags::empty())
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn fallocate(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, length: u64, mode: i32, reply: ReplyEmpty) {
+        reply_empty!(reply, self.ov.fallocate(ino.0, offset, length, mode))
+    }
+}
+
+mod mount;
+pub use mount::{block_termination_signals, mount_foreground, MountOptions};

@@ -1,0 +1,70 @@
+//! Mounting: a multi-threaded FUSE session that unmounts cleanly on SIGTERM,
+//! SIGINT or SIGHUP, and syncs the overlay before the process exits.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use fuser::{Config, MountOption, Session, SessionACL};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+
+use super::LvFs;
+use crate::error::{Error, Result};
+use crate::overlay::Overlay;
+
+#[derive(Clone, Debug)]
+pub struct MountOptions {
+    /// FUSE worker threads.
+    pub threads: usize,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions { threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8) }
+    }
+}
+
+/// Block SIGTERM, SIGINT and SIGHUP in the calling thread and every thread it
+/// starts afterwards. Call it first thing in a daemon, before any library
+/// (RocksDB) starts threads: a signal delivered to a thread that does not
+/// block it would kill the process without unmounting.
+pub fn block_termination_signals() -> Result<SigSet> {
+    let mut sigs = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        sigs.add(s);
+    }
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&sigs), None).map_err(|e| Error::io("blocking signals", "/", e.into()))?;
+    Ok(sigs)
+}
+
+/// Mount `ov` at `mountpoint` and serve until unmounted or one of `sigs`
+/// (from [`block_termination_signals`]) arrives.
+pub fn mount_foreground(ov: Arc<Overlay>, mountpoint: &Path, opts: &MountOptions, sigs: SigSet) -> Result<()> {
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName("lvrepo".into()),
+        MountOption::Subtype("lvrepo".into()),
+        MountOption::DefaultPermissions,
+        MountOption::Dev,
+        MountOption::Suid,
+        MountOption::RW,
+    ];
+    config.acl = SessionACL::All;
+    config.n_threads = Some(opts.threads.max(1));
+    config.clone_fd = true;
+    let mut session = Session::new(LvFs::new(ov.clone()), mountpoint, &config).map_err(|e| Error::io("mounting", mountpoint, e))?;
+    let mut unmounter = session.unmount_callable();
+    let mp = mountpoint.to_path_buf();
+    std::thread::spawn(move || {
+        if let Ok(sig) = sigs.wait() {
+            tracing::info!(?sig, mountpoint = %mp.display(), "unmounting on signal");
+            if let Err(e) = unmounter.unmount() {
+                tracing::error!(error = %e, "unmount failed");
+            }
+        }
+    });
+    tracing::info!(mountpoint = %mountpoint.display(), threads = opts.threads, "mounted");
+    session.run().map_err(|e| Error::io("serving", mountpoint, e))?;
+    ov.sync_all()?;
+    tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! File data: reads merge the image's chunks with the overlay's windows; a
+//! write into an image file first copies the chunk-sized window(s) it touches
+//! into the overlay data file (never the whole file), then writes there.
+//!
+//! Ordering for crash safety: window bytes are written to the data file before
+//! the batch that records the window commits, so a recorded window always has
+//! its bytes; `fsync` syncs the data file, then the database WAL.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use super::{now, posix, Base, Node, Overlay, State};
+use crate::chunker::{aligned_pieces, window_of, CHUNK_SIZE};
+use crate::digest::{ChunkId, ObjectKind};
+use crate::error::{Error, Result};
+use crate::object::get_required;
+use crate::tree::file::leaf_extents;
+use crate::tree::Kind;
+
+/// Where a piece of a read comes from.
+enum Src {
+    Local,
+    Base,
+    Zero,
+}
+
+impl Overlay {
+    /// Note an open handle (unlinked-but-open files live until the last close).
+    pub fn open_file(&self, ino: u64) -> Result<()> {
+        let mut st = self.lock();
+        self.node(&mut st, ino)?.opens += 1;
+        Ok(())
+    }
+
+    /// Close a handle; purge the inode if it was the last handle of an
+    /// unlinked file.
+    pub fn release(&self, ino: u64) -> Result<()> {
+        let mut st = self.lock();
+        let node = self.node(&mut st, ino)?;
+        node.opens = node.opens.saturating_sub(1);
+        if node.opens == 0 && node.inode.nlink == 0 {
+            node.file = None;
+            let mut b = self.db.batch();
+            self.db.delete_inode(&mut b, ino)?;
+            self.db.commit(b)?;
+            let _ = std::fs::remove_file(self.data_path(ino));
+            if node.lookups == 0 {
+                st.nodes.remove(&ino);
+            }
+        }
+        Ok(())
+    }
+
+    fn data_file(&self, node: &mut Node, ino: u64, create: bool) -> Result<Option<Arc<File>>> {
+        if let Some(f) = &node.file {
+            return Ok(Some(f.clone()));
+        }
+        let p = self.data_path(ino);
+        match OpenOptions::new().read(true).write(true).create(create).truncate(false).open(&p) {
+            Ok(f) => {
+                let f = Arc::new(f);
+                node.file = Some(f.clone());
+                Ok(Some(f))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => Ok(None),
+            Err(e) => Err(Error::io("opening overlay data", p, e)),
+        }
+    }
+
+    fn windows<'a>(&self, node: &'a mut Node, ino: u64) -> Result<&'a mut std::collections::HashSet<u64>> {
+        if node.windows.is_none() {
+            node.windows = Some(self.db.windows(ino)?);
+        }
+        node.windows.as_mut().ok_or(posix(libc::EIO))
+    }
+
+    fn extents(&self, node: &mut Node) -> Result<Arc<Vec<(u64, u64, ChunkId)>>> {
+        if let Some(x) = &node.extents {
+            return Ok(x.clone());
+        }
+        let x = match &node.inode.base {
+            // Reads never pass `limit`, so it is a safe length for a one-chunk file.
+            Base::File { content, limit } => Arc::new(leaf_extents(&*self.store, content, *limit)?),
+            _ => Arc::new(Vec::new()),
+        };
+        node.extents = Some(x.clone());
+        Ok(x)
+    }
+
+    /// Read up to `size` bytes at `off`.
+    pub fn read(&self, ino: u64, off: u64, size: u32) -> Result<Vec<u8>> {
+        let (plan, file, extents, limit, end) = {
+            let mut st = self.lock();
+            let node = self.node(&mut st, ino)?;
+            if node.inode.kind != Kind::File {
+                return Err(posix(libc::EISDIR));
+            }
+            let end = (off + u64::from(size)).min(node.inode.size);
+            if off >= end {
+                return Ok(Vec::new());
+            }
+            let limit = match node.inode.base {
+                Base::File { limit, .. } => limit,
+                _ => 0,
+            };
+            let file = self.data_file(node, ino, false)?;
+            let extents = if limit > 0 { Some(self.extents(node)?) } else { None };
+            let mut plan = Vec::new();
+            let wins = if limit > 0 { Some(self.windows(node, ino)?.clone()) } else { None };
+            for (p, len) in aligned_pieces(off, end) {
+                let local = match &wins {
+                    None => true,
+                    Some(w) => w.contains(&window_of(p)),
+                };
+                let src = if local {
+                    Src::Local
+                } else if p < limit {
+                    Src::Base
+                } else {
+                    Src::Zero
+                };
+                plan.push((p, len, src));
+            }
+            (plan, file, extents, limit, end)
+        };
+        let mut out = vec![0u8; (end - off) as usize];
+        for (p, len, src) in plan {
+            let dst = &mut out[(p - off) as usize..(p - off + len) as usize];
+            match src {
+                Src::Zero => {}
+                Src::Local => {
+                    if let Some(f) = &file {
+                        read_into(f, dst, p).map_err(|e| Error::io("reading overlay data", self.data_path(ino), e))?;
+                    }
+                }
+                Src::Base => {
+                    let n = (limit.saturating_sub(p)).min(len) as usize;
+                    self.read_base(extents.as_deref().map(Vec::as_slice).unwrap_or(&[]), p, &mut dst[..n])?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fill `dst` with the image's bytes at `p` (within one window).
+    fn read_base(&self, extents: &[(u64, u64, ChunkId)], p: u64, dst: &mut [u8]) -> Result<()> {
+        dst.fill(0);
+        let end = p + dst.len() as u64;
+        let i = extents.partition_point(|e| e.0 + e.1 <= p);
+        for &(eo, el, id) in &extents[i..] {
+            if eo >= end {
+                break;
+            }
+            let chunk = get_required(&*self.store, ObjectKind::Chunk, &id.0)?;
+            let s = p.max(eo);
+            let e = end.min(eo + el);
+            if (e - eo) as usize > chunk.len() {
+                return Err(Error::Decode { what: "file index", why: "extent longer than its chunk" });
+            }
+            dst[(s - p) as usize..(e - p) as usize].copy_from_slice(&chunk[(s - eo) as usize..(e - eo) as usize]);
+        }
+        Ok(())
+    }
+
+    /// Make window `w` of an image file local: copy its image bytes (not
+    /// beyond the file's current size or the base limit) into the data file.
+    fn copy_window(&self, st: &mut State, ino: u64, w: u64, f: &File, b: &mut super::db::Batch) -> Result<()> {
+        let node = self.node(st, ino)?;
+        let limit = match node.inode.base {
+            Base::File { limit, .. } => limit.min(node.inode.size),
+            _ => 0,
+        };
+        let ws = w * CHUNK_SIZE;
+        if ws < limit {
+            let n = (limit - ws).min(CHUNK_SIZE) as usize;
+            let extents = self.extents(node)?;
+            let mut buf = vec![0u8; n];
+            self.read_base(&extents, ws, &mut buf)?;
+            f.write_all_at(&buf, ws).map_err(|e| Error::io("writing overlay data", self.data_path(ino), e))?;
+        }
+        self.windows(self.node(st, ino)?, ino)?.insert(w);
+        self.db.put_window(b, ino, w)
+    }
+
+    /// Write `data` at `off`; returns the bytes written.
+    pub fn write(&self, ino: u64, off: u64, data: &[u8]) -> Result<u32> {
+        let mut st = self.lock();
+        let node = self.node(&mut st, ino)?;
+        if node.inode.kind != Kind::File {
+            return Err(posix(libc::EISDIR));
+        }
+        let f = self.data_file(node, ino, true)?.ok_or(posix(libc::EIO))?;
+        let is_base = matches!(node.inode.base, Base::File { .. });
+        let end = off + data.len() as u64;
+        let mut b = self.db.batch();
+        if is_base {
+            for (p, _) in aligned_pieces(off, end) {
+                let w = window_of(p);
+                if !self.windows(self.node(&mut st, ino)?, ino)?.contains(&w) {
+                    self.copy_window(&mut st, ino, w, &f, &mut b)?;
+                }
+            }
+        }
+        f.write_all_at(data, off).map_err(|e| Error::io("writing overlay data", self.data_path(ino), e))?;
+        let node = self.node(&mut st, ino)?;
+        let mut i = node.inode.clone();
+        i.size = i.size.max(end);
+        let t = now();
+        i.mtime = t;
+        i.ctime = t;
+        self.db.put_inode(&mut b, ino, &i)?;
+        node.inode = i;
+        self.db.commit(b)?;
+        Ok(data.len() as u32)
+    }
+
+    /// Set the size of a regular file.
+    pub(crate) fn truncate(&self, ino: u64, size: u64) -> Result<()> {
+        let mut st = self.lock();
+        let node = self.node(&mut st, ino)?;
+        match node.inode.kind {
+            Kind::File => {}
+            Kind::Dir => return Err(posix(libc::EISDIR)),
+            _ => return Err(posix(libc::EINVAL)),
+        }
+        let mut i = node.inode.clone();
+        let mut b = self.db.batch();
+        if size < i.size {
+            if let Some(f) = self.data_file(node, ino, false)? {
+                f.set_len(size).map_err(|e| Error::io("truncating overlay data", self.data_path(ino), e))?;
+            }
+            if let Base::File { limit, .. } = &mut i.base {
+                *limit = (*limit).min(size);
+            }
+            // Windows past the end keep no bytes; forget them so a later
+            // extension reads zeros from the (lowered) base limit instead.
+            let first_gone = size.div_ceil(CHUNK_SIZE);
+            if let Some(w) = node.windows.as_mut() {
+                w.retain(|&x| x < first_gone);
+            }
+            self.db.delete_windows_from(&mut b, ino, first_gone)?;
+        }
+        i.size = size;
+        let t = now();
+        i.mtime = t;
+        i.ctime = t;
+        self.db.put_inode(&mut b, ino, &i)?;
+        self.node(&mut st, ino)?.inode = i;
+        self.db.commit(b)
+    }
+
+    /// fallocate(2): plain allocation (extending the size unless KEEP_SIZE)
+    /// and hole punching; other modes are refused.
+    pub fn fallocate(&self, ino: u64, off: u64, len: u64, mode: i32) -> Result<()> {
+        let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+        if mode & !(libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE) != 0 {
+            return Err(posix(libc::EOPNOTSUPP));
+        }
+        if mode & libc::FALLOC_FL_PUNCH_HOLE != 0 {
+            if !keep {
+                return Err(posix(libc::EOPNOTSUPP));
+            }
+            let size = self.getattr(ino)?.size;
+            let end = (off + len).min(size);
+            let mut p = off;
+            while p < end {
+                let n = (end - p).min(CHUNK_SIZE);
+                self.write(ino, p, &vec![0u8; n as usize])?;
+                p += n;
+            }
+            return Ok(());
+        }
+        let size = self.getattr(ino)?.size;
+        if !keep && off + len > size {
+            self.truncate(ino, off + len)?;
+        }
+        Ok(())
+    }
+
+    /// fsync/fdatasync: the file's overlay data, then the metadata WAL.
+    pub fn fsync(&self, ino: u64) -> Result<()> {
+        let f = {
+            let mut st = self.lock();
+            let node = self.node(&mut st, ino)?;
+            node.file.clone()
+        };
+        if let Some(f) = f {
+            f.sync_data().map_err(|e| Error::io("syncing overlay data", self.data_path(ino), e))?;
+        }
+        self.db.sync()
+    }
+}
+
+/// pread that treats bytes past the end of the file as zeros.
+fn read_into(f: &File, dst: &mut [u8], off: u64) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < dst.len() {
+        let n = f.read_at(&mut dst[done..], off + done as u64)?;
+        if n == 0 {
+            dst[done..].fill(0);
+            break;
+        }
+        done += n;
+    }
+    Ok(())
+}

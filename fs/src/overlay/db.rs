@@ -1,0 +1,175 @@
+//! The overlay's metadata database (RocksDB on the guest's partition).
+//!
+//! Column families: `inodes` (ino u64 BE → [`Inode`]), `dirents` (parent u64 BE
+//! + name → [`Dirent`]), `windows` (ino u64 BE + window u64 BE → empty: this
+//! chunk-sized window of the file lives in the overlay data file), `meta`
+//! (`root` → image root tree id, `next_ino` → u64 LE, `orphan/` + ino: inodes
+//! unlinked while open, purged at the next mount if the daemon died).
+//!
+//! Every namespace operation is one [`Batch`], applied atomically: after a
+//! crash the overlay shows the operation entirely or not at all.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use rocksdb::{Options, WriteBatch, WriteOptions, DB};
+
+use super::record::{dirent_key, window_key, Dirent, Inode};
+use crate::error::{Error, Result};
+
+const CFS: [&str; 4] = ["inodes", "dirents", "windows", "meta"];
+
+pub struct MetaDb {
+    db: DB,
+}
+
+pub struct Batch(WriteBatch);
+
+impl MetaDb {
+    pub fn open(path: &Path, create: bool) -> Result<Self> {
+        let mut o = Options::default();
+        o.create_if_missing(create);
+        o.create_missing_column_families(create);
+        o.set_keep_log_file_num(4);
+        o.set_compression_type(rocksdb::DBCompressionType::None);
+        Ok(MetaDb { db: DB::open_cf(&o, path, CFS)? })
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(name).ok_or(Error::Decode { what: "overlay database", why: "column family missing" })
+    }
+
+    pub fn inode(&self, ino: u64) -> Result<Option<Inode>> {
+        match self.db.get_pinned_cf(self.cf("inodes")?, ino.to_be_bytes())? {
+            Some(v) => Ok(Some(Inode::decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn dirent(&self, parent: u64, name: &[u8]) -> Result<Option<Dirent>> {
+        match self.db.get_pinned_cf(self.cf("dirents")?, dirent_key(parent, name))? {
+            Some(v) => Ok(Some(Dirent::decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every dirent of directory `parent`, sorted by name.
+    pub fn dirents(&self, parent: u64) -> Result<Vec<(Vec<u8>, Dirent)>> {
+        let prefix = parent.to_be_bytes();
+        let mut out = Vec::new();
+        let it = self.db.iterator_cf(self.cf("dirents")?, rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward));
+        for item in it {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push((k[8..].to_vec(), Dirent::decode(&v)?));
+        }
+        Ok(out)
+    }
+
+    pub fn windows(&self, ino: u64) -> Result<HashSet<u64>> {
+        let prefix = ino.to_be_bytes();
+        let mut out = HashSet::new();
+        let it = self.db.iterator_cf(self.cf("windows")?, rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward));
+        for item in it {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) || k.len() != 16 {
+                break;
+            }
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&k[8..]);
+            out.insert(u64::from_be_bytes(w));
+        }
+        Ok(out)
+    }
+
+    pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf("meta")?, key)?)
+    }
+
+    /// Inodes recorded as unlinked-while-open.
+    pub fn orphans(&self) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator_cf(self.cf("meta")?, b"orphan/") {
+            let (k, _) = item?;
+            if !k.starts_with(b"orphan/") || k.len() != 15 {
+                break;
+            }
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&k[7..]);
+            out.push(u64::from_be_bytes(a));
+        }
+        Ok(out)
+    }
+
+    pub fn batch(&self) -> Batch {
+        Batch(WriteBatch::default())
+    }
+
+    /// Apply a batch atomically (written to the WAL, not yet synced).
+    pub fn commit(&self, b: Batch) -> Result<()> {
+        self.db.write(b.0)?;
+        Ok(())
+    }
+
+    /// Make every committed batch durable (fsync of the WAL).
+    pub fn sync(&self) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(WriteBatch::default(), &wo)?;
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    pub fn put_inode(&self, b: &mut Batch, ino: u64, i: &Inode) -> Result<()> {
+        b.0.put_cf(self.cf("inodes")?, ino.to_be_bytes(), i.encode());
+        Ok(())
+    }
+
+    /// Forget an inode entirely: its record, its windows, its own dirents.
+    pub fn delete_inode(&self, b: &mut Batch, ino: u64) -> Result<()> {
+        b.0.delete_cf(self.cf("inodes")?, ino.to_be_bytes());
+        b.0.delete_range_cf(self.cf("windows")?, window_key(ino, 0), window_key(ino + 1, 0));
+        b.0.delete_range_cf(self.cf("dirents")?, ino.to_be_bytes(), (ino + 1).to_be_bytes());
+        b.0.delete_cf(self.cf("meta")?, orphan_key(ino));
+        Ok(())
+    }
+
+    pub fn put_dirent(&self, b: &mut Batch, parent: u64, name: &[u8], d: Dirent) -> Result<()> {
+        b.0.put_cf(self.cf("dirents")?, dirent_key(parent, name), d.encode());
+        Ok(())
+    }
+
+    pub fn delete_dirent(&self, b: &mut Batch, parent: u64, name: &[u8]) -> Result<()> {
+        b.0.delete_cf(self.cf("dirents")?, dirent_key(parent, name));
+        Ok(())
+    }
+
+    pub fn put_window(&self, b: &mut Batch, ino: u64, w: u64) -> Result<()> {
+        b.0.put_cf(self.cf("windows")?, window_key(ino, w), []);
+        Ok(())
+    }
+
+    /// Drop the window records at and above `from` (after a truncate).
+    pub fn delete_windows_from(&self, b: &mut Batch, ino: u64, from: u64) -> Result<()> {
+        b.0.delete_range_cf(self.cf("windows")?, window_key(ino, from), window_key(ino + 1, 0));
+        Ok(())
+    }
+
+    pub fn put_meta(&self, b: &mut Batch, key: &[u8], v: &[u8]) -> Result<()> {
+        b.0.put_cf(self.cf("meta")?, key, v);
+        Ok(())
+    }
+
+    pub fn mark_orphan(&self, b: &mut Batch, ino: u64) -> Result<()> {
+        b.0.put_cf(self.cf("meta")?, orphan_key(ino), []);
+        Ok(())
+    }
+}
+
+fn orphan_key(ino: u64) -> Vec<u8> {
+    let mut k = b"orphan/".to_vec();
+    k.extend_from_slice(&ino.to_be_bytes());
+    k
+}

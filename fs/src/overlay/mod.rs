@@ -1,0 +1,331 @@
+//! The overlay engine: an image tree (read-only, shared) merged with the
+//! guest's changes (its overlay directory). FUSE and NBD fronts sit on top.
+//!
+//! Invariants:
+//! - Nothing is copied up. A metadata change writes an [`Inode`] record; a write
+//!   into an image file copies only the chunk-sized windows it touches into the
+//!   overlay data file (`data/<ino>`), recorded in `windows`.
+//! - Inode numbers are stable across remounts: the root is 1; an image entry's
+//!   number is a hash of its image path (of its hardlink label for hardlinked
+//!   files) with bit 62 set; inodes the guest creates count up from 2 below
+//!   bit 62.
+//! - Each namespace operation is a single atomic database batch.
+//!
+//! Layout of an overlay directory (format 1): `FORMAT`, `meta/` (RocksDB, see
+//! [`db`]), `data/<ino as 16 hex digits>` (sparse files mirroring file offsets).
+
+mod data;
+pub mod db;
+pub mod ns;
+pub mod record;
+
+pub use record::{Base, Dirent, Inode};
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::digest::{ChunkId, Digest, TreeId};
+use crate::error::{Error, Result};
+use crate::object::ObjectStore;
+use crate::tree::{load_root, Content, Entry, Kind, Timestamp, Tree};
+use db::MetaDb;
+
+pub const ROOT_INO: u64 = 1;
+const BASE_BIT: u64 = 1 << 62;
+pub const OVERLAY_FORMAT: u32 = 1;
+/// Longest name accepted (as on ext4).
+pub const NAME_MAX: usize = 255;
+
+fn posix(e: i32) -> Error {
+    Error::Posix(e)
+}
+
+/// The inode number of an image entry at `path` (stable across mounts).
+pub fn base_ino(path: &[u8], e: &Entry) -> u64 {
+    let h = if e.link != 0 {
+        blake3::hash(&[b"link:".as_slice(), &e.link.to_le_bytes()].concat())
+    } else {
+        blake3::hash(&[b"path:".as_slice(), path].concat())
+    };
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    (u64::from_le_bytes(b) & (BASE_BIT - 1)) | BASE_BIT
+}
+
+pub fn now() -> Timestamp {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp { sec: d.as_secs() as i64, nsec: d.subsec_nanos() }
+}
+
+/// In-memory state of an inode the kernel knows about.
+pub(crate) struct Node {
+    pub inode: Inode,
+    pub lookups: u64,
+    pub opens: u32,
+    pub file: Option<Arc<File>>,
+    pub windows: Option<HashSet<u64>>,
+    pub extents: Option<Arc<Vec<(u64, u64, ChunkId)>>>,
+}
+
+pub(crate) struct State {
+    pub nodes: HashMap<u64, Node>,
+    pub next_ino: u64,
+}
+
+pub struct Overlay {
+    dir: PathBuf,
+    pub(crate) db: MetaDb,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    root: TreeId,
+    pub(crate) state: Mutex<State>,
+    trees: Mutex<HashMap<TreeId, Arc<Tree>>>,
+}
+
+impl Overlay {
+    /// Open (creating if needed) the overlay in `dir` over root tree `root`.
+    /// An existing overlay made over another root is refused.
+    pub fn open(dir: &Path, store: Arc<dyn ObjectStore>, root: TreeId) -> Result<Self> {
+        let fmt = dir.join("FORMAT");
+        let fresh = !fmt.exists();
+        let oerr = |why: String| Error::Overlay { path: dir.to_path_buf(), why };
+        if fresh {
+            std::fs::create_dir_all(dir.join("data")).map_err(|e| Error::io("creating", dir, e))?;
+        } else {
+            let text = std::fs::read_to_string(&fmt).map_err(|e| Error::io("reading", &fmt, e))?;
+            if text.trim() != format!("lvrepo overlay\nformat {OVERLAY_FORMAT}") {
+                return Err(oerr(format!("unsupported overlay format {:?}", text.trim())));
+            }
+        }
+        let db = MetaDb::open(&dir.join("meta"), fresh).map_err(|e| oerr(format!("cannot open overlay database: {e}")))?;
+        match db.meta(b"root")? {
+            Some(r) if r.as_slice() != root.0.as_bytes() => {
+                let have = Digest::from_slice(&r).map(|d| d.to_string()).unwrap_or_default();
+                return Err(oerr(format!("overlay belongs to image root {have}, not {}", root.0)));
+            }
+            Some(_) => {}
+            None => {
+                let mut b = db.batch();
+                db.put_meta(&mut b, b"root", root.0.as_bytes())?;
+                db.put_meta(&mut b, b"next_ino", &2u64.to_le_bytes())?;
+                db.commit(b)?;
+                db.sync()?;
+            }
+        }
+        if fresh {
+            let tmp = dir.join("FORMAT.tmp");
+            std::fs::write(&tmp, format!("lvrepo overlay\nformat {OVERLAY_FORMAT}\n"))
+                .and_then(|_| std::fs::rename(&tmp, &fmt))
+                .map_err(|e| Error::io("writing", &fmt, e))?;
+        }
+        let next_ino = match db.meta(b"next_ino")? {
+            Some(v) if v.len() == 8 => u64::from_le_bytes(v.as_slice().try_into().unwrap_or([0; 8])),
+            _ => return Err(oerr("overlay database lacks next_ino".into())),
+        };
+        let ov = Overlay {
+            dir: dir.to_path_buf(),
+            db,
+            store,
+            root,
+            state: Mutex::new(State { nodes: HashMap::new(), next_ino }),
+            trees: Mutex::new(HashMap::new()),
+        };
+        ov.purge_orphans()?;
+        let root_inode = match ov.db.inode(ROOT_INO)? {
+            Some(i) => i,
+            None => {
+                let e = load_root(&*ov.store, &root)?;
+                ov.from_entry(&e, b"")?
+            }
+        };
+        ov.lock().nodes.insert(ROOT_INO, Node::new(root_inode, u64::MAX / 2));
+        Ok(ov)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn root(&self) -> TreeId {
+        self.root
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn data_path(&self, ino: u64) -> PathBuf {
+        self.dir.join("data").join(format!("{ino:016x}"))
+    }
+
+    fn purge_orphans(&self) -> Result<()> {
+        for ino in self.db.orphans()? {
+            let mut b = self.db.batch();
+            self.db.delete_inode(&mut b, ino)?;
+            self.db.commit(b)?;
+            let _ = std::fs::remove_file(self.data_path(ino));
+            tracing::info!(ino, "purged inode unlinked while open before a crash");
+        }
+        Ok(())
+    }
+
+    /// A decoded image tree, cached (trees are immutable).
+    pub(crate) fn tree(&self, id: &TreeId) -> Result<Arc<Tree>> {
+        if let Some(t) = self.trees.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(Tree::load(&*self.store, id)?);
+        let mut c = self.trees.lock().unwrap_or_else(|e| e.into_inner());
+        if c.len() > 4096 {
+            c.clear();
+        }
+        c.insert(*id, t.clone());
+        Ok(t)
+    }
+
+    /// An inode as the image describes it (no overlay changes).
+    pub(crate) fn from_entry(&self, e: &Entry, path: &[u8]) -> Result<Inode> {
+        let (nlink, base) = match (&e.kind, &e.content) {
+            (Kind::Dir, Content::Tree(t)) => {
+                let subdirs = self.tree(t)?.entries.iter().filter(|c| c.kind == Kind::Dir).count() as u32;
+                (2 + subdirs, Base::Dir { tree: *t, path: path.to_vec() })
+            }
+            (Kind::File, c) => (e.links.max(1), Base::File { content: *c, limit: e.size }),
+            _ => (1, Base::None),
+        };
+        Ok(Inode {
+            kind: e.kind,
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            atime: e.mtime,
+            mtime: e.mtime,
+            ctime: e.mtime,
+            size: if e.kind == Kind::Symlink { e.target.len() as u64 } else { e.size },
+            rdev: e.rdev,
+            nlink,
+            xattrs: e.xattrs.clone(),
+            target: e.target.clone(),
+            base,
+        })
+    }
+
+    /// The current inode `ino` (which the kernel has looked up).
+    pub fn getattr(&self, ino: u64) -> Result<Inode> {
+        let mut st = self.lock();
+        self.node(&mut st, ino).map(|n| n.inode.clone())
+    }
+
+    pub(crate) fn node<'a>(&self, st: &'a mut State, ino: u64) -> Result<&'a mut Node> {
+        if !st.nodes.contains_key(&ino) {
+            let inode = self.db.inode(ino)?.ok_or(posix(libc::ENOENT))?;
+            st.nodes.insert(ino, Node::new(inode, 0));
+        }
+        st.nodes.get_mut(&ino).ok_or(posix(libc::ENOENT))
+    }
+
+    /// Resolve `name` in directory `parent` without touching lookup counts.
+    pub(crate) fn resolve(&self, st: &mut State, parent: u64, name: &[u8]) -> Result<Option<(u64, Inode)>> {
+        if name.len() > NAME_MAX {
+            return Err(posix(libc::ENAMETOOLONG));
+        }
+        let p = self.node(st, parent)?.inode.clone();
+        if p.kind != Kind::Dir {
+            return Err(posix(libc::ENOTDIR));
+        }
+        match self.db.dirent(parent, name)? {
+            Some(Dirent::Whiteout) => return Ok(None),
+            Some(Dirent::Child { ino, .. }) => return Ok(Some((ino, self.node(st, ino)?.inode.clone()))),
+            None => {}
+        }
+        let Base::Dir { tree, path } = &p.base else { return Ok(None) };
+        let t = self.tree(tree)?;
+        let Some(e) = t.get(name) else { return Ok(None) };
+        let mut cpath = path.clone();
+        cpath.push(b'/');
+        cpath.extend_from_slice(name);
+        let ino = base_ino(&cpath, e);
+        if let Some(n) = st.nodes.get(&ino) {
+            return Ok(Some((ino, n.inode.clone())));
+        }
+        let inode = match self.db.inode(ino)? {
+            Some(i) => i,
+            None => self.from_entry(e, &cpath)?,
+        };
+        st.nodes.insert(ino, Node::new(inode.clone(), 0));
+        Ok(Some((ino, inode)))
+    }
+
+    /// Look up `name` in `parent`, counting a kernel reference.
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<(u64, Inode)> {
+        let mut st = self.lock();
+        let (ino, inode) = self.resolve(&mut st, parent, name)?.ok_or(posix(libc::ENOENT))?;
+        self.node(&mut st, ino)?.lookups += 1;
+        Ok((ino, inode))
+    }
+
+    /// The kernel dropped `n` references to `ino`.
+    pub fn forget(&self, ino: u64, n: u64) {
+        let mut st = self.lock();
+        if let Some(node) = st.nodes.get_mut(&ino) {
+            node.lookups = node.lookups.saturating_sub(n);
+            if node.lookups == 0 && node.opens == 0 && ino != ROOT_INO {
+                st.nodes.remove(&ino);
+            }
+        }
+    }
+
+    /// The merged listing of directory `ino`: `(name, ino, kind)` sorted by name.
+    pub fn list(&self, ino: u64) -> Result<Vec<(Vec<u8>, u64, Kind)>> {
+        let mut st = self.lock();
+        self.list_locked(&mut st, ino)
+    }
+
+    pub(crate) fn list_locked(&self, st: &mut State, ino: u64) -> Result<Vec<(Vec<u8>, u64, Kind)>> {
+        let d = self.node(st, ino)?.inode.clone();
+        if d.kind != Kind::Dir {
+            return Err(posix(libc::ENOTDIR));
+        }
+        let mut merged: std::collections::BTreeMap<Vec<u8>, (u64, Kind)> = Default::default();
+        if let Base::Dir { tree, path } = &d.base {
+            for e in &self.tree(tree)?.entries {
+                let mut cpath = path.clone();
+                cpath.push(b'/');
+                cpath.extend_from_slice(&e.name);
+                merged.insert(e.name.clone(), (base_ino(&cpath, e), e.kind));
+            }
+        }
+        for (name, de) in self.db.dirents(ino)? {
+            match de {
+                Dirent::Whiteout => {
+                    merged.remove(&name);
+                }
+                Dirent::Child { ino, kind } => {
+                    merged.insert(name, (ino, kind));
+                }
+            }
+        }
+        Ok(merged.into_iter().map(|(n, (i, k))| (n, i, k)).collect())
+    }
+
+    /// Filesystem statistics of the overlay's partition.
+    pub fn statfs(&self) -> Result<nix::sys::statvfs::Statvfs> {
+        nix::sys::statvfs::statvfs(&self.dir).map_err(|e| Error::io("statfs", &self.dir, e.into()))
+    }
+
+    /// Make everything written so far durable.
+    pub fn sync_all(&self) -> Result<()> {
+        let files: Vec<Arc<File>> = self.lock().nodes.values().filter_map(|n| n.file.clone()).collect();
+        for f in files {
+            f.sync_data().map_err(|e| Error::io("syncing", &self.dir, e))?;
+        }
+        self.db.sync()
+    }
+}
+
+impl Node {
+    pub(crate) fn new(inode: Inode, lookups: u64) -> Self {
+        Node { inode, lookups, opens: 0, file: None, windows: None, extents: None }
+    }
+}

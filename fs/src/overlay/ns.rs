@@ -1,0 +1,352 @@
+//! Namespace operations: create, link, unlink, rmdir, rename, attributes and
+//! xattrs. Each is one atomic batch; image entries are never copied, only
+//! described by records (a whiteout for a deletion, an inode record for a
+//! changed attribute).
+
+use super::db::Batch;
+use super::{now, posix, Base, Dirent, Inode, Node, Overlay, State};
+use crate::error::Result;
+use crate::tree::{Kind, Timestamp};
+
+/// What to create.
+pub struct NewNode<'a> {
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u64,
+    pub target: &'a [u8],
+}
+
+/// Attribute changes (`None` = unchanged).
+#[derive(Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<Timestamp>,
+    pub mtime: Option<Timestamp>,
+}
+
+impl Overlay {
+    fn write_inode(&self, st: &mut State, b: &mut Batch, ino: u64, inode: Inode) -> Result<()> {
+        self.db.put_inode(b, ino, &inode)?;
+        match st.nodes.get_mut(&ino) {
+            Some(n) => n.inode = inode,
+            None => {
+                st.nodes.insert(ino, Node::new(inode, 0));
+            }
+        }
+        Ok(())
+    }
+
+    fn alloc_ino(&self, st: &mut State, b: &mut Batch) -> Result<u64> {
+        let ino = st.next_ino;
+        st.next_ino += 1;
+        self.db.put_meta(b, b"next_ino", &st.next_ino.to_le_bytes())?;
+        Ok(ino)
+    }
+
+    /// Does the image listing of `parent` have `name`? (Then removing the name
+    /// needs a whiteout rather than just dropping a dirent.)
+    fn in_base(&self, st: &mut State, parent: u64, name: &[u8]) -> Result<bool> {
+        match &self.node(st, parent)?.inode.base {
+            Base::Dir { tree, .. } => Ok(self.tree(tree)?.get(name).is_some()),
+            _ => Ok(false),
+        }
+    }
+
+    fn remove_name(&self, st: &mut State, b: &mut Batch, parent: u64, name: &[u8]) -> Result<()> {
+        if self.in_base(st, parent, name)? {
+            self.db.put_dirent(b, parent, name, Dirent::Whiteout)
+        } else {
+            self.db.delete_dirent(b, parent, name)
+        }
+    }
+
+    fn touch_dir(&self, st: &mut State, b: &mut Batch, dir: u64, nlink_delta: i32, t: Timestamp) -> Result<()> {
+        let mut d = self.node(st, dir)?.inode.clone();
+        d.mtime = t;
+        d.ctime = t;
+        d.nlink = (d.nlink as i64 + nlink_delta as i64).max(0) as u32;
+        self.write_inode(st, b, dir, d)
+    }
+
+    /// Create a file, directory, symlink, device, fifo or socket.
+    pub fn create(&self, parent: u64, name: &[u8], n: NewNode<'_>) -> Result<(u64, Inode)> {
+        if name.is_empty() || name.contains(&b'/') {
+            return Err(posix(libc::EINVAL));
+        }
+        let mut st = self.lock();
+        if self.resolve(&mut st, parent, name)?.is_some() {
+            return Err(posix(libc::EEXIST));
+        }
+        let p = self.node(&mut st, parent)?.inode.clone();
+        let t = now();
+        let mut mode = n.mode & 0o7777;
+        let mut gid = n.gid;
+        if p.mode & libc::S_ISGID != 0 {
+            gid = p.gid;
+            if n.kind == Kind::Dir {
+                mode |= libc::S_ISGID;
+            }
+        }
+        let inode = Inode {
+            kind: n.kind,
+            mode,
+            uid: n.uid,
+            gid,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            size: if n.kind == Kind::Symlink { n.target.len() as u64 } else { 0 },
+            rdev: n.rdev,
+            nlink: if n.kind == Kind::Dir { 2 } else { 1 },
+            xattrs: Vec::new(),
+            target: n.target.to_vec(),
+            base: Base::None,
+        };
+        let mut b = self.db.batch();
+        let ino = self.alloc_ino(&mut st, &mut b)?;
+        self.db.put_dirent(&mut b, parent, name, Dirent::Child { ino, kind: n.kind })?;
+        self.write_inode(&mut st, &mut b, ino, inode.clone())?;
+        self.touch_dir(&mut st, &mut b, parent, if n.kind == Kind::Dir { 1 } else { 0 }, t)?;
+        self.db.commit(b)?;
+        if let Some(node) = st.nodes.get_mut(&ino) {
+            node.lookups += 1;
+        }
+        Ok((ino, inode))
+    }
+
+    /// A new name for existing inode `ino`.
+    pub fn link(&self, ino: u64, parent: u64, name: &[u8]) -> Result<(u64, Inode)> {
+        let mut st = self.lock();
+        let mut inode = self.node(&mut st, ino)?.inode.clone();
+        if inode.kind == Kind::Dir {
+            return Err(posix(libc::EPERM));
+        }
+        if self.resolve(&mut st, parent, name)?.is_some() {
+            return Err(posix(libc::EEXIST));
+        }
+        let t = now();
+        inode.nlink += 1;
+        inode.ctime = t;
+        let mut b = self.db.batch();
+        self.db.put_dirent(&mut b, parent, name, Dirent::Child { ino, kind: inode.kind })?;
+        self.write_inode(&mut st, &mut b, ino, inode.clone())?;
+        self.touch_dir(&mut st, &mut b, parent, 0, t)?;
+        self.db.commit(b)?;
+        self.node(&mut st, ino)?.lookups += 1;
+        Ok((ino, inode))
+    }
+
+    /// Drop one link of `ino`; purge it when no name and no open handle remain.
+    fn drop_link(&self, st: &mut State, b: &mut Batch, ino: u64, t: Timestamp) -> Result<bool> {
+        let node = self.node(st, ino)?;
+        let mut inode = node.inode.clone();
+        let opens = node.opens;
+        inode.nlink = inode.nlink.saturating_sub(if inode.kind == Kind::Dir { inode.nlink } else { 1 });
+        inode.ctime = t;
+        if inode.nlink == 0 && opens == 0 {
+            self.db.delete_inode(b, ino)?;
+            if let Some(n) = st.nodes.get_mut(&ino) {
+                n.inode = inode;
+            }
+            return Ok(true);
+        }
+        if inode.nlink == 0 {
+            self.db.mark_orphan(b, ino)?;
+        }
+        self.write_inode(st, b, ino, inode)?;
+        Ok(false)
+    }
+
+    pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
+        let mut st = self.lock();
+        let (ino, inode) = self.resolve(&mut st, parent, name)?.ok_or(posix(libc::ENOENT))?;
+        if inode.kind == Kind::Dir {
+            return Err(posix(libc::EISDIR));
+        }
+        let t = now();
+        let mut b = self.db.batch();
+        self.remove_name(&mut st, &mut b, parent, name)?;
+        let purge = self.drop_link(&mut st, &mut b, ino, t)?;
+        self.touch_dir(&mut st, &mut b, parent, 0, t)?;
+        self.db.commit(b)?;
+        if purge {
+            let _ = std::fs::remove_file(self.data_path(ino));
+        }
+        Ok(())
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
+        if name == b"." {
+            return Err(posix(libc::EINVAL));
+        }
+        let mut st = self.lock();
+        let (ino, inode) = self.resolve(&mut st, parent, name)?.ok_or(posix(libc::ENOENT))?;
+        if inode.kind != Kind::Dir {
+            return Err(posix(libc::ENOTDIR));
+        }
+        if !self.list_locked(&mut st, ino)?.is_empty() {
+            return Err(posix(libc::ENOTEMPTY));
+        }
+        let t = now();
+        let mut b = self.db.batch();
+        self.remove_name(&mut st, &mut b, parent, name)?;
+        self.drop_link(&mut st, &mut b, ino, t)?;
+        self.touch_dir(&mut st, &mut b, parent, -1, t)?;
+        self.db.commit(b)?;
+        Ok(())
+    }
+
+    /// rename(2) with RENAME_NOREPLACE and RENAME_EXCHANGE.
+    pub fn rename(&self, p1: u64, n1: &[u8], p2: u64, n2: &[u8], flags: u32) -> Result<()> {
+        let noreplace = flags & libc::RENAME_NOREPLACE != 0;
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        if flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0 || (noreplace && exchange) {
+            return Err(posix(libc::EINVAL));
+        }
+        let mut st = self.lock();
+        let (src, sinode) = self.resolve(&mut st, p1, n1)?.ok_or(posix(libc::ENOENT))?;
+        let dst = self.resolve(&mut st, p2, n2)?;
+        let t = now();
+        let mut b = self.db.batch();
+        let sdir = sinode.kind == Kind::Dir;
+        if exchange {
+            let (dino, dinode) = dst.ok_or(posix(libc::ENOENT))?;
+            let ddir = dinode.kind == Kind::Dir;
+            self.db.put_dirent(&mut b, p1, n1, Dirent::Child { ino: dino, kind: dinode.kind })?;
+            self.db.put_dirent(&mut b, p2, n2, Dirent::Child { ino: src, kind: sinode.kind })?;
+            for (ino, mut i) in [(src, sinode), (dino, dinode)] {
+                i.ctime = t;
+                self.write_inode(&mut st, &mut b, ino, i)?;
+            }
+            let delta = |d: bool| i32::from(d);
+            let (d1, d2) = if p1 != p2 { (delta(ddir) - delta(sdir), delta(sdir) - delta(ddir)) } else { (0, 0) };
+            self.touch_dir(&mut st, &mut b, p1, d1, t)?;
+            if p1 != p2 {
+                self.touch_dir(&mut st, &mut b, p2, d2, t)?;
+            }
+            return self.db.commit(b);
+        }
+        let mut p2_delta = i32::from(sdir && p1 != p2);
+        if let Some((dino, dinode)) = dst {
+            if noreplace {
+                return Err(posix(libc::EEXIST));
+            }
+            if dino == src {
+                return Ok(());
+            }
+            match (sdir, dinode.kind == Kind::Dir) {
+                (true, false) => return Err(posix(libc::ENOTDIR)),
+                (false, true) => return Err(posix(libc::EISDIR)),
+                (true, true) => {
+                    if !self.list_locked(&mut st, dino)?.is_empty() {
+                        return Err(posix(libc::ENOTEMPTY));
+                    }
+                    p2_delta -= 1;
+                }
+                (false, false) => {}
+            }
+            if self.drop_link(&mut st, &mut b, dino, t)? {
+                let _ = std::fs::remove_file(self.data_path(dino));
+            }
+        }
+        self.remove_name(&mut st, &mut b, p1, n1)?;
+        self.db.put_dirent(&mut b, p2, n2, Dirent::Child { ino: src, kind: sinode.kind })?;
+        let mut s = sinode;
+        s.ctime = t;
+        self.write_inode(&mut st, &mut b, src, s)?;
+        self.touch_dir(&mut st, &mut b, p1, if sdir && p1 != p2 { -1 } else { 0 }, t)?;
+        if p1 != p2 || p2_delta != 0 {
+            self.touch_dir(&mut st, &mut b, p2, p2_delta, t)?;
+        }
+        self.db.commit(b)
+    }
+
+    /// chmod, chown, utimens and truncate.
+    pub fn setattr(&self, ino: u64, a: SetAttr) -> Result<Inode> {
+        if let Some(size) = a.size {
+            self.truncate(ino, size)?;
+        }
+        let mut st = self.lock();
+        let mut i = self.node(&mut st, ino)?.inode.clone();
+        let t = now();
+        let owner_change = a.uid.is_some_and(|u| u != i.uid) || a.gid.is_some_and(|g| g != i.gid);
+        if let Some(u) = a.uid {
+            i.uid = u;
+        }
+        if let Some(g) = a.gid {
+            i.gid = g;
+        }
+        if (a.uid.is_some() || a.gid.is_some()) && i.kind != Kind::Dir && (owner_change || a.mode.is_none()) {
+            // As the kernel does for chown: drop setuid, and setgid when it
+            // means "set group id" (group-executable), and file capabilities.
+            i.mode &= !libc::S_ISUID;
+            if i.mode & libc::S_IXGRP != 0 {
+                i.mode &= !libc::S_ISGID;
+            }
+            i.xattrs.retain(|(k, _)| k != b"security.capability");
+        }
+        if let Some(m) = a.mode {
+            i.mode = m & 0o7777;
+        }
+        if let Some(at) = a.atime {
+            i.atime = at;
+        }
+        if let Some(mt) = a.mtime {
+            i.mtime = mt;
+        }
+        i.ctime = t;
+        let mut b = self.db.batch();
+        self.write_inode(&mut st, &mut b, ino, i.clone())?;
+        self.db.commit(b)?;
+        Ok(i)
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
+        let mut st = self.lock();
+        let i = &self.node(&mut st, ino)?.inode;
+        i.xattrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).ok_or(posix(libc::ENODATA))
+    }
+
+    pub fn listxattr(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
+        let mut st = self.lock();
+        Ok(self.node(&mut st, ino)?.inode.xattrs.iter().map(|(k, _)| k.clone()).collect())
+    }
+
+    pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
+        if name.is_empty() || name.len() > 255 {
+            return Err(posix(libc::ERANGE));
+        }
+        if value.len() > 65536 {
+            return Err(posix(libc::E2BIG));
+        }
+        let mut st = self.lock();
+        let mut i = self.node(&mut st, ino)?.inode.clone();
+        let pos = i.xattrs.binary_search_by(|(k, _)| k.as_slice().cmp(name));
+        match (pos, flags) {
+            (Ok(_), f) if f & libc::XATTR_CREATE != 0 => return Err(posix(libc::EEXIST)),
+            (Err(_), f) if f & libc::XATTR_REPLACE != 0 => return Err(posix(libc::ENODATA)),
+            (Ok(p), _) => i.xattrs[p].1 = value.to_vec(),
+            (Err(p), _) => i.xattrs.insert(p, (name.to_vec(), value.to_vec())),
+        }
+        i.ctime = now();
+        let mut b = self.db.batch();
+        self.write_inode(&mut st, &mut b, ino, i)?;
+        self.db.commit(b)
+    }
+
+    pub fn removexattr(&self, ino: u64, name: &[u8]) -> Result<()> {
+        let mut st = self.lock();
+        let mut i = self.node(&mut st, ino)?.inode.clone();
+        let p = i.xattrs.binary_search_by(|(k, _)| k.as_slice().cmp(name)).map_err(|_| posix(libc::ENODATA))?;
+        i.xattrs.remove(p);
+        i.ctime = now();
+        let mut b = self.db.batch();
+        self.write_inode(&mut st, &mut b, ino, i)?;
+        self.db.commit(b)
+    }
+}
