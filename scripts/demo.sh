@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end, on an embedded local repository: import a sample
-# tree, list it, change it, import the change as version 2, diff, verify, export.
+# tree, list it, change it, import the change as version 2, diff, verify, export,
+# then mount it with a private overlay, change it, unmount, remount, see the change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -35,5 +36,21 @@ chmod 0700 "$work/golden2/usr/bin/tar"
 "$L" verify
 "$L" export sample:2 "$work/exported"
 diff -r "$work/golden2" "$work/exported"
+
+# Mount version 2 with a private writable overlay, change it, remount, see it.
+mkdir -p "$work/mnt"
+"$L" mount sample:2 --overlay "$work/overlay" "$work/mnt"
+cat "$work/mnt/etc-release"
+echo "guest-local change" > "$work/mnt/etc-release"
+mkdir "$work/mnt/srv" && echo data > "$work/mnt/srv/app.conf"
+chmod 0640 "$work/mnt/usr/bin/bash"
+rm "$work/mnt/added.conf"
+"$L" umount "$work/mnt"
+"$L" mount sample:2 --overlay "$work/overlay" "$work/mnt"
+ls -l "$work/mnt" "$work/mnt/usr/bin"
+test "$(cat "$work/mnt/etc-release")" = "guest-local change"
+test ! -e "$work/mnt/added.conf"
+"$L" umount "$work/mnt"
+du -sh "$work/overlay"
 set +x
 echo "== main job done; repository at $LVREPO_REPO"

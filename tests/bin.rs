@@ -103,6 +103,11 @@ impl Lvrepo {
         Lvrepo { repo: repo.into(), _tmp: None }
     }
 
+    /// The repository path.
+    pub fn repo(&self) -> &Path {
+        &self.repo
+    }
+
     /// A fresh temp dir with `lvrepo init` already run in `<tmp>/repo`.
     pub fn init() -> Self {
         let tmp = tempfile::Builder::new().prefix("lvrepo-test").tempdir().expect("tempdir");

@@ -41,6 +41,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Delete an image version (NAME:VERSION); gc then reclaims what only it used.
+    Delete {
+        image: String,
+    },
     /// List images.
     Images {
         #[arg(long)]

@@ -143,6 +143,22 @@ impl Repository {
     }
 }
 
+impl Repository {
+    /// Remove an image ref; its data stays until `gc`.
+    pub fn delete_image(&self, r: &ImageRef) -> Result<ImageRecord> {
+        self.writable()?;
+        let rec = self.resolve(r)?;
+        let cf = self.cf(CF_REFS)?;
+        let mut b = WriteBatch::default();
+        b.delete_cf(cf, key(&rec.name, rec.version));
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db().write_opt(b, &wo)?;
+        tracing::info!(image = %rec.label(), "deleted image ref");
+        Ok(rec)
+    }
+}
+
 fn decode(b: &[u8]) -> Result<ImageRecord> {
     serde_json::from_slice(b).map_err(|_| Error::Decode { what: "image record", why: "invalid JSON" })
 }

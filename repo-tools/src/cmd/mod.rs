@@ -3,6 +3,7 @@
 
 mod cat;
 mod completions;
+mod delete;
 mod diff;
 mod export;
 mod gc;
@@ -27,6 +28,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Init => init::run(cli),
         Command::Import { source, image, message, parent, json } => import::run(cli, source, image, message, parent.as_deref(), *json),
+        Command::Delete { image } => delete::run(cli, image),
         Command::Images { json } => images::run(cli, *json),
         Command::Ls { target, recursive, json } => ls::run(cli, target, *recursive, *json),
         Command::Cat { target } => cat::run(cli, target),
