@@ -58,6 +58,14 @@ pub enum Error {
     Archive(#[source] io::Error),
     #[error("destination {0} exists and is not empty")]
     DestinationNotEmpty(PathBuf),
+    #[error("guest {0} not found")]
+    GuestNotFound(String),
+    #[error("guest {0} already exists")]
+    GuestExists(String),
+    #[error("guest {0} is busy (mounted, or another command works on it)")]
+    GuestBusy(String),
+    #[error("guest {guest} has no checkpoint {checkpoint}")]
+    CheckpointNotFound { guest: String, checkpoint: String },
     /// A POSIX-level refusal of a filesystem operation (ENOENT, EEXIST, ...).
     #[error("{}", std::io::Error::from_raw_os_error(*.0))]
     Posix(i32),
@@ -98,11 +106,12 @@ impl Error {
 
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::ImageNotFound(_) | Error::PathNotFound { .. } => ErrorClass::NotFound,
+            Error::ImageNotFound(_) | Error::PathNotFound { .. } | Error::GuestNotFound(_) | Error::CheckpointNotFound { .. } => ErrorClass::NotFound,
             Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } => {
                 ErrorClass::Damaged
             }
-            Error::ImageExists(_) | Error::DestinationNotEmpty(_) => ErrorClass::Exists,
+            Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) => ErrorClass::Exists,
+            Error::GuestBusy(_) => ErrorClass::Busy,
             Error::BadImageName(_) => ErrorClass::Usage,
             Error::Locked(_) => ErrorClass::Busy,
             _ => ErrorClass::Other,

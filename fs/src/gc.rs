@@ -17,7 +17,7 @@ use rocksdb::WriteBatch;
 use crate::digest::{Digest, TreeId};
 use crate::error::{Error, Result};
 use crate::import::Progress;
-use crate::object::{IndexEntry, PACK_HEADER_LEN, RECORD_HEADER_LEN};
+use crate::object::{IndexEntry, ObjectStore, PACK_HEADER_LEN, RECORD_HEADER_LEN};
 use crate::repo::Repository;
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -42,18 +42,37 @@ pub fn failpoint(name: &str) {
     }
 }
 
-pub fn gc(repo: &Repository, extra_roots: &[TreeId], progress: &dyn Progress) -> Result<GcReport> {
-    repo.writable()?;
-    let mut report = GcReport { bytes_before: repo.disk_usage()?, ..Default::default() };
-    let store = repo.objects();
+/// Collect `repo`, keeping everything its images reference plus everything
+/// reachable from `extra` roots, each read through its own store (a guest's
+/// checkpoints reference objects in the shared repository and in its own).
+pub fn gc(repo: &Repository, extra: &[(&dyn ObjectStore, TreeId)], progress: &dyn Progress) -> Result<GcReport> {
     let mut live: HashSet<Digest> = HashSet::new();
     for img in repo.images()? {
         progress.note(&format!("marking {}", img.label()));
-        crate::reach::mark(store, &img.root_tree(), &mut live)?;
+        crate::reach::mark(repo.objects(), &img.root_tree(), &mut live)?;
     }
-    for r in extra_roots {
-        crate::reach::mark(store, r, &mut live)?;
+    for (store, r) in extra {
+        crate::reach::mark(*store, r, &mut live)?;
     }
+    sweep(repo, live, progress)
+}
+
+/// Collect `repo` (a guest-local store) keeping what `roots` reach when read
+/// through `marking` (the guest's layered store).
+pub fn gc_marking(repo: &Repository, marking: &dyn ObjectStore, roots: &[TreeId], progress: &dyn Progress) -> Result<GcReport> {
+    let mut live: HashSet<Digest> = HashSet::new();
+    for img in repo.images()? {
+        crate::reach::mark(marking, &img.root_tree(), &mut live)?;
+    }
+    for r in roots {
+        crate::reach::mark(marking, r, &mut live)?;
+    }
+    sweep(repo, live, progress)
+}
+
+fn sweep(repo: &Repository, live: HashSet<Digest>, progress: &dyn Progress) -> Result<GcReport> {
+    repo.writable()?;
+    let mut report = GcReport { bytes_before: repo.disk_usage()?, ..Default::default() };
     let packs = repo.packs();
     let entries = packs.entries()?;
     // Garbage per pack is measured against the pack file's size, not the index:
@@ -98,7 +117,7 @@ pub fn gc(repo: &Repository, extra_roots: &[TreeId], progress: &dyn Progress) ->
     }
     packs.batch_write(batch)?;
     failpoint("gc-after-index");
-    report.live_objects = live.len() as u64;
+    report.live_objects = entries.iter().filter(|(id, _)| live.contains(id)).count() as u64;
     report.packs_rewritten = rewrite.len() as u64;
     // Unlink packs nothing references (rewritten ones, and orphans of
     // interrupted imports), never the pack being written.

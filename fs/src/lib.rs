@@ -15,6 +15,7 @@ pub mod error;
 pub mod export;
 pub mod fuse;
 pub mod gc;
+pub mod guest;
 pub mod import;
 pub mod object;
 pub mod overlay;

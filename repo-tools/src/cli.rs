@@ -70,13 +70,39 @@ pub enum Command {
         image: String,
         dest: PathBuf,
     },
-    /// Show what changed between two images.
+    /// Show what changed: between two images (IMAGE IMAGE), or what guest NAME
+    /// changed against its image, a checkpoint number, or another image.
     Diff {
+        /// An image, or a guest name.
         from: String,
-        to: String,
+        /// An image; for a guest: a checkpoint number or an image (default: its image).
+        to: Option<String>,
         #[arg(long)]
         json: bool,
     },
+    /// Guests: instant clones of an image with a private overlay.
+    #[command(subcommand)]
+    Guest(GuestCmd),
+    /// Checkpoint a guest (mounted or not), or prune its checkpoints.
+    #[command(args_conflicts_with_subcommands = true)]
+    Checkpoint {
+        #[command(subcommand)]
+        action: Option<CheckpointCmd>,
+        /// The guest.
+        name: Option<String>,
+        #[arg(short, long, default_value = "")]
+        message: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a guest's checkpoints.
+    Log {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roll a guest back to a checkpoint (number or root id prefix).
+    Rollback { name: String, checkpoint: String },
     /// Check every object against its id and name what is damaged.
     Verify {
         #[arg(long)]
@@ -92,14 +118,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Mount an image with a private writable overlay (FUSE).
+    /// Mount an image with a private writable overlay, or a guest (FUSE):
+    /// `mount IMAGE --overlay DIR MOUNTPOINT` or `mount --guest NAME MOUNTPOINT`.
     Mount {
-        /// NAME or NAME:VERSION.
-        image: String,
+        /// IMAGE MOUNTPOINT, or just MOUNTPOINT with --guest.
+        #[arg(value_name = "IMAGE] [MOUNTPOINT", num_args = 1..=2, required = true)]
+        operands: Vec<PathBuf>,
         /// The overlay directory on the guest's own partition (created if absent).
-        #[arg(long, value_name = "DIR")]
-        overlay: PathBuf,
-        mountpoint: PathBuf,
+        #[arg(long, value_name = "DIR", conflicts_with = "guest")]
+        overlay: Option<PathBuf>,
+        /// Mount guest NAME (its image and overlay come from the guest).
+        #[arg(long, value_name = "NAME")]
+        guest: Option<String>,
         /// Serve in the foreground instead of detaching a daemon.
         #[arg(short, long)]
         foreground: bool,
@@ -117,5 +147,53 @@ pub enum Command {
     /// Print a shell completion script.
     Completions {
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GuestCmd {
+    /// Create a guest from an image, instantly (an empty overlay, no copy).
+    Create {
+        name: String,
+        #[arg(long, value_name = "IMAGE[:VERSION]")]
+        image: String,
+        /// The guest's directory on its own partition [default: /var/lib/lvrepo/guests/NAME].
+        #[arg(long, value_name = "DIR")]
+        overlay: Option<PathBuf>,
+        /// Personalise: KEY=VALUE (hostname=... writes /etc/hostname; every pair
+        /// goes to /etc/lvrepo/guest.conf).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Put a local file into the guest: /PATH/IN/GUEST=LOCALFILE.
+        #[arg(long = "file", value_name = "DEST=SRC")]
+        file: Vec<String>,
+        /// A file of KEY=VALUE lines, as --set.
+        #[arg(long, value_name = "FILE")]
+        values: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List guests.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one guest.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a guest and its directory (refused while mounted).
+    Rm { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CheckpointCmd {
+    /// Keep the newest N checkpoints of a guest; reclaim what only the others used.
+    Prune {
+        name: String,
+        #[arg(long)]
+        keep: usize,
     },
 }

@@ -4,6 +4,7 @@
 //! 4 damaged data found, 5 already exists, 6 busy (another writer).
 
 mod cli;
+mod control;
 mod cmd;
 mod output;
 mod progress;

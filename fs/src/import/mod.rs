@@ -3,7 +3,7 @@
 //! so an interrupted or failed import leaves no visible image (its objects are
 //! garbage that `gc` reclaims) and never damages existing images.
 
-mod dir;
+pub(crate) mod dir;
 mod tar;
 
 pub use self::dir::import_dir;

@@ -30,7 +30,7 @@ pub(crate) const CF_META: &str = "meta";
 pub struct Repository {
     path: PathBuf,
     db: Arc<DB>,
-    store: Verified<PackStore>,
+    store: Arc<Verified<PackStore>>,
     read_only: bool,
     _lock: Option<File>,
 }
@@ -66,7 +66,7 @@ impl Repository {
         let lock = if writable { Some(take_lock(path)?) } else { None };
         let db = Arc::new(open_db(path, !writable)?);
         let packs = PackStore::new(path.join("packs"), db.clone(), CF_OBJECTS, !writable);
-        Ok(Repository { path: path.to_path_buf(), db, store: Verified::new(packs), read_only: !writable, _lock: lock })
+        Ok(Repository { path: path.to_path_buf(), db, store: Arc::new(Verified::new(packs)), read_only: !writable, _lock: lock })
     }
 
     pub fn path(&self) -> &Path {
@@ -83,13 +83,18 @@ impl Repository {
     }
 
     pub fn objects(&self) -> &dyn ObjectStore {
-        &self.store
+        &*self.store
     }
 
     /// Give up the repository handle, keeping its verified store (a daemon
     /// wraps it in a cache and shares it between threads).
-    pub fn into_store(self) -> Verified<PackStore> {
+    pub fn into_store(self) -> Arc<Verified<PackStore>> {
         self.store
+    }
+
+    /// A shared handle on the verified store (outlives this `Repository`).
+    pub fn shared_store(&self) -> Arc<Verified<PackStore>> {
+        self.store.clone()
     }
 
     /// The raw pack store (verify and gc walk it directly).

@@ -1,24 +1,62 @@
-//! `lvrepo diff IMAGE IMAGE`: added (A), removed (D), content-changed (C) and
-//! metadata-only (M) paths.
+//! `lvrepo diff IMAGE IMAGE`, and `lvrepo diff GUEST [CHECKPOINT|IMAGE]`: added
+//! (A), removed (D), content-changed (C) and metadata-only (M) paths. A guest
+//! is compared as it is now (its live overlay, through its daemon if mounted)
+//! against its image by default.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
+use lvrepo_fs::diff::DiffEntry;
+use lvrepo_fs::guest::{self, GuestHandle};
 use lvrepo_fs::walk::escape_path;
+use lvrepo_fs::TreeId;
 use serde_json::json;
 
 use crate::cli::Cli;
+use crate::control::{call, Request};
 use crate::output::print_json;
 
-pub fn run(cli: &Cli, from: &str, to: &str, json: bool) -> Result<()> {
+pub fn run(cli: &Cli, from: &str, to: Option<&str>, json: bool) -> Result<()> {
+    let p = super::repo_path(cli)?;
     let repo = super::open(cli, false)?;
-    let a = super::resolve(&repo, from)?;
-    let b = super::resolve(&repo, to)?;
-    let changes = lvrepo_fs::diff::diff_trees(repo.objects(), &a.root_tree(), &b.root_tree())?;
+    let rows: Vec<(String, String)> = match guest::find(&p, from) {
+        Ok(rec) => {
+            let g = GuestHandle::open(&p, from, false)?;
+            let against: TreeId = match to {
+                None => super::resolve(&repo, &g.rec.image)?.root_tree(),
+                Some(t) if t.parse::<u32>().is_ok() || t.starts_with("b3:") => g.checkpoint(t)?.root_tree(),
+                Some(t) => super::resolve(&repo, t)?.root_tree(),
+            };
+            match call(&rec.dir, &Request::Diff { against: against.to_string() })? {
+                Some(v) => serde_json::from_value(v)?,
+                None => rows(&g.diff_live(super::shared(&repo), None, against)?),
+            }
+        }
+        Err(lvrepo_fs::Error::GuestNotFound(_)) => {
+            let Some(to) = to else { bail!(crate::Exit(crate::exit::USAGE, format!("{from} is not a guest; to compare images name two"))) };
+            let a = super::resolve(&repo, from)?;
+            let b = super::resolve(&repo, to)?;
+            rows(&lvrepo_fs::diff::diff_trees(repo.objects(), &a.root_tree(), &b.root_tree())?)
+        }
+        Err(e) => return Err(e.into()),
+    };
     if json {
-        let v: Vec<_> = changes.iter().map(|c| json!({ "path": escape_path(&c.path), "change": c.change })).collect();
+        let v: Vec<_> = rows.iter().map(|(p, c)| json!({ "path": p, "change": c })).collect();
         return print_json(&v);
     }
-    for c in &changes {
-        println!("{} {}", c.change.letter(), escape_path(&c.path));
+    for (path, change) in &rows {
+        let letter = match change.as_str() {
+            "added" => 'A',
+            "removed" => 'D',
+            "content" => 'C',
+            _ => 'M',
+        };
+        println!("{letter} {path}");
     }
     Ok(())
+}
+
+/// Diff entries as (escaped path, change name): the form the daemon sends too.
+pub fn rows(d: &[DiffEntry]) -> Vec<(String, String)> {
+    d.iter()
+        .map(|e| (escape_path(&e.path), serde_json::to_value(e.change).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()))
+        .collect()
 }

@@ -2,17 +2,21 @@
 //! and split `IMAGE:PATH` arguments.
 
 mod cat;
+mod checkpoint;
 mod completions;
 mod delete;
 mod diff;
 mod export;
 mod gc;
+mod guest;
 mod images;
 mod import;
 mod init;
+mod log;
 mod ls;
 mod man;
 mod mount;
+mod rollback;
 mod stats;
 mod umount;
 mod verify;
@@ -33,11 +37,22 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Ls { target, recursive, json } => ls::run(cli, target, *recursive, *json),
         Command::Cat { target } => cat::run(cli, target),
         Command::Export { image, dest } => export::run(cli, image, dest),
-        Command::Diff { from, to, json } => diff::run(cli, from, to, *json),
+        Command::Diff { from, to, json } => diff::run(cli, from, to.as_deref(), *json),
+        Command::Guest(g) => guest::run(cli, g),
+        Command::Checkpoint { action, name, message, json } => checkpoint::run(cli, action.as_ref(), name.as_deref(), message, *json),
+        Command::Log { name, json } => log::run(cli, name, *json),
+        Command::Rollback { name, checkpoint } => rollback::run(cli, name, checkpoint),
         Command::Verify { json } => verify::run(cli, *json),
         Command::Gc { json } => gc::run(cli, *json),
         Command::Stats { json } => stats::run(cli, *json),
-        Command::Mount { image, overlay, mountpoint, foreground, threads } => mount::run(cli, image, overlay, mountpoint, *foreground, *threads),
+        Command::Mount { operands, overlay, guest, foreground, threads } => {
+            let (image, mountpoint) = match (operands.as_slice(), guest) {
+                ([mp], Some(_)) => (None, mp),
+                ([img, mp], None) => (Some(img.to_string_lossy().into_owned()), mp),
+                _ => return Err(crate::Exit(crate::exit::USAGE, "usage: mount IMAGE --overlay DIR MOUNTPOINT | mount --guest NAME MOUNTPOINT".into()).into()),
+            };
+            mount::run(cli, image.as_deref(), overlay.as_deref(), guest.as_deref(), mountpoint, *foreground, *threads)
+        }
         Command::Umount { mountpoint } => umount::run(mountpoint),
         Command::Man { out } => man::run(out),
         Command::Completions { shell } => completions::run(*shell),
@@ -73,6 +88,11 @@ pub fn split_target(s: &std::ffi::OsStr) -> Result<(ImageRef, Vec<u8>)> {
         None => name.parse()?,
     };
     Ok((r, if path.is_empty() { b"/".to_vec() } else { path }))
+}
+
+/// The shared repository's verified store, for guest operations.
+pub fn shared(repo: &Repository) -> std::sync::Arc<dyn lvrepo_fs::ObjectStore> {
+    repo.shared_store()
 }
 
 pub fn resolve(repo: &Repository, image: &str) -> Result<ImageRecord> {

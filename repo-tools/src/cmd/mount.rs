@@ -12,33 +12,66 @@ use anyhow::{bail, Context, Result};
 use lvrepo_fs::fuse::{block_termination_signals, mount_foreground, MountOptions};
 use lvrepo_fs::object::Cached;
 use lvrepo_fs::overlay::Overlay;
-use lvrepo_fs::ObjectStore;
+use lvrepo_fs::guest::GuestHandle;
+use lvrepo_fs::{ObjectStore, TreeId};
+
+use crate::control::Request;
 
 use crate::cli::Cli;
 
 /// Chunk cache shared by all FUSE threads.
 const CACHE_BYTES: usize = 256 << 20;
 
-pub fn run(cli: &Cli, image: &str, overlay: &Path, mountpoint: &Path, foreground: bool, threads: usize) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option<&str>, mountpoint: &Path, foreground: bool, threads: usize) -> Result<()> {
     if !mountpoint.is_dir() {
         bail!("mountpoint {} is not a directory", mountpoint.display());
     }
+    let p = super::repo_path(cli)?;
+    let state_dir = match (guest, overlay) {
+        (Some(name), _) => lvrepo_fs::guest::find(&p, name)?.dir,
+        (None, Some(o)) => o.to_path_buf(),
+        (None, None) => bail!(crate::Exit(crate::exit::USAGE, "give --overlay DIR or --guest NAME".into())),
+    };
     if !foreground {
-        return spawn_daemon(cli, overlay, mountpoint);
+        return spawn_daemon(&state_dir, mountpoint);
     }
     let sigs = block_termination_signals()?;
     let repo = super::open(cli, false)?;
-    let img = super::resolve(&repo, image)?;
-    let store: Arc<dyn ObjectStore> = Arc::new(Cached::new(repo.into_store(), CACHE_BYTES));
-    let ov = Overlay::open(overlay, store, img.root_tree()).with_context(|| format!("opening overlay {}", overlay.display()))?;
-    std::fs::write(overlay.join("daemon.pid"), format!("{}\n", std::process::id())).context("writing daemon.pid")?;
-    tracing::info!(image = %img.label(), overlay = %overlay.display(), "serving");
-    let r = mount_foreground(Arc::new(ov), mountpoint, &MountOptions { threads }, sigs);
-    let _ = std::fs::remove_file(overlay.join("daemon.pid"));
+    let shared: Arc<dyn ObjectStore> = Arc::new(Cached::new(repo.shared_store(), CACHE_BYTES));
+    let ov = match guest {
+        Some(name) => {
+            // The daemon holds the guest's lock while mounted; commands that
+            // need the live state ask it over the control socket.
+            let g = Arc::new(GuestHandle::open(&p, name, true)?);
+            let store = g.store(shared.clone());
+            let ov = Arc::new(g.overlay(store.clone()).with_context(|| format!("opening overlay of guest {name}"))?);
+            let (g2, ov2) = (g.clone(), ov.clone());
+            crate::control::serve(g.dir(), move |req| match req {
+                Request::Checkpoint { message } => Ok(serde_json::to_value(g2.checkpoint_live(&ov2, &*store, &message)?)?),
+                Request::Diff { against } => {
+                    let t: TreeId = against.parse()?;
+                    Ok(serde_json::to_value(super::diff::rows(&g2.diff_live(shared.clone(), Some(&ov2), t)?))?)
+                }
+            })?;
+            tracing::info!(guest = name, "serving guest");
+            ov
+        }
+        None => {
+            let image = image.ok_or_else(|| crate::Exit(crate::exit::USAGE, "name the image to mount".into()))?;
+            let img = super::resolve(&repo, image)?;
+            tracing::info!(image = %img.label(), overlay = %state_dir.display(), "serving");
+            Arc::new(Overlay::open(&state_dir, shared, img.root_tree()).with_context(|| format!("opening overlay {}", state_dir.display()))?)
+        }
+    };
+    std::fs::write(state_dir.join("daemon.pid"), format!("{}\n", std::process::id())).context("writing daemon.pid")?;
+    let r = mount_foreground(ov, mountpoint, &MountOptions { threads }, sigs);
+    let _ = std::fs::remove_file(state_dir.join("daemon.pid"));
+    let _ = std::fs::remove_file(crate::control::socket_path(&state_dir));
     Ok(r?)
 }
 
-fn spawn_daemon(_cli: &Cli, overlay: &Path, mountpoint: &Path) -> Result<()> {
+fn spawn_daemon(overlay: &Path, mountpoint: &Path) -> Result<()> {
     std::fs::create_dir_all(overlay).with_context(|| format!("creating {}", overlay.display()))?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(overlay.join("daemon.log")).context("opening daemon.log")?;
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();

@@ -1,0 +1,224 @@
+//! Fold: turn image + overlay (the guest's live state) into one root tree.
+//!
+//! Unchanged image entries are reused as they are (same ids, nothing read);
+//! a changed file reuses the image's chunks for every window it did not write,
+//! and stores only the windows it wrote. The result is written to `out`
+//! (a layered store: guest-local over the shared repository, so chunks the
+//! repository has are not stored again).
+//!
+//! The caller holds the engine's state lock, so the cut is consistent: no
+//! operation can run between two reads of the fold.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::FileExt;
+
+use crate::chunker::{window_of, CHUNK_SIZE};
+use crate::digest::{ChunkId, ObjectKind, TreeId};
+use crate::error::{Error, Result};
+use crate::import::dir::data_regions;
+use crate::object::{get_required, ObjectStore};
+use crate::overlay::{base_ino, Base, Dirent, Inode, Overlay, State, ROOT_INO};
+use crate::tree::file::{leaf_extents, ContentBuilder, Extent, Target};
+use crate::tree::{store_root, Content, Entry, Kind, Tree};
+
+/// One entry of the folded namespace, before trees are stored.
+struct Node {
+    entry: Entry,
+    path: Vec<u8>,
+    ino: u64,
+    children: Vec<usize>,
+}
+
+/// Fold the overlay's current state into a root tree stored in `out`.
+pub(crate) fn fold(ov: &Overlay, st: &mut State, out: &dyn ObjectStore) -> Result<TreeId> {
+    let root_inode = ov.node(st, ROOT_INO)?.inode.clone();
+    let mut nodes = vec![Node { entry: entry_of(ov, &root_inode, Vec::new(), out, ROOT_INO)?, path: Vec::new(), ino: ROOT_INO, children: Vec::new() }];
+    walk(ov, st, out, &mut nodes, 0, &root_inode)?;
+
+    // Hardlink sets: inodes reached by more than one path.
+    let mut by_ino: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        if n.entry.kind != Kind::Dir {
+            by_ino.entry(n.ino).or_default().push(i);
+        }
+    }
+    for members in by_ino.values() {
+        let (link, links) = if members.len() > 1 {
+            // Labelled from the path without its leading '/', as import does,
+            // so an untouched image hardlink set keeps its label.
+            let smallest = members.iter().map(|&i| &nodes[i].path).min().cloned().unwrap_or_default();
+            (crate::import::link_label(smallest.strip_prefix(b"/").unwrap_or(&smallest)), members.len() as u32)
+        } else {
+            (0, 0)
+        };
+        for &i in members {
+            nodes[i].entry.link = link;
+            nodes[i].entry.links = links;
+        }
+    }
+    for i in (0..nodes.len()).rev() {
+        if nodes[i].entry.kind != Kind::Dir || matches!(nodes[i].entry.content, Content::Tree(_)) {
+            continue;
+        }
+        let mut t = Tree { entries: nodes[i].children.iter().map(|&c| nodes[c].entry.clone()).collect() };
+        t.sort();
+        nodes[i].entry.content = Content::Tree(t.store(out)?);
+    }
+    let root = nodes.swap_remove(0).entry;
+    store_root(out, root)
+}
+
+/// Add the merged children of directory `dir` (an arena index) and recurse.
+fn walk(ov: &Overlay, st: &mut State, out: &dyn ObjectStore, nodes: &mut Vec<Node>, dir: usize, inode: &Inode) -> Result<()> {
+    let dino = nodes[dir].ino;
+    let dirents = ov.db.dirents(dino)?;
+    // Unchanged image directory: its tree is reused as is, unless something
+    // below it changed (a record for a descendant), which only a walk shows.
+    let mut children: BTreeMap<Vec<u8>, (u64, Option<Entry>)> = BTreeMap::new();
+    if let Base::Dir { tree, path } = &inode.base {
+        for e in &ov.tree(tree)?.entries {
+            let mut cpath = path.clone();
+            cpath.push(b'/');
+            cpath.extend_from_slice(&e.name);
+            children.insert(e.name.clone(), (base_ino(&cpath, e), Some(e.clone())));
+        }
+    }
+    for (name, d) in dirents {
+        match d {
+            Dirent::Whiteout => {
+                children.remove(&name);
+            }
+            Dirent::Child { ino, .. } => {
+                children.insert(name, (ino, None));
+            }
+        }
+    }
+    for (name, (ino, base)) in children {
+        let mut path = nodes[dir].path.clone();
+        path.push(b'/');
+        path.extend_from_slice(&name);
+        // The database is authoritative: every operation commits its batch.
+        let inode = match (ov.db.inode(ino)?, &base) {
+            (Some(r), _) => r,
+            (None, Some(e)) => {
+                // Untouched image entry: reuse it whole unless it is a
+                // directory (its descendants may have records).
+                if e.kind != Kind::Dir {
+                    let idx = nodes.len();
+                    nodes.push(Node { entry: e.clone(), path, ino, children: Vec::new() });
+                    nodes[dir].children.push(idx);
+                    continue;
+                }
+                ov.from_entry(e, &image_path(&inode.base, &name))?
+            }
+            (None, None) => return Err(Error::Posix(libc::EIO)),
+        };
+        let entry = entry_of(ov, &inode, name, out, ino)?;
+        let idx = nodes.len();
+        let is_dir = inode.kind == Kind::Dir;
+        nodes.push(Node { entry, path, ino, children: Vec::new() });
+        nodes[dir].children.push(idx);
+        if is_dir {
+            walk(ov, st, out, nodes, idx, &inode)?;
+        }
+    }
+    Ok(())
+}
+
+fn image_path(parent_base: &Base, name: &[u8]) -> Vec<u8> {
+    let mut p = match parent_base {
+        Base::Dir { path, .. } => path.clone(),
+        _ => Vec::new(),
+    };
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
+}
+
+/// The tree entry for an inode (directory content is filled in later).
+fn entry_of(ov: &Overlay, i: &Inode, name: Vec<u8>, out: &dyn ObjectStore, ino: u64) -> Result<Entry> {
+    let mut e = Entry::new(name, i.kind);
+    e.mode = i.mode;
+    e.uid = i.uid;
+    e.gid = i.gid;
+    e.mtime = i.mtime;
+    e.rdev = if matches!(i.kind, Kind::CharDev | Kind::BlockDev) { i.rdev } else { 0 };
+    e.xattrs = i.xattrs.clone();
+    e.xattrs.sort();
+    if i.kind == Kind::Symlink {
+        e.target = i.target.clone();
+    }
+    if i.kind == Kind::File {
+        e.size = i.size;
+        e.content = file_content(ov, i, out, ino)?;
+    }
+    Ok(e)
+}
+
+/// A file's content: image chunks for windows it never wrote, new chunks for
+/// the windows it did (and for every byte of a file the guest created).
+fn file_content(ov: &Overlay, i: &Inode, out: &dyn ObjectStore, ino: u64) -> Result<Content> {
+    let data = match std::fs::File::open(ov.data_path(ino)) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io("opening overlay data", ov.data_path(ino), e)),
+    };
+    let read = |off: u64, len: u64| -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len as usize];
+        if let Some(f) = &data {
+            let mut done = 0;
+            while done < buf.len() {
+                let n = f.read_at(&mut buf[done..], off + done as u64).map_err(|e| Error::io("reading overlay data", ov.data_path(ino), e))?;
+                if n == 0 {
+                    break;
+                }
+                done += n;
+            }
+        }
+        Ok(buf)
+    };
+    let mut b = ContentBuilder::new(out);
+    match &i.base {
+        Base::File { content, limit } => {
+            if let (Content::Chunk(_) | Content::File(_), true) = (content, data.is_none() && *limit == i.size) {
+                return Ok(*content);
+            }
+            let windows = ov.db.windows(ino)?;
+            let base_end = (*limit).min(i.size);
+            let base: Vec<(u64, u64, ChunkId)> = leaf_extents(&*ov.store, content, *limit)?;
+            let mut wins: Vec<u64> = windows.iter().copied().filter(|&w| w * CHUNK_SIZE < i.size).collect();
+            wins.extend(base.iter().filter(|x| x.0 < base_end).map(|x| window_of(x.0)));
+            wins.sort_unstable();
+            wins.dedup();
+            for w in wins {
+                let ws = w * CHUNK_SIZE;
+                if windows.contains(&w) {
+                    let len = CHUNK_SIZE.min(i.size - ws);
+                    b.push(ws, &read(ws, len)?)?;
+                    continue;
+                }
+                for &(off, len, id) in base.iter().filter(|x| window_of(x.0) == w && x.0 < base_end) {
+                    if off + len <= base_end {
+                        b.push_extent(Extent { offset: off, len, target: Target::Chunk(id) });
+                    } else {
+                        let chunk = get_required(&*ov.store, ObjectKind::Chunk, &id.0)?;
+                        b.push(off, &chunk[..(base_end - off) as usize])?;
+                    }
+                }
+            }
+        }
+        _ => {
+            if let Some(f) = &data {
+                for (s, e) in data_regions(f, i.size).map_err(|er| Error::io("seeking overlay data", ov.data_path(ino), er))? {
+                    let mut p = s;
+                    while p < e {
+                        let n = (e - p).min(16 * CHUNK_SIZE);
+                        b.push(p, &read(p, n)?)?;
+                        p += n;
+                    }
+                }
+            }
+        }
+    }
+    b.finish(i.size)
+}

@@ -1,0 +1,137 @@
+//! Guests: a name, a base tree, an overlay and a chain of checkpoints.
+//!
+//! Layout. The registry entry `REPO/guests/NAME.json` ([`GuestRecord`]) names
+//! the guest's directory on its own partition, which holds:
+//! - `STATE` ([`GuestState`]): the current base root and overlay generation;
+//!   replaced atomically (write + fsync + rename): the commit point of
+//!   checkpoint rebase and rollback, so a crash leaves the old state or the new;
+//! - `gen-NNNNNNNN/`: the overlay of that generation (see [`crate::overlay`]);
+//! - `store/`: a guest-local repository holding the chunks and trees only
+//!   this guest has, and its checkpoints as refs `checkpoint:N`;
+//! - `lock`: taken by whoever changes the guest (the mount daemon, or the
+//!   command working on an unmounted guest).
+
+pub mod fold;
+mod ops;
+
+pub use ops::{Checkpoint, GuestHandle};
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::digest::TreeId;
+use crate::error::{Error, Result};
+use crate::repo::Repository;
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GuestRecord {
+    pub name: String,
+    /// The image it was created from, `NAME:VERSION`.
+    pub image: String,
+    /// The guest's directory (overlay generations, guest-local store).
+    pub dir: PathBuf,
+    pub created: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GuestState {
+    /// Root tree the current overlay generation sits on: the image's root, or
+    /// the checkpoint last taken or rolled back to.
+    pub base: TreeId,
+    pub generation: u64,
+}
+
+/// Guest names: like image names.
+pub fn valid_guest_name(n: &str) -> bool {
+    !n.is_empty() && n.len() <= 128 && !n.starts_with('.') && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn registry_dir(repo: &Path) -> PathBuf {
+    repo.join("guests")
+}
+
+fn record_path(repo: &Path, name: &str) -> PathBuf {
+    registry_dir(repo).join(format!("{name}.json"))
+}
+
+/// Every registered guest, sorted by name.
+pub fn list(repo: &Path) -> Result<Vec<GuestRecord>> {
+    let dir = registry_dir(repo);
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io("listing", dir, e)),
+    };
+    for ent in rd.flatten() {
+        let p = ent.path();
+        if p.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read(&p).map_err(|e| Error::io("reading", &p, e))?;
+            out.push(serde_json::from_slice(&text).map_err(|_| Error::Decode { what: "guest record", why: "invalid JSON" })?);
+        }
+    }
+    out.sort_by(|a: &GuestRecord, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+pub fn find(repo: &Path, name: &str) -> Result<GuestRecord> {
+    let p = record_path(repo, name);
+    match std::fs::read(&p) {
+        Ok(t) => serde_json::from_slice(&t).map_err(|_| Error::Decode { what: "guest record", why: "invalid JSON" }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::GuestNotFound(name.to_string())),
+        Err(e) => Err(Error::io("reading", p, e)),
+    }
+}
+
+/// Write `bytes` to `path` atomically and durably (temp file, fsync, rename,
+/// fsync of the directory).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let dir = path.parent().unwrap_or(Path::new("."));
+    (|| -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })()
+    .map_err(|e| Error::io("writing", path, e))
+}
+
+pub(crate) fn register(repo: &Repository, rec: &GuestRecord) -> Result<()> {
+    let dir = registry_dir(repo.path());
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+    let p = record_path(repo.path(), &rec.name);
+    let json = serde_json::to_vec_pretty(rec).map_err(|_| Error::Decode { what: "guest record", why: "unencodable" })?;
+    // create_new: two creators of one name cannot both win.
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&p).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::GuestExists(rec.name.clone())
+        } else {
+            Error::io("creating", &p, e)
+        }
+    })?;
+    f.write_all(&json).and_then(|_| f.sync_all()).map_err(|e| Error::io("writing", &p, e))?;
+    File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("syncing", &dir, e))
+}
+
+pub(crate) fn unregister(repo: &Path, name: &str) -> Result<()> {
+    let p = record_path(repo, name);
+    std::fs::remove_file(&p).map_err(|e| Error::io("removing", &p, e))
+}
+
+/// An exclusive lock on a guest directory; `Err(GuestBusy)` if held (the
+/// guest is mounted, or another command works on it).
+pub struct GuestLock(#[allow(dead_code)] File);
+
+pub fn lock(dir: &Path, name: &str) -> Result<GuestLock> {
+    let p = dir.join("lock");
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p).map_err(|e| Error::io("opening", &p, e))?;
+    // SAFETY: flock on a descriptor we own; no memory is passed.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(Error::GuestBusy(name.to_string()));
+    }
+    Ok(GuestLock(f))
+}

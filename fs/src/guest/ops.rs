@@ -1,0 +1,272 @@
+//! Guest operations: create, open, checkpoint, rollback, log, prune, diff.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{find, lock, register, valid_guest_name, write_atomic, GuestLock, GuestRecord, GuestState};
+use crate::diff::{diff_trees, DiffEntry};
+use crate::digest::{ImageId, TreeId};
+use crate::error::{Error, Result};
+use crate::object::{Layered, MemStore, ObjectStore};
+use crate::overlay::Overlay;
+use crate::repo::{ImageRecord, ImageRef, Repository};
+
+/// A checkpoint as listed by `lvrepo log`.
+pub type Checkpoint = ImageRecord;
+
+const CHECKPOINT: &str = "checkpoint";
+
+/// An open guest. Writable handles hold the guest's lock.
+pub struct GuestHandle {
+    pub rec: GuestRecord,
+    pub state: GuestState,
+    local: Repository,
+    _lock: Option<GuestLock>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl GuestHandle {
+    /// Create guest `name` from `image` with its directory at `dir` (absent or
+    /// empty). Instant: an empty overlay and a registry entry, no copying.
+    pub fn create(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path) -> Result<GuestHandle> {
+        if !valid_guest_name(name) {
+            return Err(Error::BadImageName(name.to_string()));
+        }
+        if find(repo.path(), name).is_ok() {
+            return Err(Error::GuestExists(name.to_string()));
+        }
+        if std::fs::read_dir(dir).is_ok_and(|mut rd| rd.next().is_some()) {
+            return Err(Error::DestinationNotEmpty(dir.to_path_buf()));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("resolving", dir, e))?;
+        let guard = lock(&dir, name)?;
+        let local = Repository::init(&dir.join("store"))?;
+        let state = GuestState { base: image.root_tree(), generation: 1 };
+        let rec = GuestRecord { name: name.to_string(), image: image.label(), dir: dir.clone(), created: now() };
+        let g = GuestHandle { rec, state, local, _lock: Some(guard) };
+        g.write_state()?;
+        register(repo, &g.rec)?;
+        tracing::info!(guest = name, image = %image.label(), "created guest");
+        Ok(g)
+    }
+
+    /// Open a registered guest; `writable` takes its lock.
+    pub fn open(repo: &Path, name: &str, writable: bool) -> Result<GuestHandle> {
+        let rec = find(repo, name)?;
+        let guard = if writable { Some(lock(&rec.dir, name)?) } else { None };
+        let sp = rec.dir.join("STATE");
+        let text = std::fs::read(&sp).map_err(|e| Error::io("reading", &sp, e))?;
+        let state: GuestState = serde_json::from_slice(&text).map_err(|_| Error::Decode { what: "guest state", why: "invalid JSON" })?;
+        let local = Repository::open(&rec.dir.join("store"), writable)?;
+        Ok(GuestHandle { rec, state, local, _lock: guard })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.rec.dir
+    }
+
+    pub fn overlay_dir(&self) -> PathBuf {
+        self.gen_dir(self.state.generation)
+    }
+
+    fn gen_dir(&self, g: u64) -> PathBuf {
+        self.rec.dir.join(format!("gen-{g:08}"))
+    }
+
+    fn write_state(&self) -> Result<()> {
+        let json = serde_json::to_vec_pretty(&self.state).map_err(|_| Error::Decode { what: "guest state", why: "unencodable" })?;
+        write_atomic(&self.rec.dir.join("STATE"), &json)
+    }
+
+    /// The guest's object store: its own objects over the shared repository's.
+    pub fn store(&self, shared: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+        Arc::new(Layered::new(self.local.shared_store(), shared))
+    }
+
+    /// The overlay of the current generation.
+    pub fn overlay(&self, store: Arc<dyn ObjectStore>) -> Result<Overlay> {
+        Overlay::open(&self.overlay_dir(), store, self.state.base)
+    }
+
+    pub fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        Ok(self.local.images()?.into_iter().filter(|i| i.name == CHECKPOINT).collect())
+    }
+
+    /// A checkpoint by number (`3`) or root id prefix (`b3:1a2b…`).
+    pub fn checkpoint(&self, which: &str) -> Result<Checkpoint> {
+        let all = self.checkpoints()?;
+        let found = match which.parse::<u32>() {
+            Ok(n) => all.into_iter().find(|c| c.version == n),
+            Err(_) => all.into_iter().find(|c| c.root.0.to_string().starts_with(which)),
+        };
+        found.ok_or_else(|| Error::CheckpointNotFound { guest: self.rec.name.clone(), checkpoint: which.to_string() })
+    }
+
+    /// Record `root` (a fold of the live state) as the next checkpoint.
+    pub fn record_checkpoint(&self, root: TreeId, message: &str) -> Result<Checkpoint> {
+        self.local.objects().flush()?;
+        let prev = self.checkpoints()?.into_iter().max_by_key(|c| c.version);
+        let rec = ImageRecord {
+            name: CHECKPOINT.into(),
+            version: prev.as_ref().map_or(1, |p| p.version + 1),
+            root: ImageId(root),
+            parent: prev.map(|p| p.label()),
+            created: now(),
+            message: message.to_string(),
+            files: 0,
+            logical_bytes: 0,
+        };
+        self.local.publish(&rec)?;
+        tracing::info!(guest = %self.rec.name, checkpoint = rec.version, root = %root.0, "checkpoint recorded");
+        Ok(rec)
+    }
+
+    /// Checkpoint a mounted guest: fold its live overlay under the engine's
+    /// lock (every filesystem operation waits, so the cut is consistent) and
+    /// record it. The overlay is not rebased while mounted.
+    pub fn checkpoint_live(&self, ov: &Overlay, store: &dyn ObjectStore, message: &str) -> Result<Checkpoint> {
+        let root = {
+            let mut st = ov.lock();
+            super::fold::fold(ov, &mut st, store)?
+        };
+        self.record_checkpoint(root, message)
+    }
+
+    /// Write files into the guest's overlay (personalisation at creation):
+    /// `(path, bytes, mode)`; missing parent directories are created 0755.
+    pub fn personalise(&self, shared: Arc<dyn ObjectStore>, files: &[(Vec<u8>, Vec<u8>, u32)]) -> Result<()> {
+        use crate::overlay::ns::{NewNode, SetAttr};
+        use crate::tree::Kind;
+        let ov = self.overlay(self.store(shared))?;
+        for (path, bytes, mode) in files {
+            let comps: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+            let Some((last, parents)) = comps.split_last() else { continue };
+            let mut dir = crate::overlay::ROOT_INO;
+            for c in parents {
+                dir = match ov.lookup(dir, c) {
+                    Ok((ino, _)) => ino,
+                    Err(Error::Posix(libc::ENOENT)) => ov.create(dir, c, NewNode { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, rdev: 0, target: b"" })?.0,
+                    Err(e) => return Err(e),
+                };
+            }
+            let ino = match ov.lookup(dir, last) {
+                Ok((ino, _)) => {
+                    ov.setattr(ino, SetAttr { size: Some(0), mode: Some(*mode), ..Default::default() })?;
+                    ino
+                }
+                Err(Error::Posix(libc::ENOENT)) => ov.create(dir, last, NewNode { kind: Kind::File, mode: *mode, uid: 0, gid: 0, rdev: 0, target: b"" })?.0,
+                Err(e) => return Err(e),
+            };
+            ov.write(ino, 0, bytes)?;
+        }
+        ov.sync_all()
+    }
+
+    /// Delete the guest: its registry entry, then its directory.
+    pub fn remove(self, repo: &Path) -> Result<()> {
+        super::unregister(repo, &self.rec.name)?;
+        let dir = self.rec.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io("removing", &dir, e))
+    }
+
+    /// Checkpoint an unmounted guest, then rebase it on the checkpoint (a new,
+    /// empty overlay generation), so the next checkpoint costs only what
+    /// changes after this one.
+    pub fn checkpoint_offline(&mut self, shared: Arc<dyn ObjectStore>, message: &str) -> Result<Checkpoint> {
+        let store = self.store(shared);
+        let root = {
+            let ov = self.overlay(store.clone())?;
+            let mut st = ov.lock();
+            super::fold::fold(&ov, &mut st, &*store)?
+        };
+        let cp = self.record_checkpoint(root, message)?;
+        crate::gc::failpoint("checkpoint-before-rebase");
+        self.switch_base(root, store)?;
+        Ok(cp)
+    }
+
+    /// Make `root` the guest's state: a fresh overlay generation over it.
+    /// The STATE rename is the commit point.
+    pub fn switch_base(&mut self, root: TreeId, store: Arc<dyn ObjectStore>) -> Result<()> {
+        let old = self.state.generation;
+        let next = old + 1;
+        let nd = self.gen_dir(next);
+        if nd.exists() {
+            // Left by a crash before the commit point: never visible, discard.
+            std::fs::remove_dir_all(&nd).map_err(|e| Error::io("removing", &nd, e))?;
+        }
+        drop(Overlay::open(&nd, store, root)?);
+        let prev = self.state.clone();
+        self.state = GuestState { base: root, generation: next };
+        if let Err(e) = self.write_state() {
+            self.state = prev;
+            return Err(e);
+        }
+        crate::gc::failpoint("switch-after-commit");
+        let od = self.gen_dir(old);
+        if let Err(e) = std::fs::remove_dir_all(&od) {
+            tracing::warn!(guest = %self.rec.name, error = %e, "could not remove old overlay generation");
+        }
+        Ok(())
+    }
+
+    /// Roll an unmounted guest back to checkpoint `cp`.
+    pub fn rollback_offline(&mut self, shared: Arc<dyn ObjectStore>, cp: &Checkpoint) -> Result<()> {
+        let store = self.store(shared);
+        self.switch_base(cp.root_tree(), store)?;
+        tracing::info!(guest = %self.rec.name, checkpoint = cp.version, "rolled back");
+        Ok(())
+    }
+
+    /// What the live state changed against root tree `against`. Nothing is
+    /// stored: new chunks go to a scratch store in memory.
+    pub fn diff_live(&self, shared: Arc<dyn ObjectStore>, ov: Option<&Overlay>, against: TreeId) -> Result<Vec<DiffEntry>> {
+        let store = self.store(shared);
+        let scratch = Layered::new(MemStore::new(), store.clone());
+        let root = match ov {
+            Some(ov) => {
+                let mut st = ov.lock();
+                super::fold::fold(ov, &mut st, &scratch)?
+            }
+            None => {
+                let ov = self.overlay(store.clone())?;
+                let mut st = ov.lock();
+                super::fold::fold(&ov, &mut st, &scratch)?
+            }
+        };
+        diff_trees(&scratch, &against, &root)
+    }
+
+    /// Keep the newest `keep` checkpoints; drop the others' refs and collect
+    /// the guest-local objects only they used.
+    pub fn prune(&mut self, shared: Arc<dyn ObjectStore>, keep: usize) -> Result<Vec<Checkpoint>> {
+        let mut all = self.checkpoints()?;
+        all.sort_by_key(|c| std::cmp::Reverse(c.version));
+        let dropped: Vec<Checkpoint> = all.split_off(keep.min(all.len()));
+        for c in &dropped {
+            self.local.delete_image(&ImageRef { name: c.name.clone(), version: Some(c.version) })?;
+        }
+        let store = self.store(shared);
+        let mut roots = vec![self.state.base];
+        roots.extend(all.iter().map(|c| c.root_tree()));
+        crate::gc::gc_marking(&self.local, &*store, &roots, &crate::import::NoProgress)?;
+        Ok(dropped)
+    }
+
+    /// Every root this guest needs kept (its base and its checkpoints), for the
+    /// shared repository's gc.
+    pub fn roots(&self) -> Result<Vec<TreeId>> {
+        let mut r = vec![self.state.base];
+        r.extend(self.checkpoints()?.iter().map(|c| c.root_tree()));
+        Ok(r)
+    }
+
+    pub fn local(&self) -> &Repository {
+        &self.local
+    }
+}

@@ -1,0 +1,43 @@
+//! `lvrepo checkpoint NAME [-m MSG]` and `lvrepo checkpoint prune NAME --keep N`.
+//! A mounted guest is checkpointed by its daemon (a consistent cut under the
+//! engine's lock); an unmounted one here, then rebased on the checkpoint.
+
+use anyhow::{bail, Result};
+use lvrepo_fs::guest::{self, GuestHandle};
+
+use crate::cli::{CheckpointCmd, Cli};
+use crate::control::{call, Request};
+use crate::output::print_json;
+
+pub fn run(cli: &Cli, action: Option<&CheckpointCmd>, name: Option<&str>, message: &str, json: bool) -> Result<()> {
+    if let Some(CheckpointCmd::Prune { name, keep }) = action {
+        return prune(cli, name, *keep);
+    }
+    let Some(name) = name else { bail!(crate::Exit(crate::exit::USAGE, "name the guest to checkpoint".into())) };
+    let p = super::repo_path(cli)?;
+    let rec = guest::find(&p, name)?;
+    let cp = match call(&rec.dir, &Request::Checkpoint { message: message.to_string() })? {
+        Some(v) => serde_json::from_value(v)?,
+        None => {
+            let repo = super::open(cli, false)?;
+            let mut g = GuestHandle::open(&p, name, true)?;
+            g.checkpoint_offline(super::shared(&repo), message)?
+        }
+    };
+    if json {
+        return print_json(&cp);
+    }
+    println!("checkpoint {} of {name}: {}", cp.version, cp.root.0);
+    Ok(())
+}
+
+fn prune(cli: &Cli, name: &str, keep: usize) -> Result<()> {
+    let p = super::repo_path(cli)?;
+    let repo = super::open(cli, false)?;
+    let mut g = GuestHandle::open(&p, name, true)?;
+    let dropped = g.prune(super::shared(&repo), keep)?;
+    if !cli.quiet {
+        eprintln!("pruned {} checkpoints of {name}, kept {keep}", dropped.len());
+    }
+    Ok(())
+}

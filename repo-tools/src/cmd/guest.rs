@@ -1,0 +1,127 @@
+//! `lvrepo guest create|list|show|rm`.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use lvrepo_fs::guest::{self, GuestHandle};
+use serde_json::json;
+
+use crate::cli::{Cli, GuestCmd};
+use crate::output::{print_json, utc};
+
+pub fn run(cli: &Cli, cmd: &GuestCmd) -> Result<()> {
+    match cmd {
+        GuestCmd::Create { name, image, overlay, set, file, values, json } => create(cli, name, image, overlay.clone(), set, file, values.as_ref(), *json),
+        GuestCmd::List { json } => list(cli, *json),
+        GuestCmd::Show { name, json } => show(cli, name, *json),
+        GuestCmd::Rm { name } => rm(cli, name),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create(cli: &Cli, name: &str, image: &str, overlay: Option<PathBuf>, set: &[String], files: &[String], values: Option<&PathBuf>, json: bool) -> Result<()> {
+    let repo = super::open(cli, false)?;
+    let img = super::resolve(&repo, image)?;
+    // Personalisation, parsed before anything is created.
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if let Some(v) = values {
+        let text = std::fs::read_to_string(v).with_context(|| format!("reading {}", v.display()))?;
+        for l in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            pairs.push(split_kv(l)?);
+        }
+    }
+    for s in set {
+        pairs.push(split_kv(s)?);
+    }
+    let mut put: Vec<(Vec<u8>, Vec<u8>, u32)> = Vec::new();
+    if let Some((_, h)) = pairs.iter().rev().find(|(k, _)| k == "hostname") {
+        put.push((b"/etc/hostname".to_vec(), format!("{h}\n").into_bytes(), 0o644));
+    }
+    if !pairs.is_empty() {
+        let conf: String = pairs.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        put.push((b"/etc/lvrepo/guest.conf".to_vec(), conf.into_bytes(), 0o600));
+    }
+    for f in files {
+        let (dest, src) = f.split_once('=').with_context(|| format!("--file wants DEST=SRC, got {f}"))?;
+        if !dest.starts_with('/') {
+            bail!("--file destination must be absolute: {dest}");
+        }
+        let bytes = std::fs::read(src).with_context(|| format!("reading {src}"))?;
+        let mode = std::fs::metadata(src).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)?;
+        put.push((std::ffi::OsStr::new(dest).as_bytes().to_vec(), bytes, mode));
+    }
+    let dir = overlay.unwrap_or_else(|| PathBuf::from("/var/lib/lvrepo/guests").join(name));
+    let g = GuestHandle::create(&repo, name, &img, &dir)?;
+    if !put.is_empty() {
+        g.personalise(super::shared(&repo), &put)?;
+    }
+    if json {
+        print_json(&json!({ "guest": g.rec, "state": g.state }))
+    } else {
+        if !cli.quiet {
+            eprintln!("created guest {name} from {} in {}", img.label(), g.dir().display());
+        }
+        Ok(())
+    }
+}
+
+fn split_kv(s: &str) -> Result<(String, String)> {
+    let (k, v) = s.split_once('=').with_context(|| format!("expected KEY=VALUE, got {s}"))?;
+    if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-') {
+        bail!("bad key {k:?}");
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn is_mounted(g: &guest::GuestRecord) -> bool {
+    std::os::unix::net::UnixStream::connect(crate::control::socket_path(&g.dir)).is_ok()
+}
+
+fn list(cli: &Cli, json: bool) -> Result<()> {
+    let p = super::repo_path(cli)?;
+    let all = guest::list(&p)?;
+    if json {
+        let v: Vec<_> = all.iter().map(|g| json!({ "name": g.name, "image": g.image, "dir": g.dir, "created": g.created, "mounted": is_mounted(g) })).collect();
+        return print_json(&v);
+    }
+    println!("{:<24} {:<28} {:<8} DIR", "GUEST", "IMAGE", "MOUNTED");
+    for g in all {
+        println!("{:<24} {:<28} {:<8} {}", g.name, g.image, if is_mounted(&g) { "yes" } else { "no" }, g.dir.display());
+    }
+    Ok(())
+}
+
+fn show(cli: &Cli, name: &str, json: bool) -> Result<()> {
+    let p = super::repo_path(cli)?;
+    let g = GuestHandle::open(&p, name, false)?;
+    let cps = g.checkpoints()?;
+    let mounted = is_mounted(&g.rec);
+    if json {
+        return print_json(&json!({ "guest": g.rec, "state": g.state, "mounted": mounted, "checkpoints": cps.len(), "local_bytes": g.local().disk_usage()? }));
+    }
+    println!("guest       {}", g.rec.name);
+    println!("image       {}", g.rec.image);
+    println!("directory   {}", g.dir().display());
+    println!("created     {}", utc(g.rec.created));
+    println!("base        {}", g.state.base.0);
+    println!("generation  {}", g.state.generation);
+    println!("mounted     {}", if mounted { "yes" } else { "no" });
+    println!("checkpoints {}", cps.len());
+    println!("local bytes {}", g.local().disk_usage()?);
+    Ok(())
+}
+
+fn rm(cli: &Cli, name: &str) -> Result<()> {
+    let p = super::repo_path(cli)?;
+    let rec = guest::find(&p, name)?;
+    if is_mounted(&rec) {
+        bail!(crate::Exit(crate::exit::BUSY, format!("guest {name} is mounted; unmount it first")));
+    }
+    let g = GuestHandle::open(&p, name, true)?;
+    g.remove(&p)?;
+    if !cli.quiet {
+        eprintln!("removed guest {name}");
+    }
+    Ok(())
+}
