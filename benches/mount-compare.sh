@@ -568,14 +568,15 @@ run_wl() {
             [[ $c == native ]] && python3 -c "$PY_RESTORE_MODES" "$m" "$OPS_MODES"
             return $rc ;;
         create)
+            mkdir "$m/bench-create" || return 1
             timed "$lg" python3 -c "$PY_CREATE" "$m/bench-create" "$NOPS" || return
             sz=$(find "$m/bench-create" -type f | wc -l)
             [[ $sz == "$NOPS" ]] || { echo "create: found $sz files, expected $NOPS" >>"$lg"; return 1; } ;;
         untar)
-            mkdir "$m/bench-untar"
+            mkdir "$m/bench-untar" || return 1
             timed "$lg" tar -xf "$TARBALL" -C "$m/bench-untar" || return ;;
         fsx)
-            mkdir -p "$m/bench-fsx" "$lg.fsx"
+            mkdir -p "$m/bench-fsx" "$lg.fsx" || return 1
             timed "$lg" "$FSX_BIN" -N "$FSX_OPS" -S 1 -P "$lg.fsx" "$m/bench-fsx/fsx.file" || return ;;
     esac
     return 0
@@ -598,6 +599,28 @@ record_fail() {   # contender workload rc log
     STATUS=1
 }
 
+# Size of an untouched upper: mount a fresh upper/overlay, unmount, du. lvrepo's
+# overlay dir holds a RocksDB (preallocated WAL while mounted) and daemon.log,
+# so "growth" = du after a workload's unmount minus this.
+declare -A IDLE_K=()
+idle_base() {
+    local c=$1
+    [[ -z ${IDLE_K[$c]:-} ]] || return 0
+    if ! mount_c "$c"; then
+        CSTATE[$c]=failed; CNOTE[$c]="FAILED: could not mount (see log)"; STATUS=1
+        umount_c >/dev/null 2>&1 || true
+        return 1
+    fi
+    if ! umount_c; then
+        CSTATE[$c]=failed; CNOTE[$c]="FAILED: unmount failed (see log)"; STATUS=1
+        return 1
+    fi
+    sync
+    IDLE_K[$c]=$(du_k "$UPPER")
+    drop_mount_dir
+    log "  $c: untouched upper after mount+unmount = ${IDLE_K[$c]} KiB"
+}
+
 # phase CONTENDER RUN WORKLOAD... : one fresh mount, the workloads in order, unmount.
 # Measures upper growth if the phase is a single write workload.
 phase() {
@@ -607,6 +630,9 @@ phase() {
     for w in "${ws[@]}"; do wants "$w" && todo+=("$w"); done
     [[ ${#todo[@]} -gt 0 ]] || return 0
     [[ ${CSTATE[$c]} == ok ]] || return 0
+    if [[ ${#todo[@]} == 1 && $c != native ]] && [[ " append touch chmod " == *" ${todo[0]} "* ]]; then
+        idle_base "$c" || return 0
+    fi
     if ! mount_c "$c"; then
         CSTATE[$c]=failed; CNOTE[$c]="FAILED: could not mount (see log)"; STATUS=1
         umount_c >/dev/null 2>&1 || true
@@ -615,7 +641,7 @@ phase() {
     if [[ ${todo[0]} == find_cold ]] && wants mount && [[ $c != native ]]; then
         T[$c|mount]+="$MOUNT_SECS "
     fi
-    base=$(du_k "$UPPER")
+    base=${IDLE_K[$c]:-0}
     for w in "${todo[@]}"; do
         lg=$WORK/log/$c-$w-$run.log
         mkdir -p "$WORK/log"
@@ -660,7 +686,7 @@ done
 
 # ------------------------------------------------------------------ report
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END {
+median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END {
     if (NR == 0) { print ""; exit }
     if (NR % 2) print v[(NR + 1) / 2]; else printf "%.4f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 fmt_s() { awk -v x="$1" 'BEGIN{ if (x < 0.001) printf "%.2gms", x * 1000; else if (x < 10) printf "%.3gs", x; else printf "%.1fs", x }'; }
@@ -715,11 +741,12 @@ for w in $ALL_WORKLOADS; do
     echo
 done
 for c in "${CONT[@]}"; do
-    [[ -n ${CNOTE[$c]} ]] && printf '   %s: %s\n' "$c" "${CNOTE[$c]}"
+    if [[ -n ${CNOTE[$c]} ]]; then printf '   %s: %s\n' "$c" "${CNOTE[$c]}"; fi
 done
 
 echo
-echo "upper-layer growth (du -sk of the upper dir / lvrepo overlay dir after unmount, minus after mount; median):"
+echo "upper-layer growth (du -sk of the upper dir / lvrepo overlay dir after unmount, minus the same for an"
+echo "untouched fresh mount: $(for c in "${!IDLE_K[@]}"; do printf '%s %s KiB; ' "$c" "${IDLE_K[$c]}"; done | sed 's/; $//'); median):"
 printf '%-38s' workload
 for c in "${CONT[@]}"; do [[ $c == native ]] || printf ' %-18s' "$c"; done
 echo
@@ -776,7 +803,7 @@ echo "all runs (seconds):"
 for w in $ALL_WORKLOADS; do
     wants "$w" || continue
     for c in "${CONT[@]}"; do
-        [[ -n ${T[$c|$w]} ]] && printf '  %-10s %-18s %s\n' "$w" "$c" "${T[$c|$w]% }"
+        if [[ -n ${T[$c|$w]} ]]; then printf '  %-10s %-18s %s\n' "$w" "$c" "${T[$c|$w]% }"; fi
     done
 done
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end, on an embedded local repository: import a sample
 # tree, list it, change it, import the change as version 2, diff, verify, export,
-# then mount it with a private overlay, change it, unmount, remount, see the change.
+# then mount it with a private overlay, change it, unmount, remount, see the change;
+# then a guest: create, mount, change, checkpoint, change more, roll back, diff.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -52,5 +53,22 @@ test "$(cat "$work/mnt/etc-release")" = "guest-local change"
 test ! -e "$work/mnt/added.conf"
 "$L" umount "$work/mnt"
 du -sh "$work/overlay"
+
+# Guests: an instant clone with its own identity; checkpoint, change, roll back.
+"$L" guest create web01 --image sample:2 --overlay "$work/guests/web01" --set hostname=web01
+"$L" mount --guest web01 "$work/mnt"
+cat "$work/mnt/etc/hostname"
+echo "installed app" > "$work/mnt/srv-app"
+"$L" checkpoint web01 -m "app installed"
+rm "$work/mnt/usr/bin/tar"; echo "oops" > "$work/mnt/etc-release"
+"$L" diff web01 1
+"$L" umount "$work/mnt"
+"$L" rollback web01 1
+"$L" mount --guest web01 "$work/mnt"
+test -e "$work/mnt/usr/bin/tar" && test "$(cat "$work/mnt/srv-app")" = "installed app"
+"$L" diff web01
+"$L" log web01
+"$L" umount "$work/mnt"
+"$L" stats
 set +x
 echo "== main job done; repository at $LVREPO_REPO"

@@ -6,6 +6,7 @@
 mod cli;
 mod control;
 mod cmd;
+mod mount_helper;
 mod output;
 mod progress;
 
@@ -37,6 +38,10 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 fn main() -> ExitCode {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0).file_name().is_some_and(|n| n.to_string_lossy().starts_with("mount.")) {
+        return mount_helper::main();
+    }
     let cli = Cli::parse();
     init_tracing(cli.verbose, cli.quiet);
     match cmd::run(&cli) {

@@ -132,7 +132,8 @@ fn model_ops_on_image_file() {
         if what < 35 {
             // pwrite, often across window boundaries, sometimes past EOF
             let off = rng.below(max_len - 1);
-            let n = 1 + rng.below(if rng.below(4) == 0 { 200_000 } else { 5000 }).min(max_len - off - 1);
+            let cap = if rng.below(4) == 0 { 200_000 } else { 5000 };
+            let n = 1 + rng.below(cap).min(max_len - off - 1);
             let data = pseudo_random(step ^ seed, n as usize);
             f.write_all_at(&data, off).unwrap();
             let end = (off + n) as usize;

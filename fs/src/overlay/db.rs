@@ -31,6 +31,9 @@ impl MetaDb {
         o.create_if_missing(create);
         o.create_missing_column_families(create);
         o.set_keep_log_file_num(4);
+        // Small memtables: each is preallocated on the guest partition as log space.
+        o.set_write_buffer_size(4 << 20);
+        o.set_manifest_preallocation_size(64 << 10);
         o.set_compression_type(rocksdb::DBCompressionType::None);
         Ok(MetaDb { db: DB::open_cf(&o, path, CFS)? })
     }

@@ -119,18 +119,24 @@ impl Repository {
 
     /// Bytes used on disk: pack files plus the index.
     pub fn disk_usage(&self) -> Result<u64> {
-        fn du(p: &Path) -> u64 {
-            let Ok(rd) = std::fs::read_dir(p) else { return 0 };
-            rd.flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => du(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        }
-        Ok(du(&self.path))
+        Ok(dir_usage(&self.path))
     }
+}
+
+/// Bytes used on disk below `p`: allocated blocks (so sparse files count what
+/// they really hold), capped at each file's length.
+pub fn dir_usage(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_usage(&e.path()),
+            // Allocated bytes, but not beyond the length: RocksDB preallocates
+            // its logs (fallocate KEEP_SIZE), which holds no data.
+            Ok(m) => (m.blocks() * 512).min(m.len().next_multiple_of(4096)),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 fn check_format(path: &Path) -> Result<()> {
@@ -166,6 +172,10 @@ fn open_db(path: &Path, read_only: bool) -> Result<DB> {
     opts.create_missing_column_families(!read_only);
     opts.set_compression_type(rocksdb::DBCompressionType::None);
     opts.set_keep_log_file_num(4);
+    // Modest memtables: a guest-local store is a repository too, and each
+    // write buffer is preallocated on disk as log space.
+    opts.set_write_buffer_size(8 << 20);
+    opts.set_manifest_preallocation_size(64 << 10);
     let idx = path.join("index");
     let cfs = [CF_OBJECTS, CF_REFS, CF_META];
     let db = if read_only {
