@@ -3,9 +3,9 @@
 
 Usage:
     gen-guest-image.py generate OUT_DIR --files N [--seed 42]
-    gen-guest-image.py change ROOT --files N --count K [--round R] [--seed 42]
-    gen-guest-image.py verify ROOT --files N --count K [--round R] [--seed 42]
-    gen-guest-image.py paths --files N --count K
+    gen-guest-image.py change ROOT --files N --count K [--span M] [--round R] [--seed 42]
+    gen-guest-image.py verify ROOT --files N --count K [--span M] [--round R] [--seed 42]
+    gen-guest-image.py paths --files N --count K [--span M]
 
 generate: OUT_DIR must not exist. Writes N regular files, 100 per leaf
     directory, at data/dNNN/S/fIIIIII (dNNN = i // 1000, S = (i // 100) % 10),
@@ -18,7 +18,10 @@ generate: OUT_DIR must not exist. Writes N regular files, 100 per leaf
     same path, same bytes).
 
 change: rewrites K of the N image files under ROOT (a mounted guest, or a copy
-    of the tree): evenly spaced indices i = k * N // K, each truncated and
+    of the tree): evenly spaced indices i = k * M // K (M = --span, default N:
+    spread over the whole image; M < N: only among the first M files, which
+    have the same paths and bytes in every image of at least M files), each
+    truncated and
     rewritten with 2 KiB of new content that depends on (i, round, seed). So
     the same K, N and round produce byte-identical changes on every contender,
     and every change costs the same bytes whatever the image size.
@@ -109,10 +112,11 @@ def generate(out, files, seed):
     log(f"{out}: {files} files, {total / (1 << 20):.1f} MiB")
 
 
-def change_indices(files, count):
-    if count > files:
-        sys.exit(f"cannot change {count} of {files} files")
-    return [k * files // count for k in range(count)]
+def change_indices(files, count, span=None):
+    span = files if span is None else span
+    if not count <= span <= files:
+        sys.exit(f"need count <= span <= files, got {count}, {span}, {files}")
+    return [k * span // count for k in range(count)]
 
 
 def changed_bytes(i, rnd, seed):
@@ -121,15 +125,15 @@ def changed_bytes(i, rnd, seed):
     return head + rng.randbytes(CHANGE_BYTES - len(head) - 1).translate(PRINTABLE) + b"\n"
 
 
-def change(root, files, count, rnd, seed):
-    for i in change_indices(files, count):
+def change(root, files, count, rnd, seed, span):
+    for i in change_indices(files, count, span):
         with open(os.path.join(root, rel_path(i)), "wb") as f:
             f.write(changed_bytes(i, rnd, seed))
 
 
-def verify(root, files, count, rnd, seed):
+def verify(root, files, count, rnd, seed, span):
     bad = 0
-    for i in change_indices(files, count):
+    for i in change_indices(files, count, span):
         p = os.path.join(root, rel_path(i))
         try:
             with open(p, "rb") as f:
@@ -157,26 +161,29 @@ def main():
     c.add_argument("root")
     c.add_argument("--files", type=int, required=True)
     c.add_argument("--count", type=int, required=True)
+    c.add_argument("--span", type=int, default=None)
     c.add_argument("--round", type=int, default=1)
     c.add_argument("--seed", type=int, default=42)
     v = sub.add_parser("verify")
     v.add_argument("root")
     v.add_argument("--files", type=int, required=True)
     v.add_argument("--count", type=int, required=True)
+    v.add_argument("--span", type=int, default=None)
     v.add_argument("--round", type=int, default=1)
     v.add_argument("--seed", type=int, default=42)
     p = sub.add_parser("paths")
     p.add_argument("--files", type=int, required=True)
     p.add_argument("--count", type=int, required=True)
+    p.add_argument("--span", type=int, default=None)
     a = ap.parse_args()
     if a.cmd == "generate":
         generate(a.out, a.files, a.seed)
     elif a.cmd == "change":
-        change(a.root, a.files, a.count, a.round, a.seed)
+        change(a.root, a.files, a.count, a.round, a.seed, a.span)
     elif a.cmd == "verify":
-        verify(a.root, a.files, a.count, a.round, a.seed)
+        verify(a.root, a.files, a.count, a.round, a.seed, a.span)
     else:
-        for i in change_indices(a.files, a.count):
+        for i in change_indices(a.files, a.count, a.span):
             print(rel_path(i))
 
 

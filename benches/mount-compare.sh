@@ -362,13 +362,13 @@ if [[ " ${CONT[*]} " == *" kernel-overlayfs "* ]] && ! grep -qw overlay /proc/fi
     grep -qw overlay /proc/filesystems || { CSTATE[kernel-overlayfs]=missing; CNOTE[kernel-overlayfs]="kernel has no overlay filesystem"; }
 fi
 if [[ " ${CONT[*]} " == *" fuse-overlayfs "* ]]; then
-    command -v fuse-overlayfs >/dev/null || { CSTATE[fuse-overlayfs]=missing; CNOTE[fuse-overlayfs]="fuse-overlayfs: binary missing"; }
+    command -v fuse-overlayfs >/dev/null || { CSTATE[fuse-overlayfs]=missing; CNOTE[fuse-overlayfs]="binary missing"; }
     command -v fusermount3 >/dev/null || { CSTATE[fuse-overlayfs]=missing; CNOTE[fuse-overlayfs]="fusermount3 missing"; }
     [[ -c /dev/fuse ]] || { CSTATE[fuse-overlayfs]=missing; CNOTE[fuse-overlayfs]="/dev/fuse missing"; }
 fi
 if [[ " ${CONT[*]} " == *" lvrepo "* ]]; then
     if [[ ! -x $LVREPO_BIN ]]; then
-        CSTATE[lvrepo]=missing; CNOTE[lvrepo]="lvrepo: binary missing ($LVREPO_BIN)"
+        CSTATE[lvrepo]=missing; CNOTE[lvrepo]="binary missing ($LVREPO_BIN)"
     elif [[ ! -c /dev/fuse ]]; then
         CSTATE[lvrepo]=missing; CNOTE[lvrepo]="/dev/fuse missing"
     fi

@@ -27,12 +27,19 @@ struct Node {
     path: Vec<u8>,
     ino: u64,
     children: Vec<usize>,
+    /// An image entry reused as it is (keeps its hardlink label).
+    reused: bool,
 }
 
 /// Fold the overlay's current state into a root tree stored in `out`.
 pub(crate) fn fold(ov: &Overlay, st: &mut State, out: &dyn ObjectStore) -> Result<TreeId> {
     let root_inode = ov.node(st, ROOT_INO)?.inode.clone();
-    let mut nodes = vec![Node { entry: entry_of(ov, &root_inode, Vec::new(), out, ROOT_INO)?, path: Vec::new(), ino: ROOT_INO, children: Vec::new() }];
+    let mut root = entry_of(ov, &root_inode, Vec::new(), out, ROOT_INO)?;
+    if let Some(t) = clean_listing(st, ROOT_INO, &root_inode) {
+        root.content = Content::Tree(t);
+        return store_root(out, root);
+    }
+    let mut nodes = vec![Node { entry: root, path: Vec::new(), ino: ROOT_INO, children: Vec::new(), reused: false }];
     walk(ov, st, out, &mut nodes, 0, &root_inode)?;
 
     // Hardlink sets: inodes reached by more than one path.
@@ -43,6 +50,9 @@ pub(crate) fn fold(ov: &Overlay, st: &mut State, out: &dyn ObjectStore) -> Resul
         }
     }
     for members in by_ino.values() {
+        if members.iter().all(|&i| nodes[i].reused) {
+            continue;
+        }
         let (link, links) = if members.len() > 1 {
             // Labelled from the path without its leading '/', as import does,
             // so an untouched image hardlink set keeps its label.
@@ -101,11 +111,11 @@ fn walk(ov: &Overlay, st: &mut State, out: &dyn ObjectStore, nodes: &mut Vec<Nod
         let inode = match (ov.db.inode(ino)?, &base) {
             (Some(r), _) => r,
             (None, Some(e)) => {
-                // Untouched image entry: reuse it whole unless it is a
-                // directory (its descendants may have records).
-                if e.kind != Kind::Dir {
+                // Untouched image entry: reuse it whole, unless it is a
+                // directory with changes somewhere below it.
+                if e.kind != Kind::Dir || (!st.dirty_all && !st.dirty.contains(&ino)) {
                     let idx = nodes.len();
-                    nodes.push(Node { entry: e.clone(), path, ino, children: Vec::new() });
+                    nodes.push(Node { entry: e.clone(), path, ino, children: Vec::new(), reused: true });
                     nodes[dir].children.push(idx);
                     continue;
                 }
@@ -113,16 +123,29 @@ fn walk(ov: &Overlay, st: &mut State, out: &dyn ObjectStore, nodes: &mut Vec<Nod
             }
             (None, None) => return Err(Error::Posix(libc::EIO)),
         };
-        let entry = entry_of(ov, &inode, name, out, ino)?;
+        let mut entry = entry_of(ov, &inode, name, out, ino)?;
+        let clean = clean_listing(st, ino, &inode);
+        let walk_it = inode.kind == Kind::Dir && clean.is_none();
+        if let Some(t) = clean {
+            entry.content = Content::Tree(t);
+        }
         let idx = nodes.len();
-        let is_dir = inode.kind == Kind::Dir;
-        nodes.push(Node { entry, path, ino, children: Vec::new() });
+        nodes.push(Node { entry, path, ino, children: Vec::new(), reused: false });
         nodes[dir].children.push(idx);
-        if is_dir {
+        if walk_it {
             walk(ov, st, out, nodes, idx, &inode)?;
         }
     }
     Ok(())
+}
+
+/// A directory whose listing is its image tree unchanged (not dirty, so no
+/// dirent and no changed descendant): that tree, reused without a walk.
+fn clean_listing(st: &State, ino: u64, i: &Inode) -> Option<TreeId> {
+    match &i.base {
+        Base::Dir { tree, .. } if i.kind == Kind::Dir && !st.dirty_all && !st.dirty.contains(&ino) => Some(*tree),
+        _ => None,
+    }
 }
 
 fn image_path(parent_base: &Base, name: &[u8]) -> Vec<u8> {
@@ -180,12 +203,14 @@ fn file_content(ov: &Overlay, i: &Inode, out: &dyn ObjectStore, ino: u64) -> Res
     let mut b = ContentBuilder::new(out);
     match &i.base {
         Base::File { content, limit } => {
-            if let (Content::Chunk(_) | Content::File(_), true) = (content, data.is_none() && *limit == i.size) {
-                return Ok(*content);
-            }
             let windows = ov.db.windows(ino)?;
             let base_end = (*limit).min(i.size);
-            let base: Vec<(u64, u64, ChunkId)> = leaf_extents(&*ov.store, content, *limit)?;
+            // A one-chunk file's extent length is its chunk's length, which the
+            // entry no longer tells once `limit` was lowered: ask the chunk.
+            let base: Vec<(u64, u64, ChunkId)> = match content {
+                Content::Chunk(c) => vec![(0, get_required(&*ov.store, ObjectKind::Chunk, &c.0)?.len() as u64, *c)],
+                other => leaf_extents(&*ov.store, other, *limit)?,
+            };
             let mut wins: Vec<u64> = windows.iter().copied().filter(|&w| w * CHUNK_SIZE < i.size).collect();
             wins.extend(base.iter().filter(|x| x.0 < base_end).map(|x| window_of(x.0)));
             wins.sort_unstable();

@@ -135,3 +135,6 @@ pub fn lock(dir: &Path, name: &str) -> Result<GuestLock> {
     }
     Ok(GuestLock(f))
 }
+
+#[cfg(test)]
+mod tests;

@@ -209,8 +209,9 @@ impl Overlay {
         let t = now();
         i.mtime = t;
         i.ctime = t;
+        self.mark_changed(&mut st, &mut b, ino, false)?;
         self.db.put_inode(&mut b, ino, &i)?;
-        node.inode = i;
+        self.node(&mut st, ino)?.inode = i;
         self.db.commit(b)?;
         Ok(data.len() as u32)
     }
@@ -245,6 +246,7 @@ impl Overlay {
         let t = now();
         i.mtime = t;
         i.ctime = t;
+        self.mark_changed(&mut st, &mut b, ino, false)?;
         self.db.put_inode(&mut b, ino, &i)?;
         self.node(&mut st, ino)?.inode = i;
         self.db.commit(b)

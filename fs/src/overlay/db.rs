@@ -106,6 +106,28 @@ impl MetaDb {
         Ok(out)
     }
 
+    /// The dirty directories and the walk-everything flag (see `State::dirty`).
+    pub fn dirty(&self) -> Result<(HashSet<u64>, bool)> {
+        let mut set = HashSet::new();
+        let mut all = false;
+        for item in self.db.prefix_iterator_cf(self.cf("meta")?, b"dirty/") {
+            let (k, _) = item?;
+            if !k.starts_with(b"dirty/") {
+                break;
+            }
+            match &k[6..] {
+                b"all" => all = true,
+                n if n.len() == 8 => {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(n);
+                    set.insert(u64::from_be_bytes(a));
+                }
+                _ => {}
+            }
+        }
+        Ok((set, all))
+    }
+
     pub fn batch(&self) -> Batch {
         Batch(WriteBatch::default())
     }
@@ -169,6 +191,12 @@ impl MetaDb {
         b.0.put_cf(self.cf("meta")?, orphan_key(ino), []);
         Ok(())
     }
+}
+
+pub fn dirty_key(ino: u64) -> Vec<u8> {
+    let mut k = b"dirty/".to_vec();
+    k.extend_from_slice(&ino.to_be_bytes());
+    k
 }
 
 fn orphan_key(ino: u64) -> Vec<u8> {

@@ -62,6 +62,8 @@ pub fn now() -> Timestamp {
 /// In-memory state of an inode the kernel knows about.
 pub(crate) struct Node {
     pub inode: Inode,
+    /// The directory the kernel last reached this inode through (0: unknown).
+    pub parent: u64,
     pub lookups: u64,
     pub opens: u32,
     pub file: Option<Arc<File>>,
@@ -72,6 +74,13 @@ pub(crate) struct Node {
 pub(crate) struct State {
     pub nodes: HashMap<u64, Node>,
     pub next_ino: u64,
+    /// Directories whose subtree differs from the base tree (persisted as
+    /// `meta` keys `dirty/<ino>`); every ancestor of a dirty directory is dirty.
+    /// A checkpoint's fold walks only these and reuses the rest of the base.
+    pub dirty: HashSet<u64>,
+    /// Set when a change could not be attributed to its directories (a
+    /// hardlinked file has several parents): the fold then walks everything.
+    pub dirty_all: bool,
 }
 
 pub struct Overlay {
@@ -128,10 +137,16 @@ impl Overlay {
             db,
             store,
             root,
-            state: Mutex::new(State { nodes: HashMap::new(), next_ino }),
+            state: Mutex::new(State { nodes: HashMap::new(), next_ino, dirty: HashSet::new(), dirty_all: false }),
             trees: Mutex::new(HashMap::new()),
         };
         ov.purge_orphans()?;
+        {
+            let (dirty, all) = ov.db.dirty()?;
+            let mut st = ov.lock();
+            st.dirty = dirty;
+            st.dirty_all = all;
+        }
         let root_inode = match ov.db.inode(ROOT_INO)? {
             Some(i) => i,
             None => {
@@ -236,7 +251,11 @@ impl Overlay {
         }
         match self.db.dirent(parent, name)? {
             Some(Dirent::Whiteout) => return Ok(None),
-            Some(Dirent::Child { ino, .. }) => return Ok(Some((ino, self.node(st, ino)?.inode.clone()))),
+            Some(Dirent::Child { ino, .. }) => {
+                let n = self.node(st, ino)?;
+                n.parent = parent;
+                return Ok(Some((ino, n.inode.clone())));
+            }
             None => {}
         }
         let Base::Dir { tree, path } = &p.base else { return Ok(None) };
@@ -246,14 +265,17 @@ impl Overlay {
         cpath.push(b'/');
         cpath.extend_from_slice(name);
         let ino = base_ino(&cpath, e);
-        if let Some(n) = st.nodes.get(&ino) {
+        if let Some(n) = st.nodes.get_mut(&ino) {
+            n.parent = parent;
             return Ok(Some((ino, n.inode.clone())));
         }
         let inode = match self.db.inode(ino)? {
             Some(i) => i,
             None => self.from_entry(e, &cpath)?,
         };
-        st.nodes.insert(ino, Node::new(inode.clone(), 0));
+        let mut n = Node::new(inode.clone(), 0);
+        n.parent = parent;
+        st.nodes.insert(ino, n);
         Ok(Some((ino, inode)))
     }
 
@@ -309,6 +331,37 @@ impl Overlay {
         Ok(merged.into_iter().map(|(n, (i, k))| (n, i, k)).collect())
     }
 
+    /// Record that inode `ino` changed: its directories up to the root become
+    /// dirty (`ino` itself too when `is_dir_listing`: its entries changed).
+    pub(crate) fn mark_changed(&self, st: &mut State, b: &mut db::Batch, ino: u64, is_dir_listing: bool) -> Result<()> {
+        if st.dirty_all {
+            return Ok(());
+        }
+        // A brand-new inode has no node yet: its parent's listing change
+        // (marked by the caller) covers it.
+        let Some(node) = st.nodes.get(&ino) else { return Ok(()) };
+        let multi_parent = node.inode.kind != Kind::Dir && node.inode.nlink > 1;
+        let mut cur = if is_dir_listing { ino } else { node.parent };
+        if multi_parent || (cur == 0 && ino != ROOT_INO) {
+            st.dirty_all = true;
+            return self.db.put_meta(b, b"dirty/all", &[]);
+        }
+        while cur != 0 && st.dirty.insert(cur) {
+            self.db.put_meta(b, &db::dirty_key(cur), &[])?;
+            if cur == ROOT_INO {
+                break;
+            }
+            cur = match st.nodes.get(&cur).map(|n| n.parent) {
+                Some(p) if p != 0 => p,
+                _ => {
+                    st.dirty_all = true;
+                    return self.db.put_meta(b, b"dirty/all", &[]);
+                }
+            };
+        }
+        Ok(())
+    }
+
     /// Filesystem statistics of the overlay's partition.
     pub fn statfs(&self) -> Result<nix::sys::statvfs::Statvfs> {
         nix::sys::statvfs::statvfs(&self.dir).map_err(|e| Error::io("statfs", &self.dir, e.into()))
@@ -326,6 +379,6 @@ impl Overlay {
 
 impl Node {
     pub(crate) fn new(inode: Inode, lookups: u64) -> Self {
-        Node { inode, lookups, opens: 0, file: None, windows: None, extents: None }
+        Node { inode, parent: 0, lookups, opens: 0, file: None, windows: None, extents: None }
     }
 }

@@ -31,6 +31,9 @@ pub struct SetAttr {
 
 impl Overlay {
     fn write_inode(&self, st: &mut State, b: &mut Batch, ino: u64, inode: Inode) -> Result<()> {
+        // Marked with the inode's state before the change (an unlink that
+        // drops nlink 2 -> 1 still touches a hardlink set).
+        self.mark_changed(st, b, ino, false)?;
         self.db.put_inode(b, ino, &inode)?;
         match st.nodes.get_mut(&ino) {
             Some(n) => n.inode = inode,
@@ -66,6 +69,7 @@ impl Overlay {
     }
 
     fn touch_dir(&self, st: &mut State, b: &mut Batch, dir: u64, nlink_delta: i32, t: Timestamp) -> Result<()> {
+        self.mark_changed(st, b, dir, true)?;
         let mut d = self.node(st, dir)?.inode.clone();
         d.mtime = t;
         d.ctime = t;
@@ -115,6 +119,7 @@ impl Overlay {
         self.db.commit(b)?;
         if let Some(node) = st.nodes.get_mut(&ino) {
             node.lookups += 1;
+            node.parent = parent;
         }
         Ok((ino, inode))
     }
@@ -137,7 +142,9 @@ impl Overlay {
         self.write_inode(&mut st, &mut b, ino, inode.clone())?;
         self.touch_dir(&mut st, &mut b, parent, 0, t)?;
         self.db.commit(b)?;
-        self.node(&mut st, ino)?.lookups += 1;
+        let n = self.node(&mut st, ino)?;
+        n.lookups += 1;
+        n.parent = parent;
         Ok((ino, inode))
     }
 
@@ -229,7 +236,10 @@ impl Overlay {
             if p1 != p2 {
                 self.touch_dir(&mut st, &mut b, p2, d2, t)?;
             }
-            return self.db.commit(b);
+            self.db.commit(b)?;
+            self.node(&mut st, src)?.parent = p2;
+            self.node(&mut st, dino)?.parent = p1;
+            return Ok(());
         }
         let mut p2_delta = i32::from(sdir && p1 != p2);
         if let Some((dino, dinode)) = dst {
@@ -263,7 +273,9 @@ impl Overlay {
         if p1 != p2 || p2_delta != 0 {
             self.touch_dir(&mut st, &mut b, p2, p2_delta, t)?;
         }
-        self.db.commit(b)
+        self.db.commit(b)?;
+        self.node(&mut st, src)?.parent = p2;
+        Ok(())
     }
 
     /// chmod, chown, utimens and truncate.
