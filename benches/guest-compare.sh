@@ -37,8 +37,11 @@
 #              for every image size. Bytes: du of the guest dir / copy;
 #              btrfs: growth of `btrfs filesystem df` used (data+metadata+system).
 #  2 checkpoint, K files rewritten (2 KiB of new content each, through the FUSE
-#              mount / in the btrfs subvolume), K in CHANGES on the largest image,
-#              and K=SIZE_CHANGE on every image:
+#              mount / in the btrfs subvolume):
+#              2a: K in CHANGES on the largest image, spread evenly over all of it;
+#              2b: the same SIZE_CHANGE files on every image, spread over the first
+#                  NMIN files (NMIN = smallest image): identical paths, bytes and
+#                  directories in every image, so only the image size varies.
 #              lvrepo checkpoint (mounted: the daemon folds live state),
 #              lvrepo checkpoint (unmounted, after K more rewrites: fold + rebase),
 #              btrfs subvolume snapshot -r,  cp -a of the changed tree (naive).
@@ -47,7 +50,8 @@
 #  3 rollback  lvrepo rollback NAME 1 (unmounted, after K more rewrites)
 #              vs  btrfs subvolume delete LIVE && btrfs subvolume snapshot CP1 LIVE.
 #    diff      lvrepo diff NAME --json (mounted, against the image)
-#              vs  diff -r BASE LIVE  vs  rsync -n -a -i --delete BASE/ LIVE/.
+#              vs  diff -r --no-dereference BASE LIVE  vs  rsync -n -a -i --delete BASE/ LIVE/
+#              (3a and 3b: the same cases as 2a and 2b).
 #              Each must report exactly K changed files.
 # Correctness checks (untimed) on every lvrepo cycle: after rollback the K files
 # hold their first-round content (read back through a fresh mount), and
@@ -202,7 +206,8 @@ step() {
 }
 
 # diff -r exits 1 when the trees differ: that is the expected outcome here.
-diff_r() { local rc=0; diff -r "$1" "$2" || rc=$?; (( rc <= 1 )); }
+# --no-dereference: the image has a symlink to data/; following it would diff data/ twice.
+diff_r() { local rc=0; diff -r --no-dereference "$1" "$2" || rc=$?; (( rc <= 1 )); }
 rsync_n() { rsync -n -a -i --delete "$1/" "$2/"; }
 btrfs_restore() { btrfs subvolume delete "$2" && btrfs subvolume snapshot "$1" "$2"; }
 
@@ -477,31 +482,36 @@ cycle_btrfs() {
     btrfs_settle
 }
 
-# (N, K) pairs: every K on the largest image, SIZE_CHANGE on every image.
-PAIRS=()
-for kk in "${CHANGE_LIST[@]}"; do PAIRS+=("$NMAX:$kk"); done
-for n in "${SIZE_LIST[@]}"; do
-    if [[ " ${PAIRS[*]} " != *" $n:$SIZE_CHANGE "* ]] && (( SIZE_CHANGE <= n )); then
-        PAIRS+=("$n:$SIZE_CHANGE")
-    fi
-done
+# Cases N:K:SPAN. The sweep: every K on the largest image, spread over all of
+# it (SPAN = N). The size test: the same SIZE_CHANGE files on every image, taken
+# among the first NMIN files (SPAN = NMIN): the same paths, bytes and directories
+# in every image, so only the image size differs.
+CASES=()
+for kk in "${CHANGE_LIST[@]}"; do CASES+=("$NMAX:$kk:$NMAX"); done
+if (( SIZE_CHANGE <= NMIN )); then
+    for n in "${SIZE_LIST[@]}"; do
+        [[ " ${CASES[*]} " == *" $n:$SIZE_CHANGE:$NMIN "* ]] || CASES+=("$n:$SIZE_CHANGE:$NMIN")
+    done
+else
+    log "SIZE_CHANGE=$SIZE_CHANGE > smallest image ($NMIN files): no same-change-by-size test"
+fi
 
 for ((run = 1; run <= RUNS; run++)); do
-    for pr in "${PAIRS[@]}"; do
-        n=${pr%%:*}; kk=${pr##*:}
+    for cs in "${CASES[@]}"; do
+        IFS=: read -r n kk sp <<<"$cs"
         order=(lvrepo btrfs)
-        (( run % 2 == 0 )) && order=(btrfs lvrepo)
+        if (( run % 2 == 0 )); then order=(btrfs lvrepo); fi
         for c in "${order[@]}"; do
             if [[ $c == lvrepo ]]; then
                 [[ $REPO_OK == 1 ]] || continue
-                [[ -z ${FAILS[lvrepo|cycle|$n|$kk]:-} ]] || continue  # failed before: do not repeat
+                [[ -z ${FAILS[lvrepo|cycle|$n|$kk|$sp]:-} ]] || continue  # failed before: do not repeat
             fi
-            log "cycle run $run/$RUNS, $n files, $kk changed: $c"
-            if ! "cycle_$c" "$n" "$kk" "$run"; then
-                log "$c cycle ($n files, $kk changed) failed: ${FAILS[$c|cycle|$n|$kk]:-}"
+            log "cycle run $run/$RUNS, $n files, $kk changed (among the first $sp): $c"
+            if ! "cycle_$c" "$n" "$kk" "$sp" "$run"; then
+                log "$c cycle ($n files, $kk changed) failed: ${FAILS[$c|cycle|$n|$kk|$sp]:-}"
                 if [[ $c == lvrepo ]]; then
-                    mp="$WORK/mnt/k-$n-$kk-$run"
-                    mountpoint -q "$mp" && { lv umount "$mp" >/dev/null 2>&1 || umount -l "$mp"; }
+                    mp="$WORK/mnt/k-$n-$kk-$sp-$run"
+                    if mountpoint -q "$mp"; then lv umount "$mp" >/dev/null 2>&1 || umount -l "$mp"; fi
                 fi
             fi
         done
@@ -511,6 +521,8 @@ done
 # ------------------------------------------------------------------ report
 
 fk() { echo "$1|cycle|$2|$3|$4"; }   # failure key of a cycle contender
+SC_SIZES=()   # images in the same-change-by-size test
+if (( SIZE_CHANGE <= NMIN )); then SC_SIZES=("${SIZE_LIST[@]}"); fi
 
 echo
 echo "== guest-compare: $(date -u +%FT%TZ), $(nproc) cpus, runs=$RUNS (medians), warm cache, timings include sync"
@@ -539,7 +551,7 @@ done
 
 # Table body for checkpoint rows. args: label N K
 ckpt_row() {
-    local label=$1 n=$2 kk=$3 lvs bts cps
+    local label=$1 n=$2 kk=$3 sp=$4 lvs bts cps
     lvs=$(med "ckpt|$n|$kk|$sp|lvrepo|s"); bts=$(med "ckpt|$n|$kk|$sp|btrfs|s"); cps=$(med "ckpt|$n|$kk|$sp|cp|s")
     printf '%-14s %9s %9s %9s %9s %9s %9s   %11s %11s %11s %11s %11s\n' "$label" \
         "$(cell_s "ckpt|$n|$kk|$sp|lvrepo|s" "$(fk lvrepo "$n" "$kk" "$sp")")" \
@@ -558,7 +570,7 @@ ckpt_head() {
         lv_mnt lv_unmnt btrfs cp_-a lv/btrfs lv/cp lv_store+ lv_dir+ lv_unm_st+ btrfs_used+ cp_bytes
 }
 row3() {  # label N K : rollback + diff row
-    local label=$1 n=$2 kk=$3 lr br ld dr rs
+    local label=$1 n=$2 kk=$3 sp=$4 lr br ld dr rs
     lr=$(med "rollback|$n|$kk|$sp|lvrepo|s"); br=$(med "rollback|$n|$kk|$sp|btrfs|s")
     ld=$(med "diff|$n|$kk|$sp|lvrepo|s"); dr=$(med "diff|$n|$kk|$sp|diff-r|s"); rs=$(med "diff|$n|$kk|$sp|rsync|s")
     printf '%-14s %11s %11s %9s   %9s %9s %9s %9s %9s\n' "$label" \
@@ -573,43 +585,41 @@ row3_head() {
 }
 
 echo
-echo "== 2a. checkpoint after K rewritten files, image f$NMAX (seconds | bytes the checkpoint added)"
+echo "== 2a. checkpoint after K rewritten files spread over image f$NMAX (seconds | bytes the checkpoint added)"
 echo "   lv_mnt: lvrepo checkpoint of the mounted guest; lv_unmnt: unmounted (fold + rebase), after K more rewrites"
 echo "   lv_store+: growth of local_bytes (guest show --json); lv_dir+: growth of the guest dir (du);"
 echo "   btrfs_used+: growth of btrfs data+metadata used; cp_bytes: the naive full copy (du)"
 ckpt_head changed_files
-for kk in "${CHANGE_LIST[@]}"; do ckpt_row "K=$kk" "$NMAX" "$kk"; done
+for kk in "${CHANGE_LIST[@]}"; do ckpt_row "K=$kk" "$NMAX" "$kk" "$NMAX"; done
 
 echo
-echo "== 2b. checkpoint after the same $SIZE_CHANGE rewritten files, by image size"
+echo "== 2b. checkpoint after the same $SIZE_CHANGE rewritten files (among the first $NMIN, same paths), by image size"
 ckpt_head image
-for n in "${SIZE_LIST[@]}"; do if (( SIZE_CHANGE <= n )); then ckpt_row "f$n" "$n" "$SIZE_CHANGE"; fi; done
+for n in "${SC_SIZES[@]}"; do ckpt_row "f$n" "$n" "$SIZE_CHANGE" "$NMIN"; done
 
 echo
-echo "== 3a. rollback and diff after K rewritten files, image f$NMAX (seconds)"
+echo "== 3a. rollback and diff after K rewritten files spread over image f$NMAX (seconds)"
 echo "   lv_rollback: lvrepo rollback NAME 1 (unmounted); btrfs_restr: subvolume delete LIVE + snapshot CP1 LIVE"
 echo "   lv_diff: lvrepo diff NAME --json (mounted, vs image); diff -r / rsync -n -a -i: image tree vs changed tree"
 row3_head changed_files
-for kk in "${CHANGE_LIST[@]}"; do row3 "K=$kk" "$NMAX" "$kk"; done
+for kk in "${CHANGE_LIST[@]}"; do row3 "K=$kk" "$NMAX" "$kk" "$NMAX"; done
 
 echo
-echo "== 3b. rollback and diff after the same $SIZE_CHANGE rewritten files, by image size (seconds)"
+echo "== 3b. rollback and diff after the same $SIZE_CHANGE rewritten files (among the first $NMIN), by image size (seconds)"
 row3_head image
-for n in "${SIZE_LIST[@]}"; do if (( SIZE_CHANGE <= n )); then row3 "f$n" "$n" "$SIZE_CHANGE"; fi; done
+for n in "${SC_SIZES[@]}"; do row3 "f$n" "$n" "$SIZE_CHANGE" "$NMIN"; done
 
 echo
 echo "== writing the K files (context, not a contender: lvrepo through FUSE, btrfs native)"
-printf '%-14s %10s %10s %9s\n' case lvrepo btrfs lv/btrfs
-for pr in "${PAIRS[@]}"; do
-    n=${pr%%:*}; kk=${pr##*:}
+printf '%-22s %10s %10s %9s\n' "case (K among first M)" lvrepo btrfs lv/btrfs
+for cs in "${CASES[@]}"; do
+    IFS=: read -r n kk sp <<<"$cs"
     a=$(med "apply|$n|$kk|$sp|lvrepo|s"); b=$(med "apply|$n|$kk|$sp|btrfs|s")
-    printf '%-14s %10s %10s %9s\n' "f$n K=$kk" "$(fmt_s "$a")" "$(fmt_s "$b")" "$(ratio "$a" "$b")"
+    printf '%-22s %10s %10s %9s\n' "f$n K=$kk/$sp" "$(fmt_s "$a")" "$(fmt_s "$b")" "$(ratio "$a" "$b")"
 done
 
 # Scaling: exponent e of cost ~ files^e between the smallest and largest image
 # for the same SIZE_CHANGE. Only for images with SIZE_CHANGE <= N.
-SC_SIZES=()
-for n in "${SIZE_LIST[@]}"; do if (( SIZE_CHANGE <= n )); then SC_SIZES+=("$n"); fi; done
 GROWS=()
 if (( ${#SC_SIZES[@]} >= 2 )); then
     lo=${SC_SIZES[0]}; hi=${SC_SIZES[${#SC_SIZES[@]} - 1]}
@@ -625,7 +635,7 @@ if (( ${#SC_SIZES[@]} >= 2 )); then
              "rollback|btrfs|s|btrfs restore (s)" "ckpt|cp|s|cp -a naive checkpoint (s)" \
              "diff|diff-r|s|diff -r (s)" "diff|rsync|s|rsync -n (s)"; do
         IFS='|' read -r sec who unit label <<<"$m"
-        a=$(med "$sec|$lo|$SIZE_CHANGE|$who|$unit"); b=$(med "$sec|$hi|$SIZE_CHANGE|$who|$unit")
+        a=$(med "$sec|$lo|$SIZE_CHANGE|$NMIN|$who|$unit"); b=$(med "$sec|$hi|$SIZE_CHANGE|$NMIN|$who|$unit")
         if [[ -z $a || -z $b ]]; then
             printf '%-34s %12s %12s %8s  %s\n' "$label" "${a:--}" "${b:--}" "-" "no data"
             continue

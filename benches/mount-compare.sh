@@ -347,7 +347,8 @@ TREE_MIB=$(du -sm "$TREE" | cut -f1)
 TAR_ENTRIES=""
 if [[ -n ${TARBALL:-} ]]; then TAR_ENTRIES=$(tar -tf "$TARBALL" | wc -l); TAR_SIZE_MB=$(( $(stat -c %s "$TARBALL") / 1000000 )); fi
 
-log "machine: $(nproc) cpus, $(uname -r), $(fuse-overlayfs --version 2>/dev/null | awk '/fuse-overlayfs/ {print "fuse-overlayfs " $3}'), $(fio --version)"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "machine: $(nproc) cpus, load $LOAD_START, $(uname -r), $(fuse-overlayfs --version 2>/dev/null | awk '/fuse-overlayfs/ {print "fuse-overlayfs " $3}'), $(fio --version)"
 log "tree: $TREE: $TREE_FILES files, $TREE_ENTRIES entries, $TREE_MIB MiB, big file $BIG_BYTES B"
 log "runs=$RUNS nops=$NOPS rand=${RAND_MIB}MiB fsx_ops=$FSX_OPS timeout=${WORKLOAD_TIMEOUT}s work=$WORK"
 
@@ -730,7 +731,8 @@ echo
 printf '== mount-compare: %s\n' "$TREE"
 printf '   %d files, %d entries, %d MiB; big file %d MiB; runs=%d (medians); ratio = time / native\n' \
     "$TREE_FILES" "$TREE_ENTRIES" "$TREE_MIB" "$BIG_MIB" "$RUNS"
-printf '   %s, %s cpus; kernel overlayfs options: defaults%s\n' "$(uname -r)" "$(nproc)" "${OVL_OPTS:+ + $OVL_OPTS}"
+printf '   %s, %s cpus, load average %s at start, %s at end; kernel overlayfs options: defaults%s\n' \
+    "$(uname -r)" "$(nproc)" "$LOAD_START" "$(cut -d' ' -f1-3 /proc/loadavg)" "${OVL_OPTS:+ + $OVL_OPTS}"
 printf '%-38s' workload
 for c in "${CONT[@]}"; do printf ' %-18s' "$c"; done
 echo

@@ -29,6 +29,8 @@ pub struct GcReport {
     pub removed_bytes: u64,
     pub packs_rewritten: u64,
     pub packs_deleted: u64,
+    /// Unreferenced packs kept because readers had the repository open.
+    pub packs_deferred: u64,
     /// Repository size on disk before and after: the space really reclaimed.
     pub bytes_before: u64,
     pub bytes_after: u64,
@@ -122,6 +124,14 @@ fn sweep(repo: &Repository, live: HashSet<Digest>, progress: &dyn Progress) -> R
     // Unlink packs nothing references (rewritten ones, and orphans of
     // interrupted imports), never the pack being written.
     let referenced: HashSet<u32> = packs.entries()?.iter().map(|(_, e): &(Digest, IndexEntry)| e.pack).collect();
+    // Readers (mounted guests) hold index entries into old packs: unlink only
+    // when none is open; otherwise the next gc finishes the job.
+    let Some(_no_readers) = repo.exclude_readers() else {
+        report.packs_deferred = packs.packs()?.iter().filter(|p| !referenced.contains(p) && Some(**p) != current).count() as u64;
+        tracing::warn!(packs = report.packs_deferred, "readers have the repository open; unreferenced packs kept until the next gc");
+        report.bytes_after = repo.disk_usage()?;
+        return Ok(report);
+    };
     for p in packs.packs()? {
         if !referenced.contains(&p) && Some(p) != current {
             packs.forget_pack(p);

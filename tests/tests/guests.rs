@@ -993,6 +993,7 @@ fn crashes_during_checkpoint_and_rollback_leave_old_or_new_state() {
         hits += usize::from(!finished);
         assert_same(&format!("kill -9 of checkpoint #{i} after {delay:?} (finished: {finished})"), &old, &mounted_state(&g));
         let after = g.checkpoints();
+        eprintln!("kill -9 of checkpoint after {delay:?}: finished {finished}, checkpoint listed {}", after.len() > before.len());
         assert!(after.starts_with(&before) && after.len() <= before.len() + 1, "checkpoints before {before:?}, after the kill {after:?}");
         if finished {
             assert_eq!(after.len(), before.len() + 1, "a checkpoint that finished must be listed");
@@ -1016,6 +1017,7 @@ fn crashes_during_checkpoint_and_rollback_leave_old_or_new_state() {
         let delay = Duration::from_micros(rng.below(d_rb.as_micros() as u64 * 3 / 2));
         let finished = kill9_after(&w.r, &["rollback", "c", &n.to_string()], delay);
         let is_new = old_or_new(&g, &format!("kill -9 of rollback #{i} to {n} after {delay:?}"), &cur, &target);
+        eprintln!("kill -9 of rollback after {delay:?}: finished {finished}, switched {is_new}");
         if finished {
             assert!(is_new, "a rollback that finished must have switched");
         }

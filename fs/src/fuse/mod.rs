@@ -22,7 +22,9 @@ use crate::overlay::{Inode, Overlay};
 use crate::tree::{Kind, Timestamp};
 
 /// Attribute and entry cache lifetime. Every change goes through this daemon,
-/// whose replies keep the kernel's caches current, so a long TTL is safe.
+/// whose replies keep the kernel's caches current, so a long TTL is safe; for
+/// the same reason files are opened with FOPEN_KEEP_CACHE (the page cache of a
+/// file stays valid across opens).
 const TTL: Duration = Duration::from_secs(60);
 
 pub struct LvFs {
@@ -222,7 +224,7 @@ impl Filesystem for LvFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.ov.open_file(ino.0) {
-            Ok(()) => reply.opened(FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed)), FopenFlags::empty()),
+            Ok(()) => reply.opened(FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed)), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -346,7 +348,7 @@ impl Filesystem for LvFs {
         match self.ov.create(parent.0, name(n), nn).and_then(|(ino, i)| self.ov.open_file(ino).map(|_| (ino, i))) {
             Ok((ino, i)) => {
                 let fh = FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed));
-                reply.created(&TTL, &attr(ino, &i), Generation(0), fh, FopenFlags::empty())
+                reply.created(&TTL, &attr(ino, &i), Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE)
             }
             Err(e) => reply.error(errno(&e)),
         }

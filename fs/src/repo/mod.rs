@@ -33,6 +33,8 @@ pub struct Repository {
     store: Arc<Verified<PackStore>>,
     read_only: bool,
     _lock: Option<File>,
+    /// Readers hold `readers` shared, so gc knows not to unlink packs under them.
+    _reader: Option<File>,
 }
 
 impl Repository {
@@ -64,9 +66,10 @@ impl Repository {
     pub fn open(path: &Path, writable: bool) -> Result<Self> {
         check_format(path)?;
         let lock = if writable { Some(take_lock(path)?) } else { None };
+        let reader = if writable { None } else { lock_file(path, "readers", libc::LOCK_SH | libc::LOCK_NB).ok() };
         let db = Arc::new(open_db(path, !writable)?);
         let packs = PackStore::new(path.join("packs"), db.clone(), CF_OBJECTS, !writable);
-        Ok(Repository { path: path.to_path_buf(), db, store: Arc::new(Verified::new(packs)), read_only: !writable, _lock: lock })
+        Ok(Repository { path: path.to_path_buf(), db, store: Arc::new(Verified::new(packs)), read_only: !writable, _lock: lock, _reader: reader })
     }
 
     pub fn path(&self) -> &Path {
@@ -187,7 +190,12 @@ fn open_db(path: &Path, read_only: bool) -> Result<DB> {
 }
 
 fn take_lock(path: &Path) -> Result<File> {
-    let lp = path.join("lock");
+    lock_file(path, "lock", libc::LOCK_EX | libc::LOCK_NB)
+}
+
+/// Open (creating) `path/name` and flock it with `op`; `Err(Locked)` if held.
+fn lock_file(path: &Path, name: &str, op: libc::c_int) -> Result<File> {
+    let lp = path.join(name);
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -195,11 +203,20 @@ fn take_lock(path: &Path) -> Result<File> {
         .open(&lp)
         .map_err(|e| Error::io("opening", &lp, e))?;
     // SAFETY: flock on a file descriptor we own; no memory is passed.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    let rc = unsafe { libc::flock(f.as_raw_fd(), op) };
     if rc != 0 {
         return Err(Error::Locked(lp));
     }
     Ok(f)
+}
+
+impl Repository {
+    /// Whether no reader (a mount daemon, a command) has the repository open;
+    /// while the returned guard lives, none can open it. gc unlinks packs only
+    /// under this guard: readers keep index entries that point into old packs.
+    pub(crate) fn exclude_readers(&self) -> Option<File> {
+        lock_file(&self.path, "readers", libc::LOCK_EX | libc::LOCK_NB).ok()
+    }
 }
 
 #[cfg(test)]

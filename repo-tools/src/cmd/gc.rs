@@ -35,5 +35,8 @@ pub fn run(cli: &Cli, json: bool) -> Result<()> {
         human_bytes(r.bytes_before),
         human_bytes(r.bytes_after)
     );
+    if r.packs_deferred > 0 {
+        println!("{} unreferenced packs kept: the repository is open (mounted guests?); run gc again later", r.packs_deferred);
+    }
     Ok(())
 }
