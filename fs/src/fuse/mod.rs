@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, OpenFlags, RenameFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, OpenFlags, RenameFlags,
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
     Request, TimeOrNow, WriteFlags,
 };
@@ -131,6 +131,12 @@ impl Filesystem for LvFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
+        // The kernel caches symlink targets and ACLs (system.posix_acl_*; it
+        // then also enforces them), and runs lookups and readdirs in parallel.
+        // The umask comes to us unapplied (DONT_MASK): a default ACL replaces
+        // it. Each is a capability the kernel may lack: ask for what it offers.
+        let want = InitFlags::FUSE_CACHE_SYMLINKS | InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK;
+        let _ = config.add_capabilities(want & config.capabilities());
         Ok(())
     }
 
@@ -188,16 +194,16 @@ impl Filesystem for LvFs {
         }
     }
 
-    fn mknod(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, rdev: u32, reply: ReplyEntry) {
+    fn mknod(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
         let r = Kind::from_mode(mode).ok_or(Error::Posix(libc::EINVAL)).and_then(|kind| {
-            self.ov.create(parent.0, name(n), NewNode { kind, mode, uid: req.uid(), gid: req.gid(), rdev: rdev.into(), target: b"" })
+            self.ov.create_masked(parent.0, name(n), NewNode { kind, mode, uid: req.uid(), gid: req.gid(), rdev: rdev.into(), target: b"" }, umask)
         });
         reply_entry!(reply, r)
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let nn = NewNode { kind: Kind::Dir, mode, uid: req.uid(), gid: req.gid(), rdev: 0, target: b"" };
-        reply_entry!(reply, self.ov.create(parent.0, name(n), nn))
+        reply_entry!(reply, self.ov.create_masked(parent.0, name(n), nn, umask))
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
@@ -260,7 +266,9 @@ impl Filesystem for LvFs {
             Ok(list) => {
                 let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
                 self.dirs.lock().unwrap_or_else(|e| e.into_inner()).insert(fh, Arc::new(list));
-                reply.opened(FileHandle(fh), FopenFlags::empty());
+                // The kernel may keep the listing cached: it drops it itself
+                // when it changes the directory through this mount.
+                reply.opened(FileHandle(fh), FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE);
             }
             Err(e) => reply.error(errno(&e)),
         }
@@ -343,9 +351,9 @@ impl Filesystem for LvFs {
         reply_empty!(reply, self.ov.removexattr(ino.0, name(n)))
     }
 
-    fn create(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, _umask: u32, _flags: i32, reply: ReplyCreate) {
+    fn create(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, _flags: i32, reply: ReplyCreate) {
         let nn = NewNode { kind: Kind::File, mode, uid: req.uid(), gid: req.gid(), rdev: 0, target: b"" };
-        match self.ov.create(parent.0, name(n), nn).and_then(|(ino, i)| self.ov.open_file(ino).map(|_| (ino, i))) {
+        match self.ov.create_masked(parent.0, name(n), nn, umask).and_then(|(ino, i)| self.ov.open_file(ino).map(|_| (ino, i))) {
             Ok((ino, i)) => {
                 let fh = FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed));
                 reply.created(&TTL, &attr(ino, &i), Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE)

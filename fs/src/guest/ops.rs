@@ -62,7 +62,12 @@ impl GuestHandle {
         let text = std::fs::read(&sp).map_err(|e| Error::io("reading", &sp, e))?;
         let state: GuestState = serde_json::from_slice(&text).map_err(|_| Error::Decode { what: "guest state", why: "invalid JSON" })?;
         let local = Repository::open(&rec.dir.join("store"), writable)?;
-        Ok(GuestHandle { rec, state, local, _lock: guard })
+        let g = GuestHandle { rec, state, local, _lock: guard };
+        if writable {
+            // Holding the lock: nobody uses any generation but the current one.
+            g.remove_stale_generations();
+        }
+        Ok(g)
     }
 
     pub fn dir(&self) -> &Path {
@@ -208,11 +213,24 @@ impl GuestHandle {
             return Err(e);
         }
         crate::gc::failpoint("switch-after-commit");
-        let od = self.gen_dir(old);
-        if let Err(e) = std::fs::remove_dir_all(&od) {
-            tracing::warn!(guest = %self.rec.name, error = %e, "could not remove old overlay generation");
-        }
+        self.remove_stale_generations();
         Ok(())
+    }
+
+    /// Remove every overlay generation but the current one: old ones after a
+    /// switch, and any a crash left behind (before or after a commit point).
+    fn remove_stale_generations(&self) {
+        let Ok(rd) = std::fs::read_dir(&self.rec.dir) else { return };
+        let current = format!("gen-{:08}", self.state.generation);
+        for ent in rd.flatten() {
+            let name = ent.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("gen-") && name != current {
+                if let Err(e) = std::fs::remove_dir_all(ent.path()) {
+                    tracing::warn!(guest = %self.rec.name, error = %e, dir = %name, "could not remove stale overlay generation");
+                }
+            }
+        }
     }
 
     /// Roll an unmounted guest back to checkpoint `cp`.

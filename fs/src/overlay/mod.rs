@@ -14,6 +14,7 @@
 //! Layout of an overlay directory (format 1): `FORMAT`, `meta/` (RocksDB, see
 //! [`db`]), `data/<ino as 16 hex digits>` (sparse files mirroring file offsets).
 
+pub(crate) mod acl;
 mod data;
 pub mod db;
 pub mod ns;

@@ -4,7 +4,7 @@
 //! changed attribute).
 
 use super::db::Batch;
-use super::{now, posix, Base, Dirent, Inode, Node, Overlay, State};
+use super::{acl, now, posix, Base, Dirent, Inode, Node, Overlay, State};
 use crate::error::Result;
 use crate::tree::{Kind, Timestamp};
 
@@ -77,8 +77,16 @@ impl Overlay {
         self.write_inode(st, b, dir, d)
     }
 
-    /// Create a file, directory, symlink, device, fifo or socket.
+    /// Create a file, directory, symlink, device, fifo or socket with exactly
+    /// `n.mode` (no umask: callers inside lvrepo).
     pub fn create(&self, parent: u64, name: &[u8], n: NewNode<'_>) -> Result<(u64, Inode)> {
+        self.create_masked(parent, name, n, 0)
+    }
+
+    /// [`create`](Self::create) for a caller with a umask (the kernel, which
+    /// leaves it to us): the parent's default ACL, if any, decides the new
+    /// entry's ACL and mode instead of the umask, as POSIX says.
+    pub fn create_masked(&self, parent: u64, name: &[u8], n: NewNode<'_>, umask: u32) -> Result<(u64, Inode)> {
         if name.is_empty() || name.contains(&b'/') {
             return Err(posix(libc::EINVAL));
         }
@@ -89,6 +97,23 @@ impl Overlay {
         let p = self.node(&mut st, parent)?.inode.clone();
         let t = now();
         let mut mode = n.mode & 0o7777;
+        let mut xattrs = Vec::new();
+        if n.kind != Kind::Symlink {
+            match p.xattrs.iter().find(|(k, _)| k == acl::DEFAULT).and_then(|(_, v)| acl::parse(v)) {
+                Some(d) => {
+                    let (access, m) = acl::create(&d, mode);
+                    mode = m;
+                    if let Some(a) = access {
+                        xattrs.push((acl::ACCESS.to_vec(), acl::encode(&a)));
+                    }
+                    if n.kind == Kind::Dir {
+                        xattrs.push((acl::DEFAULT.to_vec(), acl::encode(&d)));
+                    }
+                }
+                None => mode &= !(umask & 0o777),
+            }
+        }
+        xattrs.sort();
         let mut gid = n.gid;
         if p.mode & libc::S_ISGID != 0 {
             gid = p.gid;
@@ -107,7 +132,7 @@ impl Overlay {
             size: if n.kind == Kind::Symlink { n.target.len() as u64 } else { 0 },
             rdev: n.rdev,
             nlink: if n.kind == Kind::Dir { 2 } else { 1 },
-            xattrs: Vec::new(),
+            xattrs,
             target: n.target.to_vec(),
             base: Base::None,
         };

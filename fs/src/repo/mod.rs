@@ -120,9 +120,9 @@ impl Repository {
         Ok(())
     }
 
-    /// Bytes used on disk: pack files plus the index.
+    /// Bytes used on disk: pack files plus the index (not the guest registry).
     pub fn disk_usage(&self) -> Result<u64> {
-        Ok(dir_usage(&self.path))
+        Ok(dir_usage(&self.path.join("packs")) + dir_usage(&self.path.join("index")))
     }
 }
 

@@ -29,7 +29,12 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
     }
     let p = super::repo_path(cli)?;
     let state_dir = match (guest, overlay) {
-        (Some(name), _) => lvrepo_fs::guest::find(&p, name)?.dir,
+        (Some(name), _) => {
+            let dir = lvrepo_fs::guest::find(&p, name)?.dir;
+            // Busy (mounted, or another command on it): say so now, exit 6.
+            drop(lvrepo_fs::guest::lock(&dir, name)?);
+            dir
+        }
         (None, Some(o)) => o.to_path_buf(),
         (None, None) => bail!(crate::Exit(crate::exit::USAGE, "give --overlay DIR or --guest NAME".into())),
     };
