@@ -11,7 +11,7 @@ need=(
   attr acl                                        # getfattr/setfacl in tests
   zstd tar debootstrap                            # sample images and the round-trip test
   ostree fuse-overlayfs fio qemu-utils libnbd-bin # peers and clients in benches and tests
-  btrfs-progs
+  btrfs-progs strace                              # guest benches (btrfs snapshots)
 )
 missing=()
 for p in "${need[@]}"; do
@@ -25,4 +25,11 @@ fi
 if ! command -v cargo >/dev/null; then
   [ -x "$HOME/.cargo/bin/cargo" ] || { echo "setup: cargo not found; install Rust with rustup first" >&2; exit 1; }
 fi
+export PATH="$HOME/.cargo/bin:$PATH"
+# Peers' test suites run against our mounts (tests/tests/pjdfstest.rs, fsx.rs).
+for tool in pjdfstest@0.2.2 fsx@0.3.2; do
+  command -v "${tool%@*}" >/dev/null || cargo install --locked --quiet "$tool"
+done
+# pjdfstest switches to the users "nobody" and "tests".
+id tests >/dev/null 2>&1 || useradd -U -M -s /usr/sbin/nologin tests
 echo "setup: all dependencies present"
