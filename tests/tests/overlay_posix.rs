@@ -791,7 +791,9 @@ fn acls_are_enforced_and_inherited() {
     let inner = d.join("inner");
     write(&inner, b"inherited\n");
     fs::set_permissions(&inner, fs::Permissions::from_mode(0o640)).unwrap();
-    assert!(getfacl(&inner, false).contains("user:tests:r--"), "default ACL not inherited: {}", getfacl(&inner, false));
+    let uid = String::from_utf8(Command::new("id").args(["-u", "tests"]).output().unwrap().stdout).unwrap();
+    let want = format!("user:{}:r--", uid.trim());
+    assert!(getfacl(&inner, false).contains(&want), "default ACL not inherited ({want}): {}", getfacl(&inner, false));
     assert_eq!(cat_as_tests(&inner), Ok(b"inherited\n".to_vec()));
     m.umount();
     let m = g.mount();

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
     Request, TimeOrNow, WriteFlags,
 };
 
@@ -40,7 +40,9 @@ impl LvFs {
 }
 
 fn errno(e: &Error) -> Errno {
-    if !matches!(e, Error::Posix(_)) {
+    // A full or read-only partition is the caller's answer, not a fault.
+    let expected = matches!(e.errno(), libc::ENOSPC | libc::EDQUOT | libc::EROFS | libc::EFBIG);
+    if !matches!(e, Error::Posix(_)) && !expected {
         tracing::error!(error = %e, "filesystem operation failed");
     }
     Errno::from_i32(e.errno())
@@ -358,6 +360,19 @@ impl Filesystem for LvFs {
                 let fh = FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed));
                 reply.created(&TTL, &attr(ino, &i), Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE)
             }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn lseek(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+        // The kernel asks only for SEEK_DATA and SEEK_HOLE.
+        let r = match (whence, u64::try_from(offset)) {
+            (libc::SEEK_DATA | libc::SEEK_HOLE, Ok(off)) => self.ov.seek_data_hole(ino.0, off, whence == libc::SEEK_HOLE),
+            (libc::SEEK_DATA | libc::SEEK_HOLE, Err(_)) => Err(Error::Posix(libc::ENXIO)),
+            _ => Err(Error::Posix(libc::EINVAL)),
+        };
+        match r.and_then(|o| i64::try_from(o).map_err(|_| Error::Posix(libc::EOVERFLOW))) {
+            Ok(o) => reply.offset(o),
             Err(e) => reply.error(errno(&e)),
         }
     }

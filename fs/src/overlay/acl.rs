@@ -38,6 +38,36 @@ pub fn create(default: &Acl, mode: u32) -> (Option<Acl>, u32) {
     }
 }
 
+/// Whether the ACL says no more than permission bits do (only the owner,
+/// group and other entries): ext4 then keeps the mode and no ACL.
+pub fn is_minimal(acl: &Acl) -> bool {
+    acl.iter().all(|e| matches!(e.0, USER_OBJ | GROUP_OBJ | OTHER))
+}
+
+/// The permission bits an access ACL sets (posix_acl_equiv_mode): owner from
+/// USER_OBJ, group from MASK (GROUP_OBJ when there is no mask), other from
+/// OTHER. The kernel leaves this update to a FUSE filesystem.
+pub fn mode_bits(acl: &Acl) -> u32 {
+    let perm = |t: u16| acl.iter().find(|e| e.0 == t).map_or(0, |e| u32::from(e.1 & 7));
+    let group = if acl.iter().any(|e| e.0 == MASK) { perm(MASK) } else { perm(GROUP_OBJ) };
+    (perm(USER_OBJ) << 6) | (group << 3) | perm(OTHER)
+}
+
+/// chmod of an inode with an access ACL (posix_acl_chmod): the owner, mask
+/// (GROUP_OBJ without a mask) and other entries take the new mode's bits.
+pub fn chmod(acl: &mut Acl, mode: u32) {
+    let has_mask = acl.iter().any(|e| e.0 == MASK);
+    for e in acl.iter_mut() {
+        match e.0 {
+            USER_OBJ => e.1 = ((mode >> 6) & 7) as u16,
+            MASK => e.1 = ((mode >> 3) & 7) as u16,
+            GROUP_OBJ if !has_mask => e.1 = ((mode >> 3) & 7) as u16,
+            OTHER => e.1 = (mode & 7) as u16,
+            _ => {}
+        }
+    }
+}
+
 fn masq(mut entries: Acl, mode: u32) -> Option<(Acl, u32, bool)> {
     let mut mode = mode;
     let mut not_equiv = false;
@@ -108,5 +138,17 @@ mod tests {
         let min = vec![(USER_OBJ, 7, u32::MAX), (GROUP_OBJ, 5, u32::MAX), (OTHER, 0, u32::MAX)];
         assert_eq!(create(&min, 0o666), (None, 0o640));
         assert!(parse(b"junk").is_none());
+    }
+
+    #[test]
+    fn mode_and_acl_stay_in_step() {
+        let mut a = vec![(USER_OBJ, 6, u32::MAX), (USER, 7, 1000), (GROUP_OBJ, 5, u32::MAX), (MASK, 4, u32::MAX), (OTHER, 0, u32::MAX)];
+        assert_eq!(mode_bits(&a), 0o640, "group bits come from the mask");
+        chmod(&mut a, 0o751);
+        assert_eq!((mode_bits(&a), a[2].1), (0o751, 5), "chmod sets the mask, not GROUP_OBJ");
+        let mut m = vec![(USER_OBJ, 6, u32::MAX), (GROUP_OBJ, 4, u32::MAX), (OTHER, 4, u32::MAX)];
+        assert!(is_minimal(&m) && !is_minimal(&a));
+        chmod(&mut m, 0o600);
+        assert_eq!(mode_bits(&m), 0o600);
     }
 }

@@ -185,6 +185,12 @@ impl Overlay {
 
     /// Write `data` at `off`; returns the bytes written.
     pub fn write(&self, ino: u64, off: u64, data: &[u8]) -> Result<u32> {
+        // File data may not eat the space the metadata database needs to
+        // record it (and to reopen after a crash): ENOSPC below the reserve,
+        // as ext4 keeps blocks for root.
+        if self.statfs().is_ok_and(|s| s.blocks_available() as u64 * s.fragment_size() as u64 <= super::SPACE_RESERVE) {
+            return Err(posix(libc::ENOSPC));
+        }
         let mut st = self.lock();
         let node = self.node(&mut st, ino)?;
         if node.inode.kind != Kind::File {

@@ -34,6 +34,10 @@ use crate::tree::{load_root, Content, Entry, Kind, Timestamp, Tree};
 use db::MetaDb;
 
 pub const ROOT_INO: u64 = 1;
+/// Free space kept on the overlay partition for metadata: data writes fail
+/// with ENOSPC below it, and a file of this size is held back so the database
+/// can always reopen (it is freed before opening, then re-made).
+pub const SPACE_RESERVE: u64 = 8 << 20;
 const BASE_BIT: u64 = 1 << 62;
 pub const OVERLAY_FORMAT: u32 = 1;
 /// Longest name accepted (as on ext4).
@@ -108,7 +112,17 @@ impl Overlay {
                 return Err(oerr(format!("unsupported overlay format {:?}", text.trim())));
             }
         }
+        let reserve = dir.join("reserve");
+        let _ = std::fs::remove_file(&reserve);
         let db = MetaDb::open(&dir.join("meta"), fresh).map_err(|e| oerr(format!("cannot open overlay database: {e}")))?;
+        if let Ok(f) = std::fs::File::create(&reserve) {
+            use std::os::fd::AsRawFd;
+            // SAFETY: fallocate on a descriptor we own; no memory is passed.
+            if unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, SPACE_RESERVE as libc::off_t) } != 0 {
+                drop(f);
+                let _ = std::fs::remove_file(&reserve);
+            }
+        }
         match db.meta(b"root")? {
             Some(r) if r.as_slice() != root.0.as_bytes() => {
                 let have = Digest::from_slice(&r).map(|d| d.to_string()).unwrap_or_default();

@@ -329,6 +329,13 @@ impl Overlay {
         }
         if let Some(m) = a.mode {
             i.mode = m & 0o7777;
+            // An access ACL follows chmod (the kernel leaves this to us).
+            if let Some((_, v)) = i.xattrs.iter_mut().find(|(k, _)| k == acl::ACCESS) {
+                if let Some(mut entries) = acl::parse(v) {
+                    acl::chmod(&mut entries, i.mode);
+                    *v = acl::encode(&entries);
+                }
+            }
         }
         if let Some(at) = a.atime {
             i.atime = at;
@@ -361,14 +368,34 @@ impl Overlay {
         if value.len() > 65536 {
             return Err(posix(libc::E2BIG));
         }
+        // An ACL must be well-formed; an access ACL sets the mode's bits (the
+        // kernel leaves that to us), and one that says no more than the mode
+        // is not kept (as on ext4).
+        let access = if name == acl::ACCESS || name == acl::DEFAULT {
+            let entries = acl::parse(value).ok_or(posix(libc::EINVAL))?;
+            (name == acl::ACCESS).then_some(entries)
+        } else {
+            None
+        };
         let mut st = self.lock();
         let mut i = self.node(&mut st, ino)?.inode.clone();
         let pos = i.xattrs.binary_search_by(|(k, _)| k.as_slice().cmp(name));
         match (pos, flags) {
             (Ok(_), f) if f & libc::XATTR_CREATE != 0 => return Err(posix(libc::EEXIST)),
             (Err(_), f) if f & libc::XATTR_REPLACE != 0 => return Err(posix(libc::ENODATA)),
-            (Ok(p), _) => i.xattrs[p].1 = value.to_vec(),
-            (Err(p), _) => i.xattrs.insert(p, (name.to_vec(), value.to_vec())),
+            _ => {}
+        }
+        let keep = !access.as_ref().is_some_and(acl::is_minimal);
+        if let Some(a) = &access {
+            i.mode = (i.mode & !0o777) | acl::mode_bits(a);
+        }
+        match pos {
+            Ok(p) if keep => i.xattrs[p].1 = value.to_vec(),
+            Ok(p) => {
+                i.xattrs.remove(p);
+            }
+            Err(p) if keep => i.xattrs.insert(p, (name.to_vec(), value.to_vec())),
+            Err(_) => {}
         }
         i.ctime = now();
         let mut b = self.db.batch();
