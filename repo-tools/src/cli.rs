@@ -133,8 +133,9 @@ pub enum Command {
         /// Serve in the foreground instead of detaching a daemon.
         #[arg(short, long)]
         foreground: bool,
-        /// FUSE worker threads.
-        #[arg(long, default_value_t = 4)]
+        /// FUSE worker threads. One is fastest on small machines: each extra
+        /// thread adds a wake-up per request (measured in docs/overlay.md).
+        #[arg(long, default_value_t = 1)]
         threads: usize,
     },
     /// Unmount an lvrepo mount and wait for its daemon to finish writing.
