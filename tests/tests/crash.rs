@@ -338,7 +338,7 @@ fn burst_step(meta: i32, img: i32, files: i32, i: u64) -> bool {
         if libc::unlinkat(files, n1.fmt(b"f", i, b""), 0) != 0 {
             return false;
         }
-        let (a, b) = (b"a\0".as_ptr().cast(), b"b\0".as_ptr().cast());
+        let (a, b) = (c"a".as_ptr(), c"b".as_ptr());
         if libc::renameat2(img, a, img, b, libc::RENAME_EXCHANGE) != 0 {
             return false;
         }
@@ -371,8 +371,8 @@ fn check_burst(m: &Mount<'_>, acked: Option<u64>, exchanges_before: u64) -> u64 
             }
             "e" => {
                 assert!(j <= partial, "meta/{name} is from the future (acknowledged up to {acked:?})");
-                assert!(!(j % 2 == 0 && j + 1 < done), "meta/{name} should have been removed by acknowledged step {}", j + 1);
-                let being_removed = j % 2 == 0 && j + 1 == partial;
+                assert!(!(j.is_multiple_of(2) && j + 1 < done), "meta/{name} should have been removed by acknowledged step {}", j + 1);
+                let being_removed = j.is_multiple_of(2) && j + 1 == partial;
                 match content {
                     Ok(data) => assert_eq!(data, j.to_string().as_bytes(), "meta/{name}/f"),
                     Err(e) => assert!(being_removed && e.raw_os_error() == Some(libc::ENOENT), "meta/{name}/f: {e}"),

@@ -143,11 +143,8 @@ fn model_ops_on_image_file() {
             model[off as usize..end].copy_from_slice(&data);
         } else if what < 70 {
             // pread and compare
-            if len == 0 {
-                continue;
-            }
-            let off = rng.below(len);
-            let n = 1 + rng.below(150_000).min(len - off - 1);
+            let off = rng.below(len.max(1));
+            let n = (1 + rng.below(150_000)).min(len - off);
             let mut buf = vec![0u8; n as usize];
             f.read_exact_at(&mut buf, off).unwrap();
             if let Some(i) = buf.iter().zip(&model[off as usize..]).position(|(a, b)| a != b) {
@@ -158,12 +155,9 @@ fn model_ops_on_image_file() {
             let newlen = rng.below(max_len);
             f.set_len(newlen).unwrap();
             model.resize(newlen as usize, 0);
-        } else if what < 90 {
+        } else if what < 92 {
             // punch a hole (keeps the size)
-            if len == 0 {
-                continue;
-            }
-            let off = rng.below(len);
+            let off = rng.below(len.max(1));
             let n = 1 + rng.below(300_000);
             // SAFETY: fallocate on an fd we own; no memory is passed.
             let rc = unsafe {
@@ -171,12 +165,15 @@ fn model_ops_on_image_file() {
             };
             assert_eq!(rc, 0, "punch hole {off}+{n}: {}", std::io::Error::last_os_error());
             let end = ((off + n) as usize).min(model.len());
-            model[off as usize..end].fill(0);
-        } else if what < 99 {
-            // close and reopen (drops the kernel's page cache for the file)
+            if (off as usize) < end {
+                model[off as usize..end].fill(0);
+            }
+        } else {
+            // close and reopen
             drop(f);
             f = open(m.as_ref().unwrap());
-        } else {
+        }
+        if step % 750 == 749 {
             // remount: everything must come back from the overlay + image
             drop(f);
             m.take().unwrap().umount();

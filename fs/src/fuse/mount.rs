@@ -23,6 +23,19 @@ impl Default for MountOptions {
     }
 }
 
+/// Raise the open-file limit to the hard limit: the daemon holds a descriptor
+/// per open file of the guest, and the soft default (1024) is far too low.
+fn raise_fd_limit() {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
 /// Block SIGTERM, SIGINT and SIGHUP in the calling thread and every thread it
 /// starts afterwards. Call it first thing in a daemon, before any library
 /// (RocksDB) starts threads: a signal delivered to a thread that does not
@@ -51,6 +64,7 @@ pub fn mount_foreground(ov: Arc<Overlay>, mountpoint: &Path, opts: &MountOptions
     config.acl = SessionACL::All;
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = true;
+    raise_fd_limit();
     let mut session = Session::new(LvFs::new(ov.clone()), mountpoint, &config).map_err(|e| Error::io("mounting", mountpoint, e))?;
     let mut unmounter = session.unmount_callable();
     let mp = mountpoint.to_path_buf();

@@ -39,8 +39,12 @@ impl Overlay {
         let mut st = self.lock();
         let node = self.node(&mut st, ino)?;
         node.opens = node.opens.saturating_sub(1);
-        if node.opens == 0 && node.inode.nlink == 0 {
+        if node.opens == 0 {
+            // Descriptors are held only while the kernel holds the file open:
+            // a daemon serving 100k files must not keep 100k fds.
             node.file = None;
+        }
+        if node.opens == 0 && node.inode.nlink == 0 {
             let mut b = self.db.batch();
             self.db.delete_inode(&mut b, ino)?;
             self.db.commit(b)?;
@@ -60,7 +64,9 @@ impl Overlay {
         match OpenOptions::new().read(true).write(true).create(create).truncate(false).open(&p) {
             Ok(f) => {
                 let f = Arc::new(f);
-                node.file = Some(f.clone());
+                if node.opens > 0 {
+                    node.file = Some(f.clone());
+                }
                 Ok(Some(f))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => Ok(None),
@@ -291,7 +297,7 @@ impl Overlay {
         let f = {
             let mut st = self.lock();
             let node = self.node(&mut st, ino)?;
-            node.file.clone()
+            self.data_file(node, ino, false)?
         };
         if let Some(f) = f {
             f.sync_data().map_err(|e| Error::io("syncing overlay data", self.data_path(ino), e))?;

@@ -382,11 +382,14 @@ impl Overlay {
         nix::sys::statvfs::statvfs(&self.dir).map_err(|e| Error::io("statfs", &self.dir, e.into()))
     }
 
-    /// Make everything written so far durable.
+    /// Make everything written so far durable: syncfs of the overlay's
+    /// partition (every data file, open or not), then the metadata WAL.
     pub fn sync_all(&self) -> Result<()> {
-        let files: Vec<Arc<File>> = self.lock().nodes.values().filter_map(|n| n.file.clone()).collect();
-        for f in files {
-            f.sync_data().map_err(|e| Error::io("syncing", &self.dir, e))?;
+        use std::os::fd::AsRawFd;
+        let d = File::open(&self.dir).map_err(|e| Error::io("opening", &self.dir, e))?;
+        // SAFETY: syncfs on a descriptor we own; no memory is passed.
+        if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+            return Err(Error::io("syncing", &self.dir, std::io::Error::last_os_error()));
         }
         self.db.sync()
     }
