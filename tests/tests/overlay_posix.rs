@@ -1156,7 +1156,8 @@ fn corrupt_overlay_database_gives_a_clear_mount_error() {
         assert!(Command::new("cp").arg("-a").arg(&backup).arg(&meta).status().unwrap().success());
     };
 
-    let expect_clear_failure = |what: &str| {
+    // `needle`: what the last line of the error must say about the cause.
+    let expect_clear_failure = |what: &str, needle: &str| {
         let t = Instant::now();
         let out = g.try_mount();
         let took = t.elapsed();
@@ -1167,30 +1168,34 @@ fn corrupt_overlay_database_gives_a_clear_mount_error() {
         assert!(common::daemon_pid(&g.mp).is_none(), "a daemon is left running after {what}");
         let log = g.log();
         assert!(!stderr.contains("panicked") && !log.contains("panicked"), "panic with {what}:\n{stderr}\n{log}");
-        assert!(stderr.contains("overlay") && stderr.to_lowercase().contains("database"), "unclear error for {what}:\n{stderr}");
-        eprintln!("{what}: {}", stderr.trim());
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+        assert!(
+            last.contains("overlay database") && last.contains(needle),
+            "unclear error for {what} (want \"overlay database\" and {needle:?} in the last line):\n{stderr}"
+        );
+        eprintln!("{what}: {last}");
     };
     // Truncated table files.
     for p in &ssts {
         let len = fs::metadata(p).unwrap().len();
         OpenOptions::new().write(true).open(p).unwrap().set_len(len / 2).unwrap();
     }
-    expect_clear_failure("truncated .sst files");
+    expect_clear_failure("truncated .sst files", "Corruption");
     // Garbage in table files (same size).
     restore();
     for p in &ssts {
         let len = fs::metadata(p).unwrap().len() as usize;
         fs::write(p, pseudo_random(99, len)).unwrap();
     }
-    expect_clear_failure("garbage .sst files");
+    expect_clear_failure("garbage .sst files", "Corruption");
     // Garbage CURRENT.
     restore();
     fs::write(meta.join("CURRENT"), b"\x00garbage\xff").unwrap();
-    expect_clear_failure("a garbage CURRENT");
+    expect_clear_failure("a garbage CURRENT", "CURRENT");
     // Missing CURRENT.
     restore();
     fs::remove_file(meta.join("CURRENT")).unwrap();
-    expect_clear_failure("a missing CURRENT");
+    expect_clear_failure("a missing CURRENT", "CURRENT");
     // The backup itself is fine: the failures above came from the damage.
     restore();
     let m = g.mount();

@@ -205,6 +205,9 @@ impl Overlay {
         let f = self.data_file(node, ino, true)?.ok_or(posix(libc::EIO))?;
         let is_base = matches!(node.inode.base, Base::File { .. });
         let end = off + data.len() as u64;
+        if end > node.inode.size {
+            drop_stale_tail(&f, node.inode.size).map_err(|e| Error::io("truncating overlay data", self.data_path(ino), e))?;
+        }
         let mut b = self.db.batch();
         if is_base {
             for (p, _) in aligned_pieces(off, end) {
@@ -239,10 +242,16 @@ impl Overlay {
         }
         let mut i = node.inode.clone();
         let mut b = self.db.batch();
-        if size < i.size {
-            if let Some(f) = self.data_file(node, ino, false)? {
-                f.set_len(size).map_err(|e| Error::io("truncating overlay data", self.data_path(ino), e))?;
+        // The data file is cut after the new size is recorded (below); a
+        // crash in between leaves bytes past the size, which every growth of
+        // the file drops first (`drop_stale_tail`), so they never reappear.
+        let data = self.data_file(node, ino, false)?;
+        if size > i.size {
+            if let Some(f) = &data {
+                drop_stale_tail(f, i.size).map_err(|e| Error::io("truncating overlay data", self.data_path(ino), e))?;
             }
+        }
+        if size < i.size {
             if let Base::File { limit, .. } = &mut i.base {
                 *limit = (*limit).min(size);
             }
@@ -261,7 +270,11 @@ impl Overlay {
         self.mark_changed(&mut st, &mut b, ino, false)?;
         self.db.put_inode(&mut b, ino, &i)?;
         self.node(&mut st, ino)?.inode = i;
-        self.db.commit(b)
+        self.db.commit(b)?;
+        if let Some(f) = data {
+            drop_stale_tail(&f, size).map_err(|e| Error::io("truncating overlay data", self.data_path(ino), e))?;
+        }
+        Ok(())
     }
 
     /// fallocate(2): plain allocation (extending the size unless KEEP_SIZE)
@@ -406,6 +419,16 @@ fn base_seek(extents: &[(u64, u64, ChunkId)], limit: u64, p: u64, wend: u64, hol
         }
     }
     (end < wend).then_some(end.max(p))
+}
+
+/// Cut the data file to the file's logical `size` if it is longer: bytes past
+/// the size are left-overs (of a shrink interrupted by a crash) and must read
+/// as zeros when the file grows again.
+fn drop_stale_tail(f: &File, size: u64) -> std::io::Result<()> {
+    if f.metadata()?.len() > size {
+        f.set_len(size)?;
+    }
+    Ok(())
 }
 
 /// pread that treats bytes past the end of the file as zeros.

@@ -47,6 +47,18 @@ fn posix(e: i32) -> Error {
     Error::Posix(e)
 }
 
+/// An error and its causes, "a: b: c" (RocksDB's own message is the cause).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// The inode number of an image entry at `path` (stable across mounts).
 pub fn base_ino(path: &[u8], e: &Entry) -> u64 {
     let h = if e.link != 0 {
@@ -114,7 +126,7 @@ impl Overlay {
         }
         let reserve = dir.join("reserve");
         let _ = std::fs::remove_file(&reserve);
-        let db = MetaDb::open(&dir.join("meta"), fresh).map_err(|e| oerr(format!("cannot open overlay database: {e}")))?;
+        let db = MetaDb::open(&dir.join("meta"), fresh).map_err(|e| oerr(format!("cannot open overlay database: {}", error_chain(&e))))?;
         if let Ok(f) = std::fs::File::create(&reserve) {
             use std::os::fd::AsRawFd;
             // SAFETY: fallocate on a descriptor we own; no memory is passed.
