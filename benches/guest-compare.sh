@@ -133,7 +133,9 @@ mkdir -p "$LOGS" "$WORK/guests" "$WORK/mnt" "$WORK/copies" "$BT"
 MOUNTS=()
 # Run a private copy: a concurrent `cargo build` must not swap the binary mid-run.
 LVREPO_ORIG=$LVREPO_BIN
+LV_BUILT=""
 if [[ $LV_OK == 1 ]]; then
+    LV_BUILT=$(date -u -r "$LVREPO_BIN" +%FT%TZ)
     cp "$LVREPO_BIN" "$WORK/lvrepo"
     LVREPO_BIN=$WORK/lvrepo
 fi
@@ -288,7 +290,7 @@ ensure_image() {  # N -> sets IMG
 # ------------------------------------------------------------------ setup
 
 log "machine: $(nproc) cpus, $(uname -r), $(btrfs --version | head -1), $(cp --version | head -1), $(rsync --version | head -1 | awk '{print "rsync " $3}')"
-[[ $LV_OK != 1 ]] || log "lvrepo: $LVREPO_ORIG ($("$LVREPO_BIN" --version 2>/dev/null || echo 'version unknown'), built $(date -u -r "$LVREPO_ORIG" +%FT%TZ))"
+[[ $LV_OK != 1 ]] || log "lvrepo: $LVREPO_ORIG ($("$LVREPO_BIN" --version 2>/dev/null || echo 'version unknown'), built $LV_BUILT)"
 log "runs=$RUNS sizes=${SIZE_LIST[*]} changes=${CHANGE_LIST[*]} size_change=$SIZE_CHANGE scratch=$WORK ($(stat -f -c %T "$WORK"))"
 
 declare -A SRC=() SRC_FILES=() SRC_BYTES=() SRC_KIB=()
@@ -527,7 +529,7 @@ if (( SIZE_CHANGE <= NMIN )); then SC_SIZES=("${SIZE_LIST[@]}"); fi
 echo
 echo "== guest-compare: $(date -u +%FT%TZ), $(nproc) cpus, runs=$RUNS (medians), warm cache, timings include sync"
 LV_VERSION=missing
-[[ $LV_OK == 1 ]] && LV_VERSION="$("$LVREPO_BIN" --version 2>/dev/null || echo 'version unknown'), built $(date -u -r "$LVREPO_ORIG" +%FT%TZ)"
+[[ $LV_OK == 1 ]] && LV_VERSION="$("$LVREPO_BIN" --version 2>/dev/null || echo 'version unknown'), built $LV_BUILT, copied at start"
 echo "   lvrepo: $LVREPO_ORIG ($LV_VERSION); scratch $WORK on $(stat -f -c %T "$WORK"); btrfs on a loop file on the same disk"
 echo
 printf '%-8s %9s %12s %12s %14s\n' image files apparent on_disk lvrepo_import_s

@@ -12,7 +12,8 @@
 #   --prepare  only build/cache the tree and tarball, run nothing
 #
 # Environment:
-#   LVREPO_BIN   lvrepo binary (default /work/main/target/release/lvrepo)
+#   LVREPO_BIN   lvrepo binary (default /work/main/target/release/lvrepo); copied into
+#                the work dir at start, so a rebuild during the run does not mix builds
 #   RUNS         runs per contender; medians are reported (default 3)
 #   FILES        synthetic files added to the debootstrap tree (default 100000)
 #   BIG_MIB      size of the big image file var/lib/images/disk.img (default 1024)
@@ -383,8 +384,14 @@ log "  copied in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-
 
 REPO=$WORK/repo
 IMAGE=mtree
+LVREPO_DESC=""
 if [[ ${CSTATE[lvrepo]:-} == ok ]]; then
-    log "lvrepo: $LVREPO_BIN ($("$LVREPO_BIN" --version 2>/dev/null || echo 'version unknown')); import tree -> $REPO"
+    # Snapshot the binary: target/release is shared and may be rebuilt while we run;
+    # one invocation must measure one build.
+    cp "$LVREPO_BIN" "$WORK/lvrepo"
+    LVREPO_DESC="$LVREPO_BIN, built $(stat -c %y "$LVREPO_BIN" | cut -d. -f1), sha256 $(sha256sum "$WORK/lvrepo" | cut -c1-12)"
+    LVREPO_BIN=$WORK/lvrepo
+    log "lvrepo: $LVREPO_DESC ($("$LVREPO_BIN" --version 2>/dev/null || echo 'version unknown')); import tree -> $REPO"
     t0=$EPOCHREALTIME
     if "$LVREPO_BIN" --repo "$REPO" init >"$WORK/lvrepo-import.log" 2>&1 &&
        "$LVREPO_BIN" --repo "$REPO" import "$TREE" --image "$IMAGE" >>"$WORK/lvrepo-import.log" 2>&1 && sync; then
@@ -733,6 +740,7 @@ printf '   %d files, %d entries, %d MiB; big file %d MiB; runs=%d (medians); rat
     "$TREE_FILES" "$TREE_ENTRIES" "$TREE_MIB" "$BIG_MIB" "$RUNS"
 printf '   %s, %s cpus, load average %s at start, %s at end; kernel overlayfs options: defaults%s\n' \
     "$(uname -r)" "$(nproc)" "$LOAD_START" "$(cut -d' ' -f1-3 /proc/loadavg)" "${OVL_OPTS:+ + $OVL_OPTS}"
+if [[ -n $LVREPO_DESC ]]; then printf '   lvrepo: %s (copied for this invocation)\n' "$LVREPO_DESC"; fi
 printf '%-38s' workload
 for c in "${CONT[@]}"; do printf ' %-18s' "$c"; done
 echo

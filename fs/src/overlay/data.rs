@@ -194,7 +194,7 @@ impl Overlay {
         // File data may not eat the space the metadata database needs to
         // record it (and to reopen after a crash): ENOSPC below the reserve,
         // as ext4 keeps blocks for root.
-        if self.statfs().is_ok_and(|s| s.blocks_available() as u64 * s.fragment_size() as u64 <= super::SPACE_RESERVE) {
+        if self.low_on_space(data.len() as u64) {
             return Err(posix(libc::ENOSPC));
         }
         let mut st = self.lock();

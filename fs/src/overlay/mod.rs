@@ -35,8 +35,8 @@ use db::MetaDb;
 
 pub const ROOT_INO: u64 = 1;
 /// Free space kept on the overlay partition for metadata: data writes fail
-/// with ENOSPC below it, and a file of this size is held back so the database
-/// can always reopen (it is freed before opening, then re-made).
+/// with ENOSPC below it, so the database can always record what was written
+/// and reopen after a crash.
 pub const SPACE_RESERVE: u64 = 8 << 20;
 const BASE_BIT: u64 = 1 << 62;
 pub const OVERLAY_FORMAT: u32 = 1;
@@ -107,6 +107,9 @@ pub struct Overlay {
     root: TreeId,
     pub(crate) state: Mutex<State>,
     trees: Mutex<HashMap<TreeId, Arc<Tree>>>,
+    /// Free bytes on the overlay partition at the last statfs, less what was
+    /// written since: statfs runs again only when this nears the reserve.
+    free: Mutex<u64>,
 }
 
 impl Overlay {
@@ -124,17 +127,7 @@ impl Overlay {
                 return Err(oerr(format!("unsupported overlay format {:?}", text.trim())));
             }
         }
-        let reserve = dir.join("reserve");
-        let _ = std::fs::remove_file(&reserve);
         let db = MetaDb::open(&dir.join("meta"), fresh).map_err(|e| oerr(format!("cannot open overlay database: {}", error_chain(&e))))?;
-        if let Ok(f) = std::fs::File::create(&reserve) {
-            use std::os::fd::AsRawFd;
-            // SAFETY: fallocate on a descriptor we own; no memory is passed.
-            if unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, SPACE_RESERVE as libc::off_t) } != 0 {
-                drop(f);
-                let _ = std::fs::remove_file(&reserve);
-            }
-        }
         match db.meta(b"root")? {
             Some(r) if r.as_slice() != root.0.as_bytes() => {
                 let have = Digest::from_slice(&r).map(|d| d.to_string()).unwrap_or_default();
@@ -166,6 +159,7 @@ impl Overlay {
             root,
             state: Mutex::new(State { nodes: HashMap::new(), next_ino, dirty: HashSet::new(), dirty_all: false }),
             trees: Mutex::new(HashMap::new()),
+            free: Mutex::new(0),
         };
         ov.purge_orphans()?;
         {
@@ -387,6 +381,18 @@ impl Overlay {
             };
         }
         Ok(())
+    }
+
+    /// Whether writing `n` more bytes would cut into [`SPACE_RESERVE`].
+    pub(crate) fn low_on_space(&self, n: u64) -> bool {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        // Trust the running estimate while it is far above the reserve.
+        if *free > n + 4 * SPACE_RESERVE {
+            *free -= n;
+            return false;
+        }
+        *free = self.statfs().map_or(u64::MAX, |s| s.blocks_available() as u64 * s.fragment_size() as u64);
+        *free <= SPACE_RESERVE + n.min(SPACE_RESERVE)
     }
 
     /// Filesystem statistics of the overlay's partition.

@@ -89,6 +89,7 @@ fn spawn_daemon(overlay: &Path, mountpoint: &Path) -> Result<()> {
             nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from)
         });
     }
+    let log_start = std::fs::metadata(overlay.join("daemon.log")).map(|m| m.len()).unwrap_or(0) as usize;
     let mut child = cmd.spawn().context("starting the mount daemon")?;
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
@@ -96,7 +97,9 @@ fn spawn_daemon(overlay: &Path, mountpoint: &Path) -> Result<()> {
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
-            let tail = std::fs::read_to_string(overlay.join("daemon.log")).unwrap_or_default();
+            // Only what this daemon wrote: earlier runs' lines are history.
+            let log = std::fs::read(overlay.join("daemon.log")).unwrap_or_default();
+            let tail = String::from_utf8_lossy(log.get(log_start..).unwrap_or_default()).into_owned();
             let last: Vec<&str> = tail.lines().rev().take(5).collect();
             bail!("mount daemon exited with {status}: {}", last.into_iter().rev().collect::<Vec<_>>().join("\n"));
         }
