@@ -94,7 +94,7 @@ impl Inode {
         if r.u8()? != 1 {
             return Err(r.err("unknown record version"));
         }
-        let kind = kind_from(r.u8()?).ok_or(r.err("bad kind"))?;
+        let kind = Kind::from_u8(r.u8()?).ok_or(r.err("bad kind"))?;
         let mode = r.u32v()?;
         let uid = r.u32v()?;
         let gid = r.u32v()?;
@@ -127,19 +127,6 @@ impl Inode {
     }
 }
 
-pub(crate) fn kind_from(v: u8) -> Option<Kind> {
-    Some(match v {
-        1 => Kind::Dir,
-        2 => Kind::File,
-        3 => Kind::Symlink,
-        4 => Kind::CharDev,
-        5 => Kind::BlockDev,
-        6 => Kind::Fifo,
-        7 => Kind::Socket,
-        _ => return None,
-    })
-}
-
 /// A name in a directory, as changed by the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dirent {
@@ -168,7 +155,7 @@ impl Dirent {
             [k, rest @ ..] if rest.len() == 8 => {
                 let mut a = [0u8; 8];
                 a.copy_from_slice(rest);
-                Ok(Dirent::Child { ino: u64::from_le_bytes(a), kind: kind_from(*k).ok_or_else(bad)? })
+                Ok(Dirent::Child { ino: u64::from_le_bytes(a), kind: Kind::from_u8(*k).ok_or_else(bad)? })
             }
             _ => Err(bad()),
         }

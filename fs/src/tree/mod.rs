@@ -39,7 +39,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn from_u8(v: u8) -> Option<Self> {
+    /// The kind with this on-disk tag (`Kind as u8`).
+    pub fn from_u8(v: u8) -> Option<Self> {
         Some(match v {
             1 => Kind::Dir,
             2 => Kind::File,
