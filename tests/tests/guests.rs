@@ -18,11 +18,13 @@
 //! across checkpoint → rollback. atime and ctime are not in manifests (no
 //! copy can keep them), so they cannot cause false failures.
 
+mod common;
+
+use common::{daemon_pid, is_mounted, lazy_umount, wait_gone};
 use std::collections::BTreeSet;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -235,72 +237,6 @@ impl Drop for Mounted<'_> {
             }
         }
     }
-}
-
-fn lazy_umount(mp: &Path) {
-    if !is_mounted(mp) {
-        return;
-    }
-    let c = CString::new(mp.as_os_str().as_bytes()).expect("NUL in mountpoint");
-    // SAFETY: c is a valid NUL-terminated path for the duration of the call.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-        let _ = Command::new("fusermount3").arg("-u").arg("-z").arg(mp).status();
-    }
-}
-
-fn is_mounted(mp: &Path) -> bool {
-    let Ok(mp) = fs::canonicalize(mp) else { return false };
-    let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    info.lines().any(|l| l.split(' ').nth(4).is_some_and(|m| unescape_mountinfo(m) == mp.as_os_str().as_bytes()))
-}
-
-fn unescape_mountinfo(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-/// The `lvrepo mount ... --foreground` process whose arguments name `mp`.
-fn daemon_pid(mp: &Path) -> Option<i32> {
-    let want = fs::canonicalize(mp).ok()?;
-    for ent in fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = ent.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(cmdline) = fs::read(ent.path().join("cmdline")) else { continue };
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        let is_daemon = args.contains(&&b"mount"[..]) && args.contains(&&b"--foreground"[..]);
-        if is_daemon && args.iter().any(|a| fs::canonicalize(OsStr::from_bytes(a)).ok().as_deref() == Some(&want)) {
-            return Some(pid);
-        }
-    }
-    None
-}
-
-fn alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-fn wait_gone(pid: i32, limit: Duration) -> bool {
-    let start = Instant::now();
-    while alive(pid) {
-        if start.elapsed() > limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    true
 }
 
 /// Every mtime under `dir` (post-order, root included) set to a distinct
