@@ -38,9 +38,12 @@ impl MetaDb {
         o.set_keep_log_file_num(4);
         // Small memtables: each is preallocated on the guest partition as log space.
         o.set_write_buffer_size(4 << 20);
+        o.set_db_write_buffer_size(4 << 20);
+        o.set_max_total_wal_size(4 << 20);
         o.set_manifest_preallocation_size(64 << 10);
         o.set_compression_type(rocksdb::DBCompressionType::None);
-        Ok(MetaDb { db: DB::open_cf(&o, path, CFS)?, committed: AtomicU64::new(0), synced: AtomicU64::new(0) })
+        let cfs = CFS.iter().map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, o.clone()));
+        Ok(MetaDb { db: DB::open_cf_descriptors(&o, path, cfs)?, committed: AtomicU64::new(0), synced: AtomicU64::new(0) })
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {

@@ -178,15 +178,25 @@ fn open_db(path: &Path, read_only: bool) -> Result<DB> {
     // Modest memtables: a guest-local store is a repository too, and each
     // write buffer is preallocated on disk as log space.
     opts.set_write_buffer_size(8 << 20);
+    // The log is preallocated at 1.1 x the memtable unless capped here.
+    opts.set_db_write_buffer_size(8 << 20);
+    opts.set_max_total_wal_size(8 << 20);
     opts.set_manifest_preallocation_size(64 << 10);
     let idx = path.join("index");
     let cfs = [CF_OBJECTS, CF_REFS, CF_META];
     let db = if read_only {
-        DB::open_cf_for_read_only(&opts, &idx, cfs, false)?
+        DB::open_cf_descriptors_read_only(&opts, &idx, cf_descriptors(&opts, cfs), false)?
     } else {
-        DB::open_cf(&opts, &idx, cfs)?
+        DB::open_cf_descriptors(&opts, &idx, cf_descriptors(&opts, cfs))?
     };
     Ok(db)
+}
+
+/// Column families with the database's tuned options: `open_cf` by name would
+/// give each one RocksDB's defaults (a 64 MiB memtable, preallocated on disk
+/// as ~70 MiB of log per database).
+pub(crate) fn cf_descriptors(opts: &Options, names: [&str; 3]) -> Vec<rocksdb::ColumnFamilyDescriptor> {
+    names.iter().map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, opts.clone())).collect()
 }
 
 fn take_lock(path: &Path) -> Result<File> {
