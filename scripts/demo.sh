@@ -62,12 +62,17 @@ echo "installed app" > "$work/mnt/srv-app"
 "$L" checkpoint web01 -m "app installed"
 rm "$work/mnt/usr/bin/tar"; echo "oops" > "$work/mnt/etc-release"
 "$L" diff web01 1
+# Roll back while mounted: the mount shows checkpoint 1 at once.
+"$L" rollback web01 1
+test -e "$work/mnt/usr/bin/tar" && test "$(cat "$work/mnt/etc-release")" = golden-2
+test "$(cat "$work/mnt/srv-app")" = "installed app"
+"$L" diff web01
+"$L" log web01
 "$L" umount "$work/mnt"
+# And unmounted; the state survives a remount.
 "$L" rollback web01 1
 "$L" mount --guest web01 "$work/mnt"
 test -e "$work/mnt/usr/bin/tar" && test "$(cat "$work/mnt/srv-app")" = "installed app"
-"$L" diff web01
-"$L" log web01
 "$L" umount "$work/mnt"
 "$L" stats
 set +x

@@ -1,5 +1,5 @@
 //! The control socket of a mounted guest (`GUESTDIR/control.sock`): commands
-//! that must act on the live overlay (checkpoint, diff) talk to the daemon
+//! that must act on the live overlay (checkpoint, diff, rollback) talk to the daemon
 //! that owns it. One JSON request per line, one JSON response per line.
 
 use std::io::{BufRead, BufReader, Write};
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 pub enum Request {
     Checkpoint { message: String },
     Diff { against: String },
+    Rollback { checkpoint: String },
 }
 
 pub fn socket_path(guest_dir: &Path) -> PathBuf {

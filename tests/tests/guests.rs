@@ -104,7 +104,9 @@ impl Guest<'_> {
         let out = self.try_mount();
         assert!(out.status.success(), "{}\ndaemon.log:\n{}", report(&format!("lvrepo mount --guest {}", self.name), &out), self.log());
         assert!(is_mounted(&self.mp), "lvrepo mount --guest {} returned 0 but {} is not a mount", self.name, self.mp.display());
-        Mounted { g: self, live: true }
+        // Found now, so a kill -9 later is immediate (finding it scans /proc).
+        let pid = daemon_pid(&self.mp).unwrap_or_else(|| panic!("no daemon found serving {}", self.mp.display()));
+        Mounted { g: self, live: true, pid }
     }
 
     fn try_mount(&self) -> Output {
@@ -170,6 +172,7 @@ impl Guest<'_> {
 struct Mounted<'a> {
     g: &'a Guest<'a>,
     live: bool,
+    pid: i32,
 }
 
 impl Mounted<'_> {
@@ -185,9 +188,6 @@ impl Mounted<'_> {
         manifest(&self.g.mp).unwrap_or_else(|e| panic!("manifest of guest {} mount: {e}", self.g.name))
     }
 
-    fn daemon(&self) -> i32 {
-        daemon_pid(&self.g.mp).unwrap_or_else(|| panic!("no daemon found serving {}", self.g.mp.display()))
-    }
 
     /// `lvrepo umount` and assert it worked and the daemon is gone, clean.
     fn umount(mut self) {
@@ -206,7 +206,7 @@ impl Mounted<'_> {
     /// Simulate a crash of the daemon: SIGKILL, then detach the dead mount.
     fn kill9(mut self) {
         self.live = false;
-        let pid = self.daemon();
+        let pid = self.pid;
         // SAFETY: kill sends a signal to the daemon serving our mount; no memory.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill -9 {pid}");
         assert!(wait_gone(pid, Duration::from_secs(30)), "daemon {pid} survived SIGKILL");
@@ -565,6 +565,14 @@ fn change_b(m: &Mounted) {
     mtime(&p(""), 1_750_000_000, 999);
 }
 
+/// `pread` of `n` bytes at 0 through an open handle.
+fn pread_all(f: &fs::File, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    let got = f.read_at(&mut buf, 0)?;
+    buf.truncate(got);
+    Ok(buf)
+}
+
 #[test]
 fn rollback_to_a_mounted_checkpoint_restores_every_detail() {
     let w = World::new(false, build_system);
@@ -572,6 +580,8 @@ fn rollback_to_a_mounted_checkpoint_restores_every_detail() {
     let m = g.mount();
     change_a(&m);
     let m1 = m.manifest();
+    let motd_a = fs::read(m.p("etc/motd")).expect("read motd");
+    let newbin_a = fs::read(m.p("srv/new.bin")).expect("read new.bin");
     assert_eq!(g.checkpoint("after A"), 1);
     // The checkpoint itself changes nothing visible.
     assert_same("mount right after a mounted checkpoint vs before", &m1, &m.manifest());
@@ -579,21 +589,138 @@ fn rollback_to_a_mounted_checkpoint_restores_every_detail() {
     let m2 = m.manifest();
     assert_differs("state A vs state B", &m1, &m2);
     assert_eq!(g.checkpoint("after B"), 2);
-    // Rollback is refused while mounted, and changes nothing.
-    g.r().fails(["rollback", "g", "1"], 6);
-    assert_same("mount after a refused rollback", &m2, &m.manifest());
-    m.umount();
-    assert_eq!(g.checkpoints(), vec![1, 2]);
 
+    // More changes (never checkpointed), and handles held across the
+    // rollback: an image file, a file the guest created before checkpoint
+    // 1, a file created after it, and a working directory.
+    append(&m.p("etc/motd"), b"state C\n");
+    put(&m.p("srv/c-only"), b"C\n");
+    let motd = fs::File::open(m.p("etc/motd")).expect("open motd");
+    let newbin = fs::File::open(m.p("srv/new.bin")).expect("open new.bin");
+    let newbin_ino = newbin.metadata().expect("fstat").ino();
+    let inner = fs::File::open(m.p("usr/owned/inner")).expect("open usr/owned/inner");
+    let srv = fs::File::open(m.p("srv")).expect("open srv");
+    let kept_warm = m.manifest(); // every inode and dentry now in the kernel's caches
+    assert_differs("state C vs state B", &m2, &kept_warm);
+
+    // Roll back WHILE MOUNTED: through the same mount, without remounting,
+    // every path, content and attribute is checkpoint 1's.
     g.rollback(1);
-    let m = g.mount();
-    assert_same("rollback to mounted checkpoint 1 (state A)", &m1, &m.manifest());
-    m.umount();
+    assert_same("mounted guest right after a live rollback to checkpoint 1 (state A)", &m1, &m.manifest());
+    assert_eq!(pread_all(&motd, 1 << 20).expect("read motd through the old handle"), motd_a, "an image file's open handle reads the checkpoint's content");
+    assert_eq!(pread_all(&newbin, 1 << 20).expect("read new.bin through the old handle"), newbin_a, "a created file's open handle reads the checkpoint's content");
+    assert_eq!(newbin.metadata().expect("fstat new.bin").ino(), newbin_ino, "a created file keeps its inode number across a live rollback");
+    let e = pread_all(&inner, 100).expect_err("a file that is not in the checkpoint must not be readable through an old handle");
+    assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "handle to a file absent from the checkpoint: {e}");
+    assert!(srv.metadata().is_ok(), "a directory present in the checkpoint stays usable through its handle");
+    drop((motd, newbin, inner, srv));
+    // The guest keeps working after the switch (the next rollback undoes it).
+    put(&m.p("srv/after-rollback"), b"written after the rollback\n");
+    assert_eq!(fs::read(m.p("srv/after-rollback")).expect("read back"), b"written after the rollback\n");
+
     g.rollback(2);
+    assert_same("mounted guest after a live rollback to checkpoint 2 (state B)", &m2, &m.manifest());
+    m.umount();
     let m = g.mount();
-    assert_same("rollback to mounted checkpoint 2 (state B)", &m2, &m.manifest());
+    assert_same("remount after live rollbacks", &m2, &m.manifest());
     m.umount();
     assert_eq!(g.checkpoints(), vec![1, 2], "rollback must not add or drop checkpoints");
+    assert_eq!(g.gen_dirs().len(), 1, "old overlay generations left behind: {:?}", g.gen_dirs());
+    assert!(!g.log().contains("ERROR"), "the daemon logged errors:\n{}", g.log());
+}
+
+/// Writes files `dir/NNNNNNNN` (each one `write(2)` of `record_file_body`)
+/// until `stop` is set, opening each anew; returns (files written, errnos
+/// seen). A live rollback makes some fail (documented: ENOENT, ESTALE).
+fn file_writer(dir: PathBuf, stop: std::sync::Arc<std::sync::atomic::AtomicBool>, done: std::sync::Arc<std::sync::atomic::AtomicU64>) -> std::thread::JoinHandle<BTreeSet<i32>> {
+    std::thread::spawn(move || {
+        let mut errs = BTreeSet::new();
+        let mut i = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            match fs::write(dir.join(format!("{i:08}")), record_file_body(i)) {
+                Ok(()) => {
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => {
+                    errs.insert(e.raw_os_error().unwrap_or(-1));
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            i += 1;
+        }
+        errs
+    })
+}
+
+#[test]
+fn live_rollback_with_a_writer_running() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let w = World::new(true, |src| {
+        mkdir(&src.join("etc"));
+        put(&src.join("etc/hostname"), b"image\n");
+    });
+    let g = w.guest("busy");
+    let m = g.mount();
+    put(&m.p("etc/state"), b"one\n");
+    let s1 = m.manifest();
+    assert_eq!(g.checkpoint("before the writer"), 1);
+    mkdir(&m.p("wlog"));
+    let wait_for = |done: &AtomicU64, n: u64| {
+        let start = Instant::now();
+        while done.load(Ordering::Relaxed) < n {
+            assert!(start.elapsed() < Duration::from_secs(120), "writer made no progress");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+
+    // 1. The writer writes into a directory the checkpoint lacks: after the
+    // live rollback the guest is exactly checkpoint 1, and the writer saw
+    // only the documented errors.
+    let (stop, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let h = file_writer(m.p("wlog"), stop.clone(), done.clone());
+    wait_for(&done, 200);
+    g.rollback(1);
+    let after = done.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let errs = h.join().expect("writer thread");
+    assert!(errs.iter().all(|e| [libc::ENOENT, libc::ESTALE].contains(e)), "writer saw errors other than ENOENT/ESTALE: {errs:?}");
+    assert!(errs.contains(&libc::ENOENT), "the writer's directory must be gone after the rollback");
+    assert_eq!(done.load(Ordering::Relaxed), after, "no write may succeed into the rolled-back directory");
+    assert_same("live rollback with a writer running", &s1, &m.manifest());
+
+    // 2. Checkpoint while the writer runs, roll back to it while it still
+    // runs: every file is whole (its full body, or empty if the cut fell
+    // between its creation and its one write), never a mix.
+    mkdir(&m.p("wlog"));
+    let (stop, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let h = file_writer(m.p("wlog"), stop.clone(), done.clone());
+    wait_for(&done, 200);
+    assert_eq!(g.checkpoint("during writes"), 2);
+    wait_for(&done, 400);
+    g.rollback(2);
+    wait_for(&done, 500);
+    stop.store(true, Ordering::Relaxed);
+    let errs = h.join().expect("writer thread");
+    assert!(errs.iter().all(|e| [libc::ENOENT, libc::ESTALE].contains(e)), "writer saw errors other than ENOENT/ESTALE: {errs:?}");
+    let mut empty = 0;
+    for e in fs::read_dir(m.p("wlog")).expect("readdir wlog") {
+        let e = e.expect("readdir");
+        let i: u64 = e.file_name().to_string_lossy().parse().expect("numeric name");
+        let body = fs::read(e.path()).expect("read a writer file");
+        if body.is_empty() {
+            empty += 1;
+        } else {
+            assert_eq!(body, record_file_body(i), "writer file {i} is torn or mixed after the live rollback");
+        }
+    }
+    assert!(empty <= 2, "{empty} empty writer files: only the ones cut between create and write may be empty");
+    let live = m.manifest();
+    m.umount();
+    let m = g.mount();
+    assert_same("remount after live rollbacks with a writer", &live, &m.manifest());
+    m.umount();
 }
 
 #[test]
@@ -980,6 +1107,57 @@ fn crashes_during_checkpoint_and_rollback_leave_old_or_new_state() {
             let n = *after.last().expect("a checkpoint");
             g.rollback(n);
             assert_same(&format!("mounted checkpoint {n} listed after the daemon's kill -9"), &old, &mounted_state(&g));
+        }
+    }
+
+    // A rollback of the mounted guest: the daemon aborts right after the
+    // commit point (failpoint), or is killed at random instants. The guest
+    // is then the old state or the checkpoint's, never a mix.
+    let mut cur = mounted_state(&g);
+    let pick = |rng: &mut Rng, cur: &Manifest| {
+        let candidates: Vec<&(u64, Manifest)> = known.iter().filter(|(_, s)| compare(s, cur).is_err()).collect();
+        assert!(!candidates.is_empty(), "no checkpoint differs from the current state");
+        candidates[rng.below(candidates.len() as u64) as usize].clone()
+    };
+    // Calibrate: one uninterrupted live rollback.
+    let d_live = {
+        let (n, target) = pick(&mut rng, &cur);
+        let m = g.mount();
+        let d = timed(&w.r, &["rollback", "c", &n.to_string()]);
+        assert_same("live rollback", &target, &m.manifest());
+        m.umount();
+        cur = target;
+        eprintln!("live rollback: {d:?}");
+        d
+    };
+    {
+        let (n, target) = pick(&mut rng, &cur);
+        let out = lvrepo_cmd(&w.r, &["mount", "--guest", "c", &g.mp.to_string_lossy()]).env("LVREPO_FAILPOINT", "switch-after-commit").output().expect("spawn mount");
+        assert!(out.status.success(), "{}", report("mount with a failpoint armed", &out));
+        let pid = daemon_pid(&g.mp).expect("daemon of the failpoint mount");
+        let out = lvrepo_cmd(&w.r, &["rollback", "c", &n.to_string()]).output().expect("spawn rollback");
+        assert!(!out.status.success(), "{}", report("live rollback whose daemon aborts", &out));
+        assert!(wait_gone(pid, Duration::from_secs(30)), "daemon {pid} should have aborted at the failpoint");
+        lazy_umount(&g.mp);
+        assert!(g.log().contains("failpoint switch-after-commit reached"), "daemon did not reach the failpoint:\n{}", g.log());
+        assert_same("daemon aborted after the commit point of a live rollback", &target, &mounted_state(&g));
+        cur = target;
+    }
+    for i in 0..4 {
+        let (n, target) = pick(&mut rng, &cur);
+        let m = g.mount();
+        let mut client = lvrepo_cmd(&w.r, &["rollback", "c", &n.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn rollback");
+        let delay = Duration::from_micros(rng.below(d_live.as_micros() as u64 * 6 / 5));
+        std::thread::sleep(delay);
+        m.kill9();
+        let finished = client.wait().expect("wait rollback").success();
+        let is_new = old_or_new(&g, &format!("kill -9 of the daemon during live rollback #{i} to {n} after {delay:?}"), &cur, &target);
+        eprintln!("kill -9 of the daemon during a live rollback after {delay:?}: client finished {finished}, switched {is_new}");
+        if finished {
+            assert!(is_new, "a live rollback that reported success must have switched");
+        }
+        if is_new {
+            cur = target;
         }
     }
 

@@ -18,7 +18,7 @@ use fuser::{
 
 use crate::error::Error;
 use crate::overlay::ns::{NewNode, SetAttr};
-use crate::overlay::{Inode, Overlay};
+use crate::overlay::Inode;
 use crate::tree::{Kind, Timestamp};
 
 /// Attribute and entry cache lifetime. Every change goes through this daemon,
@@ -27,15 +27,18 @@ use crate::tree::{Kind, Timestamp};
 /// file stays valid across opens).
 const TTL: Duration = Duration::from_secs(60);
 
+/// A directory listing taken at opendir, and the switch epoch it belongs to.
+type Snapshot = (u64, Arc<Vec<(Vec<u8>, u64, Kind)>>);
+
 pub struct LvFs {
-    ov: Arc<Overlay>,
-    dirs: Mutex<HashMap<u64, Arc<Vec<(Vec<u8>, u64, Kind)>>>>,
+    live: Arc<Live>,
+    dirs: Mutex<HashMap<u64, Snapshot>>,
     next_fh: AtomicU64,
 }
 
 impl LvFs {
-    pub fn new(ov: Arc<Overlay>) -> Self {
-        LvFs { ov, dirs: Mutex::new(HashMap::new()), next_fh: AtomicU64::new(1) }
+    pub fn new(live: Arc<Live>) -> Self {
+        LvFs { live, dirs: Mutex::new(HashMap::new()), next_fh: AtomicU64::new(1) }
     }
 }
 
@@ -143,21 +146,21 @@ impl Filesystem for LvFs {
     }
 
     fn destroy(&mut self) {
-        if let Err(e) = self.ov.sync_all() {
+        if let Err(e) = self.live.current().sync_all() {
             tracing::error!(error = %e, "sync at unmount failed");
         }
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
-        reply_entry!(reply, self.ov.lookup(parent.0, name(n)))
+        reply_entry!(reply, self.live.get().lookup(parent.0, name(n)))
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.ov.forget(ino.0, nlookup);
+        self.live.get().forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.ov.getattr(ino.0) {
+        match self.live.get().getattr(ino.0) {
             Ok(i) => reply.attr(&TTL, &attr(ino.0, &i)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -182,14 +185,14 @@ impl Filesystem for LvFs {
         reply: ReplyAttr,
     ) {
         let a = SetAttr { mode, uid, gid, size, atime: atime.map(stamp), mtime: mtime.map(stamp) };
-        match self.ov.setattr(ino.0, a) {
+        match self.live.get().setattr(ino.0, a) {
             Ok(i) => reply.attr(&TTL, &attr(ino.0, &i)),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.ov.getattr(ino.0) {
+        match self.live.get().getattr(ino.0) {
             Ok(i) if i.kind == Kind::Symlink => reply.data(&i.target),
             Ok(_) => reply.error(Errno::from_i32(libc::EINVAL)),
             Err(e) => reply.error(errno(&e)),
@@ -198,54 +201,54 @@ impl Filesystem for LvFs {
 
     fn mknod(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
         let r = Kind::from_mode(mode).ok_or(Error::Posix(libc::EINVAL)).and_then(|kind| {
-            self.ov.create_masked(parent.0, name(n), NewNode { kind, mode, uid: req.uid(), gid: req.gid(), rdev: rdev.into(), target: b"" }, umask)
+            self.live.get().create_masked(parent.0, name(n), NewNode { kind, mode, uid: req.uid(), gid: req.gid(), rdev: rdev.into(), target: b"" }, umask)
         });
         reply_entry!(reply, r)
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let nn = NewNode { kind: Kind::Dir, mode, uid: req.uid(), gid: req.gid(), rdev: 0, target: b"" };
-        reply_entry!(reply, self.ov.create_masked(parent.0, name(n), nn, umask))
+        reply_entry!(reply, self.live.get().create_masked(parent.0, name(n), nn, umask))
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        reply_empty!(reply, self.ov.unlink(parent.0, name(n)))
+        reply_empty!(reply, self.live.get().unlink(parent.0, name(n)))
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        reply_empty!(reply, self.ov.rmdir(parent.0, name(n)))
+        reply_empty!(reply, self.live.get().rmdir(parent.0, name(n)))
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, n: &OsStr, target: &Path, reply: ReplyEntry) {
         let t = target.as_os_str().as_bytes();
         let nn = NewNode { kind: Kind::Symlink, mode: 0o777, uid: req.uid(), gid: req.gid(), rdev: 0, target: t };
-        reply_entry!(reply, self.ov.create(parent.0, name(n), nn))
+        reply_entry!(reply, self.live.get().create(parent.0, name(n), nn))
     }
 
     fn rename(&self, _req: &Request, parent: INodeNo, n: &OsStr, newparent: INodeNo, newname: &OsStr, flags: RenameFlags, reply: ReplyEmpty) {
-        reply_empty!(reply, self.ov.rename(parent.0, name(n), newparent.0, name(newname), flags.bits()))
+        reply_empty!(reply, self.live.get().rename(parent.0, name(n), newparent.0, name(newname), flags.bits()))
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        reply_entry!(reply, self.ov.link(ino.0, newparent.0, name(newname)))
+        reply_entry!(reply, self.live.get().link(ino.0, newparent.0, name(newname)))
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.ov.open_file(ino.0) {
+        match self.live.get().open_file(ino.0) {
             Ok(()) => reply.opened(FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed)), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn read(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, size: u32, _flags: OpenFlags, _lo: Option<fuser::LockOwner>, reply: ReplyData) {
-        match self.ov.read(ino.0, offset, size) {
+        match self.live.get().read(ino.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn write(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, data: &[u8], _wf: WriteFlags, _flags: OpenFlags, _lo: Option<fuser::LockOwner>, reply: ReplyWrite) {
-        match self.ov.write(ino.0, offset, data) {
+        match self.live.get().write(ino.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(&e)),
         }
@@ -256,18 +259,19 @@ impl Filesystem for LvFs {
     }
 
     fn release(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _flags: OpenFlags, _lo: Option<fuser::LockOwner>, _flush: bool, reply: ReplyEmpty) {
-        reply_empty!(reply, self.ov.release(ino.0))
+        reply_empty!(reply, self.live.get().release(ino.0))
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        reply_empty!(reply, self.ov.fsync(ino.0))
+        reply_empty!(reply, self.live.get().fsync(ino.0))
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.ov.list(ino.0) {
+        let ov = self.live.get();
+        match ov.list(ino.0) {
             Ok(list) => {
                 let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-                self.dirs.lock().unwrap_or_else(|e| e.into_inner()).insert(fh, Arc::new(list));
+                self.dirs.lock().unwrap_or_else(|e| e.into_inner()).insert(fh, (self.live.epoch(), Arc::new(list)));
                 // The kernel may keep the listing cached: it drops it itself
                 // when it changes the directory through this mount.
                 reply.opened(FileHandle(fh), FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE);
@@ -277,9 +281,19 @@ impl Filesystem for LvFs {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let list = self.dirs.lock().unwrap_or_else(|e| e.into_inner()).get(&fh.0).cloned();
-        let Some(list) = list else {
-            return reply.error(Errno::from_i32(libc::EBADF));
+        let snap = self.dirs.lock().unwrap_or_else(|e| e.into_inner()).get(&fh.0).cloned();
+        let list = match snap {
+            None => return reply.error(Errno::from_i32(libc::EBADF)),
+            Some((epoch, list)) if epoch == self.live.epoch() => list,
+            // Opened before a rollback: list the directory as it is now.
+            Some(_) => match self.live.get().list(ino.0) {
+                Ok(l) => {
+                    let l = Arc::new(l);
+                    self.dirs.lock().unwrap_or_else(|e| e.into_inner()).insert(fh.0, (self.live.epoch(), l.clone()));
+                    l
+                }
+                Err(e) => return reply.error(errno(&e)),
+            },
         };
         // Offsets: 1 = ".", 2 = "..", 3.. = the snapshot taken at opendir.
         let mut i = offset;
@@ -306,22 +320,22 @@ impl Filesystem for LvFs {
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        reply_empty!(reply, self.ov.fsync(ino.0))
+        reply_empty!(reply, self.live.get().fsync(ino.0))
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.ov.statfs() {
+        match self.live.get().statfs() {
             Ok(s) => reply.statfs(s.blocks(), s.blocks_free(), s.blocks_available(), s.files(), s.files_free(), s.block_size() as u32, 255, s.fragment_size() as u32),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn setxattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, value: &[u8], flags: i32, _position: u32, reply: ReplyEmpty) {
-        reply_empty!(reply, self.ov.setxattr(ino.0, name(n), value, flags))
+        reply_empty!(reply, self.live.get().setxattr(ino.0, name(n), value, flags))
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.ov.getxattr(ino.0, name(n)) {
+        match self.live.get().getxattr(ino.0, name(n)) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(Errno::from_i32(libc::ERANGE)),
             Ok(v) => reply.data(&v),
@@ -330,7 +344,7 @@ impl Filesystem for LvFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.ov.listxattr(ino.0) {
+        match self.live.get().listxattr(ino.0) {
             Ok(names) => {
                 let mut buf = Vec::new();
                 for n in names {
@@ -350,12 +364,13 @@ impl Filesystem for LvFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        reply_empty!(reply, self.ov.removexattr(ino.0, name(n)))
+        reply_empty!(reply, self.live.get().removexattr(ino.0, name(n)))
     }
 
     fn create(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, _flags: i32, reply: ReplyCreate) {
         let nn = NewNode { kind: Kind::File, mode, uid: req.uid(), gid: req.gid(), rdev: 0, target: b"" };
-        match self.ov.create_masked(parent.0, name(n), nn, umask).and_then(|(ino, i)| self.ov.open_file(ino).map(|_| (ino, i))) {
+        let ov = self.live.get();
+        match ov.create_masked(parent.0, name(n), nn, umask).and_then(|(ino, i)| ov.open_file(ino).map(|_| (ino, i))) {
             Ok((ino, i)) => {
                 let fh = FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed));
                 reply.created(&TTL, &attr(ino, &i), Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE)
@@ -367,7 +382,7 @@ impl Filesystem for LvFs {
     fn lseek(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
         // The kernel asks only for SEEK_DATA and SEEK_HOLE.
         let r = match (whence, u64::try_from(offset)) {
-            (libc::SEEK_DATA | libc::SEEK_HOLE, Ok(off)) => self.ov.seek_data_hole(ino.0, off, whence == libc::SEEK_HOLE),
+            (libc::SEEK_DATA | libc::SEEK_HOLE, Ok(off)) => self.live.get().seek_data_hole(ino.0, off, whence == libc::SEEK_HOLE),
             (libc::SEEK_DATA | libc::SEEK_HOLE, Err(_)) => Err(Error::Posix(libc::ENXIO)),
             _ => Err(Error::Posix(libc::EINVAL)),
         };
@@ -378,9 +393,11 @@ impl Filesystem for LvFs {
     }
 
     fn fallocate(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, length: u64, mode: i32, reply: ReplyEmpty) {
-        reply_empty!(reply, self.ov.fallocate(ino.0, offset, length, mode))
+        reply_empty!(reply, self.live.get().fallocate(ino.0, offset, length, mode))
     }
 }
 
+mod live;
 mod mount;
+pub use live::{Live, Switch};
 pub use mount::{block_termination_signals, mount_foreground, MountOptions};

@@ -9,7 +9,7 @@ use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 
 use super::LvFs;
 use crate::error::{Error, Result};
-use crate::overlay::Overlay;
+use super::Live;
 
 #[derive(Clone, Debug)]
 pub struct MountOptions {
@@ -49,9 +49,9 @@ pub fn block_termination_signals() -> Result<SigSet> {
     Ok(sigs)
 }
 
-/// Mount `ov` at `mountpoint` and serve until unmounted or one of `sigs`
+/// Mount the overlay `live` serves at `mountpoint` and serve until unmounted or one of `sigs`
 /// (from [`block_termination_signals`]) arrives.
-pub fn mount_foreground(ov: Arc<Overlay>, mountpoint: &Path, opts: &MountOptions, sigs: SigSet) -> Result<()> {
+pub fn mount_foreground(live: Arc<Live>, mountpoint: &Path, opts: &MountOptions, sigs: SigSet) -> Result<()> {
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName("lvrepo".into()),
@@ -65,20 +65,24 @@ pub fn mount_foreground(ov: Arc<Overlay>, mountpoint: &Path, opts: &MountOptions
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = true;
     raise_fd_limit();
-    let mut session = Session::new(LvFs::new(ov.clone()), mountpoint, &config).map_err(|e| Error::io("mounting", mountpoint, e))?;
+    let mut session = Session::new(LvFs::new(live.clone()), mountpoint, &config).map_err(|e| Error::io("mounting", mountpoint, e))?;
+    live.set_notifier(session.notifier());
     let mut unmounter = session.unmount_callable();
     let mp = mountpoint.to_path_buf();
     std::thread::spawn(move || {
-        if let Ok(sig) = sigs.wait() {
+        // A failed unmount (busy: a process uses the mount) is retried at
+        // the next signal.
+        while let Ok(sig) = sigs.wait() {
             tracing::info!(?sig, mountpoint = %mp.display(), "unmounting on signal");
-            if let Err(e) = unmounter.unmount() {
-                tracing::error!(error = %e, "unmount failed");
+            match unmounter.unmount() {
+                Ok(()) => break,
+                Err(e) => tracing::error!(error = %e, "unmount failed"),
             }
         }
     });
     tracing::info!(mountpoint = %mountpoint.display(), threads = opts.threads, "mounted");
     session.run().map_err(|e| Error::io("serving", mountpoint, e))?;
-    ov.sync_all()?;
+    live.current().sync_all()?;
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
     Ok(())
 }

@@ -198,22 +198,52 @@ impl GuestHandle {
     /// Make `root` the guest's state: a fresh overlay generation over it.
     /// The STATE rename is the commit point.
     pub fn switch_base(&mut self, root: TreeId, store: Arc<dyn ObjectStore>) -> Result<()> {
-        let old = self.state.generation;
-        let next = old + 1;
-        let nd = self.gen_dir(next);
+        drop(self.prepare_generation(root, store)?);
+        self.commit_generation(root)?;
+        self.remove_stale_generations();
+        Ok(())
+    }
+
+    /// Create the next overlay generation, over `root`, not yet committed.
+    fn prepare_generation(&self, root: TreeId, store: Arc<dyn ObjectStore>) -> Result<Overlay> {
+        let nd = self.gen_dir(self.state.generation + 1);
         if nd.exists() {
             // Left by a crash before the commit point: never visible, discard.
             std::fs::remove_dir_all(&nd).map_err(|e| Error::io("removing", &nd, e))?;
         }
-        drop(Overlay::open(&nd, store, root)?);
+        Overlay::open(&nd, store, root)
+    }
+
+    /// Commit the generation [`Self::prepare_generation`] made: the STATE rename.
+    fn commit_generation(&mut self, root: TreeId) -> Result<()> {
         let prev = self.state.clone();
-        self.state = GuestState { base: root, generation: next };
+        self.state = GuestState { base: root, generation: prev.generation + 1 };
         if let Err(e) = self.write_state() {
             self.state = prev;
             return Err(e);
         }
         crate::gc::failpoint("switch-after-commit");
+        Ok(())
+    }
+
+    /// Roll a mounted guest back to checkpoint `cp`: requests pause while the
+    /// new generation is made, takes over the kernel's references and is
+    /// committed; then the kernel's caches are invalidated (see
+    /// [`crate::overlay::Adopted`] for what open handles see).
+    pub fn rollback_live(&mut self, live: &crate::fuse::Live, shared: Arc<dyn ObjectStore>, cp: &Checkpoint) -> Result<()> {
+        let store = self.store(shared);
+        {
+            let mut sw = live.begin();
+            let old = sw.old();
+            let ov = self.prepare_generation(cp.root_tree(), store)?;
+            let adopted = ov.adopt(&old)?;
+            self.commit_generation(cp.root_tree())?;
+            sw.install(Arc::new(ov), adopted);
+        }
+        // The old generation's overlay is closed once the last request using
+        // it has finished (none: the switch waited for them).
         self.remove_stale_generations();
+        tracing::info!(guest = %self.rec.name, checkpoint = cp.version, "rolled back while mounted");
         Ok(())
     }
 

@@ -15,11 +15,13 @@
 //! [`db`]), `data/<ino as 16 hex digits>` (sparse files mirroring file offsets).
 
 pub(crate) mod acl;
+mod adopt;
 mod data;
 pub mod db;
 pub mod ns;
 pub mod record;
 
+pub use adopt::Adopted;
 pub use record::{Base, Dirent, Inode};
 
 use std::collections::{HashMap, HashSet};
@@ -255,10 +257,12 @@ impl Overlay {
 
     pub(crate) fn node<'a>(&self, st: &'a mut State, ino: u64) -> Result<&'a mut Node> {
         if !st.nodes.contains_key(&ino) {
-            let inode = self.db.inode(ino)?.ok_or(posix(libc::ENOENT))?;
+            // Not an inode of this generation: the kernel holds it from
+            // before a rollback of the mounted guest (see `adopt`).
+            let inode = self.db.inode(ino)?.ok_or(posix(libc::ESTALE))?;
             st.nodes.insert(ino, Node::new(inode, 0));
         }
-        st.nodes.get_mut(&ino).ok_or(posix(libc::ENOENT))
+        st.nodes.get_mut(&ino).ok_or(posix(libc::ESTALE))
     }
 
     /// Resolve `name` in directory `parent` without touching lookup counts.

@@ -5,11 +5,11 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use lvrepo_fs::fuse::{block_termination_signals, mount_foreground, MountOptions};
+use lvrepo_fs::fuse::{block_termination_signals, mount_foreground, Live, MountOptions};
 use lvrepo_fs::object::Cached;
 use lvrepo_fs::overlay::Overlay;
 use lvrepo_fs::guest::GuestHandle;
@@ -44,33 +44,42 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
     let sigs = block_termination_signals()?;
     let repo = super::open(cli, false)?;
     let shared: Arc<dyn ObjectStore> = Arc::new(Cached::new(repo.shared_store(), CACHE_BYTES));
-    let ov = match guest {
+    let live = match guest {
         Some(name) => {
             // The daemon holds the guest's lock while mounted; commands that
-            // need the live state ask it over the control socket.
-            let g = Arc::new(GuestHandle::open(&p, name, true)?);
+            // need the live state ask it over the control socket, one at a time.
+            let g = GuestHandle::open(&p, name, true)?;
             let store = g.store(shared.clone());
-            let ov = Arc::new(g.overlay(store.clone()).with_context(|| format!("opening overlay of guest {name}"))?);
-            let (g2, ov2) = (g.clone(), ov.clone());
-            crate::control::serve(g.dir(), move |req| match req {
-                Request::Checkpoint { message } => Ok(serde_json::to_value(g2.checkpoint_live(&ov2, &*store, &message)?)?),
-                Request::Diff { against } => {
-                    let t: TreeId = against.parse()?;
-                    Ok(serde_json::to_value(super::diff::rows(&g2.diff_live(shared.clone(), Some(&ov2), t)?))?)
+            let live = Live::new(Arc::new(g.overlay(store.clone()).with_context(|| format!("opening overlay of guest {name}"))?));
+            let g = Mutex::new(g);
+            let live2 = live.clone();
+            crate::control::serve(&state_dir, move |req| {
+                let mut g = g.lock().unwrap_or_else(|e| e.into_inner());
+                match req {
+                    Request::Checkpoint { message } => Ok(serde_json::to_value(g.checkpoint_live(&live2.current(), &*g.store(shared.clone()), &message)?)?),
+                    Request::Diff { against } => {
+                        let t: TreeId = against.parse()?;
+                        Ok(serde_json::to_value(super::diff::rows(&g.diff_live(shared.clone(), Some(&live2.current()), t)?))?)
+                    }
+                    Request::Rollback { checkpoint } => {
+                        let cp = g.checkpoint(&checkpoint)?;
+                        g.rollback_live(&live2, shared.clone(), &cp)?;
+                        Ok(serde_json::to_value(cp)?)
+                    }
                 }
             })?;
             tracing::info!(guest = name, "serving guest");
-            ov
+            live
         }
         None => {
             let image = image.ok_or_else(|| crate::Exit(crate::exit::USAGE, "name the image to mount".into()))?;
             let img = super::resolve(&repo, image)?;
             tracing::info!(image = %img.label(), overlay = %state_dir.display(), "serving");
-            Arc::new(Overlay::open(&state_dir, shared, img.root_tree()).with_context(|| format!("opening overlay {}", state_dir.display()))?)
+            Live::new(Arc::new(Overlay::open(&state_dir, shared, img.root_tree()).with_context(|| format!("opening overlay {}", state_dir.display()))?))
         }
     };
     std::fs::write(state_dir.join("daemon.pid"), format!("{}\n", std::process::id())).context("writing daemon.pid")?;
-    let r = mount_foreground(ov, mountpoint, &MountOptions { threads }, sigs);
+    let r = mount_foreground(live, mountpoint, &MountOptions { threads }, sigs);
     let _ = std::fs::remove_file(state_dir.join("daemon.pid"));
     let _ = std::fs::remove_file(crate::control::socket_path(&state_dir));
     Ok(r?)

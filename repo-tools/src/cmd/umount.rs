@@ -1,5 +1,6 @@
-//! `lvrepo umount MOUNTPOINT`: ask the daemon serving it to unmount (SIGTERM)
-//! and wait until it has synced and exited; without a daemon, unmount directly.
+//! `lvrepo umount MOUNTPOINT`: unmount (exit 6 at once if busy), then wait
+//! until the daemon has synced and exited. Without the right to unmount, ask
+//! the daemon (SIGTERM): it unmounts itself.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -10,18 +11,21 @@ pub fn run(mountpoint: &Path) -> Result<()> {
     if !super::mount::is_fuse_mount(mountpoint)? {
         bail!("{} is not an lvrepo mount", mountpoint.display());
     }
-    match daemon_pid(mountpoint) {
-        // The daemon unmounts itself on SIGTERM, then syncs and exits.
+    let pid = daemon_pid(mountpoint);
+    let c = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes()).context("mountpoint has a NUL byte")?;
+    // Unmount here, so a busy mount is reported at once; the daemon then
+    // sees its session end, syncs and exits.
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        return pid.map_or(Ok(()), wait_exit);
+    }
+    let err = std::io::Error::last_os_error();
+    match (err.raw_os_error(), pid) {
+        (Some(libc::EBUSY), _) => bail!(crate::Exit(crate::exit::BUSY, format!("{} is busy: a process has a file or its working directory there", mountpoint.display()))),
+        // Not allowed to unmount: the daemon is (it unmounts on SIGTERM).
         // SAFETY: kill sends a signal to a process id we just read; no memory.
-        Some(pid) if unsafe { libc::kill(pid, libc::SIGTERM) } == 0 => wait_exit(pid),
-        _ => {
-            let c = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes()).context("mountpoint has a NUL byte")?;
-            // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-            if unsafe { libc::umount2(c.as_ptr(), 0) } != 0 {
-                return Err(std::io::Error::last_os_error()).with_context(|| format!("unmounting {}", mountpoint.display()));
-            }
-            Ok(())
-        }
+        (Some(libc::EPERM), Some(pid)) if unsafe { libc::kill(pid, libc::SIGTERM) } == 0 => wait_exit(pid),
+        _ => Err(err).with_context(|| format!("unmounting {}", mountpoint.display())),
     }
 }
 
