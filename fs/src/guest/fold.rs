@@ -17,6 +17,7 @@ use crate::digest::{ChunkId, ObjectKind, TreeId};
 use crate::error::{Error, Result};
 use crate::import::dir::data_regions;
 use crate::object::{get_required, ObjectStore};
+use crate::overlay::db::Folded;
 use crate::overlay::{base_ino, Base, Dirent, Inode, Overlay, State, ROOT_INO};
 use crate::tree::file::{leaf_extents, ContentBuilder, Extent, Target};
 use crate::tree::{store_root, Content, Entry, Kind, Tree};
@@ -29,17 +30,27 @@ struct Node {
     children: Vec<usize>,
     /// An image entry reused as it is (keeps its hardlink label).
     reused: bool,
+    /// A walked directory: its image tree, if any (the memo keeps only
+    /// listings that differ from it).
+    base_tree: Option<TreeId>,
+    /// A file whose content this fold computed (not from the memo).
+    fresh: bool,
 }
 
+/// What a fold computed, by inode, for the next fold to reuse
+/// ([`Overlay::apply_memo`] records it once the objects are durable).
+pub(crate) type Memo = Vec<(u64, Folded)>;
+
 /// Fold the overlay's current state into a root tree stored in `out`.
-pub(crate) fn fold(ov: &Overlay, st: &mut State, out: &dyn ObjectStore) -> Result<TreeId> {
+pub(crate) fn fold(ov: &Overlay, st: &mut State, out: &dyn ObjectStore) -> Result<(TreeId, Memo)> {
+    let mut memo = Memo::new();
     let root_inode = ov.node(st, ROOT_INO)?.inode.clone();
-    let mut root = entry_of(ov, &root_inode, Vec::new(), out, ROOT_INO)?;
+    let (mut root, _) = entry_of(ov, st, &root_inode, Vec::new(), out, ROOT_INO)?;
     if let Some(t) = clean_listing(st, ROOT_INO, &root_inode) {
         root.content = Content::Tree(t);
-        return store_root(out, root);
+        return Ok((store_root(out, root)?, memo));
     }
-    let mut nodes = vec![Node { entry: root, path: Vec::new(), ino: ROOT_INO, children: Vec::new(), reused: false }];
+    let mut nodes = vec![Node { entry: root, path: Vec::new(), ino: ROOT_INO, children: Vec::new(), reused: false, base_tree: base_tree(&root_inode), fresh: false }];
     walk(ov, st, out, &mut nodes, 0, &root_inode)?;
 
     // Hardlink sets: inodes reached by more than one path.
@@ -53,7 +64,13 @@ pub(crate) fn fold(ov: &Overlay, st: &mut State, out: &dyn ObjectStore) -> Resul
         if members.iter().all(|&i| nodes[i].reused) {
             continue;
         }
-        let (link, links) = if members.len() > 1 {
+        let ino = nodes[members[0]].ino;
+        let (link, links) = if let Some(f) = st.memo.get(&ino) {
+            // Unchanged since the last fold, which saw every link (a change
+            // to a hardlink set makes the next fold walk everything), some
+            // of which may lie in directories this fold does not walk.
+            (f.link, f.links)
+        } else if members.len() > 1 {
             // Labelled from the path without its leading '/', as import does,
             // so an untouched image hardlink set keeps its label.
             let smallest = members.iter().map(|&i| &nodes[i].path).min().cloned().unwrap_or_default();
@@ -65,6 +82,9 @@ pub(crate) fn fold(ov: &Overlay, st: &mut State, out: &dyn ObjectStore) -> Resul
             nodes[i].entry.link = link;
             nodes[i].entry.links = links;
         }
+        if nodes[members[0]].fresh {
+            memo.push((ino, Folded { content: nodes[members[0]].entry.content, link, links }));
+        }
     }
     for i in (0..nodes.len()).rev() {
         if nodes[i].entry.kind != Kind::Dir || matches!(nodes[i].entry.content, Content::Tree(_)) {
@@ -72,10 +92,22 @@ pub(crate) fn fold(ov: &Overlay, st: &mut State, out: &dyn ObjectStore) -> Resul
         }
         let mut t = Tree { entries: nodes[i].children.iter().map(|&c| nodes[c].entry.clone()).collect() };
         t.sort();
-        nodes[i].entry.content = Content::Tree(t.store(out)?);
+        let id = t.store(out)?;
+        nodes[i].entry.content = Content::Tree(id);
+        // (Also when it is back to its image tree: an older memo is stale.)
+        if nodes[i].base_tree != Some(id) || st.memo.contains_key(&nodes[i].ino) {
+            memo.push((nodes[i].ino, Folded { content: Content::Tree(id), link: 0, links: 0 }));
+        }
     }
     let root = nodes.swap_remove(0).entry;
-    store_root(out, root)
+    Ok((store_root(out, root)?, memo))
+}
+
+fn base_tree(i: &Inode) -> Option<TreeId> {
+    match &i.base {
+        Base::Dir { tree, .. } => Some(*tree),
+        _ => None,
+    }
 }
 
 /// Add the merged children of directory `dir` (an arena index) and recurse.
@@ -112,10 +144,15 @@ fn walk(ov: &Overlay, st: &mut State, out: &dyn ObjectStore, nodes: &mut Vec<Nod
             (Some(r), _) => r,
             (None, Some(e)) => {
                 // Untouched image entry: reuse it whole, unless it is a
-                // directory with changes somewhere below it.
+                // directory with changes somewhere below it (dirty: walk it;
+                // changed before the last checkpoint: its memo).
                 if e.kind != Kind::Dir || (!st.dirty_all && !st.dirty.contains(&ino)) {
+                    let mut entry = e.clone();
+                    if let (Kind::Dir, Some(Folded { content: c @ Content::Tree(_), .. })) = (e.kind, st.memo.get(&ino)) {
+                        entry.content = *c;
+                    }
                     let idx = nodes.len();
-                    nodes.push(Node { entry: e.clone(), path, ino, children: Vec::new(), reused: true });
+                    nodes.push(Node { entry, path, ino, children: Vec::new(), reused: true, base_tree: None, fresh: false });
                     nodes[dir].children.push(idx);
                     continue;
                 }
@@ -123,14 +160,14 @@ fn walk(ov: &Overlay, st: &mut State, out: &dyn ObjectStore, nodes: &mut Vec<Nod
             }
             (None, None) => return Err(Error::Posix(libc::EIO)),
         };
-        let mut entry = entry_of(ov, &inode, name, out, ino)?;
+        let (mut entry, fresh) = entry_of(ov, st, &inode, name, out, ino)?;
         let clean = clean_listing(st, ino, &inode);
         let walk_it = inode.kind == Kind::Dir && clean.is_none();
         if let Some(t) = clean {
             entry.content = Content::Tree(t);
         }
         let idx = nodes.len();
-        nodes.push(Node { entry, path, ino, children: Vec::new(), reused: false });
+        nodes.push(Node { entry, path, ino, children: Vec::new(), reused: false, base_tree: base_tree(&inode), fresh });
         nodes[dir].children.push(idx);
         if walk_it {
             walk(ov, st, out, nodes, idx, &inode)?;
@@ -139,11 +176,16 @@ fn walk(ov: &Overlay, st: &mut State, out: &dyn ObjectStore, nodes: &mut Vec<Nod
     Ok(())
 }
 
-/// A directory whose listing is its image tree unchanged (not dirty, so no
-/// dirent and no changed descendant): that tree, reused without a walk.
+/// A directory with no change since the last mounted checkpoint (not
+/// dirty): the listing that checkpoint folded (memo), or its image tree if
+/// it never changed; reused without a walk.
 fn clean_listing(st: &State, ino: u64, i: &Inode) -> Option<TreeId> {
-    match &i.base {
-        Base::Dir { tree, .. } if i.kind == Kind::Dir && !st.dirty_all && !st.dirty.contains(&ino) => Some(*tree),
+    if i.kind != Kind::Dir || st.dirty_all || st.dirty.contains(&ino) {
+        return None;
+    }
+    match (st.memo.get(&ino).map(|f| f.content), &i.base) {
+        (Some(Content::Tree(t)), _) => Some(t),
+        (_, Base::Dir { tree, .. }) => Some(*tree),
         _ => None,
     }
 }
@@ -158,8 +200,9 @@ fn image_path(parent_base: &Base, name: &[u8]) -> Vec<u8> {
     p
 }
 
-/// The tree entry for an inode (directory content is filled in later).
-fn entry_of(ov: &Overlay, i: &Inode, name: Vec<u8>, out: &dyn ObjectStore, ino: u64) -> Result<Entry> {
+/// The tree entry for an inode (directory content is filled in later), and
+/// whether its file content was computed (not taken from the memo).
+fn entry_of(ov: &Overlay, st: &State, i: &Inode, name: Vec<u8>, out: &dyn ObjectStore, ino: u64) -> Result<(Entry, bool)> {
     let mut e = Entry::new(name, i.kind);
     e.mode = i.mode;
     e.uid = i.uid;
@@ -173,9 +216,16 @@ fn entry_of(ov: &Overlay, i: &Inode, name: Vec<u8>, out: &dyn ObjectStore, ino: 
     }
     if i.kind == Kind::File {
         e.size = i.size;
-        e.content = file_content(ov, i, out, ino)?;
+        match st.memo.get(&ino) {
+            // Unchanged since the last mounted checkpoint folded it.
+            Some(f) => e.content = f.content,
+            None => {
+                e.content = file_content(ov, i, out, ino)?;
+                return Ok((e, true));
+            }
+        }
     }
-    Ok(e)
+    Ok((e, false))
 }
 
 /// A file's content: image chunks for windows it never wrote, new chunks for

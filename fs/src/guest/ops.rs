@@ -132,13 +132,15 @@ impl GuestHandle {
 
     /// Checkpoint a mounted guest: fold its live overlay under the engine's
     /// lock (every filesystem operation waits, so the cut is consistent) and
-    /// record it. The overlay is not rebased while mounted.
+    /// record it. The overlay is not rebased while mounted; the fold's memo
+    /// makes the next checkpoint cost only what changes after this one.
     pub fn checkpoint_live(&self, ov: &Overlay, store: &dyn ObjectStore, message: &str) -> Result<Checkpoint> {
-        let root = {
-            let mut st = ov.lock();
-            super::fold::fold(ov, &mut st, store)?
-        };
-        self.record_checkpoint(root, message)
+        let mut st = ov.lock();
+        let (root, memo) = super::fold::fold(ov, &mut st, store)?;
+        let cp = self.record_checkpoint(root, message)?;
+        // Its objects are durable now: the next fold may reuse them.
+        ov.apply_memo(&mut st, memo)?;
+        Ok(cp)
     }
 
     /// Write files into the guest's overlay (personalisation at creation):
@@ -187,7 +189,7 @@ impl GuestHandle {
         let root = {
             let ov = self.overlay(store.clone())?;
             let mut st = ov.lock();
-            super::fold::fold(&ov, &mut st, &*store)?
+            super::fold::fold(&ov, &mut st, &*store)?.0
         };
         let cp = self.record_checkpoint(root, message)?;
         crate::gc::failpoint("checkpoint-before-rebase");
@@ -279,12 +281,12 @@ impl GuestHandle {
         let root = match ov {
             Some(ov) => {
                 let mut st = ov.lock();
-                super::fold::fold(ov, &mut st, &scratch)?
+                super::fold::fold(ov, &mut st, &scratch)?.0
             }
             None => {
                 let ov = self.overlay(store.clone())?;
                 let mut st = ov.lock();
-                super::fold::fold(&ov, &mut st, &scratch)?
+                super::fold::fold(&ov, &mut st, &scratch)?.0
             }
         };
         diff_trees(&scratch, &against, &root)
@@ -300,6 +302,11 @@ impl GuestHandle {
             self.local.delete_image(&ImageRef { name: c.name.clone(), version: Some(c.version) })?;
         }
         let store = self.store(shared);
+        if all.is_empty() && !dropped.is_empty() {
+            // The fold memo's objects are reachable only from the newest
+            // checkpoint, which goes: forget the memo first.
+            self.overlay(store.clone())?.forget_memo()?;
+        }
         let mut roots = vec![self.state.base];
         roots.extend(all.iter().map(|c| c.root_tree()));
         crate::gc::gc_marking(&self.local, &*store, &roots, &crate::import::NoProgress)?;

@@ -4,19 +4,24 @@
 //! + name → [`Dirent`]), `windows` (ino u64 BE + window u64 BE → empty: this
 //! chunk-sized window of the file lives in the overlay data file), `meta`
 //! (`root` → image root tree id, `next_ino` → u64 LE, `orphan/` + ino: inodes
-//! unlinked while open, purged at the next mount if the daemon died).
+//! unlinked while open, purged at the next mount if the daemon died;
+//! `dirty/` + ino and `dirty/all`: see `State::dirty`; `memo/` + ino →
+//! [`encode_folded`]: what the last mounted checkpoint folded for that
+//! inode, see `State::memo`).
 //!
 //! Every namespace operation is one [`Batch`], applied atomically: after a
 //! crash the overlay shows the operation entirely or not at all.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::{Options, WriteBatch, DB};
 
 use super::record::{dirent_key, window_key, Dirent, Inode};
+use crate::digest::{ChunkId, Digest, FileId, TreeId};
 use crate::error::{Error, Result};
+use crate::tree::Content;
 
 const CFS: [&str; 4] = ["inodes", "dirents", "windows", "meta"];
 
@@ -136,6 +141,25 @@ impl MetaDb {
         Ok((set, all))
     }
 
+    /// The fold memo (see `State::memo`).
+    pub fn memos(&self) -> Result<HashMap<u64, Folded>> {
+        let mut out = HashMap::new();
+        for item in self.db.prefix_iterator_cf(self.cf("meta")?, b"memo/") {
+            let (k, v) = item?;
+            if !k.starts_with(b"memo/") {
+                break;
+            }
+            let ino = k[5..].try_into().map(u64::from_be_bytes).map_err(|_| Error::Decode { what: "overlay memo key", why: "not 8 bytes" })?;
+            out.insert(ino, decode_folded(&v)?);
+        }
+        Ok(out)
+    }
+
+    pub fn delete_meta(&self, b: &mut Batch, key: &[u8]) -> Result<()> {
+        b.0.delete_cf(self.cf("meta")?, key);
+        Ok(())
+    }
+
     pub fn batch(&self) -> Batch {
         Batch(WriteBatch::default())
     }
@@ -210,6 +234,61 @@ pub fn dirty_key(ino: u64) -> Vec<u8> {
     let mut k = b"dirty/".to_vec();
     k.extend_from_slice(&ino.to_be_bytes());
     k
+}
+
+pub fn memo_key(ino: u64) -> Vec<u8> {
+    let mut k = b"memo/".to_vec();
+    k.extend_from_slice(&ino.to_be_bytes());
+    k
+}
+
+/// What a fold made of an inode (see `State::memo`): its content, and for a
+/// file its hardlink label and count as that fold computed them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Folded {
+    pub content: Content,
+    pub link: u64,
+    pub links: u32,
+}
+
+/// Layout: a tag byte (0 none, 1 tree, 2 chunk, 3 file index), the 32-byte
+/// id (absent for none), then link (u64 LE) and links (u32 LE).
+pub fn encode_folded(f: &Folded) -> Vec<u8> {
+    let (tag, id) = match &f.content {
+        Content::None => (0, None),
+        Content::Tree(t) => (1, Some(t.0)),
+        Content::Chunk(ch) => (2, Some(ch.0)),
+        Content::File(x) => (3, Some(x.0)),
+    };
+    let mut v = vec![tag];
+    if let Some(id) = id {
+        v.extend_from_slice(id.as_bytes());
+    }
+    v.extend_from_slice(&f.link.to_le_bytes());
+    v.extend_from_slice(&f.links.to_le_bytes());
+    v
+}
+
+pub fn decode_folded(v: &[u8]) -> Result<Folded> {
+    let bad = |why| Error::Decode { what: "overlay memo", why };
+    let (tag, rest) = v.split_first().ok_or(bad("empty"))?;
+    let (content, rest) = if *tag == 0 {
+        (Content::None, rest)
+    } else {
+        let (id, rest) = rest.split_at_checked(32).ok_or(bad("truncated id"))?;
+        let d = Digest::from_slice(id).map_err(|_| bad("id is not 32 bytes"))?;
+        let c = match tag {
+            1 => Content::Tree(TreeId(d)),
+            2 => Content::Chunk(ChunkId(d)),
+            3 => Content::File(FileId(d)),
+            _ => return Err(bad("unknown tag")),
+        };
+        (c, rest)
+    };
+    let rest: [u8; 12] = rest.try_into().map_err(|_| bad("wrong length"))?;
+    let link = u64::from_le_bytes(rest[..8].try_into().map_err(|_| bad("wrong length"))?);
+    let links = u32::from_le_bytes(rest[8..].try_into().map_err(|_| bad("wrong length"))?);
+    Ok(Folded { content, link, links })
 }
 
 fn orphan_key(ino: u64) -> Vec<u8> {

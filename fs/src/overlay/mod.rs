@@ -100,6 +100,14 @@ pub(crate) struct State {
     /// Set when a change could not be attributed to its directories (a
     /// hardlinked file has several parents): the fold then walks everything.
     pub dirty_all: bool,
+    /// What the last mounted checkpoint folded, by inode (persisted as `meta`
+    /// keys `memo/<ino>`), so the next fold redoes only what changed since:
+    /// a directory's listing tree (valid while the directory is not dirty:
+    /// a checkpoint clears `dirty`), a file's content and hardlink label
+    /// (dropped by any change to the file; a change to a hardlinked file's
+    /// links also sets `dirty_all`, so the next fold sees every link). The objects are in the guest's store, reachable from
+    /// its newest checkpoint.
+    pub memo: HashMap<u64, db::Folded>,
 }
 
 pub struct Overlay {
@@ -159,16 +167,18 @@ impl Overlay {
             db,
             store,
             root,
-            state: Mutex::new(State { nodes: HashMap::new(), next_ino, dirty: HashSet::new(), dirty_all: false }),
+            state: Mutex::new(State { nodes: HashMap::new(), next_ino, dirty: HashSet::new(), dirty_all: false, memo: HashMap::new() }),
             trees: Mutex::new(HashMap::new()),
             free: Mutex::new(0),
         };
         ov.purge_orphans()?;
         {
             let (dirty, all) = ov.db.dirty()?;
+            let memo = ov.db.memos()?;
             let mut st = ov.lock();
             st.dirty = dirty;
             st.dirty_all = all;
+            st.memo = memo;
         }
         let root_inode = match ov.db.inode(ROOT_INO)? {
             Some(i) => i,
@@ -359,6 +369,11 @@ impl Overlay {
     /// Record that inode `ino` changed: its directories up to the root become
     /// dirty (`ino` itself too when `is_dir_listing`: its entries changed).
     pub(crate) fn mark_changed(&self, st: &mut State, b: &mut db::Batch, ino: u64, is_dir_listing: bool) -> Result<()> {
+        // A file's folded content is stale now. (A directory's memo stays:
+        // it is ignored while the directory is dirty, as it is from here.)
+        if st.nodes.get(&ino).is_some_and(|n| n.inode.kind != Kind::Dir) && st.memo.remove(&ino).is_some() {
+            self.db.delete_meta(b, &db::memo_key(ino))?;
+        }
         if st.dirty_all {
             return Ok(());
         }
@@ -385,6 +400,38 @@ impl Overlay {
             };
         }
         Ok(())
+    }
+
+    /// Record what a fold produced (after its objects are durable) and start
+    /// a new dirty set: the next fold redoes only what changes from here.
+    /// The caller holds `st` from the fold until here, so nothing changed in
+    /// between.
+    pub(crate) fn apply_memo(&self, st: &mut State, memo: Vec<(u64, db::Folded)>) -> Result<()> {
+        let mut b = self.db.batch();
+        for ino in st.dirty.drain() {
+            self.db.delete_meta(&mut b, &db::dirty_key(ino))?;
+        }
+        self.db.delete_meta(&mut b, b"dirty/all")?;
+        st.dirty_all = false;
+        for (ino, c) in memo {
+            self.db.put_meta(&mut b, &db::memo_key(ino), &db::encode_folded(&c))?;
+            st.memo.insert(ino, c);
+        }
+        self.db.commit(b)
+    }
+
+    /// Drop the memo (its objects are about to be collected): the next fold
+    /// walks everything once.
+    pub fn forget_memo(&self) -> Result<()> {
+        let mut st = self.lock();
+        let mut b = self.db.batch();
+        for ino in std::mem::take(&mut st.memo).into_keys() {
+            self.db.delete_meta(&mut b, &db::memo_key(ino))?;
+        }
+        self.db.put_meta(&mut b, b"dirty/all", &[])?;
+        st.dirty_all = true;
+        self.db.commit(b)?;
+        self.db.sync()
     }
 
     /// Whether writing `n` more bytes would cut into [`SPACE_RESERVE`].
