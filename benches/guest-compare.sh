@@ -42,12 +42,14 @@
 #              2b: the same SIZE_CHANGE files on every image, spread over the first
 #                  NMIN files (NMIN = smallest image): identical paths, bytes and
 #                  directories in every image, so only the image size varies.
-#              lvrepo checkpoint (mounted: the daemon folds live state),
+#              lvrepo checkpoint (mounted: the daemon folds live state), and
+#              again after one more changed file (the fold memo: costs that one),
 #              lvrepo checkpoint (unmounted, after K more rewrites: fold + rebase),
 #              btrfs subvolume snapshot -r,  cp -a of the changed tree (naive).
 #              Bytes: local_bytes growth (`guest show --json`), guest dir du growth,
 #              btrfs used growth, du of the copy.
-#  3 rollback  lvrepo rollback NAME 1 (unmounted, after K more rewrites)
+#  3 rollback  lvrepo rollback NAME 1 of the mounted guest (after K more
+#              rewrites; checked through the mount) and unmounted
 #              vs  btrfs subvolume delete LIVE && btrfs subvolume snapshot CP1 LIVE.
 #    diff      lvrepo diff NAME --json (mounted, against the image)
 #              vs  diff -r --no-dereference BASE LIVE  vs  rsync -n -a -i --delete BASE/ LIVE/
@@ -388,10 +390,11 @@ done
 
 # One lvrepo cycle on image N with K changed files:
 #   create guest, mount, rewrite K files (round 1), diff (timed), checkpoint
-#   mounted (timed) = checkpoint 1, rewrite again (round 2), umount, checkpoint
-#   unmounted (timed) = checkpoint 2, mount, rewrite (round 3), umount,
-#   rollback to 1 (timed), check: diff NAME 1 empty, diff NAME = K rows, a fresh
-#   mount reads round-1 content.
+#   mounted (timed) = checkpoint 1, rewrite 1 file, checkpoint mounted (timed) =
+#   2, rewrite K again (round 2), umount, checkpoint unmounted (timed) = 3,
+#   mount, rewrite (round 3), rollback to 1 mounted (timed; the mount must show
+#   round 1), rewrite (round 3), umount, rollback to 1 (timed), check: diff
+#   NAME 1 empty, diff NAME = K rows, a fresh mount reads round-1 content.
 cycle_lvrepo() {
     local n=$1 kk=$2 sp=$3 r=$4 id="$1-$2-$3-$4" key="lvrepo|cycle|$1|$2|$3"
     local g="k-$id" dir="$WORK/guests/k-$id" mp="$WORK/mnt/k-$id" p="lv-$id" b0 b1 d0 d1 rows
@@ -412,6 +415,10 @@ cycle_lvrepo() {
     b1=$(local_bytes "$g"); d1=$(kib_of "$dir")
     rec "ckpt|$n|$kk|$sp|lvrepo|b" "$((b1 - b0))"
     rec "ckpt|$n|$kk|$sp|lvrepo-dir|b" "$(( (d1 - d0) * 1024 ))"
+    # One more changed file, mounted checkpoint again: costs that one change.
+    step "$p-write1b" python3 "$GEN" change "$mp" --files "$n" --count 1 --span "$sp" --seed "$SEED" --round 9 || { fail "$key" "writing 1 file"; return 1; }
+    if ! tcmd "$p-cp1b" lv -q checkpoint "$g"; then fail "$key" "checkpoint (mounted, +1 change)"; return 1; fi
+    rec "cknext|$n|$kk|$sp|lvrepo|s" "$T"
     step "$p-write2" "${chg[@]}" --round 2 || { fail "$key" "writing (round 2)"; return 1; }
     step "$p-umount1" lv -q umount "$mp" || { fail "$key" "umount"; return 1; }
     b0=$(local_bytes "$g")
@@ -421,6 +428,12 @@ cycle_lvrepo() {
     rec "ckoff|$n|$kk|$sp|lvrepo|b" "$((b1 - b0))"
     step "$p-mount2" lv -q mount --guest "$g" "$mp" || { fail "$key" "mount --guest (2)"; return 1; }
     step "$p-write3" "${chg[@]}" --round 3 || { fail "$key" "writing (round 3)"; return 1; }
+    # Rollback of the mounted guest, checked through the same mount.
+    if ! tcmd "$p-rblive" lv -q rollback "$g" 1; then fail "$key" "rollback (mounted)"; return 1; fi
+    rec "rblive|$n|$kk|$sp|lvrepo|s" "$T"
+    step "$p-verify-live" python3 "$GEN" verify "$mp" --files "$n" --count "$kk" --span "$sp" --round 1 --seed "$SEED" \
+        || fail "$key" "after a mounted rollback to checkpoint 1 the mount does not show the checkpointed content"
+    step "$p-write3b" "${chg[@]}" --round 3 || { fail "$key" "writing (round 3, again)"; return 1; }
     step "$p-umount2" lv -q umount "$mp" || { fail "$key" "umount (2)"; return 1; }
     if ! tcmd "$p-rollback" lv -q rollback "$g" 1; then fail "$key" "rollback"; return 1; fi
     rec "rollback|$n|$kk|$sp|lvrepo|s" "$T"
@@ -555,8 +568,9 @@ done
 ckpt_row() {
     local label=$1 n=$2 kk=$3 sp=$4 lvs bts cps
     lvs=$(med "ckpt|$n|$kk|$sp|lvrepo|s"); bts=$(med "ckpt|$n|$kk|$sp|btrfs|s"); cps=$(med "ckpt|$n|$kk|$sp|cp|s")
-    printf '%-14s %9s %9s %9s %9s %9s %9s   %11s %11s %11s %11s %11s\n' "$label" \
+    printf '%-14s %9s %9s %9s %9s %9s %9s %9s   %11s %11s %11s %11s %11s\n' "$label" \
         "$(cell_s "ckpt|$n|$kk|$sp|lvrepo|s" "$(fk lvrepo "$n" "$kk" "$sp")")" \
+        "$(cell_s "cknext|$n|$kk|$sp|lvrepo|s" "$(fk lvrepo "$n" "$kk" "$sp")")" \
         "$(cell_s "ckoff|$n|$kk|$sp|lvrepo|s" "$(fk lvrepo "$n" "$kk" "$sp")")" \
         "$(cell_s "ckpt|$n|$kk|$sp|btrfs|s" "$(fk btrfs "$n" "$kk" "$sp")")" \
         "$(cell_s "ckpt|$n|$kk|$sp|cp|s" "$(fk cp "$n" "$kk" "$sp")")" \
@@ -568,14 +582,15 @@ ckpt_row() {
         "$(cell_b "ckpt|$n|$kk|$sp|cp|b" "$(fk cp "$n" "$kk" "$sp")")"
 }
 ckpt_head() {
-    printf '%-14s %9s %9s %9s %9s %9s %9s   %11s %11s %11s %11s %11s\n' "$1" \
-        lv_mnt lv_unmnt btrfs cp_-a lv/btrfs lv/cp lv_store+ lv_dir+ lv_unm_st+ btrfs_used+ cp_bytes
+    printf '%-14s %9s %9s %9s %9s %9s %9s %9s   %11s %11s %11s %11s %11s\n' "$1" \
+        lv_mnt lv_next lv_unmnt btrfs cp_-a lv/btrfs lv/cp lv_store+ lv_dir+ lv_unm_st+ btrfs_used+ cp_bytes
 }
 row3() {  # label N K : rollback + diff row
     local label=$1 n=$2 kk=$3 sp=$4 lr br ld dr rs
     lr=$(med "rollback|$n|$kk|$sp|lvrepo|s"); br=$(med "rollback|$n|$kk|$sp|btrfs|s")
     ld=$(med "diff|$n|$kk|$sp|lvrepo|s"); dr=$(med "diff|$n|$kk|$sp|diff-r|s"); rs=$(med "diff|$n|$kk|$sp|rsync|s")
-    printf '%-14s %11s %11s %9s   %9s %9s %9s %9s %9s\n' "$label" \
+    printf '%-14s %11s %11s %11s %9s   %9s %9s %9s %9s %9s\n' "$label" \
+        "$(cell_s "rblive|$n|$kk|$sp|lvrepo|s" "$(fk lvrepo "$n" "$kk" "$sp")")" \
         "$(cell_s "rollback|$n|$kk|$sp|lvrepo|s" "$(fk lvrepo "$n" "$kk" "$sp")")" \
         "$(cell_s "rollback|$n|$kk|$sp|btrfs|s" "$(fk btrfs "$n" "$kk" "$sp")")" "$(ratio "$lr" "$br")" \
         "$(cell_s "diff|$n|$kk|$sp|lvrepo|s" "$(fk lvrepo "$n" "$kk" "$sp")")" \
@@ -583,12 +598,13 @@ row3() {  # label N K : rollback + diff row
         "$(cell_s "diff|$n|$kk|$sp|rsync|s" "$(fk rsync "$n" "$kk" "$sp")")" "$(ratio "$ld" "$dr")" "$(ratio "$ld" "$rs")"
 }
 row3_head() {
-    printf '%-14s %11s %11s %9s   %9s %9s %9s %9s %9s\n' "$1" lv_rollback btrfs_restr lv/btrfs lv_diff diff_-r rsync_-n lv/diff-r lv/rsync
+    printf '%-14s %11s %11s %11s %9s   %9s %9s %9s %9s %9s\n' "$1" lv_rb_mnt lv_rollback btrfs_restr lv/btrfs lv_diff diff_-r rsync_-n lv/diff-r lv/rsync
 }
 
 echo
 echo "== 2a. checkpoint after K rewritten files spread over image f$NMAX (seconds | bytes the checkpoint added)"
-echo "   lv_mnt: lvrepo checkpoint of the mounted guest; lv_unmnt: unmounted (fold + rebase), after K more rewrites"
+echo "   lv_mnt: lvrepo checkpoint of the mounted guest; lv_next: mounted again after 1 more changed file;"
+echo "   lv_unmnt: unmounted (fold + rebase), after K more rewrites"
 echo "   lv_store+: growth of local_bytes (guest show --json); lv_dir+: growth of the guest dir (du);"
 echo "   btrfs_used+: growth of btrfs data+metadata used; cp_bytes: the naive full copy (du)"
 ckpt_head changed_files
@@ -601,7 +617,8 @@ for n in "${SC_SIZES[@]}"; do ckpt_row "f$n" "$n" "$SIZE_CHANGE" "$NMIN"; done
 
 echo
 echo "== 3a. rollback and diff after K rewritten files spread over image f$NMAX (seconds)"
-echo "   lv_rollback: lvrepo rollback NAME 1 (unmounted); btrfs_restr: subvolume delete LIVE + snapshot CP1 LIVE"
+echo "   lv_rb_mnt: lvrepo rollback NAME 1 of the mounted guest (checked through the mount);"
+echo "   lv_rollback: unmounted; btrfs_restr: subvolume delete LIVE + snapshot CP1 LIVE"
 echo "   lv_diff: lvrepo diff NAME --json (mounted, vs image); diff -r / rsync -n -a -i: image tree vs changed tree"
 row3_head changed_files
 for kk in "${CHANGE_LIST[@]}"; do row3 "K=$kk" "$NMAX" "$kk" "$NMAX"; done
@@ -632,6 +649,7 @@ if (( ${#SC_SIZES[@]} >= 2 )); then
     for m in "ckpt|lvrepo|s|lvrepo checkpoint, mounted (s)" "ckoff|lvrepo|s|lvrepo checkpoint, unmounted (s)" \
              "ckpt|lvrepo|b|lvrepo checkpoint, store bytes" "ckpt|lvrepo-dir|b|lvrepo checkpoint, guest dir bytes" \
              "ckoff|lvrepo|b|lvrepo unmounted ckpt, store bytes" \
+             "cknext|lvrepo|s|lvrepo next checkpoint, +1 file (s)" "rblive|lvrepo|s|lvrepo rollback, mounted (s)" \
              "rollback|lvrepo|s|lvrepo rollback (s)" "diff|lvrepo|s|lvrepo diff (s)" \
              "ckpt|btrfs|s|btrfs snapshot (s)" "ckpt|btrfs|b|btrfs snapshot, used bytes" \
              "rollback|btrfs|s|btrfs restore (s)" "ckpt|cp|s|cp -a naive checkpoint (s)" \
