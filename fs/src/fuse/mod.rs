@@ -12,13 +12,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
     Request, TimeOrNow, WriteFlags,
 };
 
 use crate::error::Error;
 use crate::overlay::ns::{NewNode, SetAttr};
-use crate::overlay::Inode;
+use crate::overlay::{Inode, Overlay};
 use crate::tree::{Kind, Timestamp};
 
 /// Attribute and entry cache lifetime. Every change goes through this daemon,
@@ -27,18 +27,47 @@ use crate::tree::{Kind, Timestamp};
 /// file stays valid across opens).
 const TTL: Duration = Duration::from_secs(60);
 
-/// A directory listing taken at opendir, and the switch epoch it belongs to.
-type Snapshot = (u64, Arc<Vec<(Vec<u8>, u64, Kind)>>);
+/// A directory listing and the switch epoch it was taken in.
+type Snapshot = (u64, Listing);
 
 pub struct LvFs {
     live: Arc<Live>,
-    dirs: Mutex<HashMap<u64, Snapshot>>,
+    /// Open directory handles and their listing, taken at the first readdir
+    /// (a walk the kernel answers from its cache never needs it), with the
+    /// switch epoch it belongs to.
+    dirs: Mutex<HashMap<u64, Option<Snapshot>>>,
     next_fh: AtomicU64,
 }
+
+type Listing = Arc<Vec<(Vec<u8>, u64, Kind)>>;
 
 impl LvFs {
     pub fn new(live: Arc<Live>) -> Self {
         LvFs { live, dirs: Mutex::new(HashMap::new()), next_fh: AtomicU64::new(1) }
+    }
+
+    /// The listing of open directory `fh`: one snapshot per handle, so offsets
+    /// stay valid however the directory changes meanwhile; taken anew after a
+    /// rollback of the mounted guest (the old one lists another state).
+    fn listing(&self, ov: &Overlay, ino: INodeNo, fh: FileHandle) -> Result<Listing, Errno> {
+        let epoch = self.live.epoch();
+        match self.dirs.lock().unwrap_or_else(|e| e.into_inner()).get(&fh.0) {
+            Some(Some((e, l))) if *e == epoch => return Ok(l.clone()),
+            Some(_) => {}
+            None => return Err(Errno::from_i32(libc::EBADF)),
+        }
+        let list = Arc::new(ov.list(ino.0).map_err(|e| errno(&e))?);
+        // Readdirs of one handle are serialized by the kernel; should two
+        // race anyway, the first snapshot stored wins.
+        let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
+        match dirs.get_mut(&fh.0) {
+            Some(Some((e, l))) if *e == epoch => Ok(l.clone()),
+            Some(slot) => {
+                *slot = Some((epoch, list.clone()));
+                Ok(list)
+            }
+            None => Err(Errno::from_i32(libc::EBADF)),
+        }
     }
 }
 
@@ -110,6 +139,28 @@ pub fn attr(ino: u64, i: &Inode) -> FileAttr {
     }
 }
 
+/// What readdirplus sends for "." and ".." (the kernel ignores all but the
+/// number and the type).
+fn dot_attr(ino: INodeNo) -> FileAttr {
+    FileAttr {
+        ino,
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: FileType::Directory,
+        perm: 0o755,
+        nlink: 2,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
 fn name(n: &OsStr) -> &[u8] {
     n.as_bytes()
 }
@@ -139,8 +190,15 @@ impl Filesystem for LvFs {
         // The kernel caches symlink targets and ACLs (system.posix_acl_*; it
         // then also enforces them), and runs lookups and readdirs in parallel.
         // The umask comes to us unapplied (DONT_MASK): a default ACL replaces
-        // it. Each is a capability the kernel may lack: ask for what it offers.
-        let want = InitFlags::FUSE_CACHE_SYMLINKS | InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK;
+        // it. Every listing comes with each entry's attributes (readdirplus;
+        // not READDIRPLUS_AUTO, which sends them with a directory's first
+        // chunk only): `ls -l` then costs no lookup per entry. Each is a
+        // capability the kernel may lack: ask for what it offers.
+        let want = InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_POSIX_ACL
+            | InitFlags::FUSE_DONT_MASK
+            | InitFlags::FUSE_DO_READDIRPLUS;
         let _ = config.add_capabilities(want & config.capabilities());
         Ok(())
     }
@@ -254,8 +312,11 @@ impl Filesystem for LvFs {
         }
     }
 
+    /// Nothing to do at close (writes are not buffered here, no locks are
+    /// kept): ENOSYS tells the kernel to stop sending FLUSH, a round trip
+    /// saved per close(2).
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lo: fuser::LockOwner, reply: ReplyEmpty) {
-        reply.ok();
+        reply.error(Errno::ENOSYS);
     }
 
     fn release(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _flags: OpenFlags, _lo: Option<fuser::LockOwner>, _flush: bool, reply: ReplyEmpty) {
@@ -267,35 +328,25 @@ impl Filesystem for LvFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let ov = self.live.get();
-        match ov.list(ino.0) {
-            Ok(list) => {
+        match self.live.get().getattr(ino.0) {
+            Ok(i) if i.kind == Kind::Dir => {
                 let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-                self.dirs.lock().unwrap_or_else(|e| e.into_inner()).insert(fh, (self.live.epoch(), Arc::new(list)));
+                self.dirs.lock().unwrap_or_else(|e| e.into_inner()).insert(fh, None);
                 // The kernel may keep the listing cached: it drops it itself
                 // when it changes the directory through this mount.
                 reply.opened(FileHandle(fh), FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE);
             }
+            Ok(_) => reply.error(Errno::from_i32(libc::ENOTDIR)),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let snap = self.dirs.lock().unwrap_or_else(|e| e.into_inner()).get(&fh.0).cloned();
-        let list = match snap {
-            None => return reply.error(Errno::from_i32(libc::EBADF)),
-            Some((epoch, list)) if epoch == self.live.epoch() => list,
-            // Opened before a rollback: list the directory as it is now.
-            Some(_) => match self.live.get().list(ino.0) {
-                Ok(l) => {
-                    let l = Arc::new(l);
-                    self.dirs.lock().unwrap_or_else(|e| e.into_inner()).insert(fh.0, (self.live.epoch(), l.clone()));
-                    l
-                }
-                Err(e) => return reply.error(errno(&e)),
-            },
+        let list = match self.listing(&self.live.get(), ino, fh) {
+            Ok(l) => l,
+            Err(e) => return reply.error(e),
         };
-        // Offsets: 1 = ".", 2 = "..", 3.. = the snapshot taken at opendir.
+        // Offsets: 1 = ".", 2 = "..", 3.. = the handle's snapshot.
         let mut i = offset;
         while i < list.len() as u64 + 2 {
             let full = match i {
@@ -310,6 +361,47 @@ impl Filesystem for LvFs {
                 break;
             }
             i += 1;
+        }
+        reply.ok();
+    }
+
+    /// readdir with each entry's attributes, from the same snapshot and with
+    /// the same offsets. The kernel links every entry but "." and ".." as a
+    /// lookup (and forgets it later), so each one sent counts one; an entry
+    /// that no longer resolves (removed since opendir) is left out.
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let ov = self.live.get();
+        let list = match self.listing(&ov, ino, fh) {
+            Ok(l) => l,
+            Err(e) => return reply.error(e),
+        };
+        // An empty reply means end of directory: an error is reported only
+        // when nothing was added, else it waits for the next call.
+        let mut added = false;
+        for i in offset..list.len() as u64 + 2 {
+            let full = if i < 2 {
+                // The kernel takes only the name, number and type of these.
+                reply.add(ino, i + 1, if i == 0 { "." } else { ".." }, &TTL, &dot_attr(ino), Generation(0))
+            } else {
+                let (n, _, _) = &list[(i - 2) as usize];
+                match ov.lookup(ino.0, n) {
+                    Ok((cino, c)) => {
+                        let full = reply.add(INodeNo(cino), i + 1, OsStr::from_bytes(n), &TTL, &attr(cino, &c), Generation(0));
+                        if full {
+                            // Not sent: the kernel will not forget it.
+                            ov.forget(cino, 1);
+                        }
+                        full
+                    }
+                    Err(Error::Posix(libc::ENOENT)) => continue,
+                    Err(e) if !added => return reply.error(errno(&e)),
+                    Err(_) => break,
+                }
+            };
+            if full {
+                break;
+            }
+            added = true;
         }
         reply.ok();
     }

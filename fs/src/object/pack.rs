@@ -220,8 +220,7 @@ impl PackStore {
         match e.codec {
             CODEC_RAW => Ok(payload),
             CODEC_ZSTD => {
-                let out = zstd::bulk::decompress(&payload, e.raw_len as usize)
-                    .map_err(|_| damaged(DamageKind::Undecodable))?;
+                let out = decompress(&payload, e.raw_len as usize).map_err(|_| damaged(DamageKind::Undecodable))?;
                 if out.len() != e.raw_len as usize {
                     return Err(damaged(DamageKind::Undecodable));
                 }
@@ -362,4 +361,23 @@ impl ObjectStore for PackStore {
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         self.flush_locked(&mut guard)
     }
+}
+
+/// zstd decompression with one context per thread: a fresh context per
+/// record (a large zeroed allocation) showed up in profiles of cold walks,
+/// which read one small tree per directory.
+fn decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+    }
+    DCTX.with(|c| {
+        let mut c = c.try_borrow_mut().map_err(std::io::Error::other)?;
+        if c.is_none() {
+            *c = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match c.as_mut() {
+            Some(d) => d.decompress(payload, capacity),
+            None => zstd::bulk::decompress(payload, capacity),
+        }
+    })
 }
