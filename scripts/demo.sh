@@ -10,6 +10,8 @@ cargo build --release -p lvrepo
 L="$PWD/target/release/lvrepo"
 work=$(mktemp -d /var/tmp/lvrepo-demo.XXXXXX)
 export LVREPO_REPO="$work/repo"
+# On failure, leave no mount behind (the work dir stays for inspection).
+trap 'rc=$?; if [ $rc -ne 0 ] && mountpoint -q "$work/mnt" 2>/dev/null; then "$L" umount "$work/mnt" || umount -l "$work/mnt"; fi' EXIT
 echo "== working in $work"
 
 # A small sample "golden image": a few system directories of this machine.

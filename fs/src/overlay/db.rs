@@ -1,13 +1,15 @@
 //! The overlay's metadata database (RocksDB on the guest's partition).
 //!
-//! Column families: `inodes` (ino u64 BE → [`Inode`]), `dirents` (parent u64 BE
-//! + name → [`Dirent`]), `windows` (ino u64 BE + window u64 BE → empty: this
-//! chunk-sized window of the file lives in the overlay data file), `meta`
-//! (`root` → image root tree id, `next_ino` → u64 LE, `orphan/` + ino: inodes
-//! unlinked while open, purged at the next mount if the daemon died;
-//! `dirty/` + ino and `dirty/all`: see `State::dirty`; `memo/` + ino →
-//! [`encode_folded`]: what the last mounted checkpoint folded for that
-//! inode, see `State::memo`).
+//! Column families:
+//! - `inodes`: ino u64 BE → [`Inode`];
+//! - `dirents`: parent u64 BE ‖ name → [`Dirent`];
+//! - `windows`: ino u64 BE ‖ window u64 BE → empty (this chunk-sized window
+//!   of the file lives in the overlay data file);
+//! - `meta`: `root` → image root tree id; `next_ino` → u64 LE; `orphan/` ‖
+//!   ino: inodes unlinked while open, purged at the next mount if the daemon
+//!   died; `dirty/` ‖ ino and `dirty/all`: see `State::dirty`; `memo/` ‖ ino
+//!   → [`encode_folded`]: what the last mounted checkpoint folded for that
+//!   inode, see `State::memo`.
 //!
 //! Every namespace operation is one [`Batch`], applied atomically: after a
 //! crash the overlay shows the operation entirely or not at all.
