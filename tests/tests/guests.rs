@@ -652,14 +652,17 @@ fn file_writer(dir: PathBuf, stop: std::sync::Arc<std::sync::atomic::AtomicBool>
     })
 }
 
+/// Image for the writer tests: just `/etc/hostname`.
+fn build_hostname_only(src: &Path) {
+    mkdir(&src.join("etc"));
+    put(&src.join("etc/hostname"), b"image\n");
+}
+
 #[test]
 fn live_rollback_with_a_writer_running() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
-    let w = World::new(true, |src| {
-        mkdir(&src.join("etc"));
-        put(&src.join("etc/hostname"), b"image\n");
-    });
+    let w = World::new(true, build_hostname_only);
     let g = w.guest("busy");
     let m = g.mount();
     put(&m.p("etc/state"), b"one\n");
@@ -839,10 +842,7 @@ fn check_cut(m: &Mounted, what: &str) -> u64 {
 
 #[test]
 fn checkpoints_during_writes_are_consistent_cuts() {
-    let w = World::new(true, |src| {
-        mkdir(&src.join("etc"));
-        put(&src.join("etc/hostname"), b"image\n");
-    });
+    let w = World::new(true, build_hostname_only);
     let g = w.guest("busy");
     let m = g.mount();
     mkdir(&m.p("wlog/files"));

@@ -51,21 +51,24 @@ impl Live {
     /// the [`Switch`] is dropped.
     pub fn begin(&self) -> Switch<'_> {
         let guard = self.current.write().unwrap_or_else(|e| e.into_inner());
-        Switch { live: self, guard: Some(guard), adopted: None }
+        let old = (*guard).clone();
+        Switch { live: self, guard: Some(guard), old, adopted: None }
     }
 }
 
 /// A switch in progress (see [`Live::begin`]).
 pub struct Switch<'a> {
     live: &'a Live,
+    /// Taken (dropped) first thing in `drop`, before the invalidations.
     guard: Option<RwLockWriteGuard<'a, Arc<Overlay>>>,
+    old: Arc<Overlay>,
     adopted: Option<Adopted>,
 }
 
 impl Switch<'_> {
     /// The overlay being replaced.
     pub fn old(&self) -> Arc<Overlay> {
-        self.guard.as_ref().map(|g| (**g).clone()).unwrap_or_else(|| self.live.current())
+        self.old.clone()
     }
 
     /// Serve `ov` from now on; `adopted` is what [`Overlay::adopt`] carried over.
