@@ -27,6 +27,8 @@
 #                native is always run, ratios need it)
 #   WORKLOADS    subset of "mount find_cold find_warm ls_cold ls_warm seqread randread
 #                append touch chmod create untar fsx" (default all)
+#   URING        1 (default): set fuse.enable_uring=Y so lvrepo serves over
+#                per-CPU io_uring queues; 0: set it to N (/dev/fuse only)
 #   OVL_OPTS     extra kernel overlayfs mount options, e.g. metacopy=on (default none:
 #                the distribution defaults, i.e. full copy-up on chmod/touch)
 #   WORKLOAD_TIMEOUT  seconds before one workload is killed and reported TIMEOUT (1800)
@@ -205,6 +207,15 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# FUSE over io_uring (Linux 6.14+) on, as docs/operations.md tells operators:
+# the lvrepo daemon then uses per-CPU queues. fuse-overlayfs (libfuse 3.14)
+# does not speak it and is unaffected; URING=0 keeps lvrepo on /dev/fuse too.
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
+if [[ -w $URING_PARAM ]]; then
+    if [[ ${URING:-1} == 1 ]]; then echo Y >"$URING_PARAM"; else echo N >"$URING_PARAM"; fi
+    log "fuse.enable_uring=$(cat "$URING_PARAM")"
+fi
 
 # ------------------------------------------------------------------ datasets
 

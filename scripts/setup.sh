@@ -30,6 +30,12 @@ export PATH="$HOME/.cargo/bin:$PATH"
 for tool in pjdfstest@0.2.2 fsx@0.3.2; do
   command -v "${tool%@*}" >/dev/null || cargo install --locked --quiet "$tool"
 done
+# FUSE over io_uring (Linux 6.14+): the daemon then serves each CPU's requests
+# on that CPU (docs/overlay.md). Off by default in the kernel; a kernel without
+# it has no such parameter and the daemon uses /dev/fuse.
+if [ -e /sys/module/fuse/parameters/enable_uring ]; then
+  echo Y >/sys/module/fuse/parameters/enable_uring
+fi
 # pjdfstest switches to the users "nobody" and "tests".
 id tests >/dev/null 2>&1 || useradd -U -M -s /usr/sbin/nologin tests
 echo "setup: all dependencies present"

@@ -137,6 +137,10 @@ pub enum Command {
         /// thread adds a wake-up per request (measured in docs/overlay.md).
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Read requests from /dev/fuse only, even when the kernel offers FUSE
+        /// over io_uring (per-CPU queues; needs `fuse.enable_uring=1`, Linux 6.14+).
+        #[arg(long)]
+        no_uring: bool,
     },
     /// Unmount an lvrepo mount and wait for its daemon to finish writing.
     Umount { mountpoint: PathBuf },

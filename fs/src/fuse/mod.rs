@@ -37,13 +37,15 @@ pub struct LvFs {
     /// switch epoch it belongs to.
     dirs: Mutex<HashMap<u64, Option<Snapshot>>>,
     next_fh: AtomicU64,
+    /// Ask for FUSE over io_uring (per-CPU queues) when the kernel offers it.
+    uring: bool,
 }
 
 type Listing = Arc<Vec<(Vec<u8>, u64, Kind)>>;
 
 impl LvFs {
-    pub fn new(live: Arc<Live>) -> Self {
-        LvFs { live, dirs: Mutex::new(HashMap::new()), next_fh: AtomicU64::new(1) }
+    pub fn new(live: Arc<Live>, uring: bool) -> Self {
+        LvFs { live, dirs: Mutex::new(HashMap::new()), next_fh: AtomicU64::new(1), uring }
     }
 
     /// The listing of open directory `fh`: one snapshot per handle, so offsets
@@ -199,6 +201,7 @@ impl Filesystem for LvFs {
             | InitFlags::FUSE_POSIX_ACL
             | InitFlags::FUSE_DONT_MASK
             | InitFlags::FUSE_DO_READDIRPLUS;
+        let want = if self.uring { want | InitFlags::FUSE_OVER_IO_URING } else { want };
         let _ = config.add_capabilities(want & config.capabilities());
         Ok(())
     }

@@ -13,13 +13,16 @@ use super::Live;
 
 #[derive(Clone, Debug)]
 pub struct MountOptions {
-    /// FUSE worker threads.
+    /// FUSE worker threads reading /dev/fuse.
     pub threads: usize,
+    /// Serve requests through per-CPU io_uring queues when the kernel offers
+    /// it (Linux 6.14+ with `fuse.enable_uring=1`); /dev/fuse otherwise.
+    pub uring: bool,
 }
 
 impl Default for MountOptions {
     fn default() -> Self {
-        MountOptions { threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8) }
+        MountOptions { threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8), uring: true }
     }
 }
 
@@ -65,7 +68,7 @@ pub fn mount_foreground(live: Arc<Live>, mountpoint: &Path, opts: &MountOptions,
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = true;
     raise_fd_limit();
-    let mut session = Session::new(LvFs::new(live.clone()), mountpoint, &config).map_err(|e| Error::io("mounting", mountpoint, e))?;
+    let mut session = Session::new(LvFs::new(live.clone(), opts.uring), mountpoint, &config).map_err(|e| Error::io("mounting", mountpoint, e))?;
     live.set_notifier(session.notifier());
     let mut unmounter = session.unmount_callable();
     let mp = mountpoint.to_path_buf();
@@ -80,7 +83,8 @@ pub fn mount_foreground(live: Arc<Live>, mountpoint: &Path, opts: &MountOptions,
             }
         }
     });
-    tracing::info!(mountpoint = %mountpoint.display(), threads = opts.threads, "mounted");
+    let transport = if session.io_uring() { "io_uring" } else { "dev_fuse" };
+    tracing::info!(mountpoint = %mountpoint.display(), threads = opts.threads, transport, "mounted");
     session.run().map_err(|e| Error::io("serving", mountpoint, e))?;
     live.current().sync_all()?;
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted");

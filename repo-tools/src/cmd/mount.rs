@@ -23,7 +23,7 @@ use crate::cli::Cli;
 const CACHE_BYTES: usize = 256 << 20;
 
 #[allow(clippy::too_many_arguments)]
-pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option<&str>, mountpoint: &Path, foreground: bool, threads: usize) -> Result<()> {
+pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option<&str>, mountpoint: &Path, foreground: bool, opts: MountOptions) -> Result<()> {
     if !mountpoint.is_dir() {
         bail!("mountpoint {} is not a directory", mountpoint.display());
     }
@@ -79,7 +79,7 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
         }
     };
     std::fs::write(state_dir.join("daemon.pid"), format!("{}\n", std::process::id())).context("writing daemon.pid")?;
-    let r = mount_foreground(live, mountpoint, &MountOptions { threads }, sigs);
+    let r = mount_foreground(live, mountpoint, &opts, sigs);
     let _ = std::fs::remove_file(state_dir.join("daemon.pid"));
     let _ = std::fs::remove_file(crate::control::socket_path(&state_dir));
     Ok(r?)

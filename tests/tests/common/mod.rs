@@ -55,11 +55,24 @@ impl Guest {
         Mount { g: self, live: true }
     }
 
+    /// Mount with extra `lvrepo mount` options and assert it worked.
+    #[allow(dead_code)]
+    pub fn mount_with(&self, extra: &[&str]) -> Mount<'_> {
+        let out = self.try_mount_with(extra);
+        assert!(out.status.success(), "{}\ndaemon.log:\n{}", report("lvrepo mount", &out), self.log());
+        assert!(is_mounted(&self.mp), "lvrepo mount returned 0 but {} is not a mount", self.mp.display());
+        Mount { g: self, live: true }
+    }
+
     /// Run `lvrepo mount` without asserting (it has its own 60 s start limit;
     /// this adds a hard 90 s limit so a hang fails instead of blocking).
     pub fn try_mount(&self) -> Output {
+        self.try_mount_with(&[])
+    }
+
+    fn try_mount_with(&self, extra: &[&str]) -> Output {
         let mut cmd = Command::new(lvrepo_bin());
-        cmd.arg("--repo").arg(&self.r.repo).arg("mount").arg(&self.image).arg("--overlay").arg(&self.overlay).arg(&self.mp);
+        cmd.arg("--repo").arg(&self.r.repo).arg("mount").arg(&self.image).arg("--overlay").arg(&self.overlay).args(extra).arg(&self.mp);
         run_with_timeout(cmd, Duration::from_secs(90), "lvrepo mount")
     }
 
