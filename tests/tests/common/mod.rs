@@ -49,14 +49,10 @@ impl Guest {
 
     /// Mount (daemonised) and assert it worked.
     pub fn mount(&self) -> Mount<'_> {
-        let out = self.try_mount();
-        assert!(out.status.success(), "{}\ndaemon.log:\n{}", report("lvrepo mount", &out), self.log());
-        assert!(is_mounted(&self.mp), "lvrepo mount returned 0 but {} is not a mount", self.mp.display());
-        Mount { g: self, live: true }
+        self.mount_with(&[])
     }
 
     /// Mount with extra `lvrepo mount` options and assert it worked.
-    #[allow(dead_code)]
     pub fn mount_with(&self, extra: &[&str]) -> Mount<'_> {
         let out = self.try_mount_with(extra);
         assert!(out.status.success(), "{}\ndaemon.log:\n{}", report("lvrepo mount", &out), self.log());
