@@ -141,6 +141,11 @@ pub enum Command {
         /// over io_uring (per-CPU queues; needs `fuse.enable_uring=1`, Linux 6.14+).
         #[arg(long)]
         no_uring: bool,
+        /// Keep io_uring threads at normal priority while they reply. By
+        /// default a thread replies as SCHED_IDLE (when the machine has a CPU to
+        /// spare), so the woken requester stays on its CPU (docs/overlay.md).
+        #[arg(long)]
+        no_handoff: bool,
     },
     /// Unmount an lvrepo mount and wait for its daemon to finish writing.
     Umount { mountpoint: PathBuf },

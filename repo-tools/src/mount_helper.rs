@@ -7,7 +7,7 @@
 //! flags like -n, -v, -s that are accepted and ignored). SOURCE is an image
 //! (`NAME[:VERSION]`, with `overlay=DIR`) or `guest:NAME`. Options:
 //! `repo=PATH` (required unless LVREPO_REPO is set), `overlay=DIR`,
-//! `threads=N`, `no_uring`; the kernel's generic options (rw, suid, dev, defaults, noauto,
+//! `threads=N`, `no_uring`, `no_handoff`; the kernel's generic options (rw, suid, dev, defaults, noauto,
 //! _netdev, nofail, x-*) are accepted and ignored. An fstab line:
 //!
 //! ```text
@@ -45,13 +45,14 @@ fn run() -> Result<ExitCode, String> {
         }
     }
     let [source, mountpoint] = <[OsString; 2]>::try_from(positional).map_err(|_| "usage: mount.lvrepo SOURCE MOUNTPOINT [-o OPTIONS]")?;
-    let (mut repo, mut overlay, mut threads, mut no_uring) = (std::env::var_os("LVREPO_REPO"), None, None, false);
+    let (mut repo, mut overlay, mut threads) = (std::env::var_os("LVREPO_REPO"), None, None);
+    let mut flags = Vec::new();
     for o in opts.iter().filter(|o| !o.is_empty()) {
         match o.split_once('=') {
             Some(("repo", v)) => repo = Some(v.into()),
             Some(("overlay", v)) => overlay = Some(v.to_string()),
             Some(("threads", v)) => threads = Some(v.to_string()),
-            None if o == "no_uring" => no_uring = true,
+            None if o == "no_uring" || o == "no_handoff" => flags.push(format!("--{}", o.replace('_', "-"))),
             Some((k, _)) if k.starts_with("x-") => {}
             None if ["rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "defaults", "auto", "noauto", "_netdev", "nofail", "user", "nouser", "async", "atime", "noatime", "relatime"].contains(&o.as_str()) => {}
             None if o.starts_with("x-") => {}
@@ -74,9 +75,7 @@ fn run() -> Result<ExitCode, String> {
     if let Some(t) = threads {
         cmd.arg("--threads").arg(t);
     }
-    if no_uring {
-        cmd.arg("--no-uring");
-    }
+    cmd.args(&flags);
     cmd.arg(&mountpoint);
     let status = cmd.status().map_err(|e| format!("running lvrepo: {e}"))?;
     Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::from(32) })

@@ -1,7 +1,9 @@
 //! The daemon's two ways to the kernel: per-CPU io_uring queues when the
 //! kernel offers FUSE over io_uring (`fuse.enable_uring=Y`, set by
 //! scripts/setup.sh), and /dev/fuse otherwise or with `--no-uring`. Both must
-//! serve the same filesystem, from every CPU, with replies of every size.
+//! serve the same filesystem, from every CPU, with replies of every size. The
+//! ring threads' hand-off (idle-class while a CPU is spare) must serve as well,
+//! and give way when every CPU is busy.
 
 mod common;
 
@@ -19,12 +21,51 @@ fn possible_cpus() -> usize {
     s.trim().rsplit([',', '-']).next().and_then(|n| n.parse::<usize>().ok()).expect("parsing possible CPUs") + 1
 }
 
-fn ring_threads(pid: i32) -> usize {
+/// The daemon's io_uring threads: (ring index from the thread name, scheduling policy).
+fn ring_threads(pid: i32) -> Vec<(usize, i32)> {
     fs::read_dir(format!("/proc/{pid}/task"))
         .expect("listing daemon threads")
-        .filter_map(|t| fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|c| c.starts_with("fuser-ring"))
-        .count()
+        .filter_map(|t| {
+            let t = t.ok()?.path();
+            let i = fs::read_to_string(t.join("comm")).ok()?.trim().strip_prefix("fuser-ring-")?.parse().ok()?;
+            // Field 41 of stat, the 39th after the parenthesized name.
+            let stat = fs::read_to_string(t.join("stat")).ok()?;
+            let policy = stat.rsplit_once(") ")?.1.split(' ').nth(38)?.parse().ok()?;
+            Some((i, policy))
+        })
+        .collect()
+}
+
+/// A normal-priority spinner pinned to every CPU until dropped: a machine
+/// with no CPU to spare.
+struct Load(std::sync::Arc<std::sync::atomic::AtomicBool>, Vec<std::thread::JoinHandle<()>>);
+
+impl Load {
+    fn start() -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let spin = (0..cpus)
+            .map(|cpu| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    pin(cpu);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Load(stop, spin)
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.1.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 fn pin(cpu: usize) {
@@ -93,19 +134,35 @@ fn io_uring_queues_serve_when_offered_and_dev_fuse_otherwise() {
         }
         Err(_) => false,
     };
-    for (args, rings) in [(&[][..], offered), (&["--no-uring"][..], false)] {
+    // io_uring with hand-off (the default) runs once more with every CPU busy.
+    for (args, rings, loaded) in [(&[][..], offered, false), (&[][..], offered, true), (&["--no-handoff"][..], offered, false), (&["--no-uring"][..], false, false)] {
         let g = Guest::new(|src| {
             fs::create_dir(src.join("etc")).expect("mkdir");
             fs::write(src.join("etc/hostname"), b"golden\n").expect("write");
         });
         let m = g.mount_with(args);
         let pid = daemon_pid(&g.mp).expect("daemon pid");
-        let n = ring_threads(pid);
         // Two entries per CPU queue, one on machines of more than 16 CPUs.
         let cpus = possible_cpus();
-        let want = if !rings { 0 } else if cpus <= 16 { 2 * cpus } else { cpus };
-        assert_eq!(n, want, "io_uring threads with {args:?} (kernel offers io_uring: {offered})");
+        let per_queue = if cpus <= 16 { 2 } else { 1 };
+        let want = if rings { per_queue * cpus } else { 0 };
+        assert_eq!(ring_threads(pid).len(), want, "io_uring threads with {args:?} (kernel offers io_uring: {offered})");
+        let load = loaded.then(Load::start);
         workload(&g.mp);
+        let threads = ring_threads(pid);
+        drop(load);
+        for &(i, policy) in &threads {
+            let ok = if args.contains(&"--no-handoff") { [libc::SCHED_OTHER].contains(&policy) } else { [libc::SCHED_OTHER, libc::SCHED_IDLE].contains(&policy) };
+            assert!(ok, "ring thread {i} has scheduling policy {policy} with {args:?}");
+        }
+        if loaded && rings {
+            // With no CPU to spare a ring thread must not stay idle-class:
+            // each queue's busy thread went back to normal within the workload.
+            for q in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
+                let normal = threads.iter().any(|&(i, p)| i / per_queue == q && p == libc::SCHED_OTHER);
+                assert!(normal, "CPU {q}: every ring thread still SCHED_IDLE with all CPUs busy: {threads:?}");
+            }
+        }
         m.umount();
         let m = g.mount_with(args);
         check_persisted(&g.mp);

@@ -20,7 +20,7 @@ use crate::overlay::{Adopted, Overlay};
 pub struct Live {
     current: RwLock<Arc<Overlay>>,
     notifier: OnceLock<Notifier>,
-    /// Counts switches; directory snapshots taken before a switch are stale.
+    /// Counts switches; directory listings cached before a switch are stale.
     epoch: AtomicU64,
 }
 

@@ -27,50 +27,70 @@ use crate::tree::{Kind, Timestamp};
 /// file stays valid across opens).
 const TTL: Duration = Duration::from_secs(60);
 
-/// A directory listing and the switch epoch it was taken in.
-type Snapshot = (u64, Listing);
+/// A directory's entries as `(cookie, name, ino, kind)`, in cookie order.
+type Listing = Arc<Vec<(u64, Vec<u8>, u64, Kind)>>;
+
+/// Listings kept for directories being read (a 100k-entry directory is read in
+/// hundreds of chunks); dropped wholesale when more are asked for.
+const LISTINGS: usize = 64;
+
+/// The readdir offset just past `name`. Directories are not opened (OPENDIR
+/// is answered ENOSYS, so no per-handle snapshot exists): an offset must name
+/// a place in the directory that survives changes to it, as ext4's hash
+/// cookies do. Entries are listed in cookie order and a read resumes after
+/// the cookie it was given, so an entry present for the whole read is
+/// listed exactly once, whatever else changes meanwhile. Cookies are 62-bit
+/// (above the 1 and 2 of "." and ".."); two names of one directory sharing
+/// one would matter only if a read broke off between them.
+fn cookie(name: &[u8]) -> u64 {
+    let h = blake3::hash(name);
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    (u64::from_le_bytes(b) >> 2) | 4
+}
 
 pub struct LvFs {
     live: Arc<Live>,
-    /// Open directory handles and their listing, taken at the first readdir
-    /// (a walk the kernel answers from its cache never needs it), with the
-    /// switch epoch it belongs to.
-    dirs: Mutex<HashMap<u64, Option<Snapshot>>>,
+    /// Listings by directory inode, with the switch epoch and directory
+    /// generation they were taken at.
+    listings: Mutex<HashMap<u64, (u64, u64, Listing)>>,
     next_fh: AtomicU64,
     /// Ask for FUSE over io_uring (per-CPU queues) when the kernel offers it.
     uring: bool,
 }
 
-type Listing = Arc<Vec<(Vec<u8>, u64, Kind)>>;
-
 impl LvFs {
     pub fn new(live: Arc<Live>, uring: bool) -> Self {
-        LvFs { live, dirs: Mutex::new(HashMap::new()), next_fh: AtomicU64::new(1), uring }
+        LvFs { live, listings: Mutex::new(HashMap::new()), next_fh: AtomicU64::new(1), uring }
     }
 
-    /// The listing of open directory `fh`: one snapshot per handle, so offsets
-    /// stay valid however the directory changes meanwhile; taken anew after a
-    /// rollback of the mounted guest (the old one lists another state).
-    fn listing(&self, ov: &Overlay, ino: INodeNo, fh: FileHandle) -> Result<Listing, Errno> {
+    /// The current listing of directory `ino`, in cookie order: cached while
+    /// no directory changes (and the mounted guest is not rolled back).
+    fn listing(&self, ov: &Overlay, ino: INodeNo) -> Result<Listing, Errno> {
         let epoch = self.live.epoch();
-        match self.dirs.lock().unwrap_or_else(|e| e.into_inner()).get(&fh.0) {
-            Some(Some((e, l))) if *e == epoch => return Ok(l.clone()),
-            Some(_) => {}
-            None => return Err(Errno::from_i32(libc::EBADF)),
-        }
-        let list = Arc::new(ov.list(ino.0).map_err(|e| errno(&e))?);
-        // Readdirs of one handle are serialized by the kernel; should two
-        // race anyway, the first snapshot stored wins.
-        let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
-        match dirs.get_mut(&fh.0) {
-            Some(Some((e, l))) if *e == epoch => Ok(l.clone()),
-            Some(slot) => {
-                *slot = Some((epoch, list.clone()));
-                Ok(list)
+        let gen = ov.dir_gen();
+        if let Some((e, g, l)) = self.listings.lock().unwrap_or_else(|e| e.into_inner()).get(&ino.0) {
+            if (*e, *g) == (epoch, gen) {
+                return Ok(l.clone());
             }
-            None => Err(Errno::from_i32(libc::EBADF)),
         }
+        let (gen, raw) = ov.list_gen(ino.0).map_err(|e| errno(&e))?;
+        let mut list: Vec<_> = raw.into_iter().map(|(n, i, k)| (cookie(&n), n, i, k)).collect();
+        list.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let list = Arc::new(list);
+        let mut cache = self.listings.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= LISTINGS {
+            cache.clear();
+        }
+        cache.insert(ino.0, (epoch, gen, list.clone()));
+        Ok(list)
     }
+}
+
+/// Where in `list` a read at `offset` resumes: at the first entry whose
+/// cookie is above it (offsets 0 to 2, "." and "..", are below every cookie).
+fn resume(list: &[(u64, Vec<u8>, u64, Kind)], offset: u64) -> usize {
+    list.partition_point(|e| e.0 <= offset)
 }
 
 fn errno(e: &Error) -> Errno {
@@ -330,87 +350,67 @@ impl Filesystem for LvFs {
         reply_empty!(reply, self.live.get().fsync(ino.0))
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.live.get().getattr(ino.0) {
-            Ok(i) if i.kind == Kind::Dir => {
-                let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-                self.dirs.lock().unwrap_or_else(|e| e.into_inner()).insert(fh, None);
-                // The kernel may keep the listing cached: it drops it itself
-                // when it changes the directory through this mount.
-                reply.opened(FileHandle(fh), FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE);
-            }
-            Ok(_) => reply.error(Errno::from_i32(libc::ENOTDIR)),
-            Err(e) => reply.error(errno(&e)),
-        }
+    /// Directories are not opened: ENOSYS tells the kernel to stop sending
+    /// OPENDIR and RELEASEDIR (two round trips per directory walked) and to
+    /// keep each listing in its cache (FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE,
+    /// dropped when the directory changes through this mount). Offsets are
+    /// name cookies, see [`cookie`].
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.error(Errno::ENOSYS);
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let list = match self.listing(&self.live.get(), ino, fh) {
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let list = match self.listing(&self.live.get(), ino) {
             Ok(l) => l,
             Err(e) => return reply.error(e),
         };
-        // Offsets: 1 = ".", 2 = "..", 3.. = the handle's snapshot.
-        let mut i = offset;
-        while i < list.len() as u64 + 2 {
-            let full = match i {
-                0 => reply.add(ino, 1, FileType::Directory, "."),
-                1 => reply.add(ino, 2, FileType::Directory, ".."),
-                _ => {
-                    let (n, cino, k) = &list[(i - 2) as usize];
-                    reply.add(INodeNo(*cino), i + 1, ftype(*k), OsStr::from_bytes(n))
-                }
-            };
-            if full {
+        for dot in offset.min(2)..2 {
+            if reply.add(ino, dot + 1, FileType::Directory, if dot == 0 { "." } else { ".." }) {
+                return reply.ok();
+            }
+        }
+        for (c, n, cino, k) in &list[resume(&list, offset)..] {
+            if reply.add(INodeNo(*cino), *c, ftype(*k), OsStr::from_bytes(n)) {
                 break;
             }
-            i += 1;
         }
         reply.ok();
     }
 
-    /// readdir with each entry's attributes, from the same snapshot and with
-    /// the same offsets. The kernel links every entry but "." and ".." as a
-    /// lookup (and forgets it later), so each one sent counts one; an entry
-    /// that no longer resolves (removed since opendir) is left out.
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+    /// readdir with each entry's attributes, with the same offsets. The
+    /// kernel links every entry but "." and ".." as a lookup (and forgets it
+    /// later), so each one sent counts one; an entry that no longer resolves
+    /// (removed since the listing was taken) is left out.
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         let ov = self.live.get();
-        let list = match self.listing(&ov, ino, fh) {
+        let list = match self.listing(&ov, ino) {
             Ok(l) => l,
             Err(e) => return reply.error(e),
         };
+        for dot in offset.min(2)..2 {
+            // The kernel takes only the name, number and type of these.
+            if reply.add(ino, dot + 1, if dot == 0 { "." } else { ".." }, &TTL, &dot_attr(ino), Generation(0)) {
+                return reply.ok();
+            }
+        }
         // An empty reply means end of directory: an error is reported only
         // when nothing was added, else it waits for the next call.
-        let mut added = false;
-        for i in offset..list.len() as u64 + 2 {
-            let full = if i < 2 {
-                // The kernel takes only the name, number and type of these.
-                reply.add(ino, i + 1, if i == 0 { "." } else { ".." }, &TTL, &dot_attr(ino), Generation(0))
-            } else {
-                let (n, _, _) = &list[(i - 2) as usize];
-                match ov.lookup(ino.0, n) {
-                    Ok((cino, c)) => {
-                        let full = reply.add(INodeNo(cino), i + 1, OsStr::from_bytes(n), &TTL, &attr(cino, &c), Generation(0));
-                        if full {
-                            // Not sent: the kernel will not forget it.
-                            ov.forget(cino, 1);
-                        }
-                        full
+        let mut added = offset < 2;
+        for (c, n, _, _) in &list[resume(&list, offset)..] {
+            match ov.lookup(ino.0, n) {
+                Ok((cino, i)) => {
+                    if reply.add(INodeNo(cino), *c, OsStr::from_bytes(n), &TTL, &attr(cino, &i), Generation(0)) {
+                        // Not sent: the kernel will not forget it.
+                        ov.forget(cino, 1);
+                        break;
                     }
-                    Err(Error::Posix(libc::ENOENT)) => continue,
-                    Err(e) if !added => return reply.error(errno(&e)),
-                    Err(_) => break,
+                    added = true;
                 }
-            };
-            if full {
-                break;
+                Err(Error::Posix(libc::ENOENT)) => continue,
+                Err(e) if !added => return reply.error(errno(&e)),
+                Err(_) => break,
             }
-            added = true;
         }
-        reply.ok();
-    }
-
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.dirs.lock().unwrap_or_else(|e| e.into_inner()).remove(&fh.0);
         reply.ok();
     }
 

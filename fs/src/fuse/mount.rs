@@ -18,11 +18,14 @@ pub struct MountOptions {
     /// Serve requests through per-CPU io_uring queues when the kernel offers
     /// it (Linux 6.14+ with `fuse.enable_uring=1`); /dev/fuse otherwise.
     pub uring: bool,
+    /// Ring threads reply as SCHED_IDLE while the machine has a CPU to spare,
+    /// so the woken requester stays on its CPU (see docs/overlay.md).
+    pub handoff: bool,
 }
 
 impl Default for MountOptions {
     fn default() -> Self {
-        MountOptions { threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8), uring: true }
+        MountOptions { threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8), uring: true, handoff: true }
     }
 }
 
@@ -67,6 +70,7 @@ pub fn mount_foreground(live: Arc<Live>, mountpoint: &Path, opts: &MountOptions,
     config.acl = SessionACL::All;
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = true;
+    config.uring_handoff = opts.handoff;
     raise_fd_limit();
     let mut session = Session::new(LvFs::new(live.clone(), opts.uring), mountpoint, &config).map_err(|e| Error::io("mounting", mountpoint, e))?;
     live.set_notifier(session.notifier());
@@ -84,7 +88,7 @@ pub fn mount_foreground(live: Arc<Live>, mountpoint: &Path, opts: &MountOptions,
         }
     });
     let transport = if session.io_uring() { "io_uring" } else { "dev_fuse" };
-    tracing::info!(mountpoint = %mountpoint.display(), threads = opts.threads, transport, "mounted");
+    tracing::info!(mountpoint = %mountpoint.display(), threads = opts.threads, transport, handoff = opts.handoff, "mounted");
     session.run().map_err(|e| Error::io("serving", mountpoint, e))?;
     live.current().sync_all()?;
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted");

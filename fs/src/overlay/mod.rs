@@ -108,6 +108,9 @@ pub(crate) struct State {
     /// links also sets `dirty_all`, so the next fold sees every link). The objects are in the guest's store, reachable from
     /// its newest checkpoint.
     pub memo: HashMap<u64, db::Folded>,
+    /// Bumped by every change to any directory's entries: a listing taken at
+    /// one generation is current while the generation is unchanged.
+    pub dir_gen: u64,
 }
 
 pub struct Overlay {
@@ -167,7 +170,7 @@ impl Overlay {
             db,
             store,
             root,
-            state: Mutex::new(State { nodes: HashMap::new(), next_ino, dirty: HashSet::new(), dirty_all: false, memo: HashMap::new() }),
+            state: Mutex::new(State { nodes: HashMap::new(), next_ino, dirty: HashSet::new(), dirty_all: false, memo: HashMap::new(), dir_gen: 0 }),
             trees: Mutex::new(HashMap::new()),
             free: Mutex::new(0),
         };
@@ -337,6 +340,20 @@ impl Overlay {
     pub fn list(&self, ino: u64) -> Result<Vec<(Vec<u8>, u64, Kind)>> {
         let mut st = self.lock();
         self.list_locked(&mut st, ino)
+    }
+
+    /// [`list`](Self::list), with the directory generation it was taken at
+    /// (see [`dir_gen`](Self::dir_gen)).
+    pub fn list_gen(&self, ino: u64) -> Result<(u64, Vec<(Vec<u8>, u64, Kind)>)> {
+        let mut st = self.lock();
+        let list = self.list_locked(&mut st, ino)?;
+        Ok((st.dir_gen, list))
+    }
+
+    /// The directory generation: unchanged as long as no entry of any
+    /// directory was added, removed or replaced.
+    pub fn dir_gen(&self) -> u64 {
+        self.lock().dir_gen
     }
 
     pub(crate) fn list_locked(&self, st: &mut State, ino: u64) -> Result<Vec<(Vec<u8>, u64, Kind)>> {

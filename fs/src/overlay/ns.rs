@@ -70,6 +70,7 @@ impl Overlay {
 
     fn touch_dir(&self, st: &mut State, b: &mut Batch, dir: u64, nlink_delta: i32, t: Timestamp) -> Result<()> {
         self.mark_changed(st, b, dir, true)?;
+        st.dir_gen += 1;
         let mut d = self.node(st, dir)?.inode.clone();
         d.mtime = t;
         d.ctime = t;

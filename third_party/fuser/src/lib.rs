@@ -104,6 +104,8 @@ mod session;
 mod time;
 #[cfg(target_os = "linux")]
 mod uring;
+#[cfg(target_os = "linux")]
+mod handoff;
 
 /// We generally support async reads
 #[cfg(not(target_os = "macos"))]

@@ -331,6 +331,7 @@ impl<FS: Filesystem> Session<FS> {
         #[cfg(target_os = "linux")]
         let waker = match rings {
             Some((queues, waker)) => {
+                let handoff = config.uring_handoff;
                 let dev = std::os::fd::AsRawFd::as_raw_fd(&ch_fd.as_fd());
                 for (i, q) in queues.into_iter().enumerate() {
                     let event_loop = SessionEventLoop {
@@ -343,7 +344,7 @@ impl<FS: Filesystem> Session<FS> {
                     ring_threads.push(thread::Builder::new().name(event_loop.thread_name.clone()).spawn(
                         move || {
                             let out = crate::uring::Capture::default();
-                            q.serve(dev, true, |req| event_loop.dispatch_ring(req, &out));
+                            q.serve(dev, true, handoff, |req| event_loop.dispatch_ring(req, &out));
                         },
                     )?);
                 }

@@ -173,7 +173,7 @@ impl Queue {
     /// Serve requests until the connection ends or the waker fires.
     /// `dispatch` gets one request in `/dev/fuse` layout and returns the
     /// reply in `/dev/fuse` layout (out header first).
-    pub(crate) fn serve(mut self, dev: RawFd, pin: bool, mut dispatch: impl FnMut(&[u8]) -> Vec<u8>) {
+    pub(crate) fn serve(mut self, dev: RawFd, pin: bool, handoff: bool, mut dispatch: impl FnMut(&[u8]) -> Vec<u8>) {
         if pin {
             pin_to_cpu(usize::from(self.qid));
         }
@@ -183,6 +183,7 @@ impl Queue {
             return;
         }
         let mut buf = Vec::with_capacity(IN_HEADER + 128 + self.payload.len());
+        let mut handoff = crate::handoff::Handoff::new(handoff && pin);
         loop {
             match self.ring.submit_and_wait(1) {
                 Ok(_) => {}
@@ -220,6 +221,7 @@ impl Queue {
             if self.push(commit).is_err() {
                 return;
             }
+            handoff.before_commit();
         }
     }
 

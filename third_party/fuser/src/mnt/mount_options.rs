@@ -18,6 +18,10 @@ pub struct Config {
     /// This enables more efficient request processing
     /// when multiple threads are used. Requires Linux 4.5+.
     pub clone_fd: bool,
+    /// io_uring ring threads go `SCHED_IDLE` while they commit a reply, so
+    /// the woken requester stays on its CPU (lvrepo patch; see
+    /// `src/handoff.rs`).
+    pub uring_handoff: bool,
 }
 
 /// Mount options accepted by the FUSE filesystem type
