@@ -17,6 +17,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use rocksdb::{Options, WriteBatch, DB};
 
@@ -33,6 +34,21 @@ pub struct MetaDb {
     /// a sync with nothing new to make durable costs nothing.
     committed: AtomicU64,
     synced: AtomicU64,
+    known: Mutex<Known>,
+}
+
+/// Which records may exist, so that the common miss costs no RocksDB lookup:
+/// resolving an image entry the guest never changed asks for a dirent of its
+/// directory and a record of its inode, and neither exists (two lookups per
+/// entry listed). Loaded at open, grown by every
+/// put before its batch commits, never shrunk (a stale member costs only the
+/// lookup it would have cost anyway).
+#[derive(Default)]
+struct Known {
+    /// Inodes with a record.
+    inodes: HashSet<u64>,
+    /// Directories with at least one dirent.
+    parents: HashSet<u64>,
 }
 
 pub struct Batch(WriteBatch);
@@ -50,7 +66,35 @@ impl MetaDb {
         o.set_manifest_preallocation_size(64 << 10);
         o.set_compression_type(rocksdb::DBCompressionType::None);
         let cfs = CFS.iter().map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, o.clone()));
-        Ok(MetaDb { db: DB::open_cf_descriptors(&o, path, cfs)?, committed: AtomicU64::new(0), synced: AtomicU64::new(0) })
+        let mut db = MetaDb { db: DB::open_cf_descriptors(&o, path, cfs)?, committed: AtomicU64::new(0), synced: AtomicU64::new(0), known: Mutex::default() };
+        db.known = Mutex::new(db.load_known()?);
+        Ok(db)
+    }
+
+    /// Every inode with a record and every directory with a dirent.
+    fn load_known(&self) -> Result<Known> {
+        let mut k = Known::default();
+        let key = |v: &[u8]| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+        for item in self.db.iterator_cf(self.cf("inodes")?, rocksdb::IteratorMode::Start) {
+            let (ino, _) = item?;
+            k.inodes.insert(key(&ino).ok_or(Error::Decode { what: "overlay database", why: "short inode key" })?);
+        }
+        // One seek per directory, not a step per dirent.
+        let mut it = self.db.raw_iterator_cf(self.cf("dirents")?);
+        it.seek_to_first();
+        while let Some(parent) = it.key().and_then(key) {
+            k.parents.insert(parent);
+            match parent.checked_add(1) {
+                Some(next) => it.seek(next.to_be_bytes()),
+                None => break,
+            }
+        }
+        it.status()?;
+        Ok(k)
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
@@ -58,6 +102,9 @@ impl MetaDb {
     }
 
     pub fn inode(&self, ino: u64) -> Result<Option<Inode>> {
+        if !self.known().inodes.contains(&ino) {
+            return Ok(None);
+        }
         match self.db.get_pinned_cf(self.cf("inodes")?, ino.to_be_bytes())? {
             Some(v) => Ok(Some(Inode::decode(&v)?)),
             None => Ok(None),
@@ -65,6 +112,9 @@ impl MetaDb {
     }
 
     pub fn dirent(&self, parent: u64, name: &[u8]) -> Result<Option<Dirent>> {
+        if !self.known().parents.contains(&parent) {
+            return Ok(None);
+        }
         match self.db.get_pinned_cf(self.cf("dirents")?, dirent_key(parent, name))? {
             Some(v) => Ok(Some(Dirent::decode(&v)?)),
             None => Ok(None),
@@ -75,6 +125,9 @@ impl MetaDb {
     pub fn dirents(&self, parent: u64) -> Result<Vec<(Vec<u8>, Dirent)>> {
         let prefix = parent.to_be_bytes();
         let mut out = Vec::new();
+        if !self.known().parents.contains(&parent) {
+            return Ok(out);
+        }
         let it = self.db.iterator_cf(self.cf("dirents")?, rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward));
         for item in it {
             let (k, v) = item?;
@@ -187,6 +240,7 @@ impl MetaDb {
     }
 
     pub fn put_inode(&self, b: &mut Batch, ino: u64, i: &Inode) -> Result<()> {
+        self.known().inodes.insert(ino);
         b.0.put_cf(self.cf("inodes")?, ino.to_be_bytes(), i.encode());
         Ok(())
     }
@@ -201,6 +255,7 @@ impl MetaDb {
     }
 
     pub fn put_dirent(&self, b: &mut Batch, parent: u64, name: &[u8], d: Dirent) -> Result<()> {
+        self.known().parents.insert(parent);
         b.0.put_cf(self.cf("dirents")?, dirent_key(parent, name), d.encode());
         Ok(())
     }
