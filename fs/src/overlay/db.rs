@@ -40,9 +40,9 @@ pub struct MetaDb {
 /// Which records may exist, so that the common miss costs no RocksDB lookup:
 /// resolving an image entry the guest never changed asks for a dirent of its
 /// directory and a record of its inode, and neither exists (two lookups per
-/// entry listed). Loaded at open, grown by every
-/// put before its batch commits, never shrunk (a stale member costs only the
-/// lookup it would have cost anyway).
+/// entry listed). Loaded at open, grown by every put before its batch
+/// commits, never shrunk (a stale member costs only the lookup it would have
+/// cost anyway).
 #[derive(Default)]
 struct Known {
     /// Inodes with a record.
