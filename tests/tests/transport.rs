@@ -10,6 +10,9 @@ mod common;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use common::{daemon_pid, Guest};
 use lvrepo_tests::fixture::pseudo_random;
@@ -19,6 +22,11 @@ const PARAM: &str = "/sys/module/fuse/parameters/enable_uring";
 fn possible_cpus() -> usize {
     let s = fs::read_to_string("/sys/devices/system/cpu/possible").expect("reading possible CPUs");
     s.trim().rsplit([',', '-']).next().and_then(|n| n.parse::<usize>().ok()).expect("parsing possible CPUs") + 1
+}
+
+/// The CPUs this test may run on: one pinned worker (or spinner) for each.
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The daemon's io_uring threads: (ring index from the thread name, scheduling policy).
@@ -38,18 +46,17 @@ fn ring_threads(pid: i32) -> Vec<(usize, i32)> {
 
 /// A normal-priority spinner pinned to every CPU until dropped: a machine
 /// with no CPU to spare.
-struct Load(std::sync::Arc<std::sync::atomic::AtomicBool>, Vec<std::thread::JoinHandle<()>>);
+struct Load(Arc<AtomicBool>, Vec<JoinHandle<()>>);
 
 impl Load {
     fn start() -> Load {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let spin = (0..cpus)
+        let stop = Arc::new(AtomicBool::new(false));
+        let spin = (0..cpus())
             .map(|cpu| {
                 let stop = stop.clone();
                 std::thread::spawn(move || {
                     pin(cpu);
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    while !stop.load(Ordering::Relaxed) {
                         std::hint::spin_loop();
                     }
                 })
@@ -61,7 +68,7 @@ impl Load {
 
 impl Drop for Load {
     fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.0.store(true, Ordering::Relaxed);
         for t in self.1.drain(..) {
             let _ = t.join();
         }
@@ -82,9 +89,8 @@ fn pin(cpu: usize) {
 /// read back, list a directory of 1,500 entries, set and read xattrs,
 /// rename, unlink, fsync.
 fn workload(mp: &Path) {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     std::thread::scope(|s| {
-        for cpu in 0..cpus {
+        for cpu in 0..cpus() {
             s.spawn(move || {
                 pin(cpu);
                 let dir = mp.join(format!("cpu{cpu}"));
@@ -113,8 +119,7 @@ fn workload(mp: &Path) {
 }
 
 fn check_persisted(mp: &Path) {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for cpu in 0..cpus {
+    for cpu in 0..cpus() {
         let dir = mp.join(format!("cpu{cpu}"));
         assert_eq!(fs::read_dir(&dir).expect("readdir").count(), 1500, "entries of {} after remount", dir.display());
         assert_eq!(fs::metadata(dir.join("big")).expect("stat big").size(), (3 << 20) + 12345);
@@ -143,9 +148,9 @@ fn io_uring_queues_serve_when_offered_and_dev_fuse_otherwise() {
         let m = g.mount_with(args);
         let pid = daemon_pid(&g.mp).expect("daemon pid");
         // Two entries per CPU queue, one on machines of more than 16 CPUs.
-        let cpus = possible_cpus();
-        let per_queue = if cpus <= 16 { 2 } else { 1 };
-        let want = if rings { per_queue * cpus } else { 0 };
+        let possible = possible_cpus();
+        let per_queue = if possible <= 16 { 2 } else { 1 };
+        let want = if rings { per_queue * possible } else { 0 };
         assert_eq!(ring_threads(pid).len(), want, "io_uring threads with {args:?} (kernel offers io_uring: {offered})");
         let load = loaded.then(Load::start);
         workload(&g.mp);
@@ -158,7 +163,7 @@ fn io_uring_queues_serve_when_offered_and_dev_fuse_otherwise() {
         if loaded && rings {
             // With no CPU to spare a ring thread must not stay idle-class:
             // each queue's busy thread went back to normal within the workload.
-            for q in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
+            for q in 0..cpus() {
                 let normal = threads.iter().any(|&(i, p)| i / per_queue == q && p == libc::SCHED_OTHER);
                 assert!(normal, "CPU {q}: every ring thread still SCHED_IDLE with all CPUs busy: {threads:?}");
             }
