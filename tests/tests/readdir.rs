@@ -117,3 +117,69 @@ fn telldir_and_seekdir_return_to_the_same_place() {
     check(&m.p("big"));
     m.umount();
 }
+
+/// Walk `dir` recursively by d_type, as `find` does: every entry's path,
+/// d_ino and d_type. With `stat`, lstat each entry as soon as it is read, as
+/// `ls -l` and `du` do, and check it against the directory entry.
+fn walk(dir: &Path, stat: bool, out: &mut Vec<(std::path::PathBuf, u64, fs::FileType)>) {
+    use std::os::unix::fs::{DirEntryExt, MetadataExt};
+    for e in fs::read_dir(dir).expect("opendir") {
+        let e = e.expect("entry");
+        let (p, ino, ty) = (e.path(), e.ino(), e.file_type().expect("d_type"));
+        if stat {
+            let st = fs::symlink_metadata(&p).expect("lstat");
+            assert_eq!((st.ino(), st.file_type()), (ino, ty), "{}: lstat disagrees with its directory entry", p.display());
+        }
+        if ty.is_dir() {
+            walk(&p, stat, out);
+        }
+        out.push((p, ino, ty));
+    }
+}
+
+/// The daemon sends entries' attributes only to readers that stat what they
+/// list (see fs/src/fuse/plus.rs); either way a listing must give every
+/// entry's true inode number and type, for image entries, entries the guest
+/// created, and image entries it renamed.
+#[test]
+fn listings_with_and_without_attributes_agree_with_lstat() {
+    use std::os::unix::fs::{symlink, MetadataExt};
+    let g = Guest::new(|src| {
+        for half in ["a", "b"] {
+            for d in 0..48 {
+                let dir = src.join(format!("{half}/d{d:02}"));
+                fs::create_dir_all(dir.join("sub")).expect("mkdir");
+                for f in 0..20 {
+                    fs::write(dir.join(format!("f{f:02}")), b"x").expect("write");
+                }
+                symlink("f00", dir.join("link")).expect("symlink");
+                fs::hard_link(dir.join("f01"), dir.join("hard")).expect("link");
+            }
+        }
+    });
+    let m = g.mount_with(&["-vv"]);
+    for half in ["a", "b"] {
+        for d in 0..48 {
+            let dir = m.p(&format!("{half}/d{d:02}"));
+            fs::write(dir.join("new"), b"n").expect("create");
+            fs::rename(dir.join("f02"), dir.join("moved")).expect("rename");
+        }
+    }
+    // `find`: nothing is stat'ed, so chunks soon carry directories' attributes only.
+    let mut a = Vec::new();
+    walk(&m.p("a"), false, &mut a);
+    assert!(g.log().contains("attributes for directories only"), "a walk that stats nothing still gets every attribute:\n{}", g.log());
+    // `ls -l`: every entry stat'ed as it is read, so chunks go back to full.
+    let mut b = Vec::new();
+    walk(&m.p("b"), true, &mut b);
+    assert!(g.log().contains("attributes for every entry"), "a reader that stats everything gets names only:\n{}", g.log());
+    assert_eq!((a.len(), b.len()), (48 * 25, 48 * 25));
+    for (p, ino, ty) in a.iter().chain(&b) {
+        let st = fs::symlink_metadata(p).expect("lstat");
+        assert_eq!((st.ino(), st.file_type()), (*ino, *ty), "{}: lstat disagrees with its directory entry", p.display());
+    }
+    // The hardlinks share a number, and it is the one their entries gave.
+    let f01 = fs::metadata(m.p("a/d00/f01")).expect("stat").ino();
+    assert!(a.iter().any(|(p, ino, _)| p.ends_with("d00/hard") && *ino == f01));
+    m.umount();
+}

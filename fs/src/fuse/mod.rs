@@ -55,13 +55,15 @@ pub struct LvFs {
     /// generation they were taken at.
     listings: Mutex<HashMap<u64, (u64, u64, Listing)>>,
     next_fh: AtomicU64,
+    /// Which READDIRPLUS entries carry attributes.
+    plus: plus::Advisor,
     /// Ask for FUSE over io_uring (per-CPU queues) when the kernel offers it.
     uring: bool,
 }
 
 impl LvFs {
     pub fn new(live: Arc<Live>, uring: bool) -> Self {
-        LvFs { live, listings: Mutex::new(HashMap::new()), next_fh: AtomicU64::new(1), uring }
+        LvFs { live, listings: Mutex::new(HashMap::new()), next_fh: AtomicU64::new(1), plus: plus::Advisor::new(), uring }
     }
 
     /// The current listing of directory `ino`, in cookie order: cached while
@@ -212,10 +214,10 @@ impl Filesystem for LvFs {
         // The kernel caches symlink targets and ACLs (system.posix_acl_*; it
         // then also enforces them), and runs lookups and readdirs in parallel.
         // The umask comes to us unapplied (DONT_MASK): a default ACL replaces
-        // it. Every listing comes with each entry's attributes (readdirplus;
-        // not READDIRPLUS_AUTO, which sends them with a directory's first
-        // chunk only): `ls -l` then costs no lookup per entry. Each is a
-        // capability the kernel may lack: ask for what it offers.
+        // it. Every listing is a READDIRPLUS (not READDIRPLUS_AUTO, where the
+        // kernel decides per directory), and the daemon decides per entry
+        // whether to send attributes (see `plus`). Each is a capability the
+        // kernel may lack: ask for what it offers.
         let want = InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_POSIX_ACL
@@ -233,6 +235,7 @@ impl Filesystem for LvFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
+        self.plus.lookup(parent.0);
         reply_entry!(reply, self.live.get().lookup(parent.0, name(n)))
     }
 
@@ -377,10 +380,11 @@ impl Filesystem for LvFs {
         reply.ok();
     }
 
-    /// readdir with each entry's attributes, with the same offsets. The
-    /// kernel links every entry but "." and ".." as a lookup (and forgets it
-    /// later), so each one sent counts one; an entry that no longer resolves
-    /// (removed since the listing was taken) is left out.
+    /// readdir with entries' attributes, with the same offsets. Which entries
+    /// carry them is [`plus::Advisor`]'s choice; the kernel links each of those
+    /// (but "." and "..") as a lookup and forgets it later, so each one sent
+    /// counts one, and one that no longer resolves (removed since the listing
+    /// was taken) is left out. Entries sent bare count nothing.
     fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         let ov = self.live.get();
         let list = match self.listing(&ov, ino) {
@@ -393,10 +397,23 @@ impl Filesystem for LvFs {
                 return reply.ok();
             }
         }
+        let rest = &list[resume(&list, offset)..];
+        // A chunk of directories only (or the empty one that ends a listing)
+        // is sent the same either way: it neither asks the advisor nor
+        // spends its probe. (A chunk holds far fewer than 256 entries.)
+        let full = !rest.iter().take(256).any(|e| e.3 != Kind::Dir) || self.plus.full();
+        let mut bare = 0;
         // An empty reply means end of directory: an error is reported only
         // when nothing was added, else it waits for the next call.
         let mut added = offset < 2;
-        for (c, n, _, _) in &list[resume(&list, offset)..] {
+        for (c, n, cino, kind) in rest {
+            if !full && *kind != Kind::Dir {
+                if reply.add_bare(INodeNo(*cino), *c, OsStr::from_bytes(n), ftype(*kind)) {
+                    break;
+                }
+                (added, bare) = (true, bare + 1);
+                continue;
+            }
             match ov.lookup(ino.0, n) {
                 Ok((cino, i)) => {
                     if reply.add(INodeNo(cino), *c, OsStr::from_bytes(n), &TTL, &attr(cino, &i), Generation(0)) {
@@ -410,6 +427,9 @@ impl Filesystem for LvFs {
                 Err(e) if !added => return reply.error(errno(&e)),
                 Err(_) => break,
             }
+        }
+        if !full {
+            self.plus.sent_lean(ino.0, bare);
         }
         reply.ok();
     }
@@ -494,5 +514,6 @@ impl Filesystem for LvFs {
 
 mod live;
 mod mount;
+mod plus;
 pub use live::{Live, Switch};
 pub use mount::{block_termination_signals, mount_foreground, MountOptions};

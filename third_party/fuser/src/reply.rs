@@ -10,6 +10,7 @@ use std::convert::AsRef;
 use std::ffi::OsStr;
 use std::io::IoSlice;
 use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 #[cfg(target_os = "macos")]
 use std::time::SystemTime;
@@ -797,6 +798,14 @@ impl ReplyDirectoryPlus {
             attr.into(),
             *ttl,
         ))
+    }
+
+    /// lvrepo patch: add an entry without attributes. The kernel lists it
+    /// (name, inode number, type) without linking it, so, unlike [`add`](Self::add),
+    /// it counts no lookup; a later stat of it sends a LOOKUP. Returns true if
+    /// the buffer is full.
+    pub fn add_bare<T: AsRef<OsStr>>(&mut self, ino: INodeNo, offset: u64, name: T, kind: FileType) -> bool {
+        self.buf.push_bare(ino, DirEntOffset(offset), name.as_ref().as_bytes(), kind)
     }
 
     /// Reply to a request with the filled directory buffer

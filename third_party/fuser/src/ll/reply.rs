@@ -535,6 +535,31 @@ impl DirEntPlusList {
         };
         self.0.push([header.as_bytes(), name])
     }
+
+    /// lvrepo patch: add an entry without attributes (node id 0). The kernel
+    /// lists its name, number and type but links nothing: no dentry, no
+    /// inode, no lookup count to forget. Returns true if the buffer is full.
+    #[must_use]
+    pub(crate) fn push_bare(&mut self, ino: INodeNo, offset: DirEntOffset, name: &[u8], kind: FileType) -> bool {
+        let header = abi::fuse_direntplus {
+            entry_out: abi::fuse_entry_out {
+                nodeid: 0,
+                generation: 0,
+                entry_valid: 0,
+                attr_valid: 0,
+                entry_valid_nsec: 0,
+                attr_valid_nsec: 0,
+                attr: <abi::fuse_attr as zerocopy::FromZeros>::new_zeroed(),
+            },
+            dirent: abi::fuse_dirent {
+                ino: ino.into(),
+                off: offset.0,
+                namelen: name.len().try_into().expect("Name too long"),
+                typ: mode_from_kind_and_perm(kind, 0) >> 12,
+            },
+        };
+        self.0.push([header.as_bytes(), name])
+    }
 }
 
 #[cfg(test)]
