@@ -65,6 +65,8 @@ impl MetaDb {
         o.set_max_total_wal_size(4 << 20);
         o.set_manifest_preallocation_size(64 << 10);
         o.set_compression_type(rocksdb::DBCompressionType::None);
+        o.set_allow_concurrent_memtable_write(false);
+        o.set_enable_write_thread_adaptive_yield(false);
         let cfs = CFS.iter().map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, o.clone()));
         let mut db = MetaDb { db: DB::open_cf_descriptors(&o, path, cfs)?, committed: AtomicU64::new(0), synced: AtomicU64::new(0), known: Mutex::default() };
         db.known = Mutex::new(db.load_known()?);
