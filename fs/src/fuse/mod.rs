@@ -400,7 +400,8 @@ impl Filesystem for LvFs {
         let rest = &list[resume(&list, offset)..];
         // A chunk of directories only (or the empty one that ends a listing)
         // is sent the same either way: it neither asks the advisor nor
-        // spends its probe. (A chunk holds far fewer than 256 entries.)
+        // spends its probe. (Only the first 256 entries are looked at: a
+        // longer run of directories is sent with attributes.)
         let full = !rest.iter().take(256).any(|e| e.3 != Kind::Dir) || self.plus.full();
         let mut bare = 0;
         // An empty reply means end of directory: an error is reported only

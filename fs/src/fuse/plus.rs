@@ -3,7 +3,7 @@
 //! An entry sent with attributes is linked by the kernel: it builds a dentry
 //! and an inode for it, and the daemon resolves it first. In a cold `find`
 //! of the bench tree that was most of the time spent in the kernel (about
-//! 6 µs per entry on the 2-vCPU bench machine) and a third of the daemon's.
+//! 6 µs per entry on the 2-vCPU bench machine) and half of the daemon's.
 //! It pays off only when the reader then looks at the entry (`ls -l`, `du`,
 //! `stat`: the attributes save a LOOKUP each) and is wasted on a reader that
 //! only walks names (`find`, `ls`, a shell glob). An entry sent without
