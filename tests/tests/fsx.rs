@@ -73,33 +73,33 @@ fn fsx(file: &Path, cfg: &Path, artifacts: &Path) -> f64 {
     secs
 }
 
-#[test]
-fn fsx_on_image_file() {
+/// Mount a fresh guest, run fsx on the file `rel` of the mount (after
+/// `check`, which sees its path), unmount, and require a clean daemon log.
+fn fsx_on(rel: &str, check: impl FnOnce(&Path)) {
     let g = guest();
     let cfg = g.r.scratch("fsx.toml");
     std::fs::write(&cfg, FSX_TOML).unwrap();
     let arts = g.r.scratch("fsx-artifacts");
     std::fs::create_dir(&arts).unwrap();
     let m = g.mount();
-    let f = m.p("var/big.img");
-    assert_eq!(std::fs::metadata(&f).unwrap().len(), IMAGE_FILE_LEN as u64, "the image file is there before fsx");
-    assert_eq!(std::fs::read(&f).unwrap(), pseudo_random(11, IMAGE_FILE_LEN));
+    let f = m.p(rel);
+    check(&f);
     fsx(&f, &cfg, &arts);
     m.umount();
     assert!(!g.log().contains(" ERROR "), "daemon logged errors:\n{}", g.log());
 }
 
 #[test]
+fn fsx_on_image_file() {
+    fsx_on("var/big.img", |f| {
+        assert_eq!(std::fs::metadata(f).unwrap().len(), IMAGE_FILE_LEN as u64, "the image file is there before fsx");
+        assert_eq!(std::fs::read(f).unwrap(), pseudo_random(11, IMAGE_FILE_LEN));
+    });
+}
+
+#[test]
 fn fsx_on_new_file() {
-    let g = guest();
-    let cfg = g.r.scratch("fsx.toml");
-    std::fs::write(&cfg, FSX_TOML).unwrap();
-    let arts = g.r.scratch("fsx-artifacts");
-    std::fs::create_dir(&arts).unwrap();
-    let m = g.mount();
-    fsx(&m.p("new-file"), &cfg, &arts);
-    m.umount();
-    assert!(!g.log().contains(" ERROR "), "daemon logged errors:\n{}", g.log());
+    fsx_on("new-file", |f| assert!(!f.exists(), "new-file must not exist before fsx creates it"));
 }
 
 /// Random pwrite / ftruncate / hole punch / pread on an image file whose

@@ -217,24 +217,8 @@ impl Mounted<'_> {
 
 impl Drop for Mounted<'_> {
     fn drop(&mut self) {
-        if !self.live {
-            return;
-        }
-        let pid = daemon_pid(&self.g.mp);
-        let out = self.g.r().run([OsStr::new("umount"), self.g.mp.as_os_str()]);
-        if out.status.success() && !is_mounted(&self.g.mp) {
-            return;
-        }
-        eprintln!("{}", report("lvrepo umount (in drop) failed; detaching lazily", &out));
-        lazy_umount(&self.g.mp);
-        if let Some(pid) = pid {
-            // SAFETY: signals to the daemon serving this guard's mount.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            if !wait_gone(pid, Duration::from_secs(20)) {
-                // SAFETY: as above.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                wait_gone(pid, Duration::from_secs(10));
-            }
+        if self.live {
+            common::umount_or_kill(self.g.r(), &self.g.mp);
         }
     }
 }

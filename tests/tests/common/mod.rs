@@ -139,24 +139,30 @@ impl Mount<'_> {
 
 impl Drop for Mount<'_> {
     fn drop(&mut self) {
-        if !self.live {
-            return;
+        if self.live {
+            umount_or_kill(&self.g.r, &self.g.mp);
         }
-        let pid = daemon_pid(&self.g.mp);
-        let out = self.g.r.run([OsStr::new("umount"), self.g.mp.as_os_str()]);
-        if out.status.success() && !is_mounted(&self.g.mp) {
-            return;
-        }
-        eprintln!("{}", report("lvrepo umount (in drop) failed; detaching lazily", &out));
-        lazy_umount(&self.g.mp);
-        if let Some(pid) = pid {
-            // SAFETY: signals to the daemon this guard started.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            if !wait_gone(pid, Duration::from_secs(20)) {
-                // SAFETY: as above.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                wait_gone(pid, Duration::from_secs(10));
-            }
+    }
+}
+
+/// What a mount guard does when dropped live (a test failed or returned
+/// early): `lvrepo umount`, and if that fails, detach `mp` lazily and stop
+/// the daemon serving it (TERM, then KILL), so no mount outlives its test.
+pub fn umount_or_kill(r: &Lvrepo, mp: &Path) {
+    let pid = daemon_pid(mp);
+    let out = r.run([OsStr::new("umount"), mp.as_os_str()]);
+    if out.status.success() && !is_mounted(mp) {
+        return;
+    }
+    eprintln!("{}", report("lvrepo umount (in drop) failed; detaching lazily", &out));
+    lazy_umount(mp);
+    if let Some(pid) = pid {
+        // SAFETY: signals to the daemon serving the guard's mount.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        if !wait_gone(pid, Duration::from_secs(20)) {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            wait_gone(pid, Duration::from_secs(10));
         }
     }
 }
