@@ -71,31 +71,9 @@ impl MetaDb {
         o.set_allow_concurrent_memtable_write(false);
         o.set_enable_write_thread_adaptive_yield(false);
         let cfs = CFS.iter().map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, o.clone()));
-        let mut db = MetaDb { db: DB::open_cf_descriptors(&o, path, cfs)?, committed: AtomicU64::new(0), synced: AtomicU64::new(0), known: Mutex::default() };
-        db.known = Mutex::new(db.load_known()?);
-        Ok(db)
-    }
-
-    /// Every inode with a record and every directory with a dirent.
-    fn load_known(&self) -> Result<Known> {
-        let mut k = Known::default();
-        let key = |v: &[u8]| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
-        for item in self.db.iterator_cf(self.cf("inodes")?, rocksdb::IteratorMode::Start) {
-            let (ino, _) = item?;
-            k.inodes.insert(key(&ino).ok_or(Error::Decode { what: "overlay database", why: "short inode key" })?);
-        }
-        // One seek per directory, not a step per dirent.
-        let mut it = self.db.raw_iterator_cf(self.cf("dirents")?);
-        it.seek_to_first();
-        while let Some(parent) = it.key().and_then(key) {
-            k.parents.insert(parent);
-            match parent.checked_add(1) {
-                Some(next) => it.seek(next.to_be_bytes()),
-                None => break,
-            }
-        }
-        it.status()?;
-        Ok(k)
+        let db = DB::open_cf_descriptors(&o, path, cfs)?;
+        let known = Mutex::new(load_known(&db)?);
+        Ok(MetaDb { db, committed: AtomicU64::new(0), synced: AtomicU64::new(0), known })
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, Known> {
@@ -103,7 +81,7 @@ impl MetaDb {
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
-        self.db.cf_handle(name).ok_or(Error::Decode { what: "overlay database", why: "column family missing" })
+        cf(&self.db, name)
     }
 
     pub fn inode(&self, ino: u64) -> Result<Option<Inode>> {
@@ -357,4 +335,31 @@ fn orphan_key(ino: u64) -> Vec<u8> {
     let mut k = b"orphan/".to_vec();
     k.extend_from_slice(&ino.to_be_bytes());
     k
+}
+
+/// A column family of the overlay database.
+fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily> {
+    db.cf_handle(name).ok_or(Error::Decode { what: "overlay database", why: "column family missing" })
+}
+
+/// Every inode with a record and every directory with a dirent.
+fn load_known(db: &DB) -> Result<Known> {
+    let mut k = Known::default();
+    let key = |v: &[u8]| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+    for item in db.iterator_cf(cf(db, "inodes")?, rocksdb::IteratorMode::Start) {
+        let (ino, _) = item?;
+        k.inodes.insert(key(&ino).ok_or(Error::Decode { what: "overlay database", why: "short inode key" })?);
+    }
+    // One seek per directory, not a step per dirent.
+    let mut it = db.raw_iterator_cf(cf(db, "dirents")?);
+    it.seek_to_first();
+    while let Some(parent) = it.key().and_then(key) {
+        k.parents.insert(parent);
+        match parent.checked_add(1) {
+            Some(next) => it.seek(next.to_be_bytes()),
+            None => break,
+        }
+    }
+    it.status()?;
+    Ok(k)
 }

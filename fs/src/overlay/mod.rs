@@ -336,14 +336,9 @@ impl Overlay {
         }
     }
 
-    /// The merged listing of directory `ino`: `(name, ino, kind)` sorted by name.
-    pub fn list(&self, ino: u64) -> Result<Vec<(Vec<u8>, u64, Kind)>> {
-        let mut st = self.lock();
-        self.list_locked(&mut st, ino)
-    }
-
-    /// [`list`](Self::list), with the directory generation it was taken at
-    /// (see [`dir_gen`](Self::dir_gen)).
+    /// The merged listing of directory `ino`, `(name, ino, kind)` sorted by
+    /// name, with the directory generation it was taken at (see
+    /// [`dir_gen`](Self::dir_gen)).
     pub fn list_gen(&self, ino: u64) -> Result<(u64, Vec<(Vec<u8>, u64, Kind)>)> {
         let mut st = self.lock();
         let list = self.list_locked(&mut st, ino)?;
