@@ -146,6 +146,11 @@ pub enum Command {
         /// spare), so the woken requester stays on its CPU (docs/overlay.md).
         #[arg(long)]
         no_handoff: bool,
+        /// Serve SELinux labels (the `security.selinux` xattr). Without it the
+        /// name is unsupported (EOPNOTSUPP), as on NFS without labels, which
+        /// spares `ls -l` a request per file; stored labels are kept either way.
+        #[arg(long)]
+        seclabel: bool,
     },
     /// Unmount an lvrepo mount and wait for its daemon to finish writing.
     Umount { mountpoint: PathBuf },

@@ -7,7 +7,7 @@
 //! flags like -n, -v, -s that are accepted and ignored). SOURCE is an image
 //! (`NAME[:VERSION]`, with `overlay=DIR`) or `guest:NAME`. Options:
 //! `repo=PATH` (required unless LVREPO_REPO is set), `overlay=DIR`,
-//! `threads=N`, `no_uring`, `no_handoff`; the kernel's generic options (rw, suid, dev, defaults, noauto,
+//! `threads=N`, `no_uring`, `no_handoff`, `seclabel`; the kernel's generic options (rw, suid, dev, defaults, noauto,
 //! _netdev, nofail, x-*) are accepted and ignored. An fstab line:
 //!
 //! ```text
@@ -52,7 +52,7 @@ fn run() -> Result<ExitCode, String> {
             Some(("repo", v)) => repo = Some(v.into()),
             Some(("overlay", v)) => overlay = Some(v.to_string()),
             Some(("threads", v)) => threads = Some(v.to_string()),
-            None if o == "no_uring" || o == "no_handoff" => flags.push(format!("--{}", o.replace('_', "-"))),
+            None if ["no_uring", "no_handoff", "seclabel"].contains(&o.as_str()) => flags.push(format!("--{}", o.replace('_', "-"))),
             Some((k, _)) if k.starts_with("x-") => {}
             None if ["rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "defaults", "auto", "noauto", "_netdev", "nofail", "user", "nouser", "async", "atime", "noatime", "relatime"].contains(&o.as_str()) => {}
             None if o.starts_with("x-") => {}

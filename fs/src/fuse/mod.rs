@@ -59,11 +59,31 @@ pub struct LvFs {
     plus: plus::Advisor,
     /// Ask for FUSE over io_uring (per-CPU queues) when the kernel offers it.
     uring: bool,
+    /// Serve `security.selinux` (see [`MountOptions::seclabel`]).
+    seclabel: bool,
 }
 
+/// The SELinux label's xattr name.
+const SELINUX: &[u8] = b"security.selinux";
+
 impl LvFs {
-    pub fn new(live: Arc<Live>, uring: bool) -> Self {
-        LvFs { live, listings: Mutex::new(HashMap::new()), next_fh: AtomicU64::new(1), plus: plus::Advisor::new(), uring }
+    pub fn new(live: Arc<Live>, opts: &MountOptions) -> Self {
+        LvFs {
+            live,
+            listings: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            plus: plus::Advisor::new(),
+            uring: opts.uring,
+            seclabel: opts.seclabel,
+        }
+    }
+
+    /// An xattr this mount does not support: `security.selinux` unless it
+    /// serves labels. Answering EOPNOTSUPP (not ENODATA) matters: `ls -l`
+    /// asks for every file's label until a device says it has none, and each
+    /// ask is a round trip, since the kernel cannot cache an absent xattr.
+    fn unsupported(&self, name: &[u8]) -> bool {
+        !self.seclabel && name == SELINUX
     }
 
     /// The current listing of directory `ino`, in cookie order: cached while
@@ -447,10 +467,16 @@ impl Filesystem for LvFs {
     }
 
     fn setxattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, value: &[u8], flags: i32, _position: u32, reply: ReplyEmpty) {
+        if self.unsupported(name(n)) {
+            return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+        }
         reply_empty!(reply, self.live.get().setxattr(ino.0, name(n), value, flags))
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, size: u32, reply: ReplyXattr) {
+        if self.unsupported(name(n)) {
+            return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+        }
         match self.live.get().getxattr(ino.0, name(n)) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(Errno::from_i32(libc::ERANGE)),
@@ -463,8 +489,8 @@ impl Filesystem for LvFs {
         match self.live.get().listxattr(ino.0) {
             Ok(names) => {
                 let mut buf = Vec::new();
-                for n in names {
-                    buf.extend_from_slice(&n);
+                for n in names.iter().filter(|n| !self.unsupported(n)) {
+                    buf.extend_from_slice(n);
                     buf.push(0);
                 }
                 if size == 0 {
@@ -480,6 +506,9 @@ impl Filesystem for LvFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        if self.unsupported(name(n)) {
+            return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+        }
         reply_empty!(reply, self.live.get().removexattr(ino.0, name(n)))
     }
 

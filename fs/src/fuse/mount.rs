@@ -21,11 +21,16 @@ pub struct MountOptions {
     /// Ring threads reply as SCHED_IDLE while the machine has a CPU to spare,
     /// so the woken requester stays on its CPU (see docs/overlay.md).
     pub handoff: bool,
+    /// Serve `security.selinux` like any other xattr. Off by default: the
+    /// name is then unsupported (EOPNOTSUPP), as on NFS without
+    /// `security_label`, so label-aware tools (`ls -l`) stop asking for it
+    /// per file; labels kept in the image or overlay are not touched.
+    pub seclabel: bool,
 }
 
 impl Default for MountOptions {
     fn default() -> Self {
-        MountOptions { threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8), uring: true, handoff: true }
+        MountOptions { threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8), uring: true, handoff: true, seclabel: false }
     }
 }
 
@@ -72,7 +77,7 @@ pub fn mount_foreground(live: Arc<Live>, mountpoint: &Path, opts: &MountOptions,
     config.clone_fd = true;
     config.uring_handoff = opts.handoff;
     raise_fd_limit();
-    let mut session = Session::new(LvFs::new(live.clone(), opts.uring), mountpoint, &config).map_err(|e| Error::io("mounting", mountpoint, e))?;
+    let mut session = Session::new(LvFs::new(live.clone(), opts), mountpoint, &config).map_err(|e| Error::io("mounting", mountpoint, e))?;
     live.set_notifier(session.notifier());
     let mut unmounter = session.unmount_callable();
     let mp = mountpoint.to_path_buf();
@@ -88,7 +93,7 @@ pub fn mount_foreground(live: Arc<Live>, mountpoint: &Path, opts: &MountOptions,
         }
     });
     let transport = if session.io_uring() { "io_uring" } else { "dev_fuse" };
-    tracing::info!(mountpoint = %mountpoint.display(), threads = opts.threads, transport, handoff = opts.handoff, "mounted");
+    tracing::info!(mountpoint = %mountpoint.display(), threads = opts.threads, transport, handoff = opts.handoff, seclabel = opts.seclabel, "mounted");
     session.run().map_err(|e| Error::io("serving", mountpoint, e))?;
     live.current().sync_all()?;
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted");

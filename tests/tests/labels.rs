@@ -1,0 +1,93 @@
+//! SELinux labels (`security.selinux`) are served only by `--seclabel`
+//! mounts. Elsewhere the name is unsupported (EOPNOTSUPP, as on NFS without
+//! labels), so `ls -l` stops asking for it after the first file; the labels
+//! the image and overlay hold are kept and come back with `--seclabel`.
+
+mod common;
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::Guest;
+
+const LABEL: &[u8] = b"system_u:object_r:etc_t:s0\0";
+
+fn get(p: &Path, name: &str) -> Result<Vec<u8>, i32> {
+    xattr::get(p, name).map_err(|e| e.raw_os_error().unwrap_or(0)).and_then(|v| v.ok_or(libc::ENODATA))
+}
+
+fn set(p: &Path, name: &str, v: &[u8]) -> Result<(), i32> {
+    xattr::set(p, name, v).map_err(|e| e.raw_os_error().unwrap_or(0))
+}
+
+fn names(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = xattr::list(p).expect("listxattr").map(|n| n.to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+/// How often `ls -l DIR` asked for a `security.selinux` label.
+fn label_requests(dir: &Path, scratch: &Path) -> usize {
+    let log = scratch.join("ls.strace");
+    let st = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=lgetxattr,getxattr", "-o"])
+        .arg(&log)
+        .args(["ls", "-l"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("strace (scripts/setup.sh installs it)");
+    assert!(st.success(), "strace ls -l failed");
+    fs::read_to_string(&log).expect("strace log").lines().filter(|l| l.contains("security.selinux")).count()
+}
+
+#[test]
+fn labels_are_served_only_by_seclabel_mounts_and_kept_either_way() {
+    let g = Guest::new(|src| {
+        fs::write(src.join("labelled"), b"l").expect("write");
+        xattr::set(src.join("labelled"), "security.selinux", LABEL).expect("label the source file");
+        xattr::set(src.join("labelled"), "security.lvrepo-test", b"kept").expect("set security.lvrepo-test");
+        fs::create_dir(src.join("many")).expect("mkdir");
+        for i in 0..40 {
+            fs::write(src.join(format!("many/f{i:02}")), b"x").expect("write");
+        }
+    });
+    let scratch = g.r.scratch("work");
+    fs::create_dir(&scratch).expect("mkdir");
+
+    let m = g.mount();
+    let l = m.p("labelled");
+    assert_eq!(get(&l, "security.selinux"), Err(libc::EOPNOTSUPP), "a label on a mount without --seclabel");
+    assert_eq!(get(&m.p("many/f00"), "security.selinux"), Err(libc::EOPNOTSUPP));
+    assert_eq!(set(&m.p("many/f00"), "security.selinux", LABEL), Err(libc::EOPNOTSUPP));
+    let c = CString::new(l.as_os_str().as_bytes()).expect("path");
+    // SAFETY: a NUL-terminated path and name, both live for the call.
+    let rc = unsafe { libc::removexattr(c.as_ptr(), c"security.selinux".as_ptr()) };
+    assert_eq!((rc, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::EOPNOTSUPP)));
+    // Other security.* attributes are unaffected, and the label is not listed.
+    assert_eq!(get(&l, "security.lvrepo-test"), Ok(b"kept".to_vec()));
+    assert_eq!(names(&l), ["security.lvrepo-test"]);
+    assert_eq!(label_requests(&m.p("many"), &scratch), 1, "ls -l must stop asking for labels after the first file");
+    m.umount();
+
+    let m = g.mount_with(&["--seclabel"]);
+    let l = m.p("labelled");
+    assert_eq!(get(&l, "security.selinux"), Ok(LABEL.to_vec()), "the image's label, untouched");
+    assert_eq!(names(&l), ["security.lvrepo-test", "security.selinux"]);
+    assert_eq!(get(&m.p("many/f00"), "security.selinux"), Err(libc::ENODATA));
+    set(&m.p("many/f00"), "security.selinux", LABEL).expect("label a file on a --seclabel mount");
+    assert!(label_requests(&m.p("many"), &scratch) >= 40, "ls -l asks per file where labels are served");
+    m.umount();
+
+    // The overlay's label is hidden, not dropped, by a mount without labels.
+    let m = g.mount();
+    assert_eq!(get(&m.p("many/f00"), "security.selinux"), Err(libc::EOPNOTSUPP));
+    assert!(names(&m.p("many/f00")).is_empty());
+    m.umount();
+    let m = g.mount_with(&["--seclabel"]);
+    assert_eq!(get(&m.p("many/f00"), "security.selinux"), Ok(LABEL.to_vec()));
+    m.umount();
+}
