@@ -2,6 +2,7 @@
 //! mounts. Elsewhere the name is unsupported (EOPNOTSUPP, as on NFS without
 //! labels), so `ls -l` stops asking for it after the first file; the labels
 //! the image and overlay hold are kept and come back with `--seclabel`.
+//! Also the mount(8) helper, which passes such options on.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::Guest;
+use common::{is_mounted, Guest};
 
 const LABEL: &[u8] = b"system_u:object_r:etc_t:s0\0";
 
@@ -44,9 +45,9 @@ fn label_requests(dir: &Path, scratch: &Path) -> usize {
     fs::read_to_string(&log).expect("strace log").lines().filter(|l| l.contains("security.selinux")).count()
 }
 
-#[test]
-fn labels_are_served_only_by_seclabel_mounts_and_kept_either_way() {
-    let g = Guest::new(|src| {
+/// An image with one labelled file and a directory of 40 unlabelled ones.
+fn image() -> Guest {
+    Guest::new(|src| {
         fs::write(src.join("labelled"), b"l").expect("write");
         xattr::set(src.join("labelled"), "security.selinux", LABEL).expect("label the source file");
         xattr::set(src.join("labelled"), "security.lvrepo-test", b"kept").expect("set security.lvrepo-test");
@@ -54,7 +55,12 @@ fn labels_are_served_only_by_seclabel_mounts_and_kept_either_way() {
         for i in 0..40 {
             fs::write(src.join(format!("many/f{i:02}")), b"x").expect("write");
         }
-    });
+    })
+}
+
+#[test]
+fn labels_are_served_only_by_seclabel_mounts_and_kept_either_way() {
+    let g = image();
     let scratch = g.r.scratch("work");
     fs::create_dir(&scratch).expect("mkdir");
 
@@ -89,5 +95,26 @@ fn labels_are_served_only_by_seclabel_mounts_and_kept_either_way() {
     m.umount();
     let m = g.mount_with(&["--seclabel"]);
     assert_eq!(get(&m.p("many/f00"), "security.selinux"), Ok(LABEL.to_vec()));
+    m.umount();
+}
+
+/// mount(8)'s way in (`mount -t fuse.lvrepo`, /etc/fstab): the helper passes
+/// lvrepo's options on, ignores the generic ones, and refuses what it does
+/// not know with mount(8)'s failure code, mounting nothing.
+#[test]
+fn the_mount_helper_passes_options_on_and_refuses_unknown_ones() {
+    let g = image();
+    let out = g.try_mount_by_helper("bogus");
+    assert_eq!(out.status.code(), Some(32), "{}", lvrepo_tests::report("mount.fuse.lvrepo -o bogus", &out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown option bogus"), "{}", lvrepo_tests::report("mount.fuse.lvrepo", &out));
+    assert!(!is_mounted(&g.mp), "a refused mount left a mount behind");
+
+    let m = g.mount_by_helper("seclabel,noatime,nofail,x-systemd.automount");
+    assert_eq!(get(&m.p("labelled"), "security.selinux"), Ok(LABEL.to_vec()), "seclabel passed on");
+    fs::write(m.p("new"), b"written through the helper's mount").expect("write");
+    m.umount();
+    let m = g.mount_by_helper("");
+    assert_eq!(get(&m.p("labelled"), "security.selinux"), Err(libc::EOPNOTSUPP));
+    assert_eq!(fs::read(m.p("new")).expect("read"), b"written through the helper's mount");
     m.umount();
 }

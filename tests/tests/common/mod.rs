@@ -72,6 +72,34 @@ impl Guest {
         run_with_timeout(cmd, Duration::from_secs(90), "lvrepo mount")
     }
 
+    /// Mount as mount(8) does, through the helper (`mount.fuse.lvrepo`, a
+    /// symlink to lvrepo) with `-o repo=…,overlay=…,EXTRA`; assert it worked.
+    pub fn mount_by_helper(&self, extra: &str) -> Mount<'_> {
+        let out = self.try_mount_by_helper(extra);
+        assert!(out.status.success(), "{}\ndaemon.log:\n{}", report("mount.fuse.lvrepo", &out), self.log());
+        assert!(is_mounted(&self.mp), "mount.fuse.lvrepo returned 0 but {} is not a mount", self.mp.display());
+        Mount { g: self, live: true }
+    }
+
+    /// Run the mount helper (see [`Guest::mount_by_helper`]) without asserting.
+    pub fn try_mount_by_helper(&self, extra: &str) -> Output {
+        let helper = self.r.scratch("mount.fuse.lvrepo");
+        if !helper.exists() {
+            std::os::unix::fs::symlink(lvrepo_bin(), &helper).expect("symlink the mount helper");
+        }
+        let mut o = std::ffi::OsString::from("repo=");
+        o.push(&self.r.repo);
+        o.push(",overlay=");
+        o.push(&self.overlay);
+        if !extra.is_empty() {
+            o.push(",");
+            o.push(extra);
+        }
+        let mut cmd = Command::new(&helper);
+        cmd.arg(&self.image).arg(&self.mp).arg("-o").arg(o);
+        run_with_timeout(cmd, Duration::from_secs(90), "mount.fuse.lvrepo")
+    }
+
     /// `OVERLAY/daemon.log` (empty if absent).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.overlay.join("daemon.log")).unwrap_or_default()
