@@ -56,7 +56,7 @@ impl Overlay {
                     // Same path and kind, another number (the kernel knows a
                     // file the guest created; the checkpoint numbers it by
                     // path): keep the kernel's number for it.
-                    Ok(Some((nino, ni))) if ni.kind == kind && (kind == Kind::Dir || ni.nlink <= 1) && !nst.nodes.get(&nino).is_some_and(held) => {
+                    Ok(Some((nino, ni))) if ni.kind == kind && (kind == Kind::Dir || ni.nlink <= 1) && !nst.nodes.get(&nino).is_some_and(|n| held(n)) => {
                         self.renumber(&mut nst, dir, &name, nino, ino, ni)?;
                         true
                     }
@@ -101,7 +101,7 @@ impl Overlay {
         self.mark_changed(st, &mut b, dir, true)?;
         self.db.commit(b)?;
         st.nodes.remove(&from);
-        let mut n = Node::new(inode, 0);
+        let mut n = Box::new(Node::new(inode, 0));
         n.parent = dir;
         st.nodes.insert(to, n);
         Ok(())

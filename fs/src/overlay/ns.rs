@@ -38,7 +38,7 @@ impl Overlay {
         match st.nodes.get_mut(&ino) {
             Some(n) => n.inode = inode,
             None => {
-                st.nodes.insert(ino, Node::new(inode, 0));
+                st.nodes.insert(ino, Box::new(Node::new(inode, 0)));
             }
         }
         Ok(())
