@@ -12,16 +12,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::{is_mounted, Guest};
+use common::{get_xattr, is_mounted, set_xattr_flags, Guest};
 
 const LABEL: &[u8] = b"system_u:object_r:etc_t:s0\0";
 
-fn get(p: &Path, name: &str) -> Result<Vec<u8>, i32> {
-    xattr::get(p, name).map_err(|e| e.raw_os_error().unwrap_or(0)).and_then(|v| v.ok_or(libc::ENODATA))
-}
-
 fn set(p: &Path, name: &str, v: &[u8]) -> Result<(), i32> {
-    xattr::set(p, name, v).map_err(|e| e.raw_os_error().unwrap_or(0))
+    set_xattr_flags(p, name, v, 0)
 }
 
 fn names(p: &Path) -> Vec<String> {
@@ -66,35 +62,35 @@ fn labels_are_served_only_by_seclabel_mounts_and_kept_either_way() {
 
     let m = g.mount();
     let l = m.p("labelled");
-    assert_eq!(get(&l, "security.selinux"), Err(libc::EOPNOTSUPP), "a label on a mount without --seclabel");
-    assert_eq!(get(&m.p("many/f00"), "security.selinux"), Err(libc::EOPNOTSUPP));
+    assert_eq!(get_xattr(&l, "security.selinux"), Err(libc::EOPNOTSUPP), "a label on a mount without --seclabel");
+    assert_eq!(get_xattr(&m.p("many/f00"), "security.selinux"), Err(libc::EOPNOTSUPP));
     assert_eq!(set(&m.p("many/f00"), "security.selinux", LABEL), Err(libc::EOPNOTSUPP));
     let c = CString::new(l.as_os_str().as_bytes()).expect("path");
     // SAFETY: a NUL-terminated path and name, both live for the call.
     let rc = unsafe { libc::removexattr(c.as_ptr(), c"security.selinux".as_ptr()) };
     assert_eq!((rc, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::EOPNOTSUPP)));
     // Other security.* attributes are unaffected, and the label is not listed.
-    assert_eq!(get(&l, "security.lvrepo-test"), Ok(b"kept".to_vec()));
+    assert_eq!(get_xattr(&l, "security.lvrepo-test"), Ok(b"kept".to_vec()));
     assert_eq!(names(&l), ["security.lvrepo-test"]);
     assert_eq!(label_requests(&m.p("many"), &scratch), 1, "ls -l must stop asking for labels after the first file");
     m.umount();
 
     let m = g.mount_with(&["--seclabel"]);
     let l = m.p("labelled");
-    assert_eq!(get(&l, "security.selinux"), Ok(LABEL.to_vec()), "the image's label, untouched");
+    assert_eq!(get_xattr(&l, "security.selinux"), Ok(LABEL.to_vec()), "the image's label, untouched");
     assert_eq!(names(&l), ["security.lvrepo-test", "security.selinux"]);
-    assert_eq!(get(&m.p("many/f00"), "security.selinux"), Err(libc::ENODATA));
+    assert_eq!(get_xattr(&m.p("many/f00"), "security.selinux"), Err(libc::ENODATA));
     set(&m.p("many/f00"), "security.selinux", LABEL).expect("label a file on a --seclabel mount");
     assert!(label_requests(&m.p("many"), &scratch) >= 40, "ls -l asks per file where labels are served");
     m.umount();
 
     // The overlay's label is hidden, not dropped, by a mount without labels.
     let m = g.mount();
-    assert_eq!(get(&m.p("many/f00"), "security.selinux"), Err(libc::EOPNOTSUPP));
+    assert_eq!(get_xattr(&m.p("many/f00"), "security.selinux"), Err(libc::EOPNOTSUPP));
     assert!(names(&m.p("many/f00")).is_empty());
     m.umount();
     let m = g.mount_with(&["--seclabel"]);
-    assert_eq!(get(&m.p("many/f00"), "security.selinux"), Ok(LABEL.to_vec()));
+    assert_eq!(get_xattr(&m.p("many/f00"), "security.selinux"), Ok(LABEL.to_vec()));
     m.umount();
 }
 
@@ -110,11 +106,11 @@ fn the_mount_helper_passes_options_on_and_refuses_unknown_ones() {
     assert!(!is_mounted(&g.mp), "a refused mount left a mount behind");
 
     let m = g.mount_by_helper("seclabel,noatime,nofail,x-systemd.automount");
-    assert_eq!(get(&m.p("labelled"), "security.selinux"), Ok(LABEL.to_vec()), "seclabel passed on");
+    assert_eq!(get_xattr(&m.p("labelled"), "security.selinux"), Ok(LABEL.to_vec()), "seclabel passed on");
     fs::write(m.p("new"), b"written through the helper's mount").expect("write");
     m.umount();
     let m = g.mount_by_helper("");
-    assert_eq!(get(&m.p("labelled"), "security.selinux"), Err(libc::EOPNOTSUPP));
+    assert_eq!(get_xattr(&m.p("labelled"), "security.selinux"), Err(libc::EOPNOTSUPP));
     assert_eq!(fs::read(m.p("new")).expect("read"), b"written through the helper's mount");
     m.umount();
 }

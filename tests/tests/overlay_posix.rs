@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{cpath, errno, is_mounted, Guest, Mount};
+use common::{cpath, errno, get_xattr, is_mounted, set_xattr_flags, Guest, Mount};
 use lvrepo_tests::fixture::{self, build_hostile_tree, pseudo_random};
 use lvrepo_tests::manifest::{compare, manifest};
 
@@ -68,25 +68,6 @@ fn utimens(p: &Path, atime: (i64, i64), mtime: (i64, i64)) {
     // SAFETY: valid path and a two-element timespec array.
     let r = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
     assert_eq!(r, 0, "utimensat {}: {}", p.display(), std::io::Error::last_os_error());
-}
-
-fn get_xattr(p: &Path, name: &str) -> Result<Vec<u8>, i32> {
-    match xattr::get(p, name) {
-        Ok(Some(v)) => Ok(v),
-        Ok(None) => Err(libc::ENODATA),
-        Err(e) => Err(e.raw_os_error().unwrap_or(-1)),
-    }
-}
-
-fn set_xattr_flags(p: &Path, name: &str, value: &[u8], flags: i32) -> Result<(), i32> {
-    let (c, n) = (cpath(p), CString::new(name).unwrap());
-    // SAFETY: valid C strings; value pointer/len describe a live slice.
-    let r = unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), flags) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(errno())
-    }
 }
 
 /// Run `f` in a forked child and return its exit status. `f` runs between

@@ -54,9 +54,13 @@ impl Guest {
 
     /// Mount with extra `lvrepo mount` options and assert it worked.
     pub fn mount_with(&self, extra: &[&str]) -> Mount<'_> {
-        let out = self.try_mount_with(extra);
-        assert!(out.status.success(), "{}\ndaemon.log:\n{}", report("lvrepo mount", &out), self.log());
-        assert!(is_mounted(&self.mp), "lvrepo mount returned 0 but {} is not a mount", self.mp.display());
+        self.mounted("lvrepo mount", self.try_mount_with(extra))
+    }
+
+    /// Assert that the mount command `what` succeeded and left a mount.
+    fn mounted(&self, what: &str, out: Output) -> Mount<'_> {
+        assert!(out.status.success(), "{}\ndaemon.log:\n{}", report(what, &out), self.log());
+        assert!(is_mounted(&self.mp), "{what} returned 0 but {} is not a mount", self.mp.display());
         Mount { g: self, live: true }
     }
 
@@ -75,10 +79,7 @@ impl Guest {
     /// Mount as mount(8) does, through the helper (`mount.fuse.lvrepo`, a
     /// symlink to lvrepo) with `-o repo=…,overlay=…,EXTRA`; assert it worked.
     pub fn mount_by_helper(&self, extra: &str) -> Mount<'_> {
-        let out = self.try_mount_by_helper(extra);
-        assert!(out.status.success(), "{}\ndaemon.log:\n{}", report("mount.fuse.lvrepo", &out), self.log());
-        assert!(is_mounted(&self.mp), "mount.fuse.lvrepo returned 0 but {} is not a mount", self.mp.display());
-        Mount { g: self, live: true }
+        self.mounted("mount.fuse.lvrepo", self.try_mount_by_helper(extra))
     }
 
     /// Run the mount helper (see [`Guest::mount_by_helper`]) without asserting.
@@ -297,6 +298,27 @@ pub fn run_with_timeout(mut cmd: Command, limit: Duration, what: &str) -> Output
 }
 
 /// The errno of the last failed libc call.
+/// An xattr's value, or the errno (ENODATA when absent).
+pub fn get_xattr(p: &Path, name: &str) -> Result<Vec<u8>, i32> {
+    match xattr::get(p, name) {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(libc::ENODATA),
+        Err(e) => Err(e.raw_os_error().unwrap_or(-1)),
+    }
+}
+
+/// `lsetxattr` with `flags` (XATTR_CREATE / XATTR_REPLACE), or the errno.
+pub fn set_xattr_flags(p: &Path, name: &str, value: &[u8], flags: i32) -> Result<(), i32> {
+    let (c, n) = (cpath(p), CString::new(name).expect("NUL in xattr name"));
+    // SAFETY: valid C strings; value pointer/len describe a live slice.
+    let r = unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), flags) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
 pub fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
