@@ -61,6 +61,10 @@ pub struct LvFs {
     uring: bool,
     /// Serve `security.selinux` (see [`MountOptions::seclabel`]).
     seclabel: bool,
+    /// The kernel treats ENOSYS to OPEN / OPENDIR as "never send these"
+    /// (capabilities it announces at INIT); older kernels fail the open.
+    zero_open: bool,
+    zero_opendir: bool,
 }
 
 /// The SELinux label's xattr name.
@@ -75,6 +79,8 @@ impl LvFs {
             plus: plus::Advisor::new(),
             uring: opts.uring,
             seclabel: opts.seclabel,
+            zero_open: false,
+            zero_opendir: false,
         }
     }
 
@@ -245,10 +251,15 @@ impl Filesystem for LvFs {
             | InitFlags::FUSE_DO_READDIRPLUS;
         let want = if self.uring { want | InitFlags::FUSE_OVER_IO_URING } else { want };
         let _ = config.add_capabilities(want & config.capabilities());
+        self.zero_open = config.capabilities().contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
+        self.zero_opendir = config.capabilities().contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
         Ok(())
     }
 
     fn destroy(&mut self) {
+        if let Err(e) = self.live.current().purge_orphans() {
+            tracing::error!(error = %e, "purging unlinked inodes at unmount failed");
+        }
         if let Err(e) = self.live.current().sync_all() {
             tracing::error!(error = %e, "sync at unmount failed");
         }
@@ -337,7 +348,19 @@ impl Filesystem for LvFs {
         reply_entry!(reply, self.live.get().link(ino.0, newparent.0, name(newname)))
     }
 
+    /// Files are not opened either (where the kernel allows it): ENOSYS
+    /// tells the kernel to stop sending OPEN and RELEASE, two of the four
+    /// round trips of a `touch`, and to keep each file's pages
+    /// (FOPEN_KEEP_CACHE). Nothing is lost: requests name the inode, reads
+    /// and writes keep the overlay data file's descriptor in the node table
+    /// ([`OPEN_DATA_FILES`](crate::overlay)), and an unlinked file's last
+    /// close is its FORGET (an open file pins the kernel's inode). It rules
+    /// out FUSE passthrough, which needs an OPEN to attach the backing file;
+    /// no lvrepo file has one (image bytes are chunks).
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.zero_open {
+            return reply.error(Errno::ENOSYS);
+        }
         match self.live.get().open_file(ino.0) {
             Ok(()) => reply.opened(FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed)), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(errno(&e)),
@@ -379,6 +402,9 @@ impl Filesystem for LvFs {
     /// dropped when the directory changes through this mount). Offsets are
     /// name cookies, see [`cookie`].
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if !self.zero_opendir {
+            return reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR);
+        }
         reply.error(Errno::ENOSYS);
     }
 
@@ -515,7 +541,10 @@ impl Filesystem for LvFs {
     fn create(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, _flags: i32, reply: ReplyCreate) {
         let nn = NewNode { kind: Kind::File, mode, uid: req.uid(), gid: req.gid(), rdev: 0, target: b"" };
         let ov = self.live.get();
-        match ov.create_masked(parent.0, name(n), nn, umask).and_then(|(ino, i)| ov.open_file(ino).map(|_| (ino, i))) {
+        // Without OPEN the kernel sends no RELEASE for this handle either
+        // (once it has seen the ENOSYS), so it is not counted.
+        let counted = |ino| if self.zero_open { Ok(()) } else { ov.open_file(ino) };
+        match ov.create_masked(parent.0, name(n), nn, umask).and_then(|(ino, i)| counted(ino).map(|_| (ino, i))) {
             Ok((ino, i)) => {
                 let fh = FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed));
                 reply.created(&TTL, &attr(ino, &i), Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE)

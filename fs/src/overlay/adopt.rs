@@ -18,11 +18,6 @@ use super::{db, Dirent, Inode, Node, Overlay, State, ROOT_INO};
 use crate::error::{Error, Result};
 use crate::tree::Kind;
 
-/// Whether the kernel holds this inode (looked up or open).
-fn held(n: &Node) -> bool {
-    n.lookups > 0 || n.opens > 0
-}
-
 /// What [`Overlay::adopt`] carried over.
 #[derive(Debug, Default)]
 pub struct Adopted {
@@ -49,14 +44,14 @@ impl Overlay {
         let mut queue = vec![ROOT_INO];
         while let Some(dir) = queue.pop() {
             for (name, ino, _) in old.list_locked(&mut ost, dir)? {
-                let Some(on) = ost.nodes.get(&ino).filter(|n| held(n)) else { continue };
+                let Some(on) = ost.nodes.get(&ino).filter(|n| n.held()) else { continue };
                 let (kind, lookups, opens) = (on.inode.kind, on.lookups, on.opens);
                 let same = match self.resolve(&mut nst, dir, &name) {
                     Ok(Some((nino, ni))) if nino == ino => ni.kind == kind,
                     // Same path and kind, another number (the kernel knows a
                     // file the guest created; the checkpoint numbers it by
                     // path): keep the kernel's number for it.
-                    Ok(Some((nino, ni))) if ni.kind == kind && (kind == Kind::Dir || ni.nlink <= 1) && !nst.nodes.get(&nino).is_some_and(|n| held(n)) => {
+                    Ok(Some((nino, ni))) if ni.kind == kind && (kind == Kind::Dir || ni.nlink <= 1) && !nst.nodes.get(&nino).is_some_and(|n| n.held()) => {
                         self.renumber(&mut nst, dir, &name, nino, ino, ni)?;
                         true
                     }
@@ -81,7 +76,7 @@ impl Overlay {
             }
         }
         let kept: std::collections::HashSet<u64> = out.kept.iter().copied().collect();
-        out.dropped = ost.nodes.iter().filter(|(i, n)| held(n) && !kept.contains(i)).map(|(i, _)| *i).collect();
+        out.dropped = ost.nodes.iter().filter(|(i, n)| n.held() && !kept.contains(i)).map(|(i, _)| *i).collect();
         if nst.next_ino < ost.next_ino {
             nst.next_ino = ost.next_ino;
             let mut b = self.db.batch();

@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use super::{now, posix, Base, Node, Overlay, State};
+use super::{now, posix, Base, Node, Overlay, State, OPEN_DATA_FILES};
 use crate::chunker::{aligned_pieces, window_of, CHUNK_SIZE};
 use crate::digest::{ChunkId, ObjectKind};
 use crate::error::{Error, Result};
@@ -33,30 +33,24 @@ impl Overlay {
         Ok(())
     }
 
-    /// Close a handle; purge the inode if it was the last handle of an
-    /// unlinked file.
+    /// Close a handle the daemon gave out (at CREATE); purge the inode if
+    /// it is unlinked and nothing holds it any more.
     pub fn release(&self, ino: u64) -> Result<()> {
         let mut st = self.lock();
         let node = self.node(&mut st, ino)?;
         node.opens = node.opens.saturating_sub(1);
-        if node.opens == 0 {
-            // Descriptors are held only while the kernel holds the file open:
-            // a daemon serving 100k files must not keep 100k fds.
-            node.file = None;
-        }
-        if node.opens == 0 && node.inode.nlink == 0 {
-            let mut b = self.db.batch();
-            self.db.delete_inode(&mut b, ino)?;
-            self.db.commit(b)?;
-            let _ = std::fs::remove_file(self.data_path(ino));
-            if node.lookups == 0 {
-                st.nodes.remove(&ino);
-            }
+        if !node.held() && node.inode.nlink == 0 {
+            st.nodes.remove(&ino);
+            self.purge(ino)?;
         }
         Ok(())
     }
 
-    fn data_file(&self, node: &mut Node, ino: u64, create: bool) -> Result<Option<Arc<File>>> {
+    /// The overlay data file of `ino`, opened (or created) on first use and
+    /// kept in the node; only the [`OPEN_DATA_FILES`] most recently opened
+    /// stay open. `Ok(None)`: there is none and `create` is false.
+    fn data_file(&self, st: &mut State, ino: u64, create: bool) -> Result<Option<Arc<File>>> {
+        let node = self.node(st, ino)?;
         if let Some(f) = &node.file {
             return Ok(Some(f.clone()));
         }
@@ -64,8 +58,12 @@ impl Overlay {
         match OpenOptions::new().read(true).write(true).create(create).truncate(false).open(&p) {
             Ok(f) => {
                 let f = Arc::new(f);
-                if node.opens > 0 {
-                    node.file = Some(f.clone());
+                node.file = Some(f.clone());
+                st.fds.push_back(ino);
+                while st.fds.len() > OPEN_DATA_FILES {
+                    if let Some(old) = st.fds.pop_front().and_then(|i| st.nodes.get_mut(&i)) {
+                        old.file = None;
+                    }
                 }
                 Ok(Some(f))
             }
@@ -110,7 +108,6 @@ impl Overlay {
                 Base::File { limit, .. } => limit,
                 _ => 0,
             };
-            let file = self.data_file(node, ino, false)?;
             let extents = if limit > 0 { Some(self.extents(node)?) } else { None };
             let mut plan = Vec::new();
             let wins = if limit > 0 { Some(self.windows(node, ino)?.clone()) } else { None };
@@ -128,6 +125,8 @@ impl Overlay {
                 };
                 plan.push((p, len, src));
             }
+            // An image file the guest never wrote has no data file to open.
+            let file = if plan.iter().any(|(_, _, s)| matches!(s, Src::Local)) { self.data_file(&mut st, ino, false)? } else { None };
             (plan, file, extents, limit, end)
         };
         let mut out = vec![0u8; (end - off) as usize];
@@ -202,11 +201,11 @@ impl Overlay {
         if node.inode.kind != Kind::File {
             return Err(posix(libc::EISDIR));
         }
-        let f = self.data_file(node, ino, true)?.ok_or(posix(libc::EIO))?;
-        let is_base = matches!(node.inode.base, Base::File { .. });
+        let (is_base, size) = (matches!(node.inode.base, Base::File { .. }), node.inode.size);
+        let f = self.data_file(&mut st, ino, true)?.ok_or(posix(libc::EIO))?;
         let end = off + data.len() as u64;
-        if end > node.inode.size {
-            drop_stale_tail(&f, node.inode.size).map_err(|e| Error::io("truncating overlay data", self.data_path(ino), e))?;
+        if end > size {
+            drop_stale_tail(&f, size).map_err(|e| Error::io("truncating overlay data", self.data_path(ino), e))?;
         }
         let mut b = self.db.batch();
         if is_base {
@@ -245,7 +244,8 @@ impl Overlay {
         // The data file is cut after the new size is recorded (below); a
         // crash in between leaves bytes past the size, which every growth of
         // the file drops first (`drop_stale_tail`), so they never reappear.
-        let data = self.data_file(node, ino, false)?;
+        let data = self.data_file(&mut st, ino, false)?;
+        let node = self.node(&mut st, ino)?;
         if size > i.size {
             if let Some(f) = &data {
                 drop_stale_tail(f, i.size).map_err(|e| Error::io("truncating overlay data", self.data_path(ino), e))?;
@@ -309,8 +309,7 @@ impl Overlay {
     pub fn fsync(&self, ino: u64) -> Result<()> {
         let f = {
             let mut st = self.lock();
-            let node = self.node(&mut st, ino)?;
-            self.data_file(node, ino, false)?
+            self.data_file(&mut st, ino, false)?
         };
         if let Some(f) = f {
             f.sync_data().map_err(|e| Error::io("syncing overlay data", self.data_path(ino), e))?;
@@ -336,7 +335,8 @@ impl Overlay {
                 Base::File { limit, .. } => Some(limit),
                 _ => None,
             };
-            let file = self.data_file(node, ino, false)?;
+            let file = self.data_file(&mut st, ino, false)?;
+            let node = self.node(&mut st, ino)?;
             let extents = match limit {
                 Some(l) if l > 0 => self.extents(node)?,
                 _ => Arc::new(Vec::new()),

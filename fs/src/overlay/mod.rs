@@ -24,7 +24,7 @@ pub mod record;
 pub use adopt::Adopted;
 pub use record::{Base, Dirent, Inode};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -133,7 +133,15 @@ pub(crate) struct State {
     /// Bumped by every change to any directory's entries: a listing taken at
     /// one generation is current while the generation is unchanged.
     pub dir_gen: u64,
+    /// Inodes whose overlay data file the node table holds open, oldest
+    /// first (entries may be stale); see [`OPEN_DATA_FILES`].
+    pub fds: VecDeque<u64>,
 }
+
+/// At most this many overlay data files stay open between requests. Files
+/// are not opened through the daemon (see `fuse::LvFs::open`), so it cannot
+/// tell which ones a process holds; it keeps the descriptors it used last.
+pub(crate) const OPEN_DATA_FILES: usize = 256;
 
 pub struct Overlay {
     dir: PathBuf,
@@ -192,7 +200,7 @@ impl Overlay {
             db,
             store,
             root,
-            state: Mutex::new(State { nodes: HashMap::default(), next_ino, dirty: HashSet::new(), dirty_all: false, memo: HashMap::new(), dir_gen: 0 }),
+            state: Mutex::new(State { nodes: HashMap::default(), next_ino, dirty: HashSet::new(), dirty_all: false, memo: HashMap::new(), dir_gen: 0, fds: VecDeque::new() }),
             trees: Mutex::new(HashMap::new()),
             free: Mutex::new(0),
         };
@@ -232,13 +240,13 @@ impl Overlay {
         self.dir.join("data").join(format!("{ino:016x}"))
     }
 
-    fn purge_orphans(&self) -> Result<()> {
+    /// Purge every inode that was unlinked while the kernel held it: at
+    /// mount (after a crash) and at unmount (FORGETs still in flight when
+    /// the kernel ends the session never arrive).
+    pub fn purge_orphans(&self) -> Result<()> {
         for ino in self.db.orphans()? {
-            let mut b = self.db.batch();
-            self.db.delete_inode(&mut b, ino)?;
-            self.db.commit(b)?;
-            let _ = std::fs::remove_file(self.data_path(ino));
-            tracing::info!(ino, "purged inode unlinked while open before a crash");
+            self.purge(ino)?;
+            tracing::info!(ino, "purged an inode unlinked while the kernel held it");
         }
         Ok(())
     }
@@ -359,15 +367,31 @@ impl Overlay {
         Ok((ino, inode))
     }
 
-    /// The kernel dropped `n` references to `ino`.
+    /// The kernel dropped `n` references to `ino`. The last reference to an
+    /// unlinked inode is its last close: the inode goes then.
     pub fn forget(&self, ino: u64, n: u64) {
         let mut st = self.lock();
         if let Some(node) = st.nodes.get_mut(&ino) {
             node.lookups = node.lookups.saturating_sub(n);
-            if node.lookups == 0 && node.opens == 0 && ino != ROOT_INO {
+            if !node.held() && ino != ROOT_INO {
+                if node.inode.nlink == 0 {
+                    if let Err(e) = self.purge(ino) {
+                        // Still marked an orphan: the next mount purges it.
+                        tracing::error!(ino, error = %e, "purging an unlinked inode failed");
+                    }
+                }
                 st.nodes.remove(&ino);
             }
         }
+    }
+
+    /// Delete an unlinked inode nobody holds: its records, then its data.
+    pub(crate) fn purge(&self, ino: u64) -> Result<()> {
+        let mut b = self.db.batch();
+        self.db.delete_inode(&mut b, ino)?;
+        self.db.commit(b)?;
+        let _ = std::fs::remove_file(self.data_path(ino));
+        Ok(())
     }
 
     /// The merged listing of directory `ino`, `(name, ino, kind)` sorted by
@@ -513,5 +537,13 @@ impl Overlay {
 impl Node {
     pub(crate) fn new(inode: Inode, lookups: u64) -> Self {
         Node { inode, parent: 0, lookups, opens: 0, file: None, windows: None, extents: None }
+    }
+
+    /// Whether the kernel holds this inode: looked up, or open through a
+    /// handle the daemon gave out. An open file is always looked up (its
+    /// dentry pins the kernel's inode), so an unlinked file is closed for
+    /// good when this turns false.
+    pub(crate) fn held(&self) -> bool {
+        self.lookups > 0 || self.opens > 0
     }
 }

@@ -174,14 +174,17 @@ impl Overlay {
         Ok((ino, inode))
     }
 
-    /// Drop one link of `ino`; purge it when no name and no open handle remain.
+    /// Drop one link of `ino`; purge it when no name remains and the kernel
+    /// does not hold it. A held file may be open: it becomes an orphan, and
+    /// goes at its last close ([`forget`](Overlay::forget)) or, after a
+    /// crash, at the next mount. A directory has no data to keep.
     fn drop_link(&self, st: &mut State, b: &mut Batch, ino: u64, t: Timestamp) -> Result<bool> {
         let node = self.node(st, ino)?;
         let mut inode = node.inode.clone();
-        let opens = node.opens;
+        let held = node.held();
         inode.nlink = inode.nlink.saturating_sub(if inode.kind == Kind::Dir { inode.nlink } else { 1 });
         inode.ctime = t;
-        if inode.nlink == 0 && opens == 0 {
+        if inode.nlink == 0 && (!held || inode.kind == Kind::Dir) {
             self.db.delete_inode(b, ino)?;
             if let Some(n) = st.nodes.get_mut(&ino) {
                 n.inode = inode;
