@@ -39,11 +39,7 @@ impl Overlay {
         let mut st = self.lock();
         let node = self.node(&mut st, ino)?;
         node.opens = node.opens.saturating_sub(1);
-        if !node.held() && node.inode.nlink == 0 {
-            st.nodes.remove(&ino);
-            self.purge(ino)?;
-        }
-        Ok(())
+        self.let_go(&mut st, ino)
     }
 
     /// The overlay data file of `ino`, opened (or created) on first use and

@@ -373,16 +373,27 @@ impl Overlay {
         let mut st = self.lock();
         if let Some(node) = st.nodes.get_mut(&ino) {
             node.lookups = node.lookups.saturating_sub(n);
-            if !node.held() && ino != ROOT_INO {
-                if node.inode.nlink == 0 {
-                    if let Err(e) = self.purge(ino) {
-                        // Still marked an orphan: the next mount purges it.
-                        tracing::error!(ino, error = %e, "purging an unlinked inode failed");
-                    }
-                }
-                st.nodes.remove(&ino);
-            }
         }
+        if let Err(e) = self.let_go(&mut st, ino) {
+            // Still marked an orphan: the next mount purges it.
+            tracing::error!(ino, error = %e, "purging an unlinked inode failed");
+        }
+    }
+
+    /// After a lookup or open count of `ino` went down: once the kernel
+    /// holds it no more, drop its node, and purge it if it was unlinked
+    /// (an unlinked directory was deleted at once, see `drop_link`).
+    pub(crate) fn let_go(&self, st: &mut State, ino: u64) -> Result<()> {
+        let Some(node) = st.nodes.get(&ino) else { return Ok(()) };
+        if node.held() || ino == ROOT_INO {
+            return Ok(());
+        }
+        let orphan = node.inode.nlink == 0 && node.inode.kind != Kind::Dir;
+        st.nodes.remove(&ino);
+        if orphan {
+            self.purge(ino)?;
+        }
+        Ok(())
     }
 
     /// Delete an unlinked inode nobody holds: its records, then its data.
