@@ -33,8 +33,9 @@ impl Overlay {
         Ok(())
     }
 
-    /// Close a handle the daemon gave out (at CREATE); purge the inode if
-    /// it is unlinked and nothing holds it any more.
+    /// Close a handle the daemon gave out (at OPEN, or at CREATE while the
+    /// kernel still sends OPEN); purge the inode if it is unlinked and
+    /// nothing holds it any more.
     pub fn release(&self, ino: u64) -> Result<()> {
         let mut st = self.lock();
         let node = self.node(&mut st, ino)?;

@@ -7,7 +7,8 @@
 //!   of the file lives in the overlay data file);
 //! - `meta`: `root` → image root tree id; `next_ino` → u64 LE; `orphan/` ‖
 //!   ino: inodes unlinked while the kernel held them (maybe open), purged at
-//!   their FORGET, at unmount, or at the next mount if the daemon died; `dirty/` ‖ ino and `dirty/all`: see `State::dirty`; `memo/` ‖ ino
+//!   their FORGET, at unmount, or at the next mount if the daemon died;
+//!   `dirty/` ‖ ino and `dirty/all`: see `State::dirty`; `memo/` ‖ ino
 //!   → [`encode_folded`]: what the last mounted checkpoint folded for that
 //!   inode, see `State::memo`.
 //!

@@ -297,7 +297,6 @@ pub fn run_with_timeout(mut cmd: Command, limit: Duration, what: &str) -> Output
     Output { status, stdout: to.join().expect("stdout"), stderr: te.join().expect("stderr") }
 }
 
-/// The errno of the last failed libc call.
 /// An xattr's value, or the errno (ENODATA when absent).
 pub fn get_xattr(p: &Path, name: &str) -> Result<Vec<u8>, i32> {
     match xattr::get(p, name) {
@@ -319,6 +318,7 @@ pub fn set_xattr_flags(p: &Path, name: &str, value: &[u8], flags: i32) -> Result
     }
 }
 
+/// The errno of the last failed libc call.
 pub fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
