@@ -14,6 +14,8 @@
 # Environment:
 #   LVREPO_BIN   lvrepo binary (default /work/main/target/release/lvrepo); copied into
 #                the work dir at start, so a rebuild during the run does not mix builds
+#   FUSE_NULL_BIN  fuse-null binary (default: next to LVREPO_BIN; built by
+#                `cargo build --release -p lvrepo-benches`), copied likewise
 #   RUNS         runs per contender; medians are reported (default 3)
 #   FILES        synthetic files added to the debootstrap tree (default 100000)
 #   BIG_MIB      size of the big image file var/lib/images/disk.img (default 1024)
@@ -23,8 +25,8 @@
 #   RAND_MIB     MiB read by the 4 KiB random-read job (default 256)
 #   FSX_OPS      fsx operations (default 100000; always `-S 1`)
 #   FSX_BIN      fsx binary (default ~/.cargo/bin/fsx, else fsx on PATH)
-#   CONTENDERS   subset of "native kernel-overlayfs fuse-overlayfs lvrepo" (default all;
-#                native is always run, ratios need it)
+#   CONTENDERS   subset of "native kernel-overlayfs fuse-overlayfs fuse-null lvrepo"
+#                (default all; native is always run, ratios need it)
 #   WORKLOADS    subset of "mount find_cold find_warm ls_cold ls_warm seqread randread
 #                append touch chmod create untar fsx" (default all)
 #   URING        1 (default): set fuse.enable_uring=Y so lvrepo serves over
@@ -51,6 +53,12 @@
 #   lvrepo            the tree imported once per invocation (lvrepo init + import),
 #                     `lvrepo mount IMAGE --overlay DIR MNT` with a fresh overlay
 #                     dir per mount, `lvrepo umount MNT` afterwards
+#   fuse-null         the floor under any FUSE filesystem here (benches/bin/fuse-null.rs):
+#                     the tree's names and attributes served from memory, no data,
+#                     through lvrepo's FUSE transport and kernel options; runs the
+#                     metadata workloads only (find, ls -lR, touch, chmod; "n/a" for
+#                     the rest). Its memory is never cold: "cold" drops the kernel's
+#                     caches only. A fresh daemon per mount, stopped by umount.
 #
 # Each run does, per contender (order rotated every run), on fresh mounts:
 #   mount      (info) seconds until the mount is live — fresh upper/overlay
@@ -111,6 +119,7 @@ if [[ $QUICK == 1 ]]; then
     WORKLOAD_TIMEOUT=${WORKLOAD_TIMEOUT:-600}
 fi
 LVREPO_BIN=${LVREPO_BIN:-/work/main/target/release/lvrepo}
+FUSE_NULL_BIN=${FUSE_NULL_BIN:-$(dirname "$LVREPO_BIN")/fuse-null}
 RUNS=${RUNS:-3}
 FILES=${FILES:-100000}
 BIG_MIB=${BIG_MIB:-1024}
@@ -122,7 +131,7 @@ FSX_OPS=${FSX_OPS:-100000}
 if [[ -z ${FSX_BIN:-} ]]; then
     if [[ -x $HOME/.cargo/bin/fsx ]]; then FSX_BIN=$HOME/.cargo/bin/fsx; else FSX_BIN=$(command -v fsx || echo fsx); fi
 fi
-CONTENDERS=${CONTENDERS:-"native kernel-overlayfs fuse-overlayfs lvrepo"}
+CONTENDERS=${CONTENDERS:-"native kernel-overlayfs fuse-overlayfs fuse-null lvrepo"}
 ALL_WORKLOADS="mount find_cold find_warm ls_cold ls_warm seqread randread append touch chmod create untar fsx"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 OVL_OPTS=${OVL_OPTS:-}
@@ -150,8 +159,11 @@ if wants fsx && [[ ! -x $FSX_BIN ]]; then die "fsx not found ($FSX_BIN); set FSX
 read -r -a CONT <<<"$CONTENDERS"
 [[ " $CONTENDERS " == *" native "* ]] || CONT=(native "${CONT[@]}")
 for c in "${CONT[@]}"; do
-    case $c in native|kernel-overlayfs|fuse-overlayfs|lvrepo) ;; *) die "unknown contender $c" ;; esac
+    case $c in native|kernel-overlayfs|fuse-overlayfs|fuse-null|lvrepo) ;; *) die "unknown contender $c" ;; esac
 done
+# What a contender can run: fuse-null serves no file data and takes no new files.
+NULL_WORKLOADS="find_cold find_warm ls_cold ls_warm touch chmod"
+runs_wl() { [[ $1 != fuse-null || " $NULL_WORKLOADS " == *" $2 "* ]]; }
 
 mkdir -p "$BENCH_CACHE" "$SCRATCH"
 
@@ -386,6 +398,16 @@ if [[ " ${CONT[*]} " == *" lvrepo "* ]]; then
         CSTATE[lvrepo]=missing; CNOTE[lvrepo]="/dev/fuse missing"
     fi
 fi
+if [[ " ${CONT[*]} " == *" fuse-null "* ]]; then
+    if [[ ! -x $FUSE_NULL_BIN ]]; then
+        CSTATE[fuse-null]=missing; CNOTE[fuse-null]="binary missing ($FUSE_NULL_BIN; cargo build --release -p lvrepo-benches)"
+    elif [[ ! -c /dev/fuse ]]; then
+        CSTATE[fuse-null]=missing; CNOTE[fuse-null]="/dev/fuse missing"
+    else
+        cp "$FUSE_NULL_BIN" "$WORK/fuse-null"
+        FUSE_NULL_BIN=$WORK/fuse-null
+    fi
+fi
 
 log "native: cp -a tree -> $NATIVE"
 t0=$EPOCHREALTIME
@@ -450,6 +472,17 @@ mount_c() {
             timeout 120 "$LVREPO_BIN" --repo "$REPO" mount "$IMAGE" --overlay "$d/ov" "$d/mnt" \
                 >"$d.mount.log" 2>&1 || { log "$c: lvrepo mount failed: $(tail -n 5 "$d.mount.log")"; return 1; }
             want=fuse ;;
+        fuse-null)
+            MOUNTS+=("$c|$d/mnt|$d")
+            "$FUSE_NULL_BIN" "$TREE" "$d/mnt" >"$d.mount.log" 2>&1 &
+            NULL_PID=$!
+            local i
+            for i in $(seq 600); do
+                is_mounted "$d/mnt" && break
+                kill -0 "$NULL_PID" 2>/dev/null || { log "$c: fuse-null exited: $(tail -n 5 "$d.mount.log")"; return 1; }
+                sleep 0.1
+            done
+            want=fuse ;;
     esac
     MOUNT_SECS=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.4f", b-a}')
     MNT=$d/mnt
@@ -482,6 +515,7 @@ umount_c() {
             kernel-overlayfs) umount "$m" >"$m.umount.log" 2>&1 || rc=$? ;;
             fuse-overlayfs) fusermount3 -u "$m" >"$m.umount.log" 2>&1 || rc=$? ;;
             lvrepo) timeout 120 "$LVREPO_BIN" umount "$m" >"$m.umount.log" 2>&1 || rc=$? ;;
+            fuse-null) umount "$m" >"$m.umount.log" 2>&1 || rc=$? ;;
         esac
         if [[ $rc != 0 ]] || is_mounted "$m"; then
             log "$c: unmounting $m failed (rc=$rc): $(tail -n 3 "$m.umount.log")"
@@ -489,6 +523,7 @@ umount_c() {
         fi
     fi
     # Let a FUSE daemon that has dropped the mount finish exiting before du.
+    if [[ $c == fuse-null && -n ${NULL_PID:-} ]]; then wait "$NULL_PID" 2>/dev/null || true; NULL_PID=""; fi
     for i in $(seq 50); do
         [[ $c == lvrepo && -f $UPPER/daemon.pid ]] || break
         sleep 0.1
@@ -646,10 +681,10 @@ phase() {
     local c=$1 run=$2; shift 2
     local ws=("$@") w rc base=0 after lg
     local todo=()
-    for w in "${ws[@]}"; do wants "$w" && todo+=("$w"); done
+    for w in "${ws[@]}"; do wants "$w" && runs_wl "$c" "$w" && todo+=("$w"); done
     [[ ${#todo[@]} -gt 0 ]] || return 0
     [[ ${CSTATE[$c]} == ok ]] || return 0
-    if [[ ${#todo[@]} == 1 && $c != native ]] && [[ " append touch chmod " == *" ${todo[0]} "* ]]; then
+    if [[ ${#todo[@]} == 1 && $c != native && $c != fuse-null ]] && [[ " append touch chmod " == *" ${todo[0]} "* ]]; then
         idle_base "$c" || return 0
     fi
     if ! mount_c "$c"; then
@@ -736,6 +771,7 @@ label() {
 cell() {   # contender workload -> "time ratio" or FAIL/TIMEOUT/missing
     local c=$1 w=$2 med
     case ${CSTATE[$c]} in missing) echo "missing"; return ;; esac
+    runs_wl "$c" "$w" || { echo "n/a"; return; }
     if [[ -n ${WSTATE[$c|$w]} ]]; then echo "${WSTATE[$c|$w]}"; return; fi
     med=${MED[$c|$w]}
     if [[ -z $med ]]; then
@@ -769,13 +805,13 @@ echo
 echo "upper-layer growth (du -sk of the upper dir / lvrepo overlay dir after unmount, minus the same for an"
 echo "untouched fresh mount: $(for c in "${!IDLE_K[@]}"; do printf '%s %s KiB; ' "$c" "${IDLE_K[$c]}"; done | sed 's/; $//'); median):"
 printf '%-38s' workload
-for c in "${CONT[@]}"; do [[ $c == native ]] || printf ' %-18s' "$c"; done
+for c in "${CONT[@]}"; do [[ $c == native || $c == fuse-null ]] || printf ' %-18s' "$c"; done
 echo
 for w in append touch chmod; do
     wants "$w" || continue
     printf '%-38s' "$(label "$w")"
     for c in "${CONT[@]}"; do
-        [[ $c == native ]] && continue
+        [[ $c == native || $c == fuse-null ]] && continue
         printf ' %-18s' "$(fmt_k "$(median <<<"${G[$c|$w]}")")"
     done
     echo
@@ -810,6 +846,18 @@ else
             if (s == "") { s = "no overlay results to compare"; ok = 0 }
             print (ok ? "ok    " : "MISS  ") s }')
         printf '  %-38s %s\n' "$(label "$w")" "$verdict"
+    done
+fi
+
+if [[ ${CSTATE[lvrepo]:-absent} != absent && ${CSTATE[fuse-null]:-absent} != absent ]]; then
+    echo
+    echo "lvrepo against the FUSE floor (fuse-null: same transport and options, a daemon that does no work):"
+    for w in $NULL_WORKLOADS; do
+        wants "$w" || continue
+        l=${MED[lvrepo|$w]}; z=${MED[fuse-null|$w]}; nat=${MED[native|$w]}
+        [[ -n $l && -n $z ]] || continue
+        awk -v l="$l" -v z="$z" -v n="$nat" -v w="$(label "$w")" 'BEGIN{
+            printf "  %-38s floor %.2fx native; lvrepo %.2fx the floor (%+.3fs)\n", w, (n > 0 ? z / n : 0), l / z, l - z }'
     done
 fi
 
