@@ -73,7 +73,7 @@ impl Overlay {
         if node.windows.is_none() {
             node.windows = Some(self.db.windows(ino)?);
         }
-        node.windows.as_mut().ok_or(posix(libc::EIO))
+        node.windows.as_mut().ok_or_else(|| posix(libc::EIO))
     }
 
     fn extents(&self, node: &mut Node) -> Result<Arc<Vec<(u64, u64, ChunkId)>>> {
@@ -199,7 +199,7 @@ impl Overlay {
             return Err(posix(libc::EISDIR));
         }
         let (is_base, size) = (matches!(node.inode.base, Base::File { .. }), node.inode.size);
-        let f = self.data_file(&mut st, ino, true)?.ok_or(posix(libc::EIO))?;
+        let f = self.data_file(&mut st, ino, true)?.ok_or_else(|| posix(libc::EIO))?;
         let end = off + data.len() as u64;
         if end > size {
             drop_stale_tail(&f, size).map_err(|e| Error::io("truncating overlay data", self.data_path(ino), e))?;

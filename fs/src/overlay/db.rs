@@ -340,7 +340,7 @@ fn orphan_key(ino: u64) -> Vec<u8> {
 
 /// A column family of the overlay database.
 fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily> {
-    db.cf_handle(name).ok_or(Error::Decode { what: "overlay database", why: "column family missing" })
+    db.cf_handle(name).ok_or_else(|| Error::Decode { what: "overlay database", why: "column family missing" })
 }
 
 /// Every inode with a record and every directory with a dirent.
@@ -349,7 +349,7 @@ fn load_known(db: &DB) -> Result<Known> {
     let key = |v: &[u8]| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
     for item in db.iterator_cf(cf(db, "inodes")?, rocksdb::IteratorMode::Start) {
         let (ino, _) = item?;
-        k.inodes.insert(key(&ino).ok_or(Error::Decode { what: "overlay database", why: "short inode key" })?);
+        k.inodes.insert(key(&ino).ok_or_else(|| Error::Decode { what: "overlay database", why: "short inode key" })?);
     }
     // One seek per directory, not a step per dirent.
     let mut it = db.raw_iterator_cf(cf(db, "dirents")?);

@@ -299,13 +299,16 @@ impl Overlay {
     }
 
     pub(crate) fn node<'a>(&self, st: &'a mut State, ino: u64) -> Result<&'a mut Node> {
-        if !st.nodes.contains_key(&ino) {
-            // Not an inode of this generation: the kernel holds it from
-            // before a rollback of the mounted guest (see `adopt`).
-            let inode = self.db.inode(ino)?.ok_or(posix(libc::ESTALE))?;
-            st.nodes.insert(ino, Box::new(Node::new(inode, 0)));
+        // One probe of the table (every request starts here).
+        match st.nodes.entry(ino) {
+            std::collections::hash_map::Entry::Occupied(e) => Ok(&mut **e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                // Not an inode of this generation: the kernel holds it from
+                // before a rollback of the mounted guest (see `adopt`).
+                let inode = self.db.inode(ino)?.ok_or_else(|| posix(libc::ESTALE))?;
+                Ok(&mut **v.insert(Box::new(Node::new(inode, 0))))
+            }
         }
-        st.nodes.get_mut(&ino).map(|n| &mut **n).ok_or(posix(libc::ESTALE))
     }
 
     /// Resolve `name` in directory `parent` without touching lookup counts.
@@ -362,7 +365,7 @@ impl Overlay {
     /// Look up `name` in `parent`, counting a kernel reference.
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<(u64, Inode)> {
         let mut st = self.lock();
-        let (ino, inode) = self.resolve(&mut st, parent, name)?.ok_or(posix(libc::ENOENT))?;
+        let (ino, inode) = self.resolve(&mut st, parent, name)?.ok_or_else(|| posix(libc::ENOENT))?;
         self.node(&mut st, ino)?.lookups += 1;
         Ok((ino, inode))
     }

@@ -200,7 +200,7 @@ impl Overlay {
 
     pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
         let mut st = self.lock();
-        let (ino, inode) = self.resolve(&mut st, parent, name)?.ok_or(posix(libc::ENOENT))?;
+        let (ino, inode) = self.resolve(&mut st, parent, name)?.ok_or_else(|| posix(libc::ENOENT))?;
         if inode.kind == Kind::Dir {
             return Err(posix(libc::EISDIR));
         }
@@ -221,7 +221,7 @@ impl Overlay {
             return Err(posix(libc::EINVAL));
         }
         let mut st = self.lock();
-        let (ino, inode) = self.resolve(&mut st, parent, name)?.ok_or(posix(libc::ENOENT))?;
+        let (ino, inode) = self.resolve(&mut st, parent, name)?.ok_or_else(|| posix(libc::ENOENT))?;
         if inode.kind != Kind::Dir {
             return Err(posix(libc::ENOTDIR));
         }
@@ -245,13 +245,13 @@ impl Overlay {
             return Err(posix(libc::EINVAL));
         }
         let mut st = self.lock();
-        let (src, sinode) = self.resolve(&mut st, p1, n1)?.ok_or(posix(libc::ENOENT))?;
+        let (src, sinode) = self.resolve(&mut st, p1, n1)?.ok_or_else(|| posix(libc::ENOENT))?;
         let dst = self.resolve(&mut st, p2, n2)?;
         let t = now();
         let mut b = self.db.batch();
         let sdir = sinode.kind == Kind::Dir;
         if exchange {
-            let (dino, dinode) = dst.ok_or(posix(libc::ENOENT))?;
+            let (dino, dinode) = dst.ok_or_else(|| posix(libc::ENOENT))?;
             let ddir = dinode.kind == Kind::Dir;
             self.db.put_dirent(&mut b, p1, n1, Dirent::Child { ino: dino, kind: dinode.kind })?;
             self.db.put_dirent(&mut b, p2, n2, Dirent::Child { ino: src, kind: sinode.kind })?;
@@ -357,7 +357,7 @@ impl Overlay {
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
         let mut st = self.lock();
         let i = &self.node(&mut st, ino)?.inode;
-        i.xattrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).ok_or(posix(libc::ENODATA))
+        i.xattrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).ok_or_else(|| posix(libc::ENODATA))
     }
 
     pub fn listxattr(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
@@ -376,7 +376,7 @@ impl Overlay {
         // kernel leaves that to us), and one that says no more than the mode
         // is not kept (as on ext4).
         let access = if name == acl::ACCESS || name == acl::DEFAULT {
-            let entries = acl::parse(value).ok_or(posix(libc::EINVAL))?;
+            let entries = acl::parse(value).ok_or_else(|| posix(libc::EINVAL))?;
             (name == acl::ACCESS).then_some(entries)
         } else {
             None

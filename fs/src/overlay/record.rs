@@ -94,7 +94,7 @@ impl Inode {
         if r.u8()? != 1 {
             return Err(r.err("unknown record version"));
         }
-        let kind = Kind::from_u8(r.u8()?).ok_or(r.err("bad kind"))?;
+        let kind = Kind::from_u8(r.u8()?).ok_or_else(|| r.err("bad kind"))?;
         let mode = r.u32v()?;
         let uid = r.u32v()?;
         let gid = r.u32v()?;

@@ -43,13 +43,13 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u8(&mut self) -> Result<u8> {
-        let b = *self.buf.get(self.pos).ok_or(self.err("truncated"))?;
+        let b = *self.buf.get(self.pos).ok_or_else(|| self.err("truncated"))?;
         self.pos += 1;
         Ok(b)
     }
 
     pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(self.err("truncated"))?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| self.err("truncated"))?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)

@@ -73,7 +73,7 @@ impl FileIndex {
         let mut extents = Vec::with_capacity(n.min(FANOUT as u64) as usize);
         let mut end: u64 = 0;
         for _ in 0..n {
-            let offset = end.checked_add(r.uv()?).ok_or(r.err("offset overflows"))?;
+            let offset = end.checked_add(r.uv()?).ok_or_else(|| r.err("offset overflows"))?;
             let len = r.uv()?;
             if len == 0 {
                 return Err(r.err("empty extent"));
@@ -85,7 +85,7 @@ impl FileIndex {
                 2 => Target::Index(FileId(id)),
                 _ => return Err(r.err("bad extent target")),
             };
-            end = offset.checked_add(len).ok_or(r.err("extent overflows"))?;
+            end = offset.checked_add(len).ok_or_else(|| r.err("extent overflows"))?;
             extents.push(Extent { offset, len, target });
         }
         if !r.done() {

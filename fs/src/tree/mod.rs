@@ -206,7 +206,7 @@ impl Entry {
 
     fn decode(r: &mut Reader<'_>) -> Result<Self> {
         let name = r.bytes()?.to_vec();
-        let kind = Kind::from_u8(r.u8()?).ok_or(r.err("unknown kind"))?;
+        let kind = Kind::from_u8(r.u8()?).ok_or_else(|| r.err("unknown kind"))?;
         let mode = r.u32v()?;
         if mode > 0o7777 {
             return Err(r.err("mode has file-type bits"));
@@ -260,7 +260,8 @@ impl Entry {
 
 /// Whether `name` may appear in a directory (not empty, `.`, `..`, no `/` or NUL).
 pub fn valid_name(name: &[u8]) -> bool {
-    !name.is_empty() && name != b"." && name != b".." && !name.iter().any(|&b| b == b'/' || b == 0)
+    // `contains` on bytes is a memchr: a tree load checks every name.
+    !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
 }
 
 /// A decoded directory listing.
