@@ -92,7 +92,7 @@ impl Repository {
     /// Give up the repository handle, keeping its verified store (a daemon
     /// wraps it in a cache and shares it between threads).
     pub fn into_store(self) -> Arc<Verified<PackStore>> {
-        self.store
+        self.store.clone()
     }
 
     /// A shared handle on the verified store (outlives this `Repository`).
@@ -110,7 +110,7 @@ impl Repository {
     }
 
     pub(crate) fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
-        self.db.cf_handle(name).ok_or(Error::Decode { what: "index", why: "column family missing" })
+        self.db.cf_handle(name).ok_or_else(|| Error::Decode { what: "index", why: "column family missing" })
     }
 
     pub(crate) fn writable(&self) -> Result<()> {
@@ -167,6 +167,25 @@ fn check_format(path: &Path) -> Result<()> {
         return Err(Error::Format { path: path.to_path_buf(), found, supported: FORMAT_VERSION, hint });
     }
     Ok(())
+}
+
+impl Drop for Repository {
+    /// A writer leaves the index with empty memtables (everything in SST
+    /// files): a reader opening it read-only would otherwise replay the
+    /// writer's log into a memtable of its own at every open (each guest
+    /// mount) and search that memtable on every lookup.
+    fn drop(&mut self) {
+        if self.read_only {
+            return;
+        }
+        for name in [CF_OBJECTS, CF_REFS, CF_META] {
+            if let Some(cf) = self.db.cf_handle(name) {
+                if let Err(e) = self.db.flush_cf(cf) {
+                    tracing::warn!(repo = %self.path.display(), error = %e, "flushing the index at close failed; readers replay its log");
+                }
+            }
+        }
+    }
 }
 
 fn open_db(path: &Path, read_only: bool) -> Result<DB> {
