@@ -692,7 +692,7 @@ phase() {
         umount_c >/dev/null 2>&1 || true
         return 0
     fi
-    if [[ ${todo[0]} == find_cold ]] && wants mount && [[ $c != native ]]; then
+    if [[ ${todo[0]} == find_cold ]] && wants mount && runs_wl "$c" mount && [[ $c != native ]]; then
         T[$c|mount]+="$MOUNT_SECS "
     fi
     base=${IDLE_K[$c]:-0}
