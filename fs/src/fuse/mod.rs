@@ -18,7 +18,7 @@ use fuser::{
 
 use crate::error::Error;
 use crate::overlay::ns::{NewNode, SetAttr};
-use crate::overlay::{Inode, Overlay};
+use crate::overlay::{Inode, Listed, Overlay};
 use crate::tree::{Kind, Timestamp};
 
 /// Attribute and entry cache lifetime. Every change goes through this daemon,
@@ -27,8 +27,8 @@ use crate::tree::{Kind, Timestamp};
 /// file stays valid across opens).
 const TTL: Duration = Duration::from_secs(60);
 
-/// A directory's entries as `(cookie, name, ino, kind)`, in cookie order.
-type Listing = Arc<Vec<(u64, Vec<u8>, u64, Kind)>>;
+/// A directory's entries with their cookies, in cookie order.
+type Listing = Arc<Vec<(u64, Listed)>>;
 
 /// Listings kept for directories being read (a 100k-entry directory is read in
 /// hundreds of chunks); dropped wholesale when more are asked for.
@@ -94,30 +94,30 @@ impl LvFs {
 
     /// The current listing of directory `ino`, in cookie order: cached while
     /// no directory changes (and the mounted guest is not rolled back).
-    fn listing(&self, ov: &Overlay, ino: INodeNo) -> Result<Listing, Errno> {
+    fn listing(&self, ov: &Overlay, ino: INodeNo) -> Result<(u64, Listing), Errno> {
         let epoch = self.live.epoch();
         let gen = ov.dir_gen();
         if let Some((e, g, l)) = self.listings.lock().unwrap_or_else(|e| e.into_inner()).get(&ino.0) {
             if (*e, *g) == (epoch, gen) {
-                return Ok(l.clone());
+                return Ok((gen, l.clone()));
             }
         }
         let (gen, raw) = ov.list_gen(ino.0).map_err(|e| errno(&e))?;
-        let mut list: Vec<_> = raw.into_iter().map(|(n, i, k)| (cookie(&n), n, i, k)).collect();
-        list.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut list: Vec<_> = raw.into_iter().map(|l| (cookie(&l.name), l)).collect();
+        list.sort_unstable_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
         let list = Arc::new(list);
         let mut cache = self.listings.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= LISTINGS {
             cache.clear();
         }
         cache.insert(ino.0, (epoch, gen, list.clone()));
-        Ok(list)
+        Ok((gen, list))
     }
 }
 
 /// Where in `list` a read at `offset` resumes: at the first entry whose
 /// cookie is above it (offsets 0 to 2, "." and "..", are below every cookie).
-fn resume(list: &[(u64, Vec<u8>, u64, Kind)], offset: u64) -> usize {
+fn resume(list: &[(u64, Listed)], offset: u64) -> usize {
     list.partition_point(|e| e.0 <= offset)
 }
 
@@ -410,7 +410,7 @@ impl Filesystem for LvFs {
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let list = match self.listing(&self.live.get(), ino) {
-            Ok(l) => l,
+            Ok((_, l)) => l,
             Err(e) => return reply.error(e),
         };
         for dot in offset.min(2)..2 {
@@ -418,8 +418,8 @@ impl Filesystem for LvFs {
                 return reply.ok();
             }
         }
-        for (c, n, cino, k) in &list[resume(&list, offset)..] {
-            if reply.add(INodeNo(*cino), *c, ftype(*k), OsStr::from_bytes(n)) {
+        for (c, l) in &list[resume(&list, offset)..] {
+            if reply.add(INodeNo(l.ino), *c, ftype(l.kind), OsStr::from_bytes(&l.name)) {
                 break;
             }
         }
@@ -433,7 +433,7 @@ impl Filesystem for LvFs {
     /// was taken) is left out. Entries sent bare count nothing.
     fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         let ov = self.live.get();
-        let list = match self.listing(&ov, ino) {
+        let (gen, list) = match self.listing(&ov, ino) {
             Ok(l) => l,
             Err(e) => return reply.error(e),
         };
@@ -448,22 +448,23 @@ impl Filesystem for LvFs {
         // is sent the same either way: it neither asks the advisor nor
         // spends its probe. (Only the first 256 entries are looked at: a
         // longer run of directories is sent with attributes.)
-        let full = !rest.iter().take(256).any(|e| e.3 != Kind::Dir) || self.plus.full();
+        let full = !rest.iter().take(256).any(|e| e.1.kind != Kind::Dir) || self.plus.full();
         let mut bare = 0;
         // An empty reply means end of directory: an error is reported only
         // when nothing was added, else it waits for the next call.
         let mut added = offset < 2;
-        for (c, n, cino, kind) in rest {
-            if !full && *kind != Kind::Dir {
-                if reply.add_bare(INodeNo(*cino), *c, OsStr::from_bytes(n), ftype(*kind)) {
+        for (c, l) in rest {
+            let n = OsStr::from_bytes(&l.name);
+            if !full && l.kind != Kind::Dir {
+                if reply.add_bare(INodeNo(l.ino), *c, n, ftype(l.kind)) {
                     break;
                 }
                 (added, bare) = (true, bare + 1);
                 continue;
             }
-            match ov.lookup(ino.0, n) {
-                Ok((cino, i)) => {
-                    if reply.add(INodeNo(cino), *c, OsStr::from_bytes(n), &TTL, &attr(cino, &i), Generation(0)) {
+            match ov.lookup_listed(ino.0, l, gen, attr) {
+                Ok((cino, a)) => {
+                    if reply.add(INodeNo(cino), *c, n, &TTL, &a, Generation(0)) {
                         // Not sent: the kernel will not forget it.
                         ov.forget(cino, 1);
                         break;

@@ -17,7 +17,10 @@
 //! lists (readers stat a chunk's entries before they read the next one; a
 //! walker reads a whole directory first). If they number at least half the
 //! bare entries, chunks carry every entry's attributes ("full") from then
-//! on; in full mode one chunk in [`PROBE`] is sent lean to measure again.
+//! on; in full mode one chunk in [`PROBE`] is sent lean to measure again,
+//! and each probe that finds the reader still stat-ing doubles the interval
+//! up to [`MAX_PROBE`] (a probe costs a LOOKUP per bare entry: in a cold
+//! `ls -lR` of the bench tree, probes every 32 chunks cost 3,280 LOOKUPs).
 //! Only speed depends on the choice: every chunk lists the same entries with
 //! the same numbers and types, and the kernel's lookup counts stay exact
 //! (bare entries are not linked, so they count no lookup).
@@ -25,9 +28,12 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
-/// In full mode, one chunk in this many is sent lean, so that a walker that
-/// follows a stat-ing reader is noticed within this many chunks.
+/// In full mode, the first probe comes this many chunks after the switch.
 pub(crate) const PROBE: u32 = 32;
+/// The longest interval between probes: a walker that follows a stat-ing
+/// reader is noticed within this many chunks (a full chunk costs a walker
+/// about 6 µs per entry, so at most ~35 ms for 256 chunks of 23 entries).
+pub(crate) const MAX_PROBE: u32 = 256;
 
 pub(crate) struct Advisor {
     /// The directory of the last lean chunk (0, which no inode has: none),
@@ -41,15 +47,16 @@ struct St {
     full: bool,
     /// Entries the last lean chunk left bare (0: no evidence pending).
     bare: u64,
-    /// Full chunks sent, for the probe.
-    chunks: u32,
+    /// Full chunks until the next probe, and the interval it restarts from.
+    until_probe: u32,
+    interval: u32,
 }
 
 impl Advisor {
     /// Starts in full mode: a fresh mount is as likely to be `ls -l`ed as
     /// walked, and the first lean probe decides.
     pub(crate) fn new() -> Self {
-        Advisor { dir: AtomicU64::new(0), hits: AtomicU64::new(0), st: Mutex::new(St { full: true, bare: 0, chunks: 0 }) }
+        Advisor { dir: AtomicU64::new(0), hits: AtomicU64::new(0), st: Mutex::new(St { full: true, bare: 0, until_probe: PROBE, interval: PROBE }) }
     }
 
     /// A LOOKUP in directory `parent`.
@@ -68,6 +75,12 @@ impl Advisor {
             let full = hits * 2 >= st.bare;
             if full != st.full {
                 tracing::debug!(full, bare = st.bare, hits, "readdirplus: attributes for {}", if full { "every entry" } else { "directories only" });
+                st.interval = PROBE;
+                st.until_probe = PROBE;
+            } else if full {
+                // A probe confirmed the mode: look again less often.
+                st.interval = (st.interval * 2).min(MAX_PROBE);
+                st.until_probe = st.interval;
             }
             st.full = full;
             st.bare = 0;
@@ -76,8 +89,8 @@ impl Advisor {
         if !st.full {
             return false;
         }
-        st.chunks = st.chunks.wrapping_add(1);
-        st.chunks % PROBE != 0
+        st.until_probe = st.until_probe.saturating_sub(1);
+        st.until_probe != 0
     }
 
     /// A lean chunk of directory `dir` left `bare` entries without
@@ -142,20 +155,31 @@ mod tests {
     }
 
     #[test]
-    fn full_mode_probes_and_follows_a_walker() {
+    fn full_mode_probes_less_often_and_follows_a_walker() {
         let a = Advisor::new();
         while a.full() {}
         lean_then(&a, 10);
-        let mut lean = 0;
-        for _ in 0..2 * PROBE {
+        // While stats follow, each probe doubles the interval, up to MAX_PROBE.
+        let mut gaps = Vec::new();
+        let mut since = 0;
+        for _ in 0..4 * MAX_PROBE {
+            since += 1;
             if !a.full() {
-                lean += 1;
+                gaps.push(since);
+                since = 0;
                 lean_then(&a, 10);
             }
         }
-        assert_eq!(lean, 2, "one probe per {PROBE} chunks while stats follow");
-        while a.full() {}
+        assert_eq!(&gaps[..4], &[2 * PROBE, 4 * PROBE, MAX_PROBE, MAX_PROBE]);
+        assert!(gaps.iter().all(|&g| g <= MAX_PROBE));
+        // A walker: the next probe (within MAX_PROBE chunks) goes lean.
+        let n = (0..MAX_PROBE).position(|_| !a.full()).expect("a probe within MAX_PROBE chunks");
+        assert!(n < MAX_PROBE as usize);
         lean_then(&a, 0);
         assert!(!a.full(), "a probe nobody stats: lean");
+        // Back to full: probes start again at PROBE.
+        lean_then(&a, 10);
+        let n = (0..MAX_PROBE).position(|_| !a.full()).expect("a probe");
+        assert_eq!(n as u32, PROBE - 1);
     }
 }

@@ -91,6 +91,30 @@ fn apply_engine(ov: &Overlay, op: &Op) {
     };
 }
 
+/// Every directory's merged listing (image entries, dirents, whiteouts)
+/// names what the real directory holds, sorted by name; and looking up a
+/// listed entry through the listing (at its generation, or a stale one)
+/// finds the inode an ordinary lookup finds.
+fn check_listings(ov: &Overlay, real: &Path) {
+    for d in 0..3 {
+        let (dino, _) = ov.lookup(ROOT_INO, format!("d{d}").as_bytes()).unwrap();
+        let (gen, list) = ov.list_gen(dino).unwrap();
+        let mut want: Vec<Vec<u8>> = std::fs::read_dir(real.join(format!("d{d}"))).unwrap().map(|e| e.unwrap().file_name().into_encoded_bytes()).collect();
+        want.sort();
+        assert_eq!(list.iter().map(|l| l.name.clone()).collect::<Vec<_>>(), want, "listing of d{d}");
+        for l in &list {
+            let (ino, inode) = ov.lookup(dino, &l.name).unwrap();
+            assert_eq!(ino, l.ino, "listed number of {:?}", String::from_utf8_lossy(&l.name));
+            for g in [gen, gen.wrapping_sub(1)] {
+                let (lino, kind) = ov.lookup_listed(dino, l, g, |_, i| i.kind).unwrap();
+                assert_eq!((lino, kind), (ino, inode.kind));
+            }
+            ov.forget(ino, 3);
+        }
+        ov.forget(dino, 1);
+    }
+}
+
 /// Path → (kind, mode, size, content hash, hardlink count) of a stored tree.
 fn summary(store: &dyn ObjectStore, root: &TreeId) -> BTreeMap<String, (Kind, u32, u64, String, u32)> {
     let mut out = BTreeMap::new();
@@ -131,6 +155,7 @@ proptest! {
                 ov.apply_memo(&mut st, memo).unwrap();
             }
         }
+        check_listings(&ov, &real);
         let folded = {
             let mut st = ov.lock();
             super::fold::fold(&ov, &mut st, &*store).unwrap().0

@@ -43,7 +43,7 @@ impl Overlay {
         let mut seen = std::collections::HashSet::new();
         let mut queue = vec![ROOT_INO];
         while let Some(dir) = queue.pop() {
-            for (name, ino, _) in old.list_locked(&mut ost, dir)? {
+            for super::Listed { name, ino, .. } in old.list_locked(&mut ost, dir)? {
                 let Some(on) = ost.nodes.get(&ino).filter(|n| n.held()) else { continue };
                 let (kind, lookups, opens) = (on.inode.kind, on.lookups, on.opens);
                 let same = match self.resolve(&mut nst, dir, &name) {

@@ -20,6 +20,7 @@ mod data;
 pub mod db;
 pub mod ns;
 pub mod record;
+mod trees;
 
 pub use adopt::Adopted;
 pub use record::{Base, Dirent, Inode};
@@ -63,11 +64,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// The inode number of an image entry at `path` (stable across mounts).
 pub fn base_ino(path: &[u8], e: &Entry) -> u64 {
-    let h = if e.link != 0 {
-        blake3::hash(&[b"link:".as_slice(), &e.link.to_le_bytes()].concat())
+    // Hashed in two updates (the same digest as of the concatenation,
+    // without allocating it: this runs for every entry listed).
+    let mut h = blake3::Hasher::new();
+    if e.link != 0 {
+        h.update(b"link:").update(&e.link.to_le_bytes());
     } else {
-        blake3::hash(&[b"path:".as_slice(), path].concat())
-    };
+        h.update(b"path:").update(path);
+    }
+    let h = h.finalize();
     let mut b = [0u8; 8];
     b.copy_from_slice(&h.as_bytes()[..8]);
     (u64::from_le_bytes(b) & (BASE_BIT - 1)) | BASE_BIT
@@ -88,6 +93,18 @@ pub(crate) struct Node {
     pub file: Option<Arc<File>>,
     pub windows: Option<HashSet<u64>>,
     pub extents: Option<Arc<Vec<(u64, u64, ChunkId)>>>,
+}
+
+/// One entry of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub name: Vec<u8>,
+    pub ino: u64,
+    pub kind: Kind,
+    /// The image's entry, unchanged by any dirent: while the directory
+    /// generation the listing was taken at holds, `ino` is its number and the
+    /// overlay has no entry of this name (see [`Overlay::lookup_listed`]).
+    pub base: bool,
 }
 
 /// Hashes inode numbers for the node table: image entries' numbers are
@@ -149,7 +166,7 @@ pub struct Overlay {
     pub(crate) store: Arc<dyn ObjectStore>,
     root: TreeId,
     pub(crate) state: Mutex<State>,
-    trees: Mutex<HashMap<TreeId, Arc<Tree>>>,
+    trees: trees::Trees,
     /// Free bytes on the overlay partition at the last statfs, less what was
     /// written since: statfs runs again only when this nears the reserve.
     free: Mutex<u64>,
@@ -198,10 +215,10 @@ impl Overlay {
         let ov = Overlay {
             dir: dir.to_path_buf(),
             db,
-            store,
+            store: store.clone(),
             root,
             state: Mutex::new(State { nodes: HashMap::default(), next_ino, dirty: HashSet::new(), dirty_all: false, memo: HashMap::new(), dir_gen: 0, fds: VecDeque::new() }),
-            trees: Mutex::new(HashMap::new()),
+            trees: trees::Trees::new(store),
             free: Mutex::new(0),
         };
         ov.purge_orphans()?;
@@ -253,24 +270,19 @@ impl Overlay {
 
     /// A decoded image tree, cached (trees are immutable).
     pub(crate) fn tree(&self, id: &TreeId) -> Result<Arc<Tree>> {
-        if let Some(t) = self.trees.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
-            return Ok(t.clone());
-        }
-        let t = Arc::new(Tree::load(&*self.store, id)?);
-        let mut c = self.trees.lock().unwrap_or_else(|e| e.into_inner());
-        if c.len() > 4096 {
-            c.clear();
-        }
-        c.insert(*id, t.clone());
-        Ok(t)
+        self.trees.get(id)
     }
 
     /// An inode as the image describes it (no overlay changes).
     pub(crate) fn from_entry(&self, e: &Entry, path: &[u8]) -> Result<Inode> {
         let (nlink, base) = match (&e.kind, &e.content) {
-            (Kind::Dir, Content::Tree(t)) => {
-                let subdirs = self.tree(t)?.entries.iter().filter(|c| c.kind == Kind::Dir).count() as u32;
-                (2 + subdirs, Base::Dir { tree: *t, path: path.to_vec() })
+            (Kind::Dir, Content::Tree(tid)) => {
+                let t = self.tree(tid)?;
+                // A walk that reached this directory goes on into its
+                // subdirectories: have their trees ready.
+                self.trees.read_ahead(&t);
+                let subdirs = t.entries.iter().filter(|c| c.kind == Kind::Dir).count() as u32;
+                (2 + subdirs, Base::Dir { tree: *tid, path: path.to_vec() })
             }
             (Kind::File, c) => (e.links.max(1), Base::File { content: *c, limit: e.size }),
             _ => (1, Base::None),
@@ -370,6 +382,47 @@ impl Overlay {
         Ok((ino, inode))
     }
 
+    /// Look up entry `l` of a listing of `parent` taken at directory
+    /// generation `gen`, counting a kernel reference, and read its inode
+    /// in place with `f` (no copy of its xattrs, target or path). While the
+    /// generation holds, an image entry needs neither the overlay's dirent
+    /// table nor its number derived again: the listing has both answers.
+    /// Otherwise (or for an overlay entry) it is an ordinary lookup.
+    pub fn lookup_listed<R>(&self, parent: u64, l: &Listed, gen: u64, f: impl FnOnce(u64, &Inode) -> R) -> Result<(u64, R)> {
+        let mut st = self.lock();
+        if !l.base || st.dir_gen != gen {
+            let (ino, _) = self.resolve(&mut st, parent, &l.name)?.ok_or_else(|| posix(libc::ENOENT))?;
+            let n = self.node(&mut st, ino)?;
+            n.lookups += 1;
+            return Ok((ino, f(ino, &n.inode)));
+        }
+        if let Some(n) = st.nodes.get_mut(&l.ino) {
+            n.parent = parent;
+            n.lookups += 1;
+            return Ok((l.ino, f(l.ino, &n.inode)));
+        }
+        let inode = match self.db.inode(l.ino)? {
+            Some(i) => i,
+            None => {
+                let (tree, mut cpath) = match &self.node(&mut st, parent)?.inode.base {
+                    Base::Dir { tree, path } => (*tree, path.clone()),
+                    // A listing of image entries came from an image directory.
+                    _ => return Err(posix(libc::ESTALE)),
+                };
+                let t = self.tree(&tree)?;
+                let e = t.get(&l.name).ok_or_else(|| posix(libc::ESTALE))?;
+                cpath.push(b'/');
+                cpath.extend_from_slice(&l.name);
+                self.from_entry(e, &cpath)?
+            }
+        };
+        let r = f(l.ino, &inode);
+        let mut n = Box::new(Node::new(inode, 1));
+        n.parent = parent;
+        st.nodes.insert(l.ino, n);
+        Ok((l.ino, r))
+    }
+
     /// The kernel dropped `n` references to `ino`. The last reference to an
     /// unlinked inode is its last close: the inode goes then.
     pub fn forget(&self, ino: u64, n: u64) {
@@ -408,10 +461,9 @@ impl Overlay {
         Ok(())
     }
 
-    /// The merged listing of directory `ino`, `(name, ino, kind)` sorted by
-    /// name, with the directory generation it was taken at (see
-    /// [`dir_gen`](Self::dir_gen)).
-    pub fn list_gen(&self, ino: u64) -> Result<(u64, Vec<(Vec<u8>, u64, Kind)>)> {
+    /// The merged listing of directory `ino`, sorted by name, with the
+    /// directory generation it was taken at (see [`dir_gen`](Self::dir_gen)).
+    pub fn list_gen(&self, ino: u64) -> Result<(u64, Vec<Listed>)> {
         let mut st = self.lock();
         let list = self.list_locked(&mut st, ino)?;
         Ok((st.dir_gen, list))
@@ -423,31 +475,44 @@ impl Overlay {
         self.lock().dir_gen
     }
 
-    pub(crate) fn list_locked(&self, st: &mut State, ino: u64) -> Result<Vec<(Vec<u8>, u64, Kind)>> {
-        let d = self.node(st, ino)?.inode.clone();
-        if d.kind != Kind::Dir {
-            return Err(posix(libc::ENOTDIR));
-        }
-        let mut merged: std::collections::BTreeMap<Vec<u8>, (u64, Kind)> = Default::default();
-        if let Base::Dir { tree, path } = &d.base {
-            for e in &self.tree(tree)?.entries {
-                let mut cpath = path.clone();
-                cpath.push(b'/');
-                cpath.extend_from_slice(&e.name);
-                merged.insert(e.name.clone(), (base_ino(&cpath, e), e.kind));
+    /// The image's entries of directory `ino` merged with the overlay's
+    /// dirents (which replace or hide image entries of the same name). Both
+    /// come sorted by name, so one pass merges them.
+    pub(crate) fn list_locked(&self, st: &mut State, ino: u64) -> Result<Vec<Listed>> {
+        let (tree, mut cpath) = {
+            let d = &self.node(st, ino)?.inode;
+            if d.kind != Kind::Dir {
+                return Err(posix(libc::ENOTDIR));
+            }
+            match &d.base {
+                Base::Dir { tree, path } => (Some(*tree), path.clone()),
+                _ => (None, Vec::new()),
+            }
+        };
+        let t = tree.map(|t| self.tree(&t)).transpose()?;
+        let base: &[Entry] = t.as_ref().map_or(&[], |t| &t.entries);
+        let dirents = self.db.dirents(ino)?;
+        let mut out = Vec::with_capacity(base.len() + dirents.len());
+        let plen = cpath.len();
+        let mut listed_base = |e: &Entry| {
+            cpath.truncate(plen);
+            cpath.push(b'/');
+            cpath.extend_from_slice(&e.name);
+            Listed { name: e.name.clone(), ino: base_ino(&cpath, e), kind: e.kind, base: true }
+        };
+        let mut bi = base.iter().peekable();
+        for (name, de) in dirents {
+            while let Some(e) = bi.next_if(|e| e.name < name) {
+                out.push(listed_base(e));
+            }
+            // An overlay record of the same name replaces the image entry.
+            bi.next_if(|e| e.name == name);
+            if let Dirent::Child { ino, kind } = de {
+                out.push(Listed { name, ino, kind, base: false });
             }
         }
-        for (name, de) in self.db.dirents(ino)? {
-            match de {
-                Dirent::Whiteout => {
-                    merged.remove(&name);
-                }
-                Dirent::Child { ino, kind } => {
-                    merged.insert(name, (ino, kind));
-                }
-            }
-        }
-        Ok(merged.into_iter().map(|(n, (i, k))| (n, i, k)).collect())
+        out.extend(bi.map(listed_base));
+        Ok(out)
     }
 
     /// Record that inode `ino` changed: its directories up to the root become
@@ -559,5 +624,26 @@ impl Node {
     /// good when this turns false.
     pub(crate) fn held(&self) -> bool {
         self.lookups > 0 || self.opens > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Inode numbers are persisted (overlay records are keyed by them) and
+    /// the kernel holds them across remounts: the derivation must not drift.
+    #[test]
+    fn base_ino_is_the_documented_hash() {
+        let expect = |pre: &[u8]| {
+            let h = blake3::hash(pre);
+            (u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap()) & (BASE_BIT - 1)) | BASE_BIT
+        };
+        let mut e = Entry::new(b"passwd".to_vec(), Kind::File);
+        assert_eq!(base_ino(b"/etc/passwd", &e), expect(b"path:/etc/passwd"));
+        assert_eq!(base_ino(b"/etc/passwd", &e), 0x44a8_7d84_ada8_79d6);
+        e.link = 0x1234;
+        assert_eq!(base_ino(b"/etc/passwd", &e), expect(&[b"link:".as_slice(), &0x1234u64.to_le_bytes()].concat()));
+        assert_ne!(base_ino(b"/etc/passwd", &e), base_ino(b"/etc/passwd", &Entry::new(b"passwd".to_vec(), Kind::File)));
     }
 }

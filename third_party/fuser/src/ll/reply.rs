@@ -385,7 +385,9 @@ impl EntListBuf {
     pub(crate) fn new(max_size: usize) -> Self {
         Self {
             max_size,
-            buf: ResponseBuf::new(),
+            // lvrepo patch: allocate the reply once. Growing it by doubling
+            // reallocated (and copied) it three to five times per READDIRPLUS.
+            buf: ResponseBuf::with_capacity(max_size.min(1 << 16)),
         }
     }
 

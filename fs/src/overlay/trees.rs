@@ -1,0 +1,156 @@
+//! Decoded image trees, cached, with read-ahead of the next level.
+//!
+//! Trees are immutable, so a cached tree never goes stale. Resolving a
+//! directory's entry loads that directory's tree (its subdirectory count is
+//! the entry's nlink), and a walk (`ls -lR`, `find`, `du`) then descends into
+//! it and resolves its subdirectories in turn, each a tree load (an index
+//! lookup, a pack read, zstd, BLAKE3, a decode: ~50 µs warm, a disk read or
+//! two cold) on the request's critical path. So when a tree is needed for a
+//! directory's own entry, the trees of its subdirectories are queued for a
+//! background thread, which runs only while a CPU is otherwise idle
+//! (`SCHED_IDLE`): by the time the walk lists the directory, they are here.
+//! Read-ahead is best effort: a full queue or a failed load drops the work,
+//! and the request path loads (and reports errors for) whatever is missing.
+//! The thread takes no lock a request waits on (it sends what it loaded back
+//! through a channel, which requests drain into the cache): a `SCHED_IDLE`
+//! thread preempted inside a lock would stall requests until it ran again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::digest::TreeId;
+use crate::error::Result;
+use crate::object::ObjectStore;
+use crate::tree::{Content, Kind, Tree};
+
+/// Trees kept; the cache is emptied when it would grow past this.
+const CAP: usize = 4096;
+/// Read-ahead stops at this cache size, leaving room for demand.
+const AHEAD_CAP: usize = CAP * 3 / 4;
+/// Tree ids queued for read-ahead at most; more are dropped.
+const QUEUE: usize = 4096;
+
+/// What the read-ahead thread shares with requests: lock-free only.
+struct Shared {
+    /// Set at drop: the thread leaves the rest of its queue.
+    stop: AtomicBool,
+    /// The cache's size as requests last saw it.
+    cached: AtomicUsize,
+}
+
+struct Cache {
+    map: HashMap<TreeId, Arc<Tree>>,
+    /// Trees the read-ahead thread loaded, not yet in `map`.
+    loaded: Receiver<(TreeId, Arc<Tree>)>,
+}
+
+impl Cache {
+    fn insert(&mut self, id: TreeId, t: Arc<Tree>) -> Arc<Tree> {
+        if self.map.len() >= CAP {
+            self.map.clear();
+        }
+        self.map.entry(id).or_insert(t).clone()
+    }
+
+    fn drain(&mut self) {
+        while let Ok((id, t)) = self.loaded.try_recv() {
+            self.insert(id, t);
+        }
+    }
+}
+
+pub(crate) struct Trees {
+    store: Arc<dyn ObjectStore>,
+    cache: Mutex<Cache>,
+    shared: Arc<Shared>,
+    /// The read-ahead queue (`None`: its thread could not start). Dropping
+    /// it ends the thread.
+    ahead: Option<SyncSender<TreeId>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Trees {
+    /// Ends the read-ahead thread and waits for it, so that its share of the
+    /// store is released here: a store closed on a thread that outlives its
+    /// owner can run RocksDB's destructor while the process exits.
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Relaxed);
+        self.ahead = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Trees {
+    pub(crate) fn new(store: Arc<dyn ObjectStore>) -> Self {
+        let shared = Arc::new(Shared { stop: AtomicBool::new(false), cached: AtomicUsize::new(0) });
+        let (tx, rx) = sync_channel::<TreeId>(QUEUE);
+        let (back, loaded) = channel();
+        let (bg, bstore) = (shared.clone(), store.clone());
+        let spawned = std::thread::Builder::new().name("lvrepo-trees".into()).spawn(move || {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: sets this thread's own policy; `param` is a valid
+            // sched_param that outlives the call. Failure only loses the hint.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+            let mut seen = HashSet::new();
+            while let Ok(id) = rx.recv() {
+                if bg.stop.load(Relaxed) {
+                    break;
+                }
+                if bg.cached.load(Relaxed) >= AHEAD_CAP || !seen.insert(id) {
+                    continue;
+                }
+                if seen.len() >= CAP {
+                    seen.clear();
+                }
+                match Tree::load(&*bstore, &id) {
+                    Ok(t) => {
+                        if back.send((id, Arc::new(t))).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::debug!(tree = %id, error = %e, "tree read-ahead failed"),
+                }
+            }
+        });
+        let (ahead, thread) = match spawned {
+            Ok(t) => (Some(tx), Some(t)),
+            Err(e) => {
+                tracing::debug!(error = %e, "no tree read-ahead thread");
+                (None, None)
+            }
+        };
+        Trees { store, cache: Mutex::new(Cache { map: HashMap::new(), loaded }), shared, ahead, thread }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Cache> {
+        let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        c.drain();
+        self.shared.cached.store(c.map.len(), Relaxed);
+        c
+    }
+
+    /// Tree `id`, from the cache or loaded now.
+    pub(crate) fn get(&self, id: &TreeId) -> Result<Arc<Tree>> {
+        if let Some(t) = self.lock().map.get(id) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(Tree::load(&*self.store, id)?);
+        Ok(self.lock().insert(*id, t))
+    }
+
+    /// Queue the trees of `t`'s subdirectories that are not cached.
+    pub(crate) fn read_ahead(&self, t: &Tree) {
+        let Some(tx) = &self.ahead else { return };
+        let c = self.lock();
+        for e in &t.entries {
+            let (Kind::Dir, Content::Tree(id)) = (e.kind, &e.content) else { continue };
+            if !c.map.contains_key(id) && tx.try_send(*id).is_err() {
+                return;
+            }
+        }
+    }
+}
