@@ -105,6 +105,8 @@ pub struct Listed {
     /// generation the listing was taken at holds, `ino` is its number and the
     /// overlay has no entry of this name (see [`Overlay::lookup_listed`]).
     pub base: bool,
+    /// Where a `base` entry is in its directory's image tree.
+    pub pos: u32,
 }
 
 /// Hashes inode numbers for the node table: image entries' numbers are
@@ -404,15 +406,22 @@ impl Overlay {
         let inode = match self.db.inode(l.ino)? {
             Some(i) => i,
             None => {
-                let (tree, mut cpath) = match &self.node(&mut st, parent)?.inode.base {
-                    Base::Dir { tree, path } => (*tree, path.clone()),
+                let (tree, cpath) = match &self.node(&mut st, parent)?.inode.base {
+                    Base::Dir { tree, path } => {
+                        let mut c = Vec::with_capacity(path.len() + 1 + l.name.len());
+                        c.extend_from_slice(path);
+                        c.push(b'/');
+                        c.extend_from_slice(&l.name);
+                        (*tree, c)
+                    }
                     // A listing of image entries came from an image directory.
                     _ => return Err(posix(libc::ESTALE)),
                 };
                 let t = self.tree(&tree)?;
-                let e = t.get(&l.name).ok_or_else(|| posix(libc::ESTALE))?;
-                cpath.push(b'/');
-                cpath.extend_from_slice(&l.name);
+                let e = match t.entries.get(l.pos as usize) {
+                    Some(e) if e.name == l.name => e,
+                    _ => t.get(&l.name).ok_or_else(|| posix(libc::ESTALE))?,
+                };
                 self.from_entry(e, &cpath)?
             }
         };
@@ -494,21 +503,21 @@ impl Overlay {
         let dirents = self.db.dirents(ino)?;
         let mut out = Vec::with_capacity(base.len() + dirents.len());
         let plen = cpath.len();
-        let mut listed_base = |e: &Entry| {
+        let mut listed_base = |(pos, e): (usize, &Entry)| {
             cpath.truncate(plen);
             cpath.push(b'/');
             cpath.extend_from_slice(&e.name);
-            Listed { name: e.name.clone(), ino: base_ino(&cpath, e), kind: e.kind, base: true }
+            Listed { name: e.name.clone(), ino: base_ino(&cpath, e), kind: e.kind, base: true, pos: pos as u32 }
         };
-        let mut bi = base.iter().peekable();
+        let mut bi = base.iter().enumerate().peekable();
         for (name, de) in dirents {
-            while let Some(e) = bi.next_if(|e| e.name < name) {
+            while let Some(e) = bi.next_if(|(_, e)| e.name < name) {
                 out.push(listed_base(e));
             }
             // An overlay record of the same name replaces the image entry.
-            bi.next_if(|e| e.name == name);
+            bi.next_if(|(_, e)| e.name == name);
             if let Dirent::Child { ino, kind } = de {
-                out.push(Listed { name, ino, kind, base: false });
+                out.push(Listed { name, ino, kind, base: false, pos: 0 });
             }
         }
         out.extend(bi.map(listed_base));
