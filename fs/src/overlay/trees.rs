@@ -7,13 +7,12 @@
 //! lookup, a pack read, zstd, BLAKE3, a decode: ~50 µs warm, a disk read or
 //! two cold) on the request's critical path. So when a tree is needed for a
 //! directory's own entry, the trees of its subdirectories are queued for a
-//! background thread, which runs only while a CPU is otherwise idle
-//! (`SCHED_IDLE`): by the time the walk lists the directory, they are here.
+//! background thread at nice 19, which in practice runs on the CPU the walk
+//! leaves idle: by the time the walk lists the directory, they are here.
 //! Read-ahead is best effort: a full queue or a failed load drops the work,
 //! and the request path loads (and reports errors for) whatever is missing.
-//! The thread takes no lock a request waits on (it sends what it loaded back
-//! through a channel, which requests drain into the cache): a `SCHED_IDLE`
-//! thread preempted inside a lock would stall requests until it ran again.
+//! The cache's own lock is never taken by the thread (it sends what it
+//! loaded back through a channel, which requests drain into the cache).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
@@ -91,10 +90,13 @@ impl Trees {
         let (back, loaded) = channel();
         let (bg, bstore) = (shared.clone(), store.clone());
         let spawned = std::thread::Builder::new().name("lvrepo-trees".into()).spawn(move || {
-            let param = libc::sched_param { sched_priority: 0 };
-            // SAFETY: sets this thread's own policy; `param` is a valid
-            // sched_param that outlives the call. Failure only loses the hint.
-            unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+            // Nice 19, not SCHED_IDLE: the loads take locks inside the store
+            // (RocksDB's block cache, the chunk cache) that requests take
+            // too, and a nice-19 holder preempted there still gets a share
+            // of a busy CPU to finish, where an idle-policy one could starve.
+            // SAFETY: setpriority on the calling thread (who = 0 is this
+            // thread on Linux); no memory is passed. Failure only loses the hint.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
             let mut seen = HashSet::new();
             while let Ok(id) = rx.recv() {
                 if bg.stop.load(Relaxed) {
