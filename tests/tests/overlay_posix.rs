@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{cpath, errno, get_xattr, is_mounted, set_xattr_flags, Guest, Mount};
+use common::{cpath, errno, get_xattr, in_child, is_mounted, set_xattr_flags, Guest, Mount};
 use lvrepo_tests::fixture::{self, build_hostile_tree, pseudo_random};
 use lvrepo_tests::manifest::{compare, manifest};
 
@@ -68,27 +68,6 @@ fn utimens(p: &Path, atime: (i64, i64), mtime: (i64, i64)) {
     // SAFETY: valid path and a two-element timespec array.
     let r = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
     assert_eq!(r, 0, "utimensat {}: {}", p.display(), std::io::Error::last_os_error());
-}
-
-/// Run `f` in a forked child and return its exit status. `f` runs between
-/// fork and `_exit` in a copy of a multi-threaded process, so it must only
-/// make raw system calls (no allocation, no locks, no panics).
-fn in_child(f: impl FnOnce() -> i32) -> i32 {
-    // SAFETY: the child only runs `f` (raw syscalls on data prepared before
-    // the fork) and then _exit, so no lock held by another thread is needed.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        let code = f();
-        // SAFETY: _exit ends the child without running destructors or atexit.
-        unsafe { libc::_exit(code) };
-    }
-    let mut status = 0;
-    // SAFETY: waiting for the child we just forked; status is a valid out pointer.
-    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert_eq!(r, pid, "waitpid");
-    assert!(libc::WIFEXITED(status), "child did not exit normally: status {status:#x}");
-    libc::WEXITSTATUS(status)
 }
 
 /// A simple golden tree: /etc, /usr/bin, a dir with image content, files of
@@ -566,8 +545,11 @@ fn hardlinks_and_open_unlinked_files() {
 
     // A file the creating handle still holds, opened again, unlinked: closing
     // either descriptor alone keeps it.
+    // (Larger than what a file keeps inline in the database, so that it
+    // has a data file whose removal can be watched.)
     let mut created = File::create(m.p("twice")).unwrap();
     created.write_all(b"held twice").unwrap();
+    created.write_all(&pseudo_random(78, 40_000)).unwrap();
     let twice_data = g.overlay.join("data").join(format!("{:016x}", lstat(&m.p("twice")).ino()));
     let again = File::open(m.p("twice")).unwrap();
     fs::remove_file(m.p("twice")).unwrap();
@@ -616,7 +598,10 @@ fn more_open_files_than_the_daemon_keeps_descriptors_for() {
     let mut files: Vec<File> = (0..n)
         .map(|i| {
             let p = m.p(&format!("many/f{i}"));
-            write(&p, format!("file {i}\n").as_bytes());
+            // Past the inline limit: each file has a data file to keep open.
+            let mut body = format!("file {i}\n").into_bytes();
+            body.resize(20_000, b'.');
+            write(&p, &body);
             OpenOptions::new().read(true).write(true).open(p).unwrap()
         })
         .collect();

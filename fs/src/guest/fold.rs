@@ -231,6 +231,15 @@ fn entry_of(ov: &Overlay, st: &State, i: &Inode, name: Vec<u8>, out: &dyn Object
 /// A file's content: image chunks for windows it never wrote, new chunks for
 /// the windows it did (and for every byte of a file the guest created).
 fn file_content(ov: &Overlay, i: &Inode, out: &dyn ObjectStore, ino: u64) -> Result<Content> {
+    if i.base == Base::Inline {
+        let bytes = ov.db.inline(ino)?;
+        let mut b = ContentBuilder::new(out);
+        let n = (bytes.len() as u64).min(i.size) as usize;
+        if n > 0 {
+            b.push(0, &bytes[..n])?;
+        }
+        return b.finish(i.size);
+    }
     let data = match std::fs::File::open(ov.data_path(ino)) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,

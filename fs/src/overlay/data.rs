@@ -2,14 +2,23 @@
 //! write into an image file first copies the chunk-sized window(s) it touches
 //! into the overlay data file (never the whole file), then writes there.
 //!
+//! A file the guest creates keeps its bytes in the database (`Base::Inline`,
+//! the `inline` column family) while they fit in [`INLINE_MAX`]: creating it
+//! costs no file on the overlay partition, and each write is one atomic
+//! batch with the file's record. The write that outgrows it moves the bytes
+//! to a data file.
+//!
 //! Ordering for crash safety: window bytes are written to the data file before
 //! the batch that records the window commits, so a recorded window always has
-//! its bytes; `fsync` syncs the data file, then the database WAL.
+//! its bytes; bytes moving out of the database are in the data file before
+//! the batch that turns the file into a data-file one commits; `fsync` syncs
+//! the data file, then the database WAL.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
+use super::ns::kill_privs;
 use super::{now, posix, Base, Node, Overlay, State, OPEN_DATA_FILES};
 use crate::chunker::{aligned_pieces, window_of, CHUNK_SIZE};
 use crate::digest::{ChunkId, ObjectKind};
@@ -17,6 +26,11 @@ use crate::error::{Error, Result};
 use crate::object::get_required;
 use crate::tree::file::leaf_extents;
 use crate::tree::Kind;
+
+/// The most bytes a file keeps inline (see the module documentation). Most
+/// files a guest writes are smaller (the median file of the bench tree is
+/// 3 KiB); a larger one would rewrite this many bytes per small write.
+pub const INLINE_MAX: u64 = 16 << 10;
 
 /// Where a piece of a read comes from.
 enum Src {
@@ -103,6 +117,11 @@ impl Overlay {
             }
             let limit = match node.inode.base {
                 Base::File { limit, .. } => limit,
+                Base::Inline => {
+                    drop(st);
+                    let bytes = self.db.inline(ino)?;
+                    return Ok(inline_read(&bytes, off, end));
+                }
                 _ => 0,
             };
             let extents = if limit > 0 { Some(self.extents(node)?) } else { None };
@@ -185,8 +204,16 @@ impl Overlay {
         self.db.put_window(b, ino, w)
     }
 
-    /// Write `data` at `off`; returns the bytes written.
+    /// Write `data` at `off`; returns the bytes written. A write drops the
+    /// file's capabilities (see [`kill_privs`]).
     pub fn write(&self, ino: u64, off: u64, data: &[u8]) -> Result<u32> {
+        self.write_killpriv(ino, off, data, false)
+    }
+
+    /// [`write`](Self::write) by a caller without CAP_FSETID when
+    /// `kill_suidgid` (the kernel's FUSE_WRITE_KILL_SUIDGID): setuid, and
+    /// setgid when group-executable, are cleared too.
+    pub fn write_killpriv(&self, ino: u64, off: u64, data: &[u8], kill_suidgid: bool) -> Result<u32> {
         // File data may not eat the space the metadata database needs to
         // record it (and to reopen after a crash): ENOSPC below the reserve,
         // as ext4 keeps blocks for root.
@@ -199,12 +226,34 @@ impl Overlay {
             return Err(posix(libc::EISDIR));
         }
         let (is_base, size) = (matches!(node.inode.base, Base::File { .. }), node.inode.size);
-        let f = self.data_file(&mut st, ino, true)?.ok_or_else(|| posix(libc::EIO))?;
         let end = off + data.len() as u64;
+        let mut b = self.db.batch();
+        if node.inode.base == Base::Inline {
+            let mut bytes = self.db.inline(ino)?;
+            if end <= INLINE_MAX {
+                // The new bytes and the record in one batch: no data file.
+                if (bytes.len() as u64) < end {
+                    bytes.resize(end as usize, 0);
+                }
+                bytes[off as usize..end as usize].copy_from_slice(data);
+                self.db.put_inline(&mut b, ino, &bytes)?;
+                return self.commit_write(&mut st, b, ino, end, kill_suidgid, None).map(|_| data.len() as u32);
+            }
+            // Outgrown: the bytes move to a data file (written whole before
+            // the batch that says so commits; a crash in between leaves the
+            // file inline, and the next move starts the data file over).
+            let f = self.data_file(&mut st, ino, true)?.ok_or_else(|| posix(libc::EIO))?;
+            f.set_len(0)
+                .and_then(|_| f.write_all_at(&bytes, 0))
+                .map_err(|e| Error::io("writing overlay data", self.data_path(ino), e))?;
+            self.db.delete_inline(&mut b, ino)?;
+            f.write_all_at(data, off).map_err(|e| Error::io("writing overlay data", self.data_path(ino), e))?;
+            return self.commit_write(&mut st, b, ino, end, kill_suidgid, Some(Base::None)).map(|_| data.len() as u32);
+        }
+        let f = self.data_file(&mut st, ino, true)?.ok_or_else(|| posix(libc::EIO))?;
         if end > size {
             drop_stale_tail(&f, size).map_err(|e| Error::io("truncating overlay data", self.data_path(ino), e))?;
         }
-        let mut b = self.db.batch();
         if is_base {
             for (p, _) in aligned_pieces(off, end) {
                 let w = window_of(p);
@@ -214,17 +263,26 @@ impl Overlay {
             }
         }
         f.write_all_at(data, off).map_err(|e| Error::io("writing overlay data", self.data_path(ino), e))?;
-        let node = self.node(&mut st, ino)?;
-        let mut i = node.inode.clone();
+        self.commit_write(&mut st, b, ino, end, kill_suidgid, None)?;
+        Ok(data.len() as u32)
+    }
+
+    /// Record a write that ended at `end` (and a new base, when the bytes
+    /// moved out of the database), in batch `b` with whatever it holds.
+    fn commit_write(&self, st: &mut State, mut b: super::db::Batch, ino: u64, end: u64, kill_suidgid: bool, base: Option<Base>) -> Result<()> {
+        let mut i = self.node(st, ino)?.inode.clone();
         i.size = i.size.max(end);
+        kill_privs(&mut i, kill_suidgid);
+        if let Some(base) = base {
+            i.base = base;
+        }
         let t = now();
         i.mtime = t;
         i.ctime = t;
-        self.mark_changed(&mut st, &mut b, ino, false)?;
+        self.mark_changed(st, &mut b, ino, false)?;
         self.db.put_inode(&mut b, ino, &i)?;
-        self.node(&mut st, ino)?.inode = i;
-        self.db.commit(b)?;
-        Ok(data.len() as u32)
+        self.node(st, ino)?.inode = i;
+        self.db.commit(b)
     }
 
     /// Set the size of a regular file.
@@ -241,11 +299,18 @@ impl Overlay {
         // The data file is cut after the new size is recorded (below); a
         // crash in between leaves bytes past the size, which every growth of
         // the file drops first (`drop_stale_tail`), so they never reappear.
-        let data = self.data_file(&mut st, ino, false)?;
+        let data = if i.base == Base::Inline { None } else { self.data_file(&mut st, ino, false)? };
         let node = self.node(&mut st, ino)?;
         if size > i.size {
             if let Some(f) = &data {
                 drop_stale_tail(f, i.size).map_err(|e| Error::io("truncating overlay data", self.data_path(ino), e))?;
+            }
+        }
+        if size < i.size && i.base == Base::Inline {
+            let mut bytes = self.db.inline(ino)?;
+            if (bytes.len() as u64) > size {
+                bytes.truncate(size as usize);
+                self.db.put_inline(&mut b, ino, &bytes)?;
             }
         }
         if size < i.size {
@@ -321,13 +386,14 @@ impl Overlay {
     /// holes, what lies past a truncated base and unwritten ranges of the
     /// overlay data file are holes; the end of the file counts as a hole.
     pub fn seek_data_hole(&self, ino: u64, off: u64, hole: bool) -> Result<u64> {
-        let (size, limit, wins, extents, file) = {
+        let (size, limit, wins, extents, file, is_inline) = {
             let mut st = self.lock();
             let node = self.node(&mut st, ino)?;
             if node.inode.kind != Kind::File {
                 return Err(posix(libc::EINVAL));
             }
             let size = node.inode.size;
+            let is_inline = node.inode.base == Base::Inline;
             let limit = match node.inode.base {
                 Base::File { limit, .. } => Some(limit),
                 _ => None,
@@ -342,10 +408,14 @@ impl Overlay {
                 Some(_) => Some(self.windows(node, ino)?.clone()),
                 None => None,
             };
-            (size, limit.unwrap_or(0), wins, extents, file)
+            (size, limit.unwrap_or(0), wins, extents, file, is_inline)
         };
         if off >= size {
             return Err(posix(libc::ENXIO));
+        }
+        if is_inline {
+            // All data (holes are optional): the file is small.
+            return Ok(if hole { size } else { off });
         }
         let not_found = || if hole { Ok(size) } else { Err(posix(libc::ENXIO)) };
         let Some(wins) = wins else {
@@ -426,6 +496,17 @@ fn drop_stale_tail(f: &File, size: u64) -> std::io::Result<()> {
         f.set_len(size)?;
     }
     Ok(())
+}
+
+/// Bytes `off..end` of an inline file whose stored bytes are `bytes`
+/// (zeros past them).
+fn inline_read(bytes: &[u8], off: u64, end: u64) -> Vec<u8> {
+    let mut out = vec![0u8; (end - off) as usize];
+    let have = (bytes.len() as u64).min(end);
+    if off < have {
+        out[..(have - off) as usize].copy_from_slice(&bytes[off as usize..have as usize]);
+    }
+    out
 }
 
 /// pread that treats bytes past the end of the file as zeros.

@@ -11,8 +11,10 @@
 //!   bit 62.
 //! - Each namespace operation is a single atomic database batch.
 //!
-//! Layout of an overlay directory (format 1): `FORMAT`, `meta/` (RocksDB, see
-//! [`db`]), `data/<ino as 16 hex digits>` (sparse files mirroring file offsets).
+//! Layout of an overlay directory (format 2): `FORMAT`, `meta/` (RocksDB, see
+//! [`db`]), `data/<ino as 16 hex digits>` (sparse files mirroring file
+//! offsets; a small file the guest created has none, its bytes are inline in
+//! the database).
 
 pub(crate) mod acl;
 mod adopt;
@@ -42,7 +44,9 @@ pub const ROOT_INO: u64 = 1;
 /// and reopen after a crash.
 pub const SPACE_RESERVE: u64 = 8 << 20;
 const BASE_BIT: u64 = 1 << 62;
-pub const OVERLAY_FORMAT: u32 = 1;
+/// 2: small files the guest creates keep their bytes in the database
+/// (`inline`); format 1 overlays are upgraded when opened.
+pub const OVERLAY_FORMAT: u32 = 2;
 /// Longest name accepted (as on ext4).
 pub const NAME_MAX: usize = 255;
 
@@ -181,15 +185,19 @@ impl Overlay {
         let fmt = dir.join("FORMAT");
         let fresh = !fmt.exists();
         let oerr = |why: String| Error::Overlay { path: dir.to_path_buf(), why };
+        let mut upgrade = false;
         if fresh {
             std::fs::create_dir_all(dir.join("data")).map_err(|e| Error::io("creating", dir, e))?;
         } else {
             let text = std::fs::read_to_string(&fmt).map_err(|e| Error::io("reading", &fmt, e))?;
-            if text.trim() != format!("lvrepo overlay\nformat {OVERLAY_FORMAT}") {
-                return Err(oerr(format!("unsupported overlay format {:?}", text.trim())));
+            match text.trim() {
+                t if t == format!("lvrepo overlay\nformat {OVERLAY_FORMAT}") => {}
+                // Format 1 lacks only the `inline` column family.
+                "lvrepo overlay\nformat 1" => upgrade = true,
+                t => return Err(oerr(format!("unsupported overlay format {t:?}"))),
             }
         }
-        let db = MetaDb::open(&dir.join("meta"), fresh).map_err(|e| oerr(format!("cannot open overlay database: {}", error_chain(&e))))?;
+        let db = MetaDb::open(&dir.join("meta"), fresh, upgrade).map_err(|e| oerr(format!("cannot open overlay database: {}", error_chain(&e))))?;
         match db.meta(b"root")? {
             Some(r) if r.as_slice() != root.0.as_bytes() => {
                 let have = Digest::from_slice(&r).map(|d| d.to_string()).unwrap_or_default();
@@ -204,7 +212,10 @@ impl Overlay {
                 db.sync()?;
             }
         }
-        if fresh {
+        if fresh || upgrade {
+            // Written once the database has what the format says it has
+            // (written last by a fresh overlay, so a crash before leaves a
+            // directory without FORMAT, opened as fresh again).
             let tmp = dir.join("FORMAT.tmp");
             std::fs::write(&tmp, format!("lvrepo overlay\nformat {OVERLAY_FORMAT}\n"))
                 .and_then(|_| std::fs::rename(&tmp, &fmt))
@@ -466,8 +477,17 @@ impl Overlay {
         let mut b = self.db.batch();
         self.db.delete_inode(&mut b, ino)?;
         self.db.commit(b)?;
-        let _ = std::fs::remove_file(self.data_path(ino));
+        self.drop_data(ino);
         Ok(())
+    }
+
+    /// After the batch that deleted inode `ino` committed: its data goes.
+    pub(crate) fn drop_data(&self, ino: u64) {
+        if let Err(e) = std::fs::remove_file(self.data_path(ino)) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(ino, error = %e, "removing an overlay data file failed");
+            }
+        }
     }
 
     /// The merged listing of directory `ino`, sorted by name, with the
@@ -639,6 +659,62 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An overlay of format 1 (no `inline` column family) opens, is
+    /// upgraded to format 2 with what it held, and new files go inline.
+    #[test]
+    fn a_format_1_overlay_is_upgraded_when_opened() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(crate::object::MemStore::new());
+        let mut root = Entry::new(Vec::new(), Kind::Dir);
+        root.content = Content::Tree(Tree { entries: Vec::new() }.store(&*store).unwrap());
+        let root = crate::tree::store_root(&*store, root).unwrap();
+        let dir = tmp.path().join("ov");
+        // Format 1 as it was written: four column families, a file with a
+        // data file.
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        {
+            let mut o = rocksdb::Options::default();
+            o.create_if_missing(true);
+            o.create_missing_column_families(true);
+            let db = rocksdb::DB::open_cf(&o, dir.join("meta"), ["inodes", "dirents", "windows", "meta"]).unwrap();
+            let meta = db.cf_handle("meta").unwrap();
+            db.put_cf(meta, b"root", root.0.as_bytes()).unwrap();
+            db.put_cf(meta, b"next_ino", 3u64.to_le_bytes()).unwrap();
+            let f = Inode {
+                kind: Kind::File,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                atime: Timestamp::default(),
+                mtime: Timestamp::default(),
+                ctime: Timestamp::default(),
+                size: 5,
+                rdev: 0,
+                nlink: 1,
+                xattrs: Vec::new(),
+                target: Vec::new(),
+                base: Base::None,
+            };
+            db.put_cf(db.cf_handle("inodes").unwrap(), 2u64.to_be_bytes(), f.encode()).unwrap();
+            db.put_cf(db.cf_handle("dirents").unwrap(), record::dirent_key(ROOT_INO, b"old"), Dirent::Child { ino: 2, kind: Kind::File }.encode()).unwrap();
+            std::fs::write(dir.join("data").join(format!("{:016x}", 2)), b"hello").unwrap();
+        }
+        std::fs::write(dir.join("FORMAT"), "lvrepo overlay\nformat 1\n").unwrap();
+        let ov = Overlay::open(&dir, store.clone(), root).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("FORMAT")).unwrap(), "lvrepo overlay\nformat 2\n");
+        let (old, _) = ov.lookup(ROOT_INO, b"old").unwrap();
+        assert_eq!(ov.read(old, 0, 100).unwrap(), b"hello");
+        let nn = ns::NewNode { kind: Kind::File, mode: 0o644, uid: 0, gid: 0, rdev: 0, target: b"" };
+        let (new, i) = ov.create(ROOT_INO, b"new", nn).unwrap();
+        assert_eq!(i.base, Base::Inline);
+        ov.write(new, 0, b"small").unwrap();
+        drop(ov);
+        let ov = Overlay::open(&dir, store, root).unwrap();
+        let (new, _) = ov.lookup(ROOT_INO, b"new").unwrap();
+        assert_eq!(ov.read(new, 0, 100).unwrap(), b"small");
+        assert!(!dir.join("data").join(format!("{new:016x}")).exists(), "a small new file got a data file");
+    }
 
     /// Inode numbers are persisted (overlay records are keyed by them) and
     /// the kernel holds them across remounts: the derivation must not drift.

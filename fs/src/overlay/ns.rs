@@ -27,7 +27,31 @@ pub struct SetAttr {
     pub size: Option<u64>,
     pub atime: Option<Timestamp>,
     pub mtime: Option<Timestamp>,
+    /// Clear setuid, and setgid when group-executable: a truncate by a
+    /// caller without CAP_FSETID (the kernel's FATTR_KILL_SUIDGID).
+    pub kill_suidgid: bool,
 }
+
+/// What a write or truncate takes from a regular file, as the kernel's
+/// `file_remove_privs` would (the daemon does it for the kernel under
+/// FUSE_HANDLE_KILLPRIV_V2): file capabilities always; setuid, and setgid
+/// when group-executable, if `kill_suidgid` (the caller lacks CAP_FSETID).
+/// Whether anything changed.
+pub(crate) fn kill_privs(i: &mut Inode, kill_suidgid: bool) -> bool {
+    let before = (i.mode, i.xattrs.len());
+    if kill_suidgid {
+        i.mode &= !libc::S_ISUID;
+        if i.mode & libc::S_IXGRP != 0 {
+            i.mode &= !libc::S_ISGID;
+        }
+    }
+    if !i.xattrs.is_empty() {
+        i.xattrs.retain(|(k, _)| k != CAPABILITY);
+    }
+    before != (i.mode, i.xattrs.len())
+}
+
+const CAPABILITY: &[u8] = b"security.capability";
 
 impl Overlay {
     fn write_inode(&self, st: &mut State, b: &mut Batch, ino: u64, inode: Inode) -> Result<()> {
@@ -135,7 +159,9 @@ impl Overlay {
             nlink: if n.kind == Kind::Dir { 2 } else { 1 },
             xattrs,
             target: n.target.to_vec(),
-            base: Base::None,
+            // A new file's bytes start inline, in the database (see
+            // `overlay::data`): no data file until it outgrows INLINE_MAX.
+            base: if n.kind == Kind::File { Base::Inline } else { Base::None },
         };
         let mut b = self.db.batch();
         let ino = self.alloc_ino(&mut st, &mut b)?;
@@ -211,7 +237,7 @@ impl Overlay {
         self.touch_dir(&mut st, &mut b, parent, 0, t)?;
         self.db.commit(b)?;
         if purge {
-            let _ = std::fs::remove_file(self.data_path(ino));
+            self.drop_data(ino);
         }
         Ok(())
     }
@@ -271,6 +297,7 @@ impl Overlay {
             return Ok(());
         }
         let mut p2_delta = i32::from(sdir && p1 != p2);
+        let mut replaced = None;
         if let Some((dino, dinode)) = dst {
             if noreplace {
                 return Err(posix(libc::EEXIST));
@@ -289,9 +316,9 @@ impl Overlay {
                 }
                 (false, false) => {}
             }
-            if self.drop_link(&mut st, &mut b, dino, t)? {
-                let _ = std::fs::remove_file(self.data_path(dino));
-            }
+            // Its data goes once the rename is committed (not before: a
+            // crash in between must leave the old target whole).
+            replaced = self.drop_link(&mut st, &mut b, dino, t)?.then_some(dino);
         }
         self.remove_name(&mut st, &mut b, p1, n1)?;
         self.db.put_dirent(&mut b, p2, n2, Dirent::Child { ino: src, kind: sinode.kind })?;
@@ -303,6 +330,9 @@ impl Overlay {
             self.touch_dir(&mut st, &mut b, p2, p2_delta, t)?;
         }
         self.db.commit(b)?;
+        if let Some(ino) = replaced {
+            self.drop_data(ino);
+        }
         self.node(&mut st, src)?.parent = p2;
         Ok(())
     }
@@ -315,6 +345,9 @@ impl Overlay {
         let mut st = self.lock();
         let mut i = self.node(&mut st, ino)?.inode.clone();
         let t = now();
+        if a.size.is_some() && i.kind == Kind::File {
+            kill_privs(&mut i, a.kill_suidgid);
+        }
         let owner_change = a.uid.is_some_and(|u| u != i.uid) || a.gid.is_some_and(|g| g != i.gid);
         if let Some(u) = a.uid {
             i.uid = u;
@@ -329,7 +362,7 @@ impl Overlay {
             if i.mode & libc::S_IXGRP != 0 {
                 i.mode &= !libc::S_ISGID;
             }
-            i.xattrs.retain(|(k, _)| k != b"security.capability");
+            i.xattrs.retain(|(k, _)| k != CAPABILITY);
         }
         if let Some(m) = a.mode {
             i.mode = m & 0o7777;

@@ -23,6 +23,10 @@ pub enum Base {
     /// A directory of the image: its listing, merged with the dirents, and its
     /// original image path (children's inode numbers derive from it).
     Dir { tree: TreeId, path: Vec<u8> },
+    /// A small file the guest created (format 2): its bytes are in the
+    /// database's `inline` column family, not in a data file; bytes past
+    /// them up to the size read as zeros.
+    Inline,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +89,7 @@ impl Inode {
                 o.extend_from_slice(tree.0.as_bytes());
                 put_bytes(&mut o, path);
             }
+            Base::Inline => o.push(5),
         }
         o
     }
@@ -118,6 +123,7 @@ impl Inode {
             2 => Base::File { content: Content::File(FileId(digest(&mut r)?)), limit: r.uv()? },
             3 => Base::File { content: Content::None, limit: r.uv()? },
             4 => Base::Dir { tree: TreeId(digest(&mut r)?), path: r.bytes()?.to_vec() },
+            5 => Base::Inline,
             _ => return Err(r.err("bad base tag")),
         };
         if !r.done() {
@@ -186,11 +192,12 @@ mod tests {
 
     proptest! {
         #[test]
-        fn inode_round_trips(mode in 0u32..0o7777, size in any::<u64>(), nlink in any::<u32>(), sec in any::<i64>(), limit in any::<u64>(), path in proptest::collection::vec(any::<u8>(), 0..30), which in 0u8..4) {
+        fn inode_round_trips(mode in 0u32..0o7777, size in any::<u64>(), nlink in any::<u32>(), sec in any::<i64>(), limit in any::<u64>(), path in proptest::collection::vec(any::<u8>(), 0..30), which in 0u8..5) {
             let base = match which {
                 0 => Base::None,
                 1 => Base::File { content: Content::Chunk(crate::digest::ChunkId(Digest([7; 32]))), limit },
                 2 => Base::File { content: Content::None, limit },
+                3 => Base::Inline,
                 _ => Base::Dir { tree: TreeId(Digest([9; 32])), path: path.clone() },
             };
             let i = Inode { kind: Kind::File, mode, uid: 1, gid: 2, atime: Timestamp { sec, nsec: 5 }, mtime: Timestamp { sec: 1, nsec: 0 }, ctime: Timestamp::default(), size, rdev: 3, nlink, xattrs: vec![(b"user.a".to_vec(), path)], target: b"t".to_vec(), base };

@@ -367,3 +367,24 @@ pub fn seed(name: &str) -> u64 {
     eprintln!("seed: {name}={s}");
     s
 }
+
+/// Run `f` in a forked child and return its exit status. `f` runs between
+/// fork and `_exit` in a copy of a multi-threaded process, so it must only
+/// make raw system calls (no allocation, no locks, no panics).
+pub fn in_child(f: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child only runs `f` (raw syscalls on data prepared before
+    // the fork) and then _exit, so no lock held by another thread is needed.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let code = f();
+        // SAFETY: _exit ends the child without running destructors or atexit.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for the child we just forked; status is a valid out pointer.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid, "waitpid");
+    assert!(libc::WIFEXITED(status), "child did not exit normally: status {status:#x}");
+    libc::WEXITSTATUS(status)
+}

@@ -469,6 +469,35 @@ pub trait Filesystem: Send + Sync + 'static {
         reply.error(Errno::ENOSYS);
     }
 
+    /// lvrepo patch: [`setattr`](Self::setattr) with `kill_suidgid`, the
+    /// FATTR_KILL_SUIDGID bit. Under `FUSE_HANDLE_KILLPRIV_V2` the kernel
+    /// sets it on a truncate by a caller without CAP_FSETID, instead of
+    /// changing the mode itself: the filesystem then clears the setuid bit,
+    /// and the setgid bit of a group-executable file. The default ignores
+    /// it and calls `setattr`.
+    fn setattr_killpriv(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        crtime: Option<SystemTime>,
+        chgtime: Option<SystemTime>,
+        bkuptime: Option<SystemTime>,
+        flags: Option<BsdFileFlags>,
+        kill_suidgid: bool,
+        reply: ReplyAttr,
+    ) {
+        let _ = kill_suidgid;
+        self.setattr(req, ino, mode, uid, gid, size, atime, mtime, ctime, fh, crtime, chgtime, bkuptime, flags, reply);
+    }
+
     /// Read symbolic link.
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         warn!("[Not Implemented] readlink(ino: {ino:#x?})");

@@ -147,7 +147,7 @@ impl<'a> RequestWithSender<'a> {
                 );
             }
             ll::Operation::SetAttr(x) => {
-                filesystem.setattr(
+                filesystem.setattr_killpriv(
                     self.request_header(),
                     self.request.nodeid(),
                     x.mode(),
@@ -162,6 +162,7 @@ impl<'a> RequestWithSender<'a> {
                     x.chgtime(),
                     x.bkuptime(),
                     x.flags(),
+                    x.kill_suidgid(),
                     self.reply(),
                 );
             }
