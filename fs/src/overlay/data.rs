@@ -117,11 +117,9 @@ impl Overlay {
             }
             let limit = match node.inode.base {
                 Base::File { limit, .. } => limit,
-                Base::Inline => {
-                    drop(st);
-                    let bytes = self.db.inline(ino)?;
-                    return Ok(inline_read(&bytes, off, end));
-                }
+                // Read under the lock: a write that moves the bytes to a
+                // data file must not fall between the size and the bytes.
+                Base::Inline => return Ok(inline_read(&self.db.inline(ino)?, off, end)),
                 _ => 0,
             };
             let extents = if limit > 0 { Some(self.extents(node)?) } else { None };
@@ -371,7 +369,12 @@ impl Overlay {
     pub fn fsync(&self, ino: u64) -> Result<()> {
         let f = {
             let mut st = self.lock();
-            self.data_file(&mut st, ino, false)?
+            // An inline file's bytes are in the database: the WAL is all.
+            if self.node(&mut st, ino)?.inode.base == Base::Inline {
+                None
+            } else {
+                self.data_file(&mut st, ino, false)?
+            }
         };
         if let Some(f) = f {
             f.sync_data().map_err(|e| Error::io("syncing overlay data", self.data_path(ino), e))?;
