@@ -574,6 +574,25 @@ impl Filesystem for LvFs {
         reply.error(Errno::from_i32(libc::ENOTTY));
     }
 
+    /// ENOSYS, quietly (fuser's default logs a warning): the kernel then
+    /// copies through reads and writes itself, and asks no more.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        _fh_in: FileHandle,
+        _offset_in: u64,
+        _ino_out: INodeNo,
+        _fh_out: FileHandle,
+        _offset_out: u64,
+        _len: u64,
+        _flags: fuser::CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
     fn lseek(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
         // The kernel asks only for SEEK_DATA and SEEK_HOLE.
         let r = match (whence, u64::try_from(offset)) {
