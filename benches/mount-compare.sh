@@ -28,7 +28,8 @@
 #   CONTENDERS   subset of "native kernel-overlayfs fuse-overlayfs fuse-null lvrepo"
 #                (default all; native is always run, ratios need it)
 #   WORKLOADS    subset of "mount find_cold find_warm ls_cold ls_warm seqread randread
-#                append touch chmod create untar fsx" (default all)
+#                seqread_cold randread_cold append touch chmod create untar fsx"
+#                (default all)
 #   URING        1 (default): set fuse.enable_uring=Y so lvrepo serves over
 #                per-CPU io_uring queues; 0: set it to N (/dev/fuse only)
 #   OVL_OPTS     extra kernel overlayfs mount options, e.g. metacopy=on (default none:
@@ -69,7 +70,12 @@
 #              daemon caches are empty only because the daemon is freshly started
 #   seqread    same mount, file read once with cat (warm), then fio 1 MiB sequential
 #              read of the whole big file (psync, invalidate=0)
-#   randread   same mount, fio 4 KiB random reads, $RAND_MIB MiB in total
+#   randread   same mount, file read once with cat (warm, also when seqread is not
+#              run), then fio 4 KiB random reads, $RAND_MIB MiB in total
+#   seqread_cold   fresh mount, sync + drop_caches, the same fio sequential read:
+#              for lvrepo every chunk comes from the repository's packs (index
+#              lookup, pack read, zstd, BLAKE3), for the others from ext4
+#   randread_cold  fresh mount, sync + drop_caches, the same fio random reads
 #              (fio times = summed I/O latency from fio's JSON, not fio start-up)
 #   append     fresh mount, append 1 byte to the big image file with
 #              `dd oflag=append conv=notrunc,fsync` (time includes the fsync)
@@ -132,7 +138,7 @@ if [[ -z ${FSX_BIN:-} ]]; then
     if [[ -x $HOME/.cargo/bin/fsx ]]; then FSX_BIN=$HOME/.cargo/bin/fsx; else FSX_BIN=$(command -v fsx || echo fsx); fi
 fi
 CONTENDERS=${CONTENDERS:-"native kernel-overlayfs fuse-overlayfs fuse-null lvrepo"}
-ALL_WORKLOADS="mount find_cold find_warm ls_cold ls_warm seqread randread append touch chmod create untar fsx"
+ALL_WORKLOADS="mount find_cold find_warm ls_cold ls_warm seqread randread seqread_cold randread_cold append touch chmod create untar fsx"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 OVL_OPTS=${OVL_OPTS:-}
 WORKLOAD_TIMEOUT=${WORKLOAD_TIMEOUT:-1800}
@@ -588,11 +594,15 @@ run_wl() {
         find_warm) timed "$lg" find "$m" -fprint /dev/null || return ;;
         ls_cold) drop_caches; timed "$lg" bash -c 'ls -lR "$1" >/dev/null' _ "$m" || return ;;
         ls_warm) timed "$lg" bash -c 'ls -lR "$1" >/dev/null' _ "$m" || return ;;
-        seqread|randread)
+        seqread|randread|seqread_cold|randread_cold)
             local job=(--name="$w" --filename="$m/$BIG_REL" --size="$BIG_BYTES" --ioengine=psync
                        --invalidate=0 --readonly --output-format=json --output="$lg.json")
-            if [[ $w == seqread ]]; then
+            if [[ $w == *_cold ]]; then
+                drop_caches
+            else
                 cat "$m/$BIG_REL" >/dev/null 2>>"$lg" || { echo "warm-up read failed" >>"$lg"; return 1; }
+            fi
+            if [[ $w == seqread* ]]; then
                 job+=(--rw=read --bs=1M)
             else
                 job+=(--rw=randread --bs=4k --io_size="${RAND_MIB}m" --norandommap --randrepeat=1)
@@ -731,6 +741,8 @@ for ((run = 1; run <= RUNS; run++)); do
         log "run $run/$RUNS: $c"
         phase "$c" "$run" find_cold find_warm
         phase "$c" "$run" ls_cold ls_warm seqread randread
+        phase "$c" "$run" seqread_cold
+        phase "$c" "$run" randread_cold
         phase "$c" "$run" append
         phase "$c" "$run" touch
         phase "$c" "$run" chmod
@@ -759,6 +771,8 @@ label() {
         ls_warm) echo "ls -lR, warm" ;;
         seqread) echo "seq read $BIG_MIB MiB, warm (fio)" ;;
         randread) echo "4K rand read $RAND_MIB MiB, warm (fio)" ;;
+        seqread_cold) echo "seq read $BIG_MIB MiB, cold (fio)" ;;
+        randread_cold) echo "4K rand read $RAND_MIB MiB, cold (fio)" ;;
         append) echo "append 1 B to $BIG_MIB MiB file +fsync" ;;
         touch) echo "touch $NOPS image files" ;;
         chmod) echo "chmod $NOPS image files" ;;
@@ -825,7 +839,7 @@ echo "  touch, chmod, append: >= 10x cheaper than kernel overlayfs AND fuse-over
 if [[ ${CSTATE[lvrepo]:-absent} == absent ]]; then
     echo "  (lvrepo not among CONTENDERS)"
 else
-    for w in find_cold find_warm ls_cold ls_warm seqread randread; do
+    for w in find_cold find_warm ls_cold ls_warm seqread randread seqread_cold randread_cold; do
         wants "$w" || continue
         l=${MED[lvrepo|$w]}; nat=${MED[native|$w]}; fo=${MED[fuse-overlayfs|$w]:-}
         if [[ -z $l ]]; then printf '  %-38s %s\n' "$(label "$w")" "MISS (no result: $(cell lvrepo "$w"))"; continue; fi

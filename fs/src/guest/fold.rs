@@ -16,7 +16,7 @@ use crate::chunker::{window_of, CHUNK_SIZE};
 use crate::digest::{ChunkId, ObjectKind, TreeId};
 use crate::error::{Error, Result};
 use crate::import::dir::data_regions;
-use crate::object::{get_required, ObjectStore};
+use crate::object::{get_required_shared, ObjectStore};
 use crate::overlay::db::Folded;
 use crate::overlay::{base_ino, Base, Dirent, Inode, Overlay, State, ROOT_INO};
 use crate::tree::file::{leaf_extents, ContentBuilder, Extent, Target};
@@ -267,7 +267,7 @@ fn file_content(ov: &Overlay, i: &Inode, out: &dyn ObjectStore, ino: u64) -> Res
             // A one-chunk file's extent length is its chunk's length, which the
             // entry no longer tells once `limit` was lowered: ask the chunk.
             let base: Vec<(u64, u64, ChunkId)> = match content {
-                Content::Chunk(c) => vec![(0, get_required(&*ov.store, ObjectKind::Chunk, &c.0)?.len() as u64, *c)],
+                Content::Chunk(c) => vec![(0, get_required_shared(&*ov.store, ObjectKind::Chunk, &c.0)?.len() as u64, *c)],
                 other => leaf_extents(&*ov.store, other, *limit)?,
             };
             let mut wins: Vec<u64> = windows.iter().copied().filter(|&w| w * CHUNK_SIZE < i.size).collect();
@@ -285,7 +285,7 @@ fn file_content(ov: &Overlay, i: &Inode, out: &dyn ObjectStore, ino: u64) -> Res
                     if off + len <= base_end {
                         b.push_extent(Extent { offset: off, len, target: Target::Chunk(id) });
                     } else {
-                        let chunk = get_required(&*ov.store, ObjectKind::Chunk, &id.0)?;
+                        let chunk = get_required_shared(&*ov.store, ObjectKind::Chunk, &id.0)?;
                         b.push(off, &chunk[..(base_end - off) as usize])?;
                     }
                 }

@@ -36,19 +36,6 @@ impl<S: ObjectStore> Cached<S> {
         &self.inner
     }
 
-    /// Like `get`, but shares the cached buffer instead of copying it.
-    pub fn get_shared(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Arc<Vec<u8>>>> {
-        if let Some(hit) = self.lookup(id) {
-            return Ok(Some(hit));
-        }
-        let Some(bytes) = self.inner.get(kind, id)? else {
-            return Ok(None);
-        };
-        let arc = Arc::new(bytes);
-        self.insert(*id, arc.clone());
-        Ok(Some(arc))
-    }
-
     fn lookup(&self, id: &Digest) -> Option<Arc<Vec<u8>>> {
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(v) = g.young.get(id) {
@@ -76,6 +63,18 @@ impl<S: ObjectStore> Cached<S> {
 impl<S: ObjectStore> ObjectStore for Cached<S> {
     fn get(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Vec<u8>>> {
         Ok(self.get_shared(kind, id)?.map(|a| (*a).clone()))
+    }
+    /// Shares the cached buffer instead of copying it.
+    fn get_shared(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Arc<Vec<u8>>>> {
+        if let Some(hit) = self.lookup(id) {
+            return Ok(Some(hit));
+        }
+        let Some(bytes) = self.inner.get(kind, id)? else {
+            return Ok(None);
+        };
+        let arc = Arc::new(bytes);
+        self.insert(*id, arc.clone());
+        Ok(Some(arc))
     }
     fn contains(&self, id: &Digest) -> Result<bool> {
         if self.lookup(id).is_some() {

@@ -25,6 +25,12 @@ impl<U: ObjectStore, L: ObjectStore> ObjectStore for Layered<U, L> {
             None => self.lower.get(kind, id),
         }
     }
+    fn get_shared(&self, kind: ObjectKind, id: &Digest) -> Result<Option<std::sync::Arc<Vec<u8>>>> {
+        match self.upper.get_shared(kind, id)? {
+            Some(b) => Ok(Some(b)),
+            None => self.lower.get_shared(kind, id),
+        }
+    }
     fn contains(&self, id: &Digest) -> Result<bool> {
         Ok(self.upper.contains(id)? || self.lower.contains(id)?)
     }

@@ -19,6 +19,8 @@ pub use mem::MemStore;
 pub use pack::{IndexEntry, PackStore, PACK_HEADER_LEN, RECORD_HEADER_LEN};
 pub use verify::Verified;
 
+use std::sync::Arc;
+
 use crate::digest::{Digest, ObjectKind};
 use crate::error::Result;
 
@@ -35,14 +37,24 @@ use crate::error::Result;
 ///   returns. A crash before `flush` loses the object entirely, never half of it.
 pub trait ObjectStore: Send + Sync {
     fn get(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Vec<u8>>>;
+    /// `get`, with the bytes possibly shared with a cache instead of copied
+    /// (same contract). The default wraps `get`'s vector; [`Cached`] hands
+    /// out its own buffer, so a 4 KiB read of a cached 64 KiB chunk copies
+    /// 4 KiB, not 64. Wrappers forward it.
+    fn get_shared(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Arc<Vec<u8>>>> {
+        Ok(self.get(kind, id)?.map(Arc::new))
+    }
     fn contains(&self, id: &Digest) -> Result<bool>;
     fn put(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<bool>;
     fn flush(&self) -> Result<()>;
 }
 
-impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
+impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
     fn get(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Vec<u8>>> {
         (**self).get(kind, id)
+    }
+    fn get_shared(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Arc<Vec<u8>>>> {
+        (**self).get_shared(kind, id)
     }
     fn contains(&self, id: &Digest) -> Result<bool> {
         (**self).contains(id)
@@ -69,6 +81,14 @@ pub fn get_required(store: &dyn ObjectStore, kind: ObjectKind, id: &Digest) -> R
         .ok_or(crate::error::Error::Missing { kind, id: *id })
 }
 
+/// [`get_required`] through [`ObjectStore::get_shared`]: for reads that use
+/// part of an object, or only look at it.
+pub fn get_required_shared(store: &dyn ObjectStore, kind: ObjectKind, id: &Digest) -> Result<Arc<Vec<u8>>> {
+    store
+        .get_shared(kind, id)?
+        .ok_or(crate::error::Error::Missing { kind, id: *id })
+}
+
 #[cfg(test)]
 pub(crate) mod conformance {
     //! One suite, applied to every [`ObjectStore`] implementation.
@@ -78,6 +98,7 @@ pub(crate) mod conformance {
         let a = b"alpha".repeat(1000);
         let id = ObjectKind::Chunk.hash(&a);
         assert_eq!(store.get(ObjectKind::Chunk, &id).unwrap(), None, "absent is Ok(None)");
+        assert_eq!(store.get_shared(ObjectKind::Chunk, &id).unwrap(), None, "absent is Ok(None), shared too");
         assert!(!store.contains(&id).unwrap());
         assert!(store.put(ObjectKind::Chunk, &id, &a).unwrap(), "first put stores");
         assert!(!store.put(ObjectKind::Chunk, &id, &a).unwrap(), "second put is a no-op");
@@ -99,5 +120,11 @@ pub(crate) mod conformance {
         store.flush().unwrap();
         assert_eq!(store.get(ObjectKind::Chunk, &nid).unwrap().unwrap(), noise);
         assert_eq!(store.get(ObjectKind::Tree, &eid).unwrap().unwrap(), b"");
+        // get_shared gives the same bytes, again and again (a cache's
+        // buffer is shared, never handed out for change).
+        for _ in 0..2 {
+            assert_eq!(*store.get_shared(ObjectKind::Chunk, &nid).unwrap().unwrap(), noise);
+            assert_eq!(*store.get_shared(ObjectKind::Chunk, &id).unwrap().unwrap(), a);
+        }
     }
 }

@@ -19,11 +19,12 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use super::ns::kill_privs;
+use super::prefetch;
 use super::{now, posix, Base, Node, Overlay, State, OPEN_DATA_FILES};
 use crate::chunker::{aligned_pieces, window_of, CHUNK_SIZE};
 use crate::digest::{ChunkId, ObjectKind};
 use crate::error::{Error, Result};
-use crate::object::get_required;
+use crate::object::get_required_shared;
 use crate::tree::file::leaf_extents;
 use crate::tree::Kind;
 
@@ -139,6 +140,9 @@ impl Overlay {
                 };
                 plan.push((p, len, src));
             }
+            if let (Some(x), true) = (&extents, plan.iter().any(|(_, _, s)| matches!(s, Src::Base))) {
+                self.read_ahead(self.node(&mut st, ino)?, x, off, end.min(limit));
+            }
             // An image file the guest never wrote has no data file to open.
             let file = if plan.iter().any(|(_, _, s)| matches!(s, Src::Local)) { self.data_file(&mut st, ino, false)? } else { None };
             (plan, file, extents, limit, end)
@@ -162,6 +166,32 @@ impl Overlay {
         Ok(out)
     }
 
+    /// A read of `[off, end)` of the image's bytes: when it starts near where
+    /// the file's last one ended (kernel read-ahead may deliver a stream's
+    /// reads slightly out of order), queue the chunks up to
+    /// [`prefetch::WINDOW`] past it that are not queued yet.
+    fn read_ahead(&self, node: &mut Node, x: &[(u64, u64, ChunkId)], off: u64, end: u64) {
+        const NEAR: u64 = 4 * CHUNK_SIZE;
+        let sequential = off.abs_diff(node.read_end) <= NEAR;
+        node.read_end = node.read_end.max(end);
+        if !sequential {
+            node.read_end = end;
+            node.ahead_to = end;
+            if let Some(r) = &node.reader {
+                r.store(end, std::sync::atomic::Ordering::Relaxed);
+            }
+            return;
+        }
+        let reader = node.reader.get_or_insert_with(Default::default);
+        reader.store(node.read_end, std::sync::atomic::Ordering::Relaxed);
+        let from = node.ahead_to.max(end);
+        let to = end + prefetch::WINDOW;
+        if from < to {
+            self.prefetch.want(x, from, to, reader);
+            node.ahead_to = to;
+        }
+    }
+
     /// Fill `dst` with the image's bytes at `p` (within one window).
     fn read_base(&self, extents: &[(u64, u64, ChunkId)], p: u64, dst: &mut [u8]) -> Result<()> {
         dst.fill(0);
@@ -171,7 +201,7 @@ impl Overlay {
             if eo >= end {
                 break;
             }
-            let chunk = get_required(&*self.store, ObjectKind::Chunk, &id.0)?;
+            let chunk = get_required_shared(&*self.store, ObjectKind::Chunk, &id.0)?;
             let s = p.max(eo);
             let e = end.min(eo + el);
             if (e - eo) as usize > chunk.len() {

@@ -19,6 +19,7 @@
 pub(crate) mod acl;
 mod adopt;
 mod data;
+mod prefetch;
 pub mod db;
 pub mod ns;
 pub mod record;
@@ -97,6 +98,12 @@ pub(crate) struct Node {
     pub file: Option<Arc<File>>,
     pub windows: Option<HashSet<u64>>,
     pub extents: Option<Arc<Vec<(u64, u64, ChunkId)>>>,
+    /// Where the last read of the image's bytes ended, and how far chunk
+    /// read-ahead has queued (see `overlay::prefetch`); `reader` shares
+    /// `read_end` with the read-ahead thread once reads are sequential.
+    pub read_end: u64,
+    pub ahead_to: u64,
+    pub reader: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// One entry of a directory listing.
@@ -173,6 +180,7 @@ pub struct Overlay {
     root: TreeId,
     pub(crate) state: Mutex<State>,
     trees: trees::Trees,
+    prefetch: prefetch::Prefetch,
     /// Free bytes on the overlay partition at the last statfs, less what was
     /// written since: statfs runs again only when this nears the reserve.
     free: Mutex<u64>,
@@ -231,7 +239,8 @@ impl Overlay {
             store: store.clone(),
             root,
             state: Mutex::new(State { nodes: HashMap::default(), next_ino, dirty: HashSet::new(), dirty_all: false, memo: HashMap::new(), dir_gen: 0, fds: VecDeque::new() }),
-            trees: trees::Trees::new(store),
+            trees: trees::Trees::new(store.clone()),
+            prefetch: prefetch::Prefetch::new(store),
             free: Mutex::new(0),
         };
         ov.purge_orphans()?;
@@ -644,7 +653,7 @@ impl Overlay {
 
 impl Node {
     pub(crate) fn new(inode: Inode, lookups: u64) -> Self {
-        Node { inode, parent: 0, lookups, opens: 0, file: None, windows: None, extents: None }
+        Node { inode, parent: 0, lookups, opens: 0, file: None, windows: None, extents: None, read_end: 0, ahead_to: 0, reader: None }
     }
 
     /// Whether the kernel holds this inode: looked up, or open through a

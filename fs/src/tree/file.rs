@@ -14,7 +14,7 @@ use super::Content;
 use crate::chunker::{aligned_pieces, CHUNK_SIZE};
 use crate::digest::{ChunkId, Digest, FileId, ObjectKind};
 use crate::error::{Error, Result};
-use crate::object::{get_required, put_object, ObjectStore};
+use crate::object::{get_required, get_required_shared, put_object, ObjectStore};
 
 const MAGIC: &[u8; 4] = b"LVF1";
 /// Most extents in one index object before a level of indirection is added.
@@ -224,7 +224,7 @@ pub fn read_all(store: &dyn ObjectStore, content: &Content, size: u64, sink: &mu
     };
     for (off, len, chunk) in leaf_extents(store, content, size)? {
         emit_hole(pos, off, sink)?;
-        let data = get_required(store, ObjectKind::Chunk, &chunk.0)?;
+        let data = get_required_shared(store, ObjectKind::Chunk, &chunk.0)?;
         if data.len() as u64 != len {
             return Err(Error::Decode { what: "file index", why: "extent length differs from its chunk" });
         }
@@ -262,7 +262,7 @@ pub fn same_bytes(store: &dyn ObjectStore, a: &Content, b: &Content, size: u64) 
         let start = w * CHUNK_SIZE;
         let mut buf = vec![0u8; (size.min(start + CHUNK_SIZE) - start) as usize];
         for (off, len, id) in p.map(Vec::as_slice).unwrap_or_default() {
-            let data = get_required(store, ObjectKind::Chunk, &id.0)?;
+            let data = get_required_shared(store, ObjectKind::Chunk, &id.0)?;
             let s = (off - start) as usize;
             let n = (*len as usize).min(data.len()).min(buf.len().saturating_sub(s));
             buf[s..s + n].copy_from_slice(&data[..n]);

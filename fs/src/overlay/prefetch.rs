@@ -1,0 +1,225 @@
+//! Read-ahead of image chunks for sequential reads.
+//!
+//! A cold sequential read of an image file meets one chunk load per 64 KiB
+//! on the request path: an index lookup, a pack read, zstd and BLAKE3
+//! (about 60 µs of CPU warm, plus the disk cold), one after another on the
+//! ring thread that serves the reader. When a read of a file starts where
+//! the last one ended, the chunks up to [`WINDOW`] past it are queued for a
+//! background thread at nice 19, which loads them into the daemon's chunk
+//! cache (the store's [`Cached`](crate::object::Cached) wrapper) on the CPU
+//! the reader leaves idle; the requests then find them there.
+//!
+//! Best effort and bounded, as the tree read-ahead: a full queue drops ids,
+//! a failed load is dropped (the request path loads the chunk again and
+//! reports the error, naming the chunk), and the chunk cache's budget bounds
+//! what is kept. Requests never wait for the thread: a chunk the reader has
+//! nearly reached is left to it, so a thread that fell behind skips ahead
+//! instead of loading each chunk at the same moment as the reader. (A chunk
+//! loaded by both is decoded twice, never served wrong: both verify it.)
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+
+use crate::chunker::CHUNK_SIZE;
+use crate::digest::{ChunkId, ObjectKind};
+use crate::object::ObjectStore;
+
+/// How far past a sequential read's end chunks are loaded ahead.
+pub(crate) const WINDOW: u64 = 2 << 20;
+/// Chunk ids queued at most; more are dropped.
+const QUEUE: usize = 256;
+/// A queued chunk that starts less than this past its reader's position is
+/// left to the reader.
+const SKIP: u64 = 2 * CHUNK_SIZE;
+
+/// One chunk to load: where it is in its file, and that file's reader.
+struct Ahead {
+    id: ChunkId,
+    offset: u64,
+    reader: Arc<AtomicU64>,
+}
+
+pub(crate) struct Prefetch {
+    stop: Arc<AtomicBool>,
+    /// `None`: the thread could not start. Dropping it ends the thread.
+    tx: Option<SyncSender<Ahead>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Prefetch {
+    /// Ends the thread and waits for it (see `Trees`' drop: the store must
+    /// not be released on a thread that outlives its owner).
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Prefetch {
+    pub(crate) fn new(store: Arc<dyn ObjectStore>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = sync_channel::<Ahead>(QUEUE);
+        let bg = stop.clone();
+        let spawned = std::thread::Builder::new().name("lvrepo-chunks".into()).spawn(move || {
+            // Nice 19, not SCHED_IDLE, for the reason given in `trees`.
+            // SAFETY: setpriority on the calling thread (who = 0 is this
+            // thread on Linux); no memory is passed. Failure only loses the hint.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+            while let Ok(a) = rx.recv() {
+                if bg.load(Relaxed) {
+                    break;
+                }
+                // Behind the reader: it loads this chunk itself, maybe right
+                // now. Skipping lets this thread get ahead again, where
+                // loading would keep the two in step, loading every chunk
+                // twice.
+                if a.offset < a.reader.load(Relaxed) + SKIP {
+                    continue;
+                }
+                // A cached chunk costs a map lookup here.
+                if let Err(e) = store.get_shared(ObjectKind::Chunk, &a.id.0) {
+                    tracing::debug!(chunk = %a.id, error = %e, "chunk read-ahead failed");
+                }
+            }
+        });
+        let (tx, thread) = match spawned {
+            Ok(t) => (Some(tx), Some(t)),
+            Err(e) => {
+                tracing::debug!(error = %e, "no chunk read-ahead thread");
+                (None, None)
+            }
+        };
+        Prefetch { stop, tx, thread }
+    }
+
+    /// Queue the chunks of `extents` (offset, length, id; sorted) that start
+    /// in `[from, to)`, for a reader whose position (the end of its last
+    /// read) is `reader`.
+    pub(crate) fn want(&self, extents: &[(u64, u64, ChunkId)], from: u64, to: u64, reader: &Arc<AtomicU64>) {
+        let Some(tx) = &self.tx else { return };
+        let i = extents.partition_point(|e| e.0 < from);
+        for &(offset, _, id) in &extents[i..] {
+            if offset >= to || tx.try_send(Ahead { id, offset, reader: reader.clone() }).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::digest::Digest;
+    use crate::error::Result;
+    use crate::object::{Cached, MemStore};
+    use crate::overlay::{Overlay, ROOT_INO};
+    use crate::tree::file::ContentBuilder;
+    use crate::tree::{store_root, Content, Entry, Kind, Tree};
+
+    /// Counts the reads that reach the store under the chunk cache.
+    #[derive(Default)]
+    struct Counting {
+        inner: MemStore,
+        gets: Mutex<HashMap<Digest, u32>>,
+    }
+
+    impl ObjectStore for Counting {
+        fn get(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Vec<u8>>> {
+            *self.gets.lock().unwrap().entry(*id).or_default() += 1;
+            self.inner.get(kind, id)
+        }
+        fn contains(&self, id: &Digest) -> Result<bool> {
+            self.inner.contains(id)
+        }
+        fn put(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<bool> {
+            self.inner.put(kind, id, bytes)
+        }
+        fn flush(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    const CHUNKS: u64 = 48;
+
+    /// An overlay over an image of one file `big` of [`CHUNKS`] distinct
+    /// 64 KiB chunks, behind a chunk cache that holds them all.
+    fn setup(tmp: &std::path::Path) -> (Overlay, Arc<Cached<Arc<Counting>>>, Vec<u8>, Vec<ChunkId>) {
+        let counting = Arc::new(Counting::default());
+        let cached = Arc::new(Cached::new(counting.clone(), 64 << 20));
+        let data: Vec<u8> = (0..CHUNKS * crate::chunker::CHUNK_SIZE).map(|i| (i / 4096 % 251) as u8 ^ (i % 7) as u8).collect();
+        let mut b = ContentBuilder::new(&*counting);
+        b.push(0, &data).unwrap();
+        let content = b.finish(data.len() as u64).unwrap();
+        let ids = crate::tree::file::leaf_extents(&*counting, &content, data.len() as u64).unwrap().into_iter().map(|e| e.2).collect();
+        let mut f = Entry::new(b"big".to_vec(), Kind::File);
+        f.mode = 0o644;
+        f.size = data.len() as u64;
+        f.content = content;
+        let mut root = Entry::new(Vec::new(), Kind::Dir);
+        root.content = Content::Tree(Tree { entries: vec![f] }.store(&*counting).unwrap());
+        let root = store_root(&*counting, root).unwrap();
+        let store: Arc<dyn ObjectStore> = cached.clone();
+        let ov = Overlay::open(&tmp.join("ov"), store, root).unwrap();
+        counting.gets.lock().unwrap().clear();
+        (ov, cached, data, ids)
+    }
+
+    fn loaded(c: &Cached<Arc<Counting>>, ids: &[ChunkId]) -> usize {
+        let g = c.inner().gets.lock().unwrap();
+        ids.iter().filter(|id| g.contains_key(&id.0)).count()
+    }
+
+    /// A sequential reader finds the chunks ahead of it loaded by the
+    /// read-ahead thread: each chunk is read from the store once, and the
+    /// bytes are the file's.
+    #[test]
+    fn sequential_reads_find_chunks_loaded_ahead() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ov, cached, data, ids) = setup(tmp.path());
+        let (ino, _) = ov.lookup(ROOT_INO, b"big").unwrap();
+        let step = 128 << 10;
+        assert_eq!(ov.read(ino, 0, step as u32).unwrap(), data[..step]);
+        // The two chunks read, and the window past them (2 MiB, 32 chunks)
+        // but for the two next to the reader, left to it.
+        let want = 2 + ((WINDOW - SKIP) / CHUNK_SIZE) as usize;
+        let t = Instant::now();
+        while loaded(&cached, &ids) < want && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(loaded(&cached, &ids), want, "chunks loaded after one read");
+        for off in (step..data.len()).step_by(step) {
+            assert_eq!(ov.read(ino, off as u64, step as u32).unwrap(), data[off..off + step], "bytes at {off}");
+        }
+        drop(ov);
+        // Once each, but for a chunk the reader and the thread may both have
+        // missed at the same moment on a loaded machine (a thread that falls
+        // behind skips ahead: it does not keep step with the reader).
+        let g = cached.inner().gets.lock().unwrap();
+        assert!(ids.iter().all(|id| g.contains_key(&id.0)));
+        let reads: u32 = ids.iter().map(|id| g[&id.0]).sum();
+        assert!(reads <= CHUNKS as u32 + 2, "{reads} chunk reads for {CHUNKS} chunks: {:?}", ids.iter().map(|id| g[&id.0]).collect::<Vec<_>>());
+    }
+
+    /// Reads far apart queue nothing.
+    #[test]
+    fn random_reads_load_only_what_they_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ov, cached, data, ids) = setup(tmp.path());
+        let (ino, _) = ov.lookup(ROOT_INO, b"big").unwrap();
+        let c = crate::chunker::CHUNK_SIZE as usize;
+        // Start away from 0 (a read at 0 counts as the start of a stream).
+        for k in [40usize, 9, 30, 17] {
+            assert_eq!(ov.read(ino, (k * c) as u64, 4096).unwrap(), data[k * c..k * c + 4096]);
+        }
+        drop(ov);
+        assert_eq!(loaded(&cached, &ids), 4);
+    }
+}
