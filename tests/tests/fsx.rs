@@ -28,27 +28,22 @@ const SEED: u64 = 20_261_122;
 /// Size of the image file fsx starts from (≥ 1 MiB, not chunk-aligned).
 const IMAGE_FILE_LEN: usize = (3 << 20) / 2 + 4321;
 
-/// Every operation type fsx 0.3.2 has, on a 2 MiB file (32 chunk windows).
-const FSX_TOML: &str = r#"
-flen = 2097152
-[opsize]
-max = 131072
-[weights]
-close_open = 1
-read = 10
-write = 10
-mapread = 10
-mapwrite = 10
-invalidate = 1
-truncate = 2
-fsync = 1
-fdatasync = 1
-posix_fallocate = 1
-punch_hole = 1
-sendfile = 1
-posix_fadvise = 1
-copy_file_range = 1
-"#;
+/// An fsx 0.3.2 config with every operation type it has, on a file of at
+/// most `flen` bytes with operations of at most `opsize` bytes;
+/// posix_fallocate only if `fallocate`.
+fn fsx_config(flen: u64, opsize: u64, fallocate: bool) -> String {
+    format!(
+        "flen = {flen}\n[opsize]\nmax = {opsize}\n[weights]\nclose_open = 1\nread = 10\nwrite = 10\nmapread = 10\n\
+         mapwrite = 10\ninvalidate = 1\ntruncate = 2\nfsync = 1\nfdatasync = 1\nposix_fallocate = {}\npunch_hole = 1\n\
+         sendfile = 1\nposix_fadvise = 1\ncopy_file_range = 1\n",
+        u8::from(fallocate)
+    )
+}
+
+/// Every operation type, on a 2 MiB file (32 chunk windows).
+fn fsx_toml() -> String {
+    fsx_config(2 << 20, 128 << 10, true)
+}
 
 fn guest() -> Guest {
     Guest::new(|src| {
@@ -79,31 +74,14 @@ fn fsx(file: &Path, cfg: &Path, artifacts: &Path) -> f64 {
 /// but posix_fallocate: with this seed and file size fsx 0.3.2 asks for a
 /// zero-length one at operation 58,726, which fails with EINVAL on ext4 as
 /// well, and stops.
-const FSX_SMALL_TOML: &str = r#"
-flen = 16384
-[opsize]
-max = 4096
-[weights]
-close_open = 1
-read = 10
-write = 10
-mapread = 10
-mapwrite = 10
-invalidate = 1
-truncate = 2
-fsync = 1
-fdatasync = 1
-posix_fallocate = 0
-punch_hole = 1
-sendfile = 1
-posix_fadvise = 1
-copy_file_range = 1
-"#;
+fn fsx_small_toml() -> String {
+    fsx_config(16 << 10, 4 << 10, false)
+}
 
 /// Mount a fresh guest, run fsx on the file `rel` of the mount (after
 /// `check`, which sees its path), unmount, and require a clean daemon log.
 fn fsx_on(rel: &str, check: impl FnOnce(&Path)) {
-    fsx_with(rel, FSX_TOML, check);
+    fsx_with(rel, &fsx_toml(), check);
 }
 
 fn fsx_with(rel: &str, toml: &str, check: impl FnOnce(&Path)) -> Guest {
@@ -138,7 +116,7 @@ fn fsx_on_new_file() {
 /// whole run (no data file appears), through every kind of operation.
 #[test]
 fn fsx_on_small_new_file_kept_inline() {
-    let g = fsx_with("small-file", FSX_SMALL_TOML, |f| assert!(!f.exists(), "small-file must not exist before fsx creates it"));
+    let g = fsx_with("small-file", &fsx_small_toml(), |f| assert!(!f.exists(), "small-file must not exist before fsx creates it"));
     assert_eq!(g.data_files(), Vec::<std::path::PathBuf>::new(), "a file that never outgrew 16 KiB got a data file");
 }
 
