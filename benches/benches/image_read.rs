@@ -8,8 +8,12 @@
 //! - `image_read/4k_cached_chunk`: a 4 KiB READ of an image file whose
 //!   chunk is in the chunk cache (the common case after the first touch of
 //!   a chunk: the kernel asks 4 KiB at a time for random reads);
-//! - `image_read/128k_cached_chunks`: a 128 KiB READ (two chunks), as a
-//!   sequential reader's kernel read-ahead sends them;
+//! - `image_read/128k_cached_chunks`: a 128 KiB READ (two chunks);
+//! - `image_read/1m_cached_chunks`: a 1 MiB READ (16 chunks), as a
+//!   sequential reader's kernel read-ahead sends them (the mount's
+//!   max_readahead), and `image_read/1m_one_buffer`, the same bytes
+//!   gathered into one buffer as `Overlay::read` returns them (the daemon
+//!   sends the pieces, `Overlay::read_out`);
 //! - `chunk_load/raw_64k`, `chunk_load/zstd_64k`: one chunk loaded from the
 //!   pack store as a cache miss does (index lookup, pack read from the page
 //!   cache, zstd for the compressed one, BLAKE3 verification).
@@ -83,14 +87,28 @@ fn main() {
         b.iter(|| {
             // Every 4 KiB page in turn, spread over all 128 chunks.
             i = (i + 17) % (data.len() as u64 / 4096);
-            black_box(ov.read(ino, i * 4096, 4096).expect("read"))
+            black_box(ov.read_out(ino, i * 4096, 4096).expect("read").io_slices().len())
         })
     });
     g.bench_function("128k_cached_chunks", |b| {
         let mut i = 0u64;
         b.iter(|| {
             i = (i + 1) % (data.len() as u64 / (128 << 10));
-            black_box(ov.read(ino, i * (128 << 10), 128 << 10).expect("read"))
+            black_box(ov.read_out(ino, i * (128 << 10), 128 << 10).expect("read").io_slices().len())
+        })
+    });
+    g.bench_function("1m_cached_chunks", |b| {
+        let mut i = 0u64;
+        b.iter(|| {
+            i = (i + 1) % (data.len() as u64 >> 20);
+            black_box(ov.read_out(ino, i << 20, 1 << 20).expect("read").io_slices().len())
+        })
+    });
+    g.bench_function("1m_one_buffer", |b| {
+        let mut i = 0u64;
+        b.iter(|| {
+            i = (i + 1) % (data.len() as u64 >> 20);
+            black_box(ov.read(ino, i << 20, 1 << 20).expect("read"))
         })
     });
     g.finish();

@@ -381,8 +381,8 @@ impl Filesystem for LvFs {
     }
 
     fn read(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, size: u32, _flags: OpenFlags, _lo: Option<fuser::LockOwner>, reply: ReplyData) {
-        match self.live.get().read(ino.0, offset, size) {
-            Ok(d) => reply.data(&d),
+        match self.live.get().read_out(ino.0, offset, size) {
+            Ok(d) => reply.data_vectored(&d.io_slices()),
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -14,7 +14,6 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -94,6 +93,52 @@ fn record_header(kind: ObjectKind, codec: u8, raw: u32, stored: u32, id: &Digest
     h
 }
 const _: () = assert!(RECORD_HEADER_LEN == 4 + 1 + 1 + 2 + 4 + 4 + DIGEST_LEN);
+
+/// Read a record at `offset`: its header into `header`, then `len` payload
+/// bytes into a new vector. One `preadv`, usually: the payload lands where it
+/// is kept, neither zero-filled first nor shifted past the header afterwards
+/// (on a cold sequential read of an image those two were a tenth of the
+/// daemon's CPU).
+fn read_record(f: &File, header: &mut [u8; RECORD_HEADER_LEN], len: usize, offset: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let mut payload = Vec::<u8>::with_capacity(len);
+    let want = RECORD_HEADER_LEN + len;
+    let mut done = 0usize;
+    while done < want {
+        let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2];
+        let mut n = 0;
+        if done < RECORD_HEADER_LEN {
+            iov[0] = libc::iovec { iov_base: header[done..].as_mut_ptr().cast(), iov_len: RECORD_HEADER_LEN - done };
+            n = 1;
+        }
+        let from = done.saturating_sub(RECORD_HEADER_LEN);
+        if from < len {
+            // SAFETY: `from < len <= capacity`, so the pointer stays inside
+            // the vector's allocation; the kernel only writes to it.
+            iov[n] = libc::iovec { iov_base: unsafe { payload.as_mut_ptr().add(from) }.cast(), iov_len: len - from };
+            n += 1;
+        }
+        let at = libc::off_t::try_from(offset + done as u64).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: each iovec names writable memory we own (the rest of
+        // `header`, the unfilled capacity of `payload`), alive for the call.
+        let r = unsafe { libc::preadv(f.as_raw_fd(), iov.as_ptr(), n as libc::c_int, at) };
+        if r < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        if r == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        done += r as usize;
+    }
+    // SAFETY: the loop ran until the kernel had written all `len` payload
+    // bytes (every byte after the header up to `want`).
+    unsafe { payload.set_len(len) };
+    Ok(payload)
+}
 
 struct Writer {
     pack: u32,
@@ -197,19 +242,18 @@ impl PackStore {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Err(damaged(DamageKind::PackMissing)),
             other => other?,
         };
-        let mut buf = vec![0u8; RECORD_HEADER_LEN + e.stored_len as usize];
-        f.read_exact_at(&mut buf, e.offset).map_err(|err| {
+        let mut header = [0u8; RECORD_HEADER_LEN];
+        let payload = read_record(&f, &mut header, e.stored_len as usize, e.offset).map_err(|err| {
             if err.kind() == std::io::ErrorKind::UnexpectedEof {
                 damaged(DamageKind::Truncated)
             } else {
                 Error::io("reading pack", self.pack_path(e.pack), err)
             }
         })?;
-        if buf[..RECORD_HEADER_LEN] != record_header(e.kind, e.codec, e.raw_len, e.stored_len, id) {
+        if header != record_header(e.kind, e.codec, e.raw_len, e.stored_len, id) {
             return Err(damaged(DamageKind::BadHeader));
         }
-        buf.drain(..RECORD_HEADER_LEN);
-        Ok(buf)
+        Ok(payload)
     }
 
     /// Read and decode one record. The payload is not hashed here (that is

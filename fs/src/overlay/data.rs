@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use super::ns::kill_privs;
 use super::prefetch;
+use super::readout::ReadOut;
 use super::{now, posix, Base, Node, Overlay, State, OPEN_DATA_FILES};
 use crate::chunker::{aligned_pieces, window_of, CHUNK_SIZE};
 use crate::digest::{ChunkId, ObjectKind};
@@ -106,6 +107,12 @@ impl Overlay {
 
     /// Read up to `size` bytes at `off`.
     pub fn read(&self, ino: u64, off: u64, size: u32) -> Result<Vec<u8>> {
+        Ok(self.read_out(ino, off, size)?.to_vec())
+    }
+
+    /// Read up to `size` bytes at `off`, as the pieces they are (image
+    /// bytes stay in the chunk cache's buffers).
+    pub fn read_out(&self, ino: u64, off: u64, size: u32) -> Result<ReadOut> {
         let (plan, file, extents, limit, end) = {
             let mut st = self.lock();
             let node = self.node(&mut st, ino)?;
@@ -114,13 +121,17 @@ impl Overlay {
             }
             let end = (off + u64::from(size)).min(node.inode.size);
             if off >= end {
-                return Ok(Vec::new());
+                return Ok(ReadOut::default());
             }
             let limit = match node.inode.base {
                 Base::File { limit, .. } => limit,
                 // Read under the lock: a write that moves the bytes to a
                 // data file must not fall between the size and the bytes.
-                Base::Inline => return Ok(inline_read(&self.db.inline(ino)?, off, end)),
+                Base::Inline => {
+                    let mut out = ReadOut::default();
+                    out.push_owned(inline_read(&self.db.inline(ino)?, off, end));
+                    return Ok(out);
+                }
                 _ => 0,
             };
             let extents = if limit > 0 { Some(self.extents(node)?) } else { None };
@@ -147,22 +158,25 @@ impl Overlay {
             let file = if plan.iter().any(|(_, _, s)| matches!(s, Src::Local)) { self.data_file(&mut st, ino, false)? } else { None };
             (plan, file, extents, limit, end)
         };
-        let mut out = vec![0u8; (end - off) as usize];
+        let mut out = ReadOut::default();
         for (p, len, src) in plan {
-            let dst = &mut out[(p - off) as usize..(p - off + len) as usize];
             match src {
-                Src::Zero => {}
+                Src::Zero => out.push_zeros(len as usize),
                 Src::Local => {
+                    let mut buf = vec![0u8; len as usize];
                     if let Some(f) = &file {
-                        read_into(f, dst, p).map_err(|e| Error::io("reading overlay data", self.data_path(ino), e))?;
+                        read_into(f, &mut buf, p).map_err(|e| Error::io("reading overlay data", self.data_path(ino), e))?;
                     }
+                    out.push_owned(buf);
                 }
                 Src::Base => {
-                    let n = (limit.saturating_sub(p)).min(len) as usize;
-                    self.read_base(extents.as_deref().map(Vec::as_slice).unwrap_or(&[]), p, &mut dst[..n])?;
+                    let n = limit.saturating_sub(p).min(len);
+                    self.read_base_out(extents.as_deref().map(Vec::as_slice).unwrap_or(&[]), p, n, &mut out)?;
+                    out.push_zeros((len - n) as usize);
                 }
             }
         }
+        debug_assert_eq!(out.len() as u64, end - off);
         Ok(out)
     }
 
@@ -192,10 +206,11 @@ impl Overlay {
         }
     }
 
-    /// Fill `dst` with the image's bytes at `p` (within one window).
-    fn read_base(&self, extents: &[(u64, u64, ChunkId)], p: u64, dst: &mut [u8]) -> Result<()> {
-        dst.fill(0);
-        let end = p + dst.len() as u64;
+    /// Append the image's `n` bytes at `p` (within one window) to `out`:
+    /// ranges of cached chunks, zeros where no extent covers them.
+    fn read_base_out(&self, extents: &[(u64, u64, ChunkId)], p: u64, n: u64, out: &mut ReadOut) -> Result<()> {
+        let end = p + n;
+        let mut at = p;
         let i = extents.partition_point(|e| e.0 + e.1 <= p);
         for &(eo, el, id) in &extents[i..] {
             if eo >= end {
@@ -204,10 +219,25 @@ impl Overlay {
             let chunk = get_required_shared(&*self.store, ObjectKind::Chunk, &id.0)?;
             let s = p.max(eo);
             let e = end.min(eo + el);
-            if (e - eo) as usize > chunk.len() {
-                return Err(Error::Decode { what: "file index", why: "extent longer than its chunk" });
+            if s < at {
+                return Err(Error::Decode { what: "file index", why: "overlapping extents" });
             }
-            dst[(s - p) as usize..(e - p) as usize].copy_from_slice(&chunk[(s - eo) as usize..(e - eo) as usize]);
+            out.push_zeros((s - at) as usize);
+            out.push_shared(chunk, (s - eo) as usize, (e - eo) as usize)?;
+            at = e;
+        }
+        out.push_zeros((end - at) as usize);
+        Ok(())
+    }
+
+    /// Fill `dst` with the image's bytes at `p` (within one window).
+    fn read_base(&self, extents: &[(u64, u64, ChunkId)], p: u64, dst: &mut [u8]) -> Result<()> {
+        let mut out = ReadOut::default();
+        self.read_base_out(extents, p, dst.len() as u64, &mut out)?;
+        let mut at = 0;
+        for piece in out.io_slices() {
+            dst[at..at + piece.len()].copy_from_slice(&piece);
+            at += piece.len();
         }
         Ok(())
     }

@@ -20,12 +20,14 @@ pub(crate) mod acl;
 mod adopt;
 mod data;
 mod prefetch;
+mod readout;
 pub mod db;
 pub mod ns;
 pub mod record;
 mod trees;
 
 pub use adopt::Adopted;
+pub use readout::ReadOut;
 pub use record::{Base, Dirent, Inode};
 
 use std::collections::{HashMap, HashSet, VecDeque};

@@ -59,7 +59,7 @@ impl ReplySender {
             ReplySender::Ring(_, out) => {
                 let mut out = out.lock();
                 for d in data {
-                    out.extend_from_slice(d);
+                    out.write(d);
                 }
                 Ok(())
             }
@@ -226,6 +226,12 @@ impl ReplyData {
     /// Reply to a request with the given data
     pub fn data(self, data: &[u8]) {
         self.reply.send_ll(&ll::ResponseSlice(data));
+    }
+
+    /// Reply to a request with data gathered from `data`, in order, without
+    /// first copying it into one buffer (lvrepo patch).
+    pub fn data_vectored(self, data: &[std::io::IoSlice<'_>]) {
+        self.reply.send_ll(&ll::ResponseSlices(data));
     }
 
     /// Reply to a request with the given error code

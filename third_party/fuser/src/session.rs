@@ -343,8 +343,7 @@ impl<FS: Filesystem> Session<FS> {
                     };
                     ring_threads.push(thread::Builder::new().name(event_loop.thread_name.clone()).spawn(
                         move || {
-                            let out = crate::uring::Capture::default();
-                            q.serve(dev, true, handoff, |req| event_loop.dispatch_ring(req, &out));
+                            q.serve(dev, true, handoff, |req, out| event_loop.dispatch_ring(req, out));
                         },
                     )?);
                 }
@@ -638,11 +637,10 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
 
 #[cfg(target_os = "linux")]
 impl<FS: Filesystem> SessionEventLoop<FS> {
-    /// Dispatch one request that came through an io_uring queue and return
-    /// its reply (lvrepo patch). The filesystem must reply before returning;
-    /// a reply sent later is lost (the kernel then gets EIO).
-    fn dispatch_ring(&self, data: &[u8], out: &crate::uring::Capture) -> Vec<u8> {
-        out.lock().clear();
+    /// Dispatch one request that came through an io_uring queue; its reply
+    /// goes into `out` (lvrepo patch). The filesystem must reply before
+    /// returning; a reply sent later is dropped (the kernel then gets EIO).
+    fn dispatch_ring(&self, data: &[u8], out: &crate::uring::Capture) {
         if let Some(mut req) = RequestWithSender::new(self.ch.sender(), data) {
             req.capture = Some(out.clone());
             if let Ok(Operation::Destroy(_)) = req.request.operation() {
@@ -651,7 +649,6 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
                 req.dispatch(self);
             }
         }
-        std::mem::take(&mut *out.lock())
     }
 }
 

@@ -74,7 +74,8 @@ pub(crate) struct Queue {
     qid: u16,
     ring: IoUring<squeue::Entry128, cqueue::Entry>,
     header: Box<Header>,
-    payload: Vec<u8>,
+    /// Holds the payload buffer, which replies are written into.
+    sink: Capture,
     /// `iov[0]` = header, `iov[1]` = payload; read by the kernel at REGISTER.
     iov: Box<[libc::iovec; 2]>,
     /// Written by [`Waker::wake`] to end the serving thread.
@@ -136,7 +137,9 @@ impl Queue {
             libc::iovec { iov_base: (&mut *header as *mut Header).cast(), iov_len: std::mem::size_of::<Header>() },
             libc::iovec { iov_base: payload.as_mut_ptr().cast(), iov_len: payload.len() },
         ]);
-        Ok(Queue { qid, ring, header, payload, iov, wake })
+        // The vector is never resized, so its buffer stays where `iov` says.
+        let sink = Arc::new(Mutex::new(Sink { out: [0; OUT_HEADER], got: 0, payload, len: 0, overflow: false, open: false }));
+        Ok(Queue { qid, ring, header, sink, iov, wake })
     }
 
     fn cmd(&self, op: u32, commit_id: u64, addr: Option<u64>, dev: RawFd) -> squeue::Entry128 {
@@ -172,8 +175,11 @@ impl Queue {
 
     /// Serve requests until the connection ends or the waker fires.
     /// `dispatch` gets one request in `/dev/fuse` layout and returns the
-    /// reply in `/dev/fuse` layout (out header first).
-    pub(crate) fn serve(mut self, dev: RawFd, pin: bool, handoff: bool, mut dispatch: impl FnMut(&[u8]) -> Vec<u8>) {
+    /// reply in `/dev/fuse` layout (out header first) through the
+    /// [`Capture`] it is handed, which writes the reply's body straight into
+    /// the entry's payload buffer (one copy of a READ's data in the daemon,
+    /// not three).
+    pub(crate) fn serve(mut self, dev: RawFd, pin: bool, handoff: bool, mut dispatch: impl FnMut(&[u8], &Capture)) {
         if pin {
             pin_to_cpu(usize::from(self.qid));
         }
@@ -182,7 +188,7 @@ impl Queue {
         if self.push(poll.into()).and_then(|()| self.push(reg)).is_err() {
             return;
         }
-        let mut buf = Vec::with_capacity(IN_HEADER + 128 + self.payload.len());
+        let mut buf = Vec::with_capacity(IN_HEADER + 128 + self.sink.lock().payload.len());
         let mut handoff = crate::handoff::Handoff::new(handoff && pin);
         loop {
             match self.ring.submit_and_wait(1) {
@@ -212,11 +218,14 @@ impl Queue {
                 return;
             }
             let ent = self.header.ent;
-            let reply = match self.request(&mut buf, ent) {
-                Some(req) => dispatch(req),
-                None => error_reply(libc::EIO, &self.header.in_out),
-            };
-            self.put_reply(&reply, ent.commit_id);
+            match self.request(&mut buf, ent) {
+                Some(req) => {
+                    self.sink.lock().open();
+                    dispatch(req, &self.sink);
+                    self.put_reply(ent.commit_id);
+                }
+                None => self.put_error(libc::EIO, ent.commit_id),
+            }
             let commit = self.cmd(CMD_COMMIT_AND_FETCH, ent.commit_id, None, dev);
             if self.push(commit).is_err() {
                 return;
@@ -232,28 +241,44 @@ impl Queue {
         let len = u32::from_ne_bytes(self.header.in_out[0..4].try_into().ok()?) as usize;
         let payload = ent.payload_sz as usize;
         let op = len.checked_sub(IN_HEADER)?.checked_sub(payload)?;
-        if op > self.header.op_in.len() || payload > self.payload.len() {
+        let sink = self.sink.lock();
+        if op > self.header.op_in.len() || payload > sink.payload.len() {
             return None;
         }
         buf.clear();
         buf.extend_from_slice(&self.header.in_out[..IN_HEADER]);
         buf.extend_from_slice(&self.header.op_in[..op]);
-        buf.extend_from_slice(&self.payload[..payload]);
+        buf.extend_from_slice(&sink.payload[..payload]);
         Some(&buf[..])
     }
 
-    fn put_reply(&mut self, reply: &[u8], unique: u64) {
-        let body = reply.get(OUT_HEADER..).unwrap_or(&[]);
-        if reply.len() < OUT_HEADER || body.len() > self.payload.len() {
-            let r = error_reply(libc::EIO, &self.header.in_out);
-            self.header.in_out[..OUT_HEADER].copy_from_slice(&r);
-            self.header.in_out[8..16].copy_from_slice(&unique.to_ne_bytes());
-            self.header.ent.payload_sz = 0;
-            return;
+    /// Close the sink and put the reply it caught into the entry: the out
+    /// header here, the body is in the payload buffer already. No reply,
+    /// or one too long for the buffer, is EIO.
+    fn put_reply(&mut self, unique: u64) {
+        let (out, len) = {
+            let mut sink = self.sink.lock();
+            sink.open = false;
+            if sink.got < OUT_HEADER || sink.overflow {
+                (None, 0)
+            } else {
+                (Some(sink.out), sink.len)
+            }
+        };
+        match out {
+            Some(h) => {
+                self.header.in_out[..OUT_HEADER].copy_from_slice(&h);
+                self.header.ent.payload_sz = len as u32;
+            }
+            None => self.put_error(libc::EIO, unique),
         }
-        self.header.in_out[..OUT_HEADER].copy_from_slice(&reply[..OUT_HEADER]);
-        self.payload[..body.len()].copy_from_slice(body);
-        self.header.ent.payload_sz = body.len() as u32;
+    }
+
+    fn put_error(&mut self, errno: i32, unique: u64) {
+        let r = error_reply(errno, &self.header.in_out);
+        self.header.in_out[..OUT_HEADER].copy_from_slice(&r);
+        self.header.in_out[8..16].copy_from_slice(&unique.to_ne_bytes());
+        self.header.ent.payload_sz = 0;
     }
 }
 
@@ -278,6 +303,62 @@ fn pin_to_cpu(cpu: usize) {
     }
 }
 
-/// Where a reply of a request that came through a ring goes: captured here,
-/// then written into the ring entry by [`Queue::serve`].
-pub(crate) type Capture = Arc<Mutex<Vec<u8>>>;
+/// Where a reply of a request that came through a ring goes: into the ring
+/// entry's buffers, which [`Queue::serve`] then commits.
+pub(crate) type Capture = Arc<Mutex<Sink>>;
+
+/// A ring entry's reply, as it is written: the out header, and the body in
+/// the entry's payload buffer (which the kernel reads at commit and fills
+/// with the next request). Open only while the request is being
+/// dispatched: a reply that comes later is dropped, never written into a
+/// buffer the kernel owns again.
+pub(crate) struct Sink {
+    out: [u8; OUT_HEADER],
+    /// Header bytes written so far.
+    got: usize,
+    /// The payload buffer; never resized (the kernel has its address).
+    payload: Vec<u8>,
+    /// Body bytes written so far.
+    len: usize,
+    overflow: bool,
+    open: bool,
+}
+
+impl fmt::Debug for Sink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sink").field("got", &self.got).field("len", &self.len).field("open", &self.open).finish()
+    }
+}
+
+impl Sink {
+    fn open(&mut self) {
+        self.got = 0;
+        self.len = 0;
+        self.overflow = false;
+        self.open = true;
+    }
+
+    /// Append reply bytes (header first, as `/dev/fuse` takes them).
+    pub(crate) fn write(&mut self, mut d: &[u8]) {
+        if !self.open {
+            warn!("a reply to an io_uring request came after its callback returned; dropped");
+            return;
+        }
+        if self.got < OUT_HEADER {
+            let k = d.len().min(OUT_HEADER - self.got);
+            self.out[self.got..self.got + k].copy_from_slice(&d[..k]);
+            self.got += k;
+            d = &d[k..];
+        }
+        if d.is_empty() {
+            return;
+        }
+        match self.payload.get_mut(self.len..self.len + d.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(d);
+                self.len += d.len();
+            }
+            None => self.overflow = true,
+        }
+    }
+}
