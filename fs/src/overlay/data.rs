@@ -234,11 +234,7 @@ impl Overlay {
     fn read_base(&self, extents: &[(u64, u64, ChunkId)], p: u64, dst: &mut [u8]) -> Result<()> {
         let mut out = ReadOut::default();
         self.read_base_out(extents, p, dst.len() as u64, &mut out)?;
-        let mut at = 0;
-        for piece in out.io_slices() {
-            dst[at..at + piece.len()].copy_from_slice(&piece);
-            at += piece.len();
-        }
+        out.copy_into(dst);
         Ok(())
     }
 

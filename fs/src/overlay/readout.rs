@@ -97,11 +97,18 @@ impl ReadOut {
 
     /// The bytes in one buffer.
     pub fn to_vec(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(self.len);
-        for s in self.io_slices() {
-            v.extend_from_slice(&s);
-        }
+        let mut v = vec![0u8; self.len];
+        self.copy_into(&mut v);
         v
+    }
+
+    /// Copy the bytes into `dst`, which is [`len`](Self::len) bytes long.
+    pub fn copy_into(&self, dst: &mut [u8]) {
+        let mut at = 0;
+        for s in self.io_slices() {
+            dst[at..at + s.len()].copy_from_slice(&s);
+            at += s.len();
+        }
     }
 }
 
