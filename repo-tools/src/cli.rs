@@ -151,6 +151,11 @@ pub enum Command {
         /// spares `ls -l` a request per file; stored labels are kept either way.
         #[arg(long)]
         seclabel: bool,
+        /// Most MiB of decoded image chunks the daemon keeps (default: an
+        /// eighth of RAM, between 64 MiB and 2 GiB). It keeps less while
+        /// memory is short: never more than a quarter of what is available.
+        #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+        cache_mib: Option<u64>,
     },
     /// Unmount an lvrepo mount and wait for its daemon to finish writing.
     Umount { mountpoint: PathBuf },

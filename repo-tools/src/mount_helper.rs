@@ -7,7 +7,7 @@
 //! flags like -n, -v, -s that are accepted and ignored). SOURCE is an image
 //! (`NAME[:VERSION]`, with `overlay=DIR`) or `guest:NAME`. Options:
 //! `repo=PATH` (required unless LVREPO_REPO is set), `overlay=DIR`,
-//! `threads=N`, `no_uring`, `no_handoff`, `seclabel`; the kernel's generic options (rw, suid, dev, defaults, noauto,
+//! `threads=N`, `cache_mib=N`, `no_uring`, `no_handoff`, `seclabel`; the kernel's generic options (rw, suid, dev, defaults, noauto,
 //! _netdev, nofail, x-*) are accepted and ignored. An fstab line:
 //!
 //! ```text
@@ -45,13 +45,14 @@ fn run() -> Result<ExitCode, String> {
         }
     }
     let [source, mountpoint] = <[OsString; 2]>::try_from(positional).map_err(|_| "usage: mount.lvrepo SOURCE MOUNTPOINT [-o OPTIONS]")?;
-    let (mut repo, mut overlay, mut threads) = (std::env::var_os("LVREPO_REPO"), None, None);
+    let (mut repo, mut overlay, mut threads, mut cache) = (std::env::var_os("LVREPO_REPO"), None, None, None);
     let mut flags = Vec::new();
     for o in opts.iter().filter(|o| !o.is_empty()) {
         match o.split_once('=') {
             Some(("repo", v)) => repo = Some(v.into()),
             Some(("overlay", v)) => overlay = Some(v.to_string()),
             Some(("threads", v)) => threads = Some(v.to_string()),
+            Some(("cache_mib", v)) => cache = Some(v.to_string()),
             None if ["no_uring", "no_handoff", "seclabel"].contains(&o.as_str()) => flags.push(format!("--{}", o.replace('_', "-"))),
             Some((k, _)) if k.starts_with("x-") => {}
             None if ["rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "defaults", "auto", "noauto", "_netdev", "nofail", "user", "nouser", "async", "atime", "noatime", "relatime"].contains(&o.as_str()) => {}
@@ -74,6 +75,9 @@ fn run() -> Result<ExitCode, String> {
     }
     if let Some(t) = threads {
         cmd.arg("--threads").arg(t);
+    }
+    if let Some(c) = cache {
+        cmd.arg("--cache-mib").arg(c);
     }
     cmd.args(&flags);
     cmd.arg(&mountpoint);

@@ -105,7 +105,7 @@ fn the_mount_helper_passes_options_on_and_refuses_unknown_ones() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown option bogus"), "{}", lvrepo_tests::report("mount.fuse.lvrepo", &out));
     assert!(!is_mounted(&g.mp), "a refused mount left a mount behind");
 
-    let m = g.mount_by_helper("seclabel,noatime,nofail,x-systemd.automount");
+    let m = g.mount_by_helper("seclabel,cache_mib=64,noatime,nofail,x-systemd.automount");
     assert_eq!(get_xattr(&m.p("labelled"), "security.selinux"), Ok(LABEL.to_vec()), "seclabel passed on");
     fs::write(m.p("new"), b"written through the helper's mount").expect("write");
     m.umount();

@@ -43,6 +43,13 @@ impl<U: ObjectStore, L: ObjectStore> ObjectStore for Layered<U, L> {
     fn flush(&self) -> Result<()> {
         self.upper.flush()
     }
+    fn read_through(&self, id: &Digest) {
+        self.upper.read_through(id);
+        self.lower.read_through(id);
+    }
+    fn cache_budget(&self) -> Option<usize> {
+        self.lower.cache_budget().or(self.upper.cache_budget())
+    }
 }
 
 #[cfg(test)]

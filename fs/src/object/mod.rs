@@ -47,6 +47,15 @@ pub trait ObjectStore: Send + Sync {
     fn contains(&self, id: &Digest) -> Result<bool>;
     fn put(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<bool>;
     fn flush(&self) -> Result<()>;
+    /// A hint, never needed for correctness: a sequential reader is past
+    /// object `id` and does not expect to read it again soon. A cache may let
+    /// it go before the others; a store ignores it. Wrappers forward it.
+    fn read_through(&self, _id: &Digest) {}
+    /// The bytes a cache in this store may keep now (`None`: no cache).
+    /// Read-ahead sizes what it loads by it. Wrappers forward it.
+    fn cache_budget(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
@@ -64,6 +73,12 @@ impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
     }
     fn flush(&self) -> Result<()> {
         (**self).flush()
+    }
+    fn read_through(&self, id: &Digest) {
+        (**self).read_through(id)
+    }
+    fn cache_budget(&self) -> Option<usize> {
+        (**self).cache_budget()
     }
 }
 

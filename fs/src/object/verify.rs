@@ -39,6 +39,12 @@ impl<S: ObjectStore> ObjectStore for Verified<S> {
     fn flush(&self) -> Result<()> {
         self.inner.flush()
     }
+    fn read_through(&self, id: &Digest) {
+        self.inner.read_through(id)
+    }
+    fn cache_budget(&self) -> Option<usize> {
+        self.inner.cache_budget()
+    }
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ impl Overlay {
     /// Read up to `size` bytes at `off`, as the pieces they are (image
     /// bytes stay in the chunk cache's buffers).
     pub fn read_out(&self, ino: u64, off: u64, size: u32) -> Result<ReadOut> {
-        let (plan, file, extents, limit, end) = {
+        let (plan, file, extents, limit, end, sequential) = {
             let mut st = self.lock();
             let node = self.node(&mut st, ino)?;
             if node.inode.kind != Kind::File {
@@ -151,12 +151,13 @@ impl Overlay {
                 };
                 plan.push((p, len, src));
             }
+            let mut sequential = false;
             if let (Some(x), true) = (&extents, plan.iter().any(|(_, _, s)| matches!(s, Src::Base))) {
-                self.read_ahead(self.node(&mut st, ino)?, x, off, end.min(limit));
+                sequential = self.read_ahead(self.node(&mut st, ino)?, x, off, end.min(limit));
             }
             // An image file the guest never wrote has no data file to open.
             let file = if plan.iter().any(|(_, _, s)| matches!(s, Src::Local)) { self.data_file(&mut st, ino, false)? } else { None };
-            (plan, file, extents, limit, end)
+            (plan, file, extents, limit, end, sequential)
         };
         let mut out = ReadOut::default();
         for (p, len, src) in plan {
@@ -177,14 +178,26 @@ impl Overlay {
             }
         }
         debug_assert_eq!(out.len() as u64, end - off);
+        if sequential {
+            // A stream is past these chunks: the kernel's page cache holds
+            // their bytes now, so the chunk cache may let them go first and
+            // reuse their memory, instead of growing by the whole file.
+            let x = extents.as_deref().map(Vec::as_slice).unwrap_or(&[]);
+            let i = x.partition_point(|e| e.0 + e.1 <= off);
+            for &(eo, el, id) in x[i..].iter().take_while(|e| e.0 + e.1 <= end) {
+                debug_assert!(eo + el > off);
+                self.store.read_through(&id.0);
+            }
+        }
         Ok(out)
     }
 
     /// A read of `[off, end)` of the image's bytes: when it starts near where
     /// the file's last one ended (kernel read-ahead may deliver a stream's
     /// reads slightly out of order), queue the chunks up to
-    /// [`prefetch::WINDOW`] past it that are not queued yet.
-    fn read_ahead(&self, node: &mut Node, x: &[(u64, u64, ChunkId)], off: u64, end: u64) {
+    /// [`prefetch::WINDOW`] past it that are not queued yet. Returns whether
+    /// the read is part of such a stream.
+    fn read_ahead(&self, node: &mut Node, x: &Arc<Vec<(u64, u64, ChunkId)>>, off: u64, end: u64) -> bool {
         const NEAR: u64 = 4 * CHUNK_SIZE;
         let sequential = off.abs_diff(node.read_end) <= NEAR;
         node.read_end = node.read_end.max(end);
@@ -194,7 +207,18 @@ impl Overlay {
             if let Some(r) = &node.reader {
                 r.store(end, std::sync::atomic::Ordering::Relaxed);
             }
-            return;
+            // Read at random for long enough: load the whole file ahead
+            // (once per inode), if it fits in one generation of the chunk cache (half its budget).
+            node.random_reads = node.random_reads.saturating_add(1);
+            if !node.whole_ahead && node.random_reads as usize >= (prefetch::RANDOM_READS as usize).max(x.len() / 16) {
+                node.whole_ahead = true;
+                let bytes: u64 = x.iter().map(|e| e.1).sum();
+                if self.store.cache_budget().is_some_and(|b| bytes <= b as u64 / 2) {
+                    tracing::debug!(bytes, "random reads: loading the file's chunks ahead");
+                    self.prefetch.want_file(x.clone());
+                }
+            }
+            return false;
         }
         let reader = node.reader.get_or_insert_with(Default::default);
         reader.store(node.read_end, std::sync::atomic::Ordering::Relaxed);
@@ -204,6 +228,7 @@ impl Overlay {
             self.prefetch.want(x, from, to, reader);
             node.ahead_to = to;
         }
+        true
     }
 
     /// Append the image's `n` bytes at `p` (within one window) to `out`:

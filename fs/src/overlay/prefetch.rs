@@ -13,6 +13,14 @@
 //! cache: 1.16 s with one thread and a 2 MiB window, 0.85 s with two and
 //! 8 MiB, three alternated runs each; docs/overlay.md).
 //!
+//! A file read at random many times ([`RANDOM_READS`], or a sixteenth of its
+//! chunks if more) has all its image chunks queued as one job, when they fit
+//! in half the chunk cache (one generation): each 4 KiB read of a cold chunk costs a
+//! 64 KiB load on the request path (the whole chunk is verified), which the
+//! threads do instead, in file order, on the CPU a one-at-a-time reader
+//! leaves idle. A thread takes [`SLICE`] chunks of such a job at a time and
+//! looks at the queue in between, so streams are not held up behind it.
+//!
 //! Best effort and bounded, as the tree read-ahead: a full queue drops ids,
 //! a failed load is dropped (the request path loads the chunk again and
 //! reports the error, naming the chunk), and the chunk cache's budget bounds
@@ -21,8 +29,9 @@
 //! instead of loading each chunk at the same moment as the reader. (A chunk
 //! loaded by both is decoded twice, never served wrong: both verify it.)
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 
 use crate::chunker::CHUNK_SIZE;
@@ -40,6 +49,12 @@ const QUEUE: usize = 256;
 /// left to the reader.
 const SKIP: u64 = 2 * CHUNK_SIZE;
 
+/// Random reads of one file after which its whole image content is loaded
+/// ahead (or a sixteenth of its chunks, if more).
+pub(crate) const RANDOM_READS: u32 = 64;
+/// Chunks of a whole-file job a thread loads before it looks at the queue.
+const SLICE: usize = 32;
+
 /// One chunk to load: where it is in its file, and that file's reader.
 struct Ahead {
     id: ChunkId,
@@ -47,10 +62,21 @@ struct Ahead {
     reader: Arc<AtomicU64>,
 }
 
+/// Every chunk of one file, claimed in order by the threads.
+struct FileJob {
+    extents: Arc<Vec<(u64, u64, ChunkId)>>,
+    next: AtomicUsize,
+}
+
+enum Job {
+    Chunk(Ahead),
+    File(Arc<FileJob>),
+}
+
 pub(crate) struct Prefetch {
     stop: Arc<AtomicBool>,
     /// `None`: no thread could start. Dropping it ends the threads.
-    tx: Option<SyncSender<Ahead>>,
+    tx: Option<SyncSender<Job>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -69,7 +95,7 @@ impl Drop for Prefetch {
 impl Prefetch {
     pub(crate) fn new(store: Arc<dyn ObjectStore>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = sync_channel::<Ahead>(QUEUE);
+        let (tx, rx) = sync_channel::<Job>(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
         let mut threads = Vec::new();
         for _ in 0..THREADS {
@@ -90,35 +116,77 @@ impl Prefetch {
         let Some(tx) = &self.tx else { return };
         let i = extents.partition_point(|e| e.0 < from);
         for &(offset, _, id) in &extents[i..] {
-            if offset >= to || tx.try_send(Ahead { id, offset, reader: reader.clone() }).is_err() {
+            if offset >= to || tx.try_send(Job::Chunk(Ahead { id, offset, reader: reader.clone() })).is_err() {
                 return;
             }
+        }
+    }
+
+    /// Queue every chunk of a file (its `extents`), for all threads.
+    pub(crate) fn want_file(&self, extents: Arc<Vec<(u64, u64, ChunkId)>>) {
+        let Some(tx) = &self.tx else { return };
+        let job = Arc::new(FileJob { extents, next: AtomicUsize::new(0) });
+        for _ in 0..self.threads.len() {
+            let _ = tx.try_send(Job::File(job.clone()));
         }
     }
 }
 
 /// One read-ahead thread: load queued chunks until the queue closes.
-fn load_ahead(store: &dyn ObjectStore, rx: &Mutex<Receiver<Ahead>>, stop: &AtomicBool) {
+fn load_ahead(store: &dyn ObjectStore, rx: &Mutex<Receiver<Job>>, stop: &AtomicBool) {
     // Nice 19, not SCHED_IDLE, for the reason given in `trees`.
     // SAFETY: setpriority on the calling thread (who = 0 is this thread on
     // Linux); no memory is passed. Failure only loses the hint.
     unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+    let load = |id: &ChunkId| {
+        // A cached chunk costs a map lookup here.
+        if let Err(e) = store.get_shared(ObjectKind::Chunk, &id.0) {
+            tracing::debug!(chunk = %id, error = %e, "chunk read-ahead failed");
+        }
+    };
+    let mut files: VecDeque<Arc<FileJob>> = VecDeque::new();
     loop {
-        // The lock is held only while waiting for the next id.
-        let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-        let Ok(a) = next else { return };
+        // The lock is held while waiting for the next job. With a file job
+        // in hand, only what is queued already is taken, and a lock held by
+        // the other thread means it is waiting: nothing is queued.
+        let next = if files.is_empty() {
+            rx.lock().unwrap_or_else(|e| e.into_inner()).recv().map(Some).map_err(|_| ())
+        } else {
+            let held = match rx.try_lock() {
+                Ok(rx) => Some(rx),
+                Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            match held.map(|rx| rx.try_recv()) {
+                Some(Ok(j)) => Ok(Some(j)),
+                None | Some(Err(TryRecvError::Empty)) => Ok(None),
+                Some(Err(TryRecvError::Disconnected)) => Err(()),
+            }
+        };
+        let Ok(job) = next else { return };
         if stop.load(Relaxed) {
             return;
         }
-        // Behind the reader: it loads this chunk itself, maybe right now.
-        // Skipping lets the threads get ahead again, where loading would
-        // keep them in step with it, loading every chunk twice.
-        if a.offset < a.reader.load(Relaxed) + SKIP {
-            continue;
+        match job {
+            // Behind the reader: it loads this chunk itself, maybe right now.
+            // Skipping lets the threads get ahead again, where loading would
+            // keep them in step with it, loading every chunk twice.
+            Some(Job::Chunk(a)) if a.offset < a.reader.load(Relaxed) + SKIP => {}
+            Some(Job::Chunk(a)) => load(&a.id),
+            Some(Job::File(f)) => files.push_back(f),
+            None => {}
         }
-        // A cached chunk costs a map lookup here.
-        if let Err(e) = store.get_shared(ObjectKind::Chunk, &a.id.0) {
-            tracing::debug!(chunk = %a.id, error = %e, "chunk read-ahead failed");
+        if let Some(f) = files.front() {
+            for _ in 0..SLICE {
+                let Some((_, _, id)) = f.extents.get(f.next.fetch_add(1, Relaxed)) else {
+                    files.pop_front();
+                    break;
+                };
+                if stop.load(Relaxed) {
+                    return;
+                }
+                load(id);
+            }
         }
     }
 }
@@ -165,7 +233,7 @@ mod tests {
 
     /// An overlay over an image of one file `big` of [`CHUNKS`] distinct
     /// 64 KiB chunks, behind a chunk cache that holds them all.
-    fn setup(tmp: &std::path::Path) -> (Overlay, Arc<Cached<Arc<Counting>>>, Vec<u8>, Vec<ChunkId>) {
+    fn setup(tmp: &std::path::Path) -> (Overlay, u64, Arc<Cached<Arc<Counting>>>, Vec<u8>, Vec<ChunkId>) {
         let counting = Arc::new(Counting::default());
         let cached = Arc::new(Cached::new(counting.clone(), 64 << 20));
         let data: Vec<u8> = (0..CHUNKS * crate::chunker::CHUNK_SIZE).map(|i| (i / 4096 % 251) as u8 ^ (i % 7) as u8).collect();
@@ -182,8 +250,9 @@ mod tests {
         let root = store_root(&*counting, root).unwrap();
         let store: Arc<dyn ObjectStore> = cached.clone();
         let ov = Overlay::open(&tmp.join("ov"), store, root).unwrap();
+        let (ino, _) = ov.lookup(ROOT_INO, b"big").unwrap();
         counting.gets.lock().unwrap().clear();
-        (ov, cached, data, ids)
+        (ov, ino, cached, data, ids)
     }
 
     fn loaded(c: &Cached<Arc<Counting>>, ids: &[ChunkId]) -> usize {
@@ -197,8 +266,7 @@ mod tests {
     #[test]
     fn sequential_reads_find_chunks_loaded_ahead() {
         let tmp = tempfile::tempdir().unwrap();
-        let (ov, cached, data, ids) = setup(tmp.path());
-        let (ino, _) = ov.lookup(ROOT_INO, b"big").unwrap();
+        let (ov, ino, cached, data, ids) = setup(tmp.path());
         let step = 128 << 10;
         assert_eq!(ov.read(ino, 0, step as u32).unwrap(), data[..step]);
         // The two chunks read, and the window past them (the file is longer)
@@ -224,12 +292,40 @@ mod tests {
         assert!(reads <= (CHUNKS + CHUNKS / 8) as u32, "{reads} chunk reads for {CHUNKS} chunks: {:?}", ids.iter().map(|id| g[&id.0]).collect::<Vec<_>>());
     }
 
+    /// A file read at random long enough is loaded whole, by the threads.
+    #[test]
+    fn many_random_reads_load_the_whole_file_ahead() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ov, ino, cached, data, ids) = setup(tmp.path());
+        let c = crate::chunker::CHUNK_SIZE as usize;
+        // Far apart (never a stream), a few chunks over and over.
+        let spots = [10usize, 60, 110, 30, 80, 130, 50, 100, 20, 70, 120, 40, 90, 140];
+        let read = |k: usize| assert_eq!(ov.read(ino, (k * c + 100) as u64, 4096).unwrap(), data[k * c + 100..k * c + 4196]);
+        spots.iter().cycle().take(RANDOM_READS as usize - 1).for_each(|&k| read(k));
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(loaded(&cached, &ids), spots.len(), "only what was read, before the file counts as read at random");
+        read(spots[0]);
+        let t = Instant::now();
+        while loaded(&cached, &ids) < ids.len() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(loaded(&cached, &ids), ids.len(), "every chunk loaded ahead");
+        // And served from the cache: no chunk is read from the store twice
+        // but for the few a reader and a thread may miss at the same moment.
+        for (i, off) in (0..data.len()).step_by(c).enumerate().rev() {
+            assert_eq!(ov.read(ino, off as u64, 4096).unwrap(), data[off..off + 4096], "chunk {i}");
+        }
+        drop(ov);
+        let g = cached.inner().gets.lock().unwrap();
+        let reads: u32 = ids.iter().map(|id| g[&id.0]).sum();
+        assert!(reads <= (CHUNKS + 16) as u32, "{reads} chunk reads for {CHUNKS} chunks");
+    }
+
     /// Reads far apart queue nothing.
     #[test]
     fn random_reads_load_only_what_they_read() {
         let tmp = tempfile::tempdir().unwrap();
-        let (ov, cached, data, ids) = setup(tmp.path());
-        let (ino, _) = ov.lookup(ROOT_INO, b"big").unwrap();
+        let (ov, ino, cached, data, ids) = setup(tmp.path());
         let c = crate::chunker::CHUNK_SIZE as usize;
         // Start away from 0 (a read at 0 counts as the start of a stream).
         for k in [40usize, 9, 30, 17] {

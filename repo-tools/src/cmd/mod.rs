@@ -46,13 +46,13 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Verify { json } => verify::run(cli, *json),
         Command::Gc { json } => gc::run(cli, *json),
         Command::Stats { json } => stats::run(cli, *json),
-        Command::Mount { operands, overlay, guest, foreground, threads, no_uring, no_handoff, seclabel } => {
+        Command::Mount { operands, overlay, guest, foreground, threads, no_uring, no_handoff, seclabel, cache_mib } => {
             let (image, mountpoint) = match (operands.as_slice(), guest) {
                 ([mp], Some(_)) => (None, mp),
                 ([img, mp], None) => (Some(img.to_string_lossy().into_owned()), mp),
                 _ => return Err(crate::Exit(crate::exit::USAGE, "usage: mount IMAGE --overlay DIR MOUNTPOINT | mount --guest NAME MOUNTPOINT".into()).into()),
             };
-            mount::run(cli, image.as_deref(), overlay.as_deref(), guest.as_deref(), mountpoint, *foreground, MountOptions { threads: *threads, uring: !*no_uring, handoff: !*no_handoff, seclabel: *seclabel })
+            mount::run(cli, image.as_deref(), overlay.as_deref(), guest.as_deref(), mountpoint, *foreground, cache_mib.map(|m| (m as usize) << 20), MountOptions { threads: *threads, uring: !*no_uring, handoff: !*no_handoff, seclabel: *seclabel })
         }
         Command::Umount { mountpoint } => umount::run(mountpoint),
         Command::Man { out } => man::run(out),

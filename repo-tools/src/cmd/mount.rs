@@ -19,11 +19,10 @@ use crate::control::Request;
 
 use crate::cli::Cli;
 
-/// Chunk cache shared by all FUSE threads.
-const CACHE_BYTES: usize = 256 << 20;
-
 #[allow(clippy::too_many_arguments)]
-pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option<&str>, mountpoint: &Path, foreground: bool, opts: MountOptions) -> Result<()> {
+/// `cache`: the most bytes of the chunk cache all FUSE threads share (`None`:
+/// sized to the machine's memory).
+pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option<&str>, mountpoint: &Path, foreground: bool, cache: Option<usize>, opts: MountOptions) -> Result<()> {
     if !mountpoint.is_dir() {
         bail!("mountpoint {} is not a directory", mountpoint.display());
     }
@@ -43,7 +42,9 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
     }
     let sigs = block_termination_signals()?;
     let repo = super::open(cli, false)?;
-    let shared: Arc<dyn ObjectStore> = Arc::new(Cached::new(repo.shared_store(), CACHE_BYTES));
+    let cache = Arc::new(Cached::sized_to_memory(repo.shared_store(), cache));
+    tracing::info!(budget_mib = cache.budget() >> 20, "chunk cache");
+    let shared: Arc<dyn ObjectStore> = cache;
     let live = match guest {
         Some(name) => {
             // The daemon holds the guest's lock while mounted; commands that
