@@ -48,11 +48,14 @@ struct Gens {
     young: HashMap<Digest, Arc<Vec<u8>>>,
     young_bytes: usize,
     old: HashMap<Digest, Arc<Vec<u8>>>,
-    /// Read-through chunks, and their ids oldest first (an id promoted
-    /// since is skipped when it comes up).
-    scanned: HashMap<Digest, Arc<Vec<u8>>>,
+    /// Read-through chunks, each with the number of its FIFO entry, and
+    /// the entries oldest first: an entry whose chunk was promoted since
+    /// (or promoted and read through again, under a newer number) frees
+    /// nothing when it comes up.
+    scanned: HashMap<Digest, (u64, Arc<Vec<u8>>)>,
     scanned_bytes: usize,
-    fifo: VecDeque<Digest>,
+    fifo: VecDeque<(u64, Digest)>,
+    next_scan: u64,
 }
 
 impl<S: ObjectStore> Cached<S> {
@@ -99,7 +102,7 @@ impl<S: ObjectStore> Cached<S> {
         let v = match g.old.remove(id) {
             Some(v) => v,
             None => {
-                let v = g.scanned.remove(id)?;
+                let (_, v) = g.scanned.remove(id)?;
                 g.scanned_bytes -= v.len();
                 v
             }
@@ -145,16 +148,19 @@ impl<S> Cached<S> {
                 None => return Vec::new(),
             },
         };
+        g.next_scan += 1;
         g.scanned_bytes += v.len();
-        g.scanned.insert(*id, v);
-        g.fifo.push_back(*id);
+        g.scanned.insert(*id, (g.next_scan, v));
+        g.fifo.push_back((g.next_scan, *id));
         let limit = SCANNED.min(self.budget.load(Relaxed) / 8);
         let mut freed = Vec::new();
         while g.scanned_bytes > limit || g.fifo.len() > g.scanned.len() * 2 + 64 {
-            let Some(k) = g.fifo.pop_front() else { break };
-            if let Some(v) = g.scanned.remove(&k) {
-                g.scanned_bytes -= v.len();
-                freed.push(v);
+            let Some((n, k)) = g.fifo.pop_front() else { break };
+            if g.scanned.get(&k).is_some_and(|e| e.0 == n) {
+                if let Some((_, v)) = g.scanned.remove(&k) {
+                    g.scanned_bytes -= v.len();
+                    freed.push(v);
+                }
             }
         }
         freed
@@ -266,7 +272,7 @@ mod tests {
             let g = c.state.lock().unwrap();
             assert!(g.young.is_empty() && g.old.is_empty(), "read-through chunks left the generations");
             assert!(g.scanned_bytes <= SCANNED, "scanned {} bytes", g.scanned_bytes);
-            assert_eq!(g.scanned_bytes, g.scanned.values().map(|v| v.len()).sum::<usize>());
+            assert_eq!(g.scanned_bytes, g.scanned.values().map(|v| v.1.len()).sum::<usize>());
             assert!(g.scanned.contains_key(&ids[47]) && !g.scanned.contains_key(&ids[0]), "oldest first");
         }
         // A scanned chunk read again is promoted back to the young generation.
@@ -276,6 +282,21 @@ mod tests {
         // Evicted chunks are still served (from the store), never wrong.
         drop(g);
         assert_eq!(*c.get_shared(ObjectKind::Chunk, &ids[0]).unwrap().unwrap(), chunk(0));
+        // A chunk promoted, then read through again later, is let go by its
+        // newer FIFO entry, not by the older one that comes up first.
+        let through = |ids: &[Digest]| {
+            for id in ids {
+                c.get_shared(ObjectKind::Chunk, id).unwrap();
+                c.read_through(id);
+            }
+        };
+        through(&ids[..16]);
+        c.read_through(&ids[47]);
+        through(&ids[16..32]);
+        let g = c.state.lock().unwrap();
+        assert!(g.scanned.contains_key(&ids[47]), "let go by its older FIFO entry");
+        assert!(!g.scanned.contains_key(&ids[33]), "the FIFO did not move past the older entry");
+        assert!(g.scanned_bytes <= SCANNED);
     }
 
     #[test]

@@ -184,8 +184,7 @@ impl Overlay {
             // reuse their memory, instead of growing by the whole file.
             let x = extents.as_deref().map(Vec::as_slice).unwrap_or(&[]);
             let i = x.partition_point(|e| e.0 + e.1 <= off);
-            for &(eo, el, id) in x[i..].iter().take_while(|e| e.0 + e.1 <= end) {
-                debug_assert!(eo + el > off);
+            for (_, _, id) in x[i..].iter().take_while(|e| e.0 + e.1 <= end) {
                 self.store.read_through(&id.0);
             }
         }
@@ -208,7 +207,8 @@ impl Overlay {
                 r.store(end, std::sync::atomic::Ordering::Relaxed);
             }
             // Read at random for long enough: load the whole file ahead
-            // (once per inode), if it fits in one generation of the chunk cache (half its budget).
+            // (once per inode), if it fits in one generation of the chunk
+            // cache (half its budget).
             node.random_reads = node.random_reads.saturating_add(1);
             if !node.whole_ahead && node.random_reads as usize >= (prefetch::RANDOM_READS as usize).max(x.len() / 16) {
                 node.whole_ahead = true;
