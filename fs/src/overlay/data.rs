@@ -178,15 +178,15 @@ impl Overlay {
             }
         }
         debug_assert_eq!(out.len() as u64, end - off);
-        if sequential {
-            // A stream is past these chunks: the kernel's page cache holds
-            // their bytes now, so the chunk cache may let them go first and
-            // reuse their memory, instead of growing by the whole file.
-            let x = extents.as_deref().map(Vec::as_slice).unwrap_or(&[]);
-            let i = x.partition_point(|e| e.0 + e.1 <= off);
-            for (_, _, id) in x[i..].iter().take_while(|e| e.0 + e.1 <= end) {
-                self.store.read_through(&id.0);
-            }
+        // Chunks this READ ends past (all of them, for a stream; those it
+        // read whole, for any read: a stream's READs may come out of order)
+        // are in the kernel's page cache now, so the chunk cache may let
+        // them go first and reuse their memory, instead of growing by the
+        // whole file. A 4 KiB random read lets nothing go.
+        let x = extents.as_deref().map(Vec::as_slice).unwrap_or(&[]);
+        let i = x.partition_point(|e| e.0 + e.1 <= off);
+        for (_, _, id) in x[i..].iter().take_while(|e| e.0 + e.1 <= end).filter(|e| sequential || e.0 >= off) {
+            self.store.read_through(&id.0);
         }
         Ok(out)
     }
