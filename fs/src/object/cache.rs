@@ -133,6 +133,20 @@ impl<S: ObjectStore> Cached<S> {
 }
 
 impl<S> Cached<S> {
+    /// Where the cache holds `id`: `"young"`, `"old"`, `"scanned"`, or
+    /// `None` (for tests of the layers that give it hints).
+    #[cfg(test)]
+    pub(crate) fn holds(&self, id: &Digest) -> Option<&'static str> {
+        let g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if g.young.contains_key(id) {
+            Some("young")
+        } else if g.old.contains_key(id) {
+            Some("old")
+        } else {
+            g.scanned.contains_key(id).then_some("scanned")
+        }
+    }
+
     /// Move `id` from the generations to the scanned FIFO; returns what the
     /// FIFO let go, for the caller to free after the lock.
     fn scanned(&self, id: &Digest) -> Vec<Arc<Vec<u8>>> {

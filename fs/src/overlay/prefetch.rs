@@ -321,6 +321,36 @@ mod tests {
         assert!(reads <= (CHUNKS + 16) as u32, "{reads} chunk reads for {CHUNKS} chunks");
     }
 
+    /// The chunk cache lets go first what the kernel's page cache now holds:
+    /// every chunk a stream has passed, and a chunk any READ covered whole
+    /// (a stream's READs may come out of order); a 4 KiB random read keeps
+    /// its chunk.
+    #[test]
+    fn chunks_read_whole_or_passed_by_a_stream_are_let_go_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ov, ino, cached, data, ids) = setup(tmp.path());
+        let c = crate::chunker::CHUNK_SIZE as usize;
+        let holds = |k: usize| cached.holds(&ids[k].0);
+        // Random 4 KiB reads (not near each other, not at 0).
+        assert_eq!(ov.read(ino, (60 * c + 100) as u64, 4096).unwrap(), data[60 * c + 100..60 * c + 4196]);
+        assert_eq!(ov.read(ino, (20 * c) as u64, 4096).unwrap(), data[20 * c..20 * c + 4096]);
+        assert_eq!((holds(60), holds(20)), (Some("young"), Some("young")));
+        // A random READ of two whole chunks and half a third (past where
+        // the stream below will load ahead).
+        let (off, n) = (140 * c, 2 * c + c / 2);
+        assert_eq!(ov.read(ino, off as u64, n as u32).unwrap(), data[off..off + n]);
+        assert_eq!((holds(140), holds(141), holds(142)), (Some("scanned"), Some("scanned"), Some("young")));
+        // A stream: the chunk it is inside stays, the ones it passed go.
+        for k in 0..3usize {
+            assert_eq!(ov.read(ino, (k * c / 2) as u64, (c / 2) as u32).unwrap(), data[k * c / 2..(k + 1) * c / 2]);
+        }
+        assert_eq!((holds(0), holds(1)), (Some("scanned"), Some("young")));
+        // Read again, a chunk let go is promoted back, bytes unchanged.
+        assert_eq!(holds(140), Some("scanned"));
+        assert_eq!(ov.read(ino, (140 * c) as u64, 4096).unwrap(), data[140 * c..140 * c + 4096]);
+        assert_eq!(holds(140), Some("young"));
+    }
+
     /// Reads far apart queue nothing.
     #[test]
     fn random_reads_load_only_what_they_read() {
