@@ -896,6 +896,71 @@ fn o_append_and_o_trunc() {
     m.umount();
 }
 
+/// open(2) with O_CREAT makes and opens a file in one call. The daemon has
+/// the kernel make new files with MKNOD and open them without a request
+/// (no RELEASE per file); what the caller sees must be what ext4 gives.
+#[test]
+fn open_o_creat_creates_and_opens_in_one_call() {
+    let g = Guest::new(small_tree);
+    let m = g.mount();
+    let dir = m.p("drop");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777)).unwrap();
+    let (ro, excl, trunc) = (cpath(&dir.join("ro")), cpath(&dir.join("excl")), cpath(&dir.join("trunc")));
+    // As an unprivileged user, with umask 027: a file created read-only is
+    // still writable through the descriptor that created it; O_EXCL refuses
+    // an existing name; O_TRUNC of a file just created writes normally.
+    let code = in_child(|| {
+        // SAFETY: raw syscalls on paths prepared before the fork.
+        unsafe {
+            libc::umask(0o027);
+            if libc::setgid(1234) != 0 || libc::setuid(1234) != 0 {
+                return 10;
+            }
+            let fd = libc::open(ro.as_ptr(), libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0o444);
+            if fd < 0 {
+                return 11;
+            }
+            if libc::write(fd, b"read-only\n".as_ptr().cast(), 10) != 10 || libc::close(fd) != 0 {
+                return 12;
+            }
+            // Now that it exists, its mode applies: no write access.
+            if libc::open(ro.as_ptr(), libc::O_WRONLY) >= 0 || errno() != libc::EACCES {
+                return 13;
+            }
+            let fd = libc::open(excl.as_ptr(), libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o666);
+            if fd < 0 || libc::close(fd) != 0 {
+                return 14;
+            }
+            if libc::open(excl.as_ptr(), libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o666) >= 0 || errno() != libc::EEXIST {
+                return 15;
+            }
+            let fd = libc::open(trunc.as_ptr(), libc::O_CREAT | libc::O_TRUNC | libc::O_WRONLY, 0o666);
+            if fd < 0 || libc::write(fd, b"abc".as_ptr().cast(), 3) != 3 || libc::close(fd) != 0 {
+                return 16;
+            }
+            0
+        }
+    });
+    assert_eq!(code, 0, "child step {code} failed");
+    for _ in 0..2 {
+        let (r, e, t) = (lstat(&dir.join("ro")), lstat(&dir.join("excl")), lstat(&dir.join("trunc")));
+        assert_eq!((r.mode() & 0o7777, r.uid(), r.gid()), (0o440, 1234, 1234), "mode 0444 less umask 027, creator's ids");
+        assert_eq!(e.mode() & 0o7777, 0o640);
+        assert_eq!(t.mode() & 0o7777, 0o640);
+        assert_eq!(read(&dir.join("ro")), b"read-only\n");
+        assert_eq!(read(&dir.join("excl")), b"");
+        assert_eq!(read(&dir.join("trunc")), b"abc");
+    }
+    m.umount();
+    let m = g.mount();
+    let dir = m.p("drop");
+    assert_eq!(lstat(&dir.join("ro")).mode() & 0o7777, 0o440);
+    assert_eq!(read(&dir.join("ro")), b"read-only\n");
+    assert_eq!(read(&dir.join("trunc")), b"abc");
+    m.umount();
+}
+
 /// A page-aligned buffer (O_DIRECT needs aligned memory).
 struct Aligned {
     buf: Vec<u8>,

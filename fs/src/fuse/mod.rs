@@ -552,13 +552,19 @@ impl Filesystem for LvFs {
         reply_empty!(reply, self.live.get().removexattr(ino.0, name(n)))
     }
 
+    /// Where the kernel can do without OPEN, CREATE is answered ENOSYS
+    /// once: the kernel then makes new files with MKNOD and opens them
+    /// without a request, so a file written and closed costs no RELEASE
+    /// (a CREATE's handle always gets one). The file is still created and
+    /// opened in one open(2): the kernel has marked it created, so O_TRUNC
+    /// and the permission check of a read-only mode do not apply to it.
     fn create(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, _flags: i32, reply: ReplyCreate) {
+        if self.zero_open {
+            return reply.error(Errno::ENOSYS);
+        }
         let nn = NewNode { kind: Kind::File, mode, uid: req.uid(), gid: req.gid(), rdev: 0, target: b"" };
         let ov = self.live.get();
-        // Without OPEN the kernel sends no RELEASE for this handle either
-        // (once it has seen the ENOSYS), so it is not counted.
-        let counted = |ino| if self.zero_open { Ok(()) } else { ov.open_file(ino) };
-        match ov.create_masked(parent.0, name(n), nn, umask).and_then(|(ino, i)| counted(ino).map(|_| (ino, i))) {
+        match ov.create_masked(parent.0, name(n), nn, umask).and_then(|(ino, i)| ov.open_file(ino).map(|_| (ino, i))) {
             Ok((ino, i)) => {
                 let fh = FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed));
                 reply.created(&TTL, &attr(ino, &i), Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE)
