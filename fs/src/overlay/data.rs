@@ -191,14 +191,27 @@ impl Overlay {
         Ok(out)
     }
 
-    /// A read of `[off, end)` of the image's bytes: when it starts near where
-    /// the file's last one ended (kernel read-ahead may deliver a stream's
-    /// reads slightly out of order), queue the chunks up to
-    /// [`prefetch::WINDOW`] past it that are not queued yet. Returns whether
-    /// the read is part of such a stream.
+    /// A read of `[off, end)` of the image's bytes: when it is part of a
+    /// stream, queue the chunks up to [`prefetch::WINDOW`] past it that are
+    /// not queued yet. Returns whether the read is part of a stream.
+    ///
+    /// The kernel's read-ahead sends a stream's READs (up to the mount's
+    /// 1 MiB read-ahead each) at once, and the ring threads may take them
+    /// out of order, so a READ may start up to a few READs past where the
+    /// stream has reached (`NEAR`), or, once a stream is going, up to `LATE`
+    /// behind it. Counting those as random reads (as a 256 KiB rule did)
+    /// set off the whole-file job for every `cat` or fio stream of a 1 GiB
+    /// file: 1 GiB loaded again in the background, competing with the
+    /// reader for the CPU.
     fn read_ahead(&self, node: &mut Node, x: &Arc<Vec<(u64, u64, ChunkId)>>, off: u64, end: u64) -> bool {
-        const NEAR: u64 = 4 * CHUNK_SIZE;
-        let sequential = off.abs_diff(node.read_end) <= NEAR;
+        const NEAR: u64 = (1 << 20) + 4 * CHUNK_SIZE;
+        const LATE: u64 = 4 << 20;
+        let sequential = if off >= node.read_end {
+            off - node.read_end <= NEAR
+        } else {
+            node.read_end - off <= if node.streaming { LATE } else { 4 * CHUNK_SIZE }
+        };
+        node.streaming = sequential;
         node.read_end = node.read_end.max(end);
         if !sequential {
             node.read_end = end;

@@ -106,6 +106,8 @@ pub(crate) struct Node {
     pub read_end: u64,
     pub ahead_to: u64,
     pub reader: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// The last read was part of a stream (see `Overlay::read_ahead`).
+    pub streaming: bool,
     /// Reads that were not part of a stream, and whether the whole file
     /// was queued for read-ahead because of them.
     pub random_reads: u32,
@@ -659,7 +661,7 @@ impl Overlay {
 
 impl Node {
     pub(crate) fn new(inode: Inode, lookups: u64) -> Self {
-        Node { inode, parent: 0, lookups, opens: 0, file: None, windows: None, extents: None, read_end: 0, ahead_to: 0, reader: None, random_reads: 0, whole_ahead: false }
+        Node { inode, parent: 0, lookups, opens: 0, file: None, windows: None, extents: None, read_end: 0, ahead_to: 0, reader: None, streaming: false, random_reads: 0, whole_ahead: false }
     }
 
     /// Whether the kernel holds this inode: looked up, or open through a

@@ -3,10 +3,11 @@
 //! A cold sequential read of an image file meets one chunk load per 64 KiB
 //! on the request path: an index lookup, a pack read, zstd and BLAKE3
 //! (about 60 µs of CPU warm, plus the disk cold), one after another on the
-//! ring thread that serves the reader. When a read of a file starts where
-//! the last one ended, the chunks up to [`WINDOW`] past it are queued for
-//! [`THREADS`] background threads at nice 19, which load them into the
-//! daemon's chunk cache (the store's [`Cached`](crate::object::Cached)
+//! ring thread that serves the reader. When a read of a file is part of a
+//! stream (it continues where reads have reached, allowing for READs taken
+//! out of order: `Overlay::read_ahead`), the chunks up to [`WINDOW`] past it
+//! are queued for [`THREADS`] background threads at nice 19, which load
+//! them into the daemon's chunk cache (the store's [`Cached`](crate::object::Cached)
 //! wrapper) on the CPUs the reader leaves idle; the requests then find them
 //! there. Two threads, not one: one chunk at a time on one thread kept pace
 //! with neither the disk nor the reader (a 1 GiB read from packs in the page
@@ -298,8 +299,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (ov, ino, cached, data, ids) = setup(tmp.path());
         let c = crate::chunker::CHUNK_SIZE as usize;
-        // Far apart (never a stream), a few chunks over and over.
-        let spots = [10usize, 60, 110, 30, 80, 130, 50, 100, 20, 70, 120, 40, 90, 140];
+        // Far apart (never a stream; the first not within a stream's reach
+        // of the start), a few chunks over and over.
+        let spots = [60usize, 110, 30, 80, 130, 50, 100, 20, 70, 120, 40, 90, 140, 10];
         let read = |k: usize| assert_eq!(ov.read(ino, (k * c + 100) as u64, 4096).unwrap(), data[k * c + 100..k * c + 4196]);
         spots.iter().cycle().take(RANDOM_READS as usize - 1).for_each(|&k| read(k));
         std::thread::sleep(Duration::from_millis(50));
@@ -351,14 +353,41 @@ mod tests {
         assert_eq!(holds(140), Some("young"));
     }
 
+    /// A stream whose READs arrive out of order (the ring threads may take
+    /// the kernel's read-ahead READs in any order) is still a stream: it
+    /// counts no random reads, so it never sets off the whole-file job.
+    #[test]
+    fn a_stream_read_out_of_order_is_no_random_reader() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ov, ino, _cached, data, _ids) = setup(tmp.path());
+        let step = 512 << 10;
+        let passes = 4;
+        for _ in 0..passes {
+            // Each pair of neighbouring READs swapped.
+            for pair in (0..data.len()).step_by(2 * step) {
+                for off in [pair + step, pair].into_iter().filter(|&o| o < data.len()) {
+                    let n = step.min(data.len() - off);
+                    assert_eq!(ov.read(ino, off as u64, n as u32).unwrap(), data[off..off + n], "bytes at {off}");
+                }
+            }
+        }
+        let mut st = ov.lock();
+        let node = ov.node(&mut st, ino).unwrap();
+        // Only each later pass's return to the start is a jump (two READs
+        // of it: the first jumps back, the second is behind a new stream).
+        assert!(node.random_reads <= 2 * (passes - 1), "{} random reads", node.random_reads);
+        assert!(!node.whole_ahead, "the whole file was queued");
+    }
+
     /// Reads far apart queue nothing.
     #[test]
     fn random_reads_load_only_what_they_read() {
         let tmp = tempfile::tempdir().unwrap();
         let (ov, ino, cached, data, ids) = setup(tmp.path());
         let c = crate::chunker::CHUNK_SIZE as usize;
-        // Start away from 0 (a read at 0 counts as the start of a stream).
-        for k in [40usize, 9, 30, 17] {
+        // Start away from 0 (a read at 0 counts as the start of a stream),
+        // each more than a stream's 1.25 MiB reach from the last.
+        for k in [40usize, 9, 70, 17] {
             assert_eq!(ov.read(ino, (k * c) as u64, 4096).unwrap(), data[k * c..k * c + 4096]);
         }
         drop(ov);
