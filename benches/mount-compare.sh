@@ -55,11 +55,13 @@
 #                     `lvrepo mount IMAGE --overlay DIR MNT` with a fresh overlay
 #                     dir per mount, `lvrepo umount MNT` afterwards
 #   fuse-null         the floor under any FUSE filesystem here (benches/bin/fuse-null.rs):
-#                     the tree's names and attributes served from memory, no data,
-#                     through lvrepo's FUSE transport and kernel options; runs the
-#                     metadata workloads only (find, ls -lR, touch, chmod; "n/a" for
-#                     the rest). Its memory is never cold: "cold" drops the kernel's
-#                     caches only. A fresh daemon per mount, stopped by umount.
+#                     the tree's names and attributes served from memory, every READ
+#                     answered with zeros from one buffer, through lvrepo's FUSE
+#                     transport and kernel options; runs the metadata workloads and
+#                     the reads (find, ls -lR, fio, touch, chmod; "n/a" for the rest).
+#                     Its memory is never cold: "cold" drops the kernel's caches only
+#                     (so its cold reads are the FUSE data path with no disk and no
+#                     decoding). A fresh daemon per mount, stopped by umount.
 #
 # Each run does, per contender (order rotated every run), on fresh mounts:
 #   mount      (info) seconds until the mount is live — fresh upper/overlay
@@ -167,8 +169,8 @@ read -r -a CONT <<<"$CONTENDERS"
 for c in "${CONT[@]}"; do
     case $c in native|kernel-overlayfs|fuse-overlayfs|fuse-null|lvrepo) ;; *) die "unknown contender $c" ;; esac
 done
-# What a contender can run: fuse-null serves no file data and takes no new files.
-NULL_WORKLOADS="find_cold find_warm ls_cold ls_warm touch chmod"
+# What a contender can run: fuse-null reads zeros and takes no writes or new files.
+NULL_WORKLOADS="find_cold find_warm ls_cold ls_warm seqread randread seqread_cold randread_cold touch chmod"
 runs_wl() { [[ $1 != fuse-null || " $NULL_WORKLOADS " == *" $2 "* ]]; }
 
 mkdir -p "$BENCH_CACHE" "$SCRATCH"

@@ -8,6 +8,9 @@
 //! layer and the round trips cost when the daemon does nothing:
 //! benches/mount-compare.sh runs it as the `fuse-null` contender for find,
 //! ls -lR, touch and chmod, so lvrepo's own share shows in the same run.
+//! A READ is answered with zeros from one static buffer (no file data is
+//! kept): the fio reads then cost what the kernel's FUSE data path costs,
+//! the floor under lvrepo's reads (chunk loads, zstd, BLAKE3 on top).
 //!
 //! Usage: `fuse-null SOURCE_DIR MOUNTPOINT` (serves in the foreground until
 //! the mount is unmounted). SETATTR changes the in-memory attributes only.
@@ -21,13 +24,17 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, MountOption,
-    OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEntry, ReplyOpen, ReplyXattr, Request, Session, SessionACL,
-    TimeOrNow,
+    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,
+    MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEntry, ReplyOpen, ReplyXattr, Request, Session,
+    SessionACL, TimeOrNow,
 };
 
 /// The same entry/attribute lifetime as lvrepo's.
 const TTL: Duration = Duration::from_secs(60);
+/// The largest READ (lvrepo's read-ahead and write size, set in `init`).
+const MAX_IO: usize = 1 << 20;
+/// What every READ is answered with.
+static ZEROS: [u8; MAX_IO] = [0; MAX_IO];
 
 struct Node {
     parent: u64,
@@ -141,6 +148,8 @@ fn stamp(t: TimeOrNow) -> SystemTime {
 impl Filesystem for NullFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // What lvrepo asks for (fs/src/fuse/mod.rs, `init`).
+        let _ = config.set_max_write(MAX_IO as u32);
+        let _ = config.set_max_readahead(MAX_IO as u32);
         let want = InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_POSIX_ACL
@@ -208,6 +217,27 @@ impl Filesystem for NullFs {
     fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         // As lvrepo: the kernel then sends no OPEN or RELEASE at all.
         reply.error(Errno::ENOSYS)
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.attr(ino.0) {
+            Some(a) if a.kind == FileType::RegularFile => {
+                let n = a.size.saturating_sub(offset).min(u64::from(size)).min(MAX_IO as u64) as usize;
+                reply.data(&ZEROS[..n])
+            }
+            Some(_) => reply.error(Errno::EISDIR),
+            None => reply.error(Errno::ENOENT),
+        }
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
