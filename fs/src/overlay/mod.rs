@@ -19,6 +19,7 @@
 pub(crate) mod acl;
 mod adopt;
 mod data;
+mod memo;
 mod prefetch;
 mod readout;
 pub mod db;
@@ -561,74 +562,6 @@ impl Overlay {
         Ok(out)
     }
 
-    /// Record that inode `ino` changed: its directories up to the root become
-    /// dirty (`ino` itself too when `is_dir_listing`: its entries changed).
-    pub(crate) fn mark_changed(&self, st: &mut State, b: &mut db::Batch, ino: u64, is_dir_listing: bool) -> Result<()> {
-        // A file's folded content is stale now. (A directory's memo stays:
-        // it is ignored while the directory is dirty, as it is from here.)
-        if st.nodes.get(&ino).is_some_and(|n| n.inode.kind != Kind::Dir) && st.memo.remove(&ino).is_some() {
-            self.db.delete_meta(b, &db::memo_key(ino))?;
-        }
-        if st.dirty_all {
-            return Ok(());
-        }
-        // A brand-new inode has no node yet: its parent's listing change
-        // (marked by the caller) covers it.
-        let Some(node) = st.nodes.get(&ino) else { return Ok(()) };
-        let multi_parent = node.inode.kind != Kind::Dir && node.inode.nlink > 1;
-        let mut cur = if is_dir_listing { ino } else { node.parent };
-        if multi_parent || (cur == 0 && ino != ROOT_INO) {
-            st.dirty_all = true;
-            return self.db.put_meta(b, b"dirty/all", &[]);
-        }
-        while cur != 0 && st.dirty.insert(cur) {
-            self.db.put_meta(b, &db::dirty_key(cur), &[])?;
-            if cur == ROOT_INO {
-                break;
-            }
-            cur = match st.nodes.get(&cur).map(|n| n.parent) {
-                Some(p) if p != 0 => p,
-                _ => {
-                    st.dirty_all = true;
-                    return self.db.put_meta(b, b"dirty/all", &[]);
-                }
-            };
-        }
-        Ok(())
-    }
-
-    /// Record what a fold produced (after its objects are durable) and start
-    /// a new dirty set: the next fold redoes only what changes from here.
-    /// The caller holds `st` from the fold until here, so nothing changed in
-    /// between.
-    pub(crate) fn apply_memo(&self, st: &mut State, memo: Vec<(u64, db::Folded)>) -> Result<()> {
-        let mut b = self.db.batch();
-        for ino in st.dirty.drain() {
-            self.db.delete_meta(&mut b, &db::dirty_key(ino))?;
-        }
-        self.db.delete_meta(&mut b, b"dirty/all")?;
-        st.dirty_all = false;
-        for (ino, c) in memo {
-            self.db.put_meta(&mut b, &db::memo_key(ino), &db::encode_folded(&c))?;
-            st.memo.insert(ino, c);
-        }
-        self.db.commit(b)
-    }
-
-    /// Drop the memo (its objects are about to be collected): the next fold
-    /// walks everything once.
-    pub fn forget_memo(&self) -> Result<()> {
-        let mut st = self.lock();
-        let mut b = self.db.batch();
-        for ino in std::mem::take(&mut st.memo).into_keys() {
-            self.db.delete_meta(&mut b, &db::memo_key(ino))?;
-        }
-        self.db.put_meta(&mut b, b"dirty/all", &[])?;
-        st.dirty_all = true;
-        self.db.commit(b)?;
-        self.db.sync()
-    }
-
     /// Whether writing `n` more bytes would cut into [`SPACE_RESERVE`].
     pub(crate) fn low_on_space(&self, n: u64) -> bool {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
@@ -674,78 +607,4 @@ impl Node {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An overlay of format 1 (no `inline` column family) opens, is
-    /// upgraded to format 2 with what it held, and new files go inline.
-    #[test]
-    fn a_format_1_overlay_is_upgraded_when_opened() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> = Arc::new(crate::object::MemStore::new());
-        let mut root = Entry::new(Vec::new(), Kind::Dir);
-        root.content = Content::Tree(Tree { entries: Vec::new() }.store(&*store).unwrap());
-        let root = crate::tree::store_root(&*store, root).unwrap();
-        let dir = tmp.path().join("ov");
-        // Format 1 as it was written: four column families, a file with a
-        // data file.
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        {
-            let mut o = rocksdb::Options::default();
-            o.create_if_missing(true);
-            o.create_missing_column_families(true);
-            let db = rocksdb::DB::open_cf(&o, dir.join("meta"), ["inodes", "dirents", "windows", "meta"]).unwrap();
-            let meta = db.cf_handle("meta").unwrap();
-            db.put_cf(meta, b"root", root.0.as_bytes()).unwrap();
-            db.put_cf(meta, b"next_ino", 3u64.to_le_bytes()).unwrap();
-            let f = Inode {
-                kind: Kind::File,
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                atime: Timestamp::default(),
-                mtime: Timestamp::default(),
-                ctime: Timestamp::default(),
-                size: 5,
-                rdev: 0,
-                nlink: 1,
-                xattrs: Vec::new(),
-                target: Vec::new(),
-                base: Base::None,
-            };
-            db.put_cf(db.cf_handle("inodes").unwrap(), 2u64.to_be_bytes(), f.encode()).unwrap();
-            db.put_cf(db.cf_handle("dirents").unwrap(), record::dirent_key(ROOT_INO, b"old"), Dirent::Child { ino: 2, kind: Kind::File }.encode()).unwrap();
-            std::fs::write(dir.join("data").join(format!("{:016x}", 2)), b"hello").unwrap();
-        }
-        std::fs::write(dir.join("FORMAT"), "lvrepo overlay\nformat 1\n").unwrap();
-        let ov = Overlay::open(&dir, store.clone(), root).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.join("FORMAT")).unwrap(), "lvrepo overlay\nformat 2\n");
-        let (old, _) = ov.lookup(ROOT_INO, b"old").unwrap();
-        assert_eq!(ov.read(old, 0, 100).unwrap(), b"hello");
-        let nn = ns::NewNode { kind: Kind::File, mode: 0o644, uid: 0, gid: 0, rdev: 0, target: b"" };
-        let (new, i) = ov.create(ROOT_INO, b"new", nn).unwrap();
-        assert_eq!(i.base, Base::Inline);
-        ov.write(new, 0, b"small").unwrap();
-        drop(ov);
-        let ov = Overlay::open(&dir, store, root).unwrap();
-        let (new, _) = ov.lookup(ROOT_INO, b"new").unwrap();
-        assert_eq!(ov.read(new, 0, 100).unwrap(), b"small");
-        assert!(!dir.join("data").join(format!("{new:016x}")).exists(), "a small new file got a data file");
-    }
-
-    /// Inode numbers are persisted (overlay records are keyed by them) and
-    /// the kernel holds them across remounts: the derivation must not drift.
-    #[test]
-    fn base_ino_is_the_documented_hash() {
-        let expect = |pre: &[u8]| {
-            let h = blake3::hash(pre);
-            (u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap()) & (BASE_BIT - 1)) | BASE_BIT
-        };
-        let mut e = Entry::new(b"passwd".to_vec(), Kind::File);
-        assert_eq!(base_ino(b"/etc/passwd", &e), expect(b"path:/etc/passwd"));
-        assert_eq!(base_ino(b"/etc/passwd", &e), 0x44a8_7d84_ada8_79d6);
-        e.link = 0x1234;
-        assert_eq!(base_ino(b"/etc/passwd", &e), expect(&[b"link:".as_slice(), &0x1234u64.to_le_bytes()].concat()));
-        assert_ne!(base_ino(b"/etc/passwd", &e), base_ino(b"/etc/passwd", &Entry::new(b"passwd".to_vec(), Kind::File)));
-    }
-}
+mod tests;
