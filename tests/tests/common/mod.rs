@@ -352,9 +352,9 @@ impl Rng {
         self.0 = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    /// Uniform in `[0, n)` (n > 0).
+    /// Uniform in `[0, n)`; `n = 0` is taken as 1.
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next() % n.max(1)
     }
 }
 

@@ -78,7 +78,7 @@ fn old_or_new(g: &Guest, what: &str, old: &Manifest, new: &Manifest) -> bool {
 fn crashes_during_checkpoint_and_rollback_leave_old_or_new_state() {
     let w = World::new(true, build_many);
     let g = w.guest("c");
-    let mut rng = Rng::from_env("LVREPO_GUESTS_CRASH_SEED");
+    let mut rng = Rng::new(seed("LVREPO_GUESTS_CRASH_SEED"));
     let mut round = 0;
     // Every checkpoint taken, with the state it must restore.
     let mut known: Vec<(u64, Manifest)> = Vec::new();

@@ -25,7 +25,7 @@ mod cuts;
 mod lifecycle;
 mod rollback;
 
-use common::{daemon_pid, is_mounted, lazy_umount, wait_gone};
+use common::{daemon_pid, is_mounted, lazy_umount, seed, wait_gone, Rng};
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, OpenOptions};
@@ -352,30 +352,6 @@ fn assert_diff(what: &str, expected: &BTreeSet<(String, String)>, got: &BTreeSet
         let missing: Vec<_> = expected.difference(got).collect();
         let extra: Vec<_> = got.difference(expected).collect();
         panic!("{what}: diff is not exactly the changes made\n  missing: {missing:?}\n  unexpected: {extra:?}");
-    }
-}
-
-/// Deterministic generator (xorshift64*), seed printed for replay.
-struct Rng(u64);
-
-impl Rng {
-    fn from_env(var: &str) -> Rng {
-        let s = std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
-        });
-        eprintln!("seed: {var}={s}");
-        Rng(s.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
     }
 }
 
