@@ -204,12 +204,14 @@ impl Overlay {
     /// file: 1 GiB loaded again in the background, competing with the
     /// reader for the CPU.
     fn read_ahead(&self, node: &mut Node, x: &Arc<Vec<(u64, u64, ChunkId)>>, off: u64, end: u64) -> bool {
-        const NEAR: u64 = (1 << 20) + 4 * CHUNK_SIZE;
+        // Within a few chunks of the last end: the same place.
+        const SLACK: u64 = 4 * CHUNK_SIZE;
+        const NEAR: u64 = (1 << 20) + SLACK;
         const LATE: u64 = 4 << 20;
         let sequential = if off >= node.read_end {
             off - node.read_end <= NEAR
         } else {
-            node.read_end - off <= if node.streaming { LATE } else { 4 * CHUNK_SIZE }
+            node.read_end - off <= if node.streaming { LATE } else { SLACK }
         };
         node.streaming = sequential;
         node.read_end = node.read_end.max(end);
