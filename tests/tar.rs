@@ -119,6 +119,11 @@ impl RawTar {
         self
     }
 
+    /// A PAX extended header (`x`) for the next entry, its records as given.
+    pub fn pax_header(&mut self, records: &[u8]) -> &mut Self {
+        self.raw(Header::new(b'x', b"PaxHeaders/next", 0o644), records)
+    }
+
     pub fn file(&mut self, name: &[u8], data: &[u8]) -> &mut Self {
         self.entry(Header::new(b'0', name, 0o644), data)
     }

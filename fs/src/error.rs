@@ -56,6 +56,8 @@ pub enum Error {
     UnsafeEntry { path: String, why: &'static str },
     #[error("reading archive")]
     Archive(#[source] io::Error),
+    #[error("not a tar archive: {0}")]
+    NotTar(&'static str),
     #[error("destination {0} exists and is not empty")]
     DestinationNotEmpty(PathBuf),
     #[error("guest {0} not found")]
@@ -71,6 +73,11 @@ pub enum Error {
     Posix(i32),
     #[error("overlay {path}: {why}")]
     Overlay { path: PathBuf, why: String },
+    /// The caller may not read or change this (lvrepo's files are root-only).
+    #[error("{0}: permission denied (lvrepo's repositories and overlays are readable by root only; run as root or through the lvrepo service)")]
+    NotPermitted(PathBuf),
+    #[error("image {image} is in use by {users}; pass --force to delete it anyway (gc keeps what they use)")]
+    ImageInUse { image: String, users: String },
 }
 
 /// How a stored object failed its check.
@@ -97,6 +104,8 @@ pub enum ErrorClass {
     Exists,
     Busy,
     Usage,
+    /// Refused for lack of permission (exit 77).
+    NotPermitted,
 }
 
 impl Error {
@@ -111,7 +120,8 @@ impl Error {
                 ErrorClass::Damaged
             }
             Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) => ErrorClass::Exists,
-            Error::GuestBusy(_) => ErrorClass::Busy,
+            Error::GuestBusy(_) | Error::ImageInUse { .. } => ErrorClass::Busy,
+            Error::NotPermitted(_) => ErrorClass::NotPermitted,
             Error::BadImageName(_) => ErrorClass::Usage,
             Error::Locked(_) => ErrorClass::Busy,
             _ => ErrorClass::Other,
@@ -128,6 +138,7 @@ impl Error {
             Error::Posix(e) => *e,
             Error::PathNotFound { .. } | Error::ImageNotFound(_) => libc::ENOENT,
             Error::ReadOnly => libc::EROFS,
+            Error::NotPermitted(_) => libc::EACCES,
             Error::NotSupported { .. } => libc::EOPNOTSUPP,
             Error::ImageExists(_) | Error::DestinationNotEmpty(_) => libc::EEXIST,
             _ => libc::EIO,

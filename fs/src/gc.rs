@@ -44,6 +44,25 @@ pub fn failpoint(name: &str) {
     }
 }
 
+/// Collect the shared repository `repo` (opened writable), keeping what its
+/// images reference and what every registered guest needs (its base and its
+/// checkpoints, read through the guest's own store). Holds the gc guard
+/// exclusively from before the guests' roots are read until the sweep is
+/// done, so no checkpoint is in progress meanwhile (see
+/// [`crate::guest::CheckpointView`]).
+pub fn gc_repository(repo: &Repository, progress: &dyn Progress) -> Result<GcReport> {
+    repo.writable()?;
+    let _guard = crate::repo::GcGuard::take(repo.path(), true)?;
+    let mut guests = Vec::new();
+    for g in crate::guest::list(repo.path())? {
+        let h = crate::guest::GuestHandle::open(repo.path(), &g.name, false)?;
+        let store = h.store(repo.shared_store());
+        guests.push((h.roots()?, store));
+    }
+    let extra: Vec<(&dyn ObjectStore, TreeId)> = guests.iter().flat_map(|(roots, s)| roots.iter().map(move |r| (&**s as &dyn ObjectStore, *r))).collect();
+    gc(repo, &extra, progress)
+}
+
 /// Collect `repo`, keeping everything its images reference plus everything
 /// reachable from `extra` roots, each read through its own store (a guest's
 /// checkpoints reference objects in the shared repository and in its own).

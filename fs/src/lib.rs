@@ -19,6 +19,7 @@ pub mod guest;
 pub mod import;
 pub mod object;
 pub mod overlay;
+pub mod perms;
 pub mod reach;
 pub mod repo;
 pub mod stats;

@@ -42,8 +42,12 @@ pub enum Command {
         json: bool,
     },
     /// Delete an image version (NAME:VERSION); gc then reclaims what only it used.
+    /// An image a guest stands on is refused (exit 6) unless --force.
     Delete {
         image: String,
+        /// Delete even if guests stand on it (gc still keeps what they use).
+        #[arg(long)]
+        force: bool,
     },
     /// List images.
     Images {
@@ -156,6 +160,14 @@ pub enum Command {
         /// memory is short: never more than a quarter of what is available.
         #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
         cache_mib: Option<u64>,
+        /// Mount flags, as mount(8) takes them: ro, rw, nosuid, suid, nodev,
+        /// dev, noexec, exec, noatime, atime, relatime, defaults (comma-separated
+        /// or repeated). The kernel enforces them on the mount.
+        #[arg(short = 'o', long = "options", value_name = "OPT[,OPT...]", value_delimiter = ',')]
+        options: Vec<String>,
+        /// Mount read-only (the same as -o ro).
+        #[arg(long)]
+        read_only: bool,
     },
     /// Unmount an lvrepo mount and wait for its daemon to finish writing.
     Umount { mountpoint: PathBuf },

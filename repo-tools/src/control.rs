@@ -1,12 +1,17 @@
 //! The control socket of a mounted guest (`GUESTDIR/control.sock`): commands
 //! that must act on the live overlay (checkpoint, diff, rollback) talk to the daemon
 //! that owns it. One JSON request per line, one JSON response per line.
+//!
+//! Who may ask: the socket lives in the guest's directory (0700), and each
+//! connection's peer credentials (SO_PEERCRED) are checked too, so a socket
+//! reachable by others (a bind mount, a changed mode) still answers only
+//! root and the daemon's own user.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -32,6 +37,11 @@ where
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
+            if let Err(why) = peer_allowed(&conn) {
+                tracing::warn!(error = %why, "control socket: refused a connection");
+                let _ = writeln!(conn, "{}", serde_json::json!({ "ok": false, "error": why }));
+                continue;
+            }
             let mut line = String::new();
             if BufReader::new(&conn).read_line(&mut line).is_err() {
                 continue;
@@ -39,7 +49,8 @@ where
             let reply = match serde_json::from_str::<Request>(&line) {
                 Ok(req) => match handler(req) {
                     Ok(v) => serde_json::json!({ "ok": true, "result": v }),
-                    Err(e) => serde_json::json!({ "ok": false, "error": format!("{e:#}") }),
+                    // The exit code travels with the error: damage (4), busy (6)...
+                    Err(e) => serde_json::json!({ "ok": false, "error": format!("{e:#}"), "exit": crate::exit_code(&e) }),
                 },
                 Err(e) => serde_json::json!({ "ok": false, "error": format!("bad request: {e}") }),
             };
@@ -49,6 +60,27 @@ where
     Ok(())
 }
 
+/// Whether the peer of `conn` may control the daemon: root, or the user the
+/// daemon runs as.
+fn peer_allowed(conn: &UnixStream) -> std::result::Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred { pid: 0, uid: u32::MAX, gid: u32::MAX };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED fills a `ucred` of exactly `len` bytes, which we
+    // own on the stack; the descriptor is the connected socket we hold.
+    let rc = unsafe { libc::getsockopt(conn.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len) };
+    if rc != 0 {
+        return Err(format!("reading the peer's credentials: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if cred.uid == 0 || cred.uid == me {
+        Ok(())
+    } else {
+        Err(format!("permission denied: uid {} (pid {}) may not control this guest", cred.uid, cred.pid))
+    }
+}
+
 /// Send `req` to the daemon of the guest in `guest_dir`. `Ok(None)`: no
 /// daemon is listening (the guest is not mounted).
 pub fn call(guest_dir: &Path, req: &Request) -> Result<Option<serde_json::Value>> {
@@ -56,6 +88,9 @@ pub fn call(guest_dir: &Path, req: &Request) -> Result<Option<serde_json::Value>
     let mut conn = match UnixStream::connect(&p) {
         Ok(c) => c,
         Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(crate::Exit(crate::exit::NOT_PERMITTED, format!("{}: permission denied (guests are controlled by root)", p.display())).into())
+        }
         Err(e) => return Err(e).with_context(|| format!("connecting to {}", p.display())),
     };
     writeln!(conn, "{}", serde_json::to_string(req)?)?;
@@ -65,6 +100,12 @@ pub fn call(guest_dir: &Path, req: &Request) -> Result<Option<serde_json::Value>
     if v["ok"] == serde_json::Value::Bool(true) {
         Ok(Some(v["result"].clone()))
     } else {
-        Err(anyhow!("daemon: {}", v["error"].as_str().unwrap_or("unknown error")))
+        let msg = v["error"].as_str().unwrap_or("unknown error");
+        let code = match v["exit"].as_u64() {
+            Some(c) => u8::try_from(c).unwrap_or(crate::exit::ERROR),
+            None if msg.starts_with("permission denied") => crate::exit::NOT_PERMITTED,
+            None => crate::exit::ERROR,
+        };
+        Err(crate::Exit(code, format!("daemon: {msg}")).into())
     }
 }

@@ -1,7 +1,8 @@
 //! `lvrepo`: import, publish, inspect, verify and collect golden images.
 //!
 //! Exit codes (docs/operations.md): 0 success, 1 error, 2 usage, 3 not found,
-//! 4 damaged data found, 5 already exists, 6 busy (another writer).
+//! 4 damaged data found, 5 already exists, 6 busy (another writer or in
+//! use), 7 conflict, 77 not permitted.
 
 mod cli;
 mod control;
@@ -25,6 +26,8 @@ pub mod exit {
     pub const DAMAGED: u8 = 4;
     pub const EXISTS: u8 = 5;
     pub const BUSY: u8 = 6;
+    pub const CONFLICT: u8 = 7;
+    pub const NOT_PERMITTED: u8 = 77;
 }
 
 /// An error that carries its own exit code (e.g. verify found damage).
@@ -38,6 +41,9 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 fn main() -> ExitCode {
+    // Everything lvrepo creates (packs, databases, overlay data, logs) is
+    // owner-only, whatever the caller's umask (docs/threat-model.md).
+    lvrepo_fs::perms::private_umask();
     let argv0 = std::env::args_os().next().unwrap_or_default();
     if std::path::Path::new(&argv0).file_name().is_some_and(|n| n.to_string_lossy().starts_with("mount.")) {
         return mount_helper::main();
@@ -65,7 +71,7 @@ fn chain(err: &anyhow::Error) -> String {
     s
 }
 
-fn exit_code(err: &anyhow::Error) -> u8 {
+pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
     if let Some(e) = err.downcast_ref::<Exit>() {
         return e.0;
     }
@@ -77,6 +83,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
                 ErrorClass::Exists => exit::EXISTS,
                 ErrorClass::Busy => exit::BUSY,
                 ErrorClass::Usage => exit::USAGE,
+                ErrorClass::NotPermitted => exit::NOT_PERMITTED,
                 ErrorClass::Other => continue,
             };
         }

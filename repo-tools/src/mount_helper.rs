@@ -7,8 +7,11 @@
 //! flags like -n, -v, -s that are accepted and ignored). SOURCE is an image
 //! (`NAME[:VERSION]`, with `overlay=DIR`) or `guest:NAME`. Options:
 //! `repo=PATH` (required unless LVREPO_REPO is set), `overlay=DIR`,
-//! `threads=N`, `cache_mib=N`, `no_uring`, `no_handoff`, `seclabel`; the kernel's generic options (rw, suid, dev, defaults, noauto,
-//! _netdev, nofail, x-*) are accepted and ignored. An fstab line:
+//! `threads=N`, `cache_mib=N`, `no_uring`, `no_handoff`, `seclabel`; the
+//! kernel's per-mount flags (ro, rw, nosuid, suid, nodev, dev, noexec, exec,
+//! noatime, atime, relatime, user, users, defaults) are applied to the mount;
+//! mount(8)'s own (auto, noauto, _netdev, nofail, nouser, async, x-*) are
+//! accepted and left to mount(8). An fstab line:
 //!
 //! ```text
 //! web:2  /srv/web  fuse.lvrepo  repo=/srv/lvrepo,overlay=/var/lib/web  0 0
@@ -47,6 +50,8 @@ fn run() -> Result<ExitCode, String> {
     let [source, mountpoint] = <[OsString; 2]>::try_from(positional).map_err(|_| "usage: mount.lvrepo SOURCE MOUNTPOINT [-o OPTIONS]")?;
     let (mut repo, mut overlay, mut threads, mut cache) = (std::env::var_os("LVREPO_REPO"), None, None, None);
     let mut flags = Vec::new();
+    // The kernel's per-mount flags, passed on and applied to the mount.
+    let mut kernel: Vec<&str> = Vec::new();
     for o in opts.iter().filter(|o| !o.is_empty()) {
         match o.split_once('=') {
             Some(("repo", v)) => repo = Some(v.into()),
@@ -55,7 +60,9 @@ fn run() -> Result<ExitCode, String> {
             Some(("cache_mib", v)) => cache = Some(v.to_string()),
             None if ["no_uring", "no_handoff", "seclabel"].contains(&o.as_str()) => flags.push(format!("--{}", o.replace('_', "-"))),
             Some((k, _)) if k.starts_with("x-") => {}
-            None if ["rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "defaults", "auto", "noauto", "_netdev", "nofail", "user", "nouser", "async", "atime", "noatime", "relatime"].contains(&o.as_str()) => {}
+            None if lvrepo_fs::fuse::MountFlags::default().apply(o) => kernel.push(o),
+            // mount(8)'s own: for fstab and mount, not for the filesystem.
+            None if ["auto", "noauto", "_netdev", "nofail", "nouser", "async"].contains(&o.as_str()) => {}
             None if o.starts_with("x-") => {}
             _ => return Err(format!("unknown option {o}")),
         }
@@ -80,6 +87,9 @@ fn run() -> Result<ExitCode, String> {
         cmd.arg("--cache-mib").arg(c);
     }
     cmd.args(&flags);
+    if !kernel.is_empty() {
+        cmd.arg("-o").arg(kernel.join(","));
+    }
     cmd.arg(&mountpoint);
     let status = cmd.status().map_err(|e| format!("running lvrepo: {e}"))?;
     Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::from(32) })

@@ -180,3 +180,66 @@ fn garbage_and_bad_checksum_are_refused() {
     bad[148] ^= 1; // checksum field
     refused(&r, &bad, 1, "");
 }
+
+/// A PAX extended header (`x`) record list for the next entry.
+fn pax(records: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in records {
+        // LEN counts the whole record, its own digits included.
+        let body = 3 + k.len() + v.len(); // ' ', '=', '\n'
+        let mut len = body + 1;
+        while len != body + len.to_string().len() {
+            len = body + len.to_string().len();
+        }
+        out.extend_from_slice(format!("{len} ").as_bytes());
+        out.extend_from_slice(k);
+        out.push(b'=');
+        out.extend_from_slice(v);
+        out.push(b'\n');
+    }
+    out
+}
+
+#[test]
+fn invalid_pax_numbers_are_refused_not_replaced() {
+    let r = repo();
+    let cases: [(&[u8], &[u8], &str); 6] = [
+        (b"uid", b"abc", "PAX uid"),
+        (b"uid", b"4294967296", "PAX uid"),
+        (b"gid", b"-1", "PAX gid"),
+        (b"gid", b"12x", "PAX gid"),
+        (b"mtime", b"soon", "PAX mtime"),
+        (b"mtime", b"1.2.3", "PAX mtime"),
+    ];
+    for (k, v, needle) in cases {
+        let mut t = RawTar::new();
+        t.pax_header(&pax(&[(k, v)]));
+        t.file(b"f", b"data\n");
+        refused(&r, &t.finish(), 1, needle);
+    }
+    // A valid PAX uid beyond the header's 7 octal digits is taken as it is.
+    let mut t = RawTar::new();
+    t.pax_header(&pax(&[(b"uid", b"4000000000"), (b"mtime", b"1700000000.25")]));
+    t.file(b"f", b"data\n");
+    import_ok(&r, &t, "paxok:1");
+    let ls = r.json(["ls", "paxok:1", "--json"]);
+    let f = ls.as_array().unwrap().iter().find(|e| e["path"].as_str().is_some_and(|p| p.trim_start_matches('/') == "f")).unwrap_or_else(|| panic!("no f in {ls}"));
+    assert_eq!(f["uid"].as_u64(), Some(4_000_000_000), "{f}");
+}
+
+#[test]
+fn non_tar_input_is_one_clear_line_without_its_bytes() {
+    let r = repo();
+    let garbage: Vec<u8> = (0u32..100_000).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 | 0x80).collect();
+    for input in [garbage.clone(), b"hello, this is a text file\n".repeat(40), Vec::new()] {
+        let before = r.image_names();
+        let out = r.run_stdin(["import", "-", "--image", "bad"], Some(&input));
+        assert_eq!(out.status.code(), Some(1), "{}", report("import of non-tar input", &out));
+        let err = &out.stderr;
+        assert!(String::from_utf8_lossy(err).contains("not a tar archive"), "{}", report("import of non-tar input", &out));
+        assert_eq!(err.iter().filter(|&&b| b == b'\n').count(), 1, "one line: {}", String::from_utf8_lossy(err));
+        assert!(err.iter().all(|&b| b == b'\n' || (0x20..0x7f).contains(&b)), "stderr quotes raw bytes: {:?}", String::from_utf8_lossy(err));
+        assert_eq!(r.image_names(), before);
+    }
+    r.ok(["verify"]);
+}

@@ -621,4 +621,4 @@ mod live;
 mod mount;
 mod plus;
 pub use live::{Live, Switch};
-pub use mount::{block_termination_signals, mount_foreground, MountOptions};
+pub use mount::{block_termination_signals, mount_foreground, MountFlags, MountOptions};

@@ -26,11 +26,62 @@ pub struct MountOptions {
     /// `security_label`, so label-aware tools (`ls -l`) stop asking for it
     /// per file; labels kept in the image or overlay are not touched.
     pub seclabel: bool,
+    /// The kernel's per-mount flags (mount(8)'s ro, nosuid, nodev, noexec,
+    /// noatime), applied to the mount itself.
+    pub flags: MountFlags,
+}
+
+/// Per-mount flags the kernel enforces; the defaults are a root filesystem's
+/// (rw, suid, dev, exec, atime as relatime).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MountFlags {
+    pub read_only: bool,
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+    pub noatime: bool,
+}
+
+impl MountFlags {
+    /// Apply one mount(8) option; `false` if it is not a flag this knows.
+    pub fn apply(&mut self, opt: &str) -> bool {
+        match opt {
+            "ro" => self.read_only = true,
+            "rw" => self.read_only = false,
+            "nosuid" => self.nosuid = true,
+            "suid" => self.nosuid = false,
+            "nodev" => self.nodev = true,
+            "dev" => self.nodev = false,
+            "noexec" => self.noexec = true,
+            "exec" => self.noexec = false,
+            "noatime" => self.noatime = true,
+            "atime" | "relatime" => self.noatime = false,
+            // mount(8)'s shorthands: the flags they imply.
+            "user" | "users" => {
+                self.nosuid = true;
+                self.nodev = true;
+                self.noexec = true;
+            }
+            "defaults" => *self = MountFlags::default(),
+            _ => return false,
+        }
+        true
+    }
+
+    fn options(&self) -> [MountOption; 5] {
+        [
+            if self.read_only { MountOption::RO } else { MountOption::RW },
+            if self.nosuid { MountOption::NoSuid } else { MountOption::Suid },
+            if self.nodev { MountOption::NoDev } else { MountOption::Dev },
+            if self.noexec { MountOption::NoExec } else { MountOption::Exec },
+            if self.noatime { MountOption::NoAtime } else { MountOption::Atime },
+        ]
+    }
 }
 
 impl Default for MountOptions {
     fn default() -> Self {
-        MountOptions { threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8), uring: true, handoff: true, seclabel: false }
+        MountOptions { threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8), uring: true, handoff: true, seclabel: false, flags: MountFlags::default() }
     }
 }
 
@@ -64,14 +115,8 @@ pub fn block_termination_signals() -> Result<SigSet> {
 /// (from [`block_termination_signals`]) arrives.
 pub fn mount_foreground(live: Arc<Live>, mountpoint: &Path, opts: &MountOptions, sigs: SigSet) -> Result<()> {
     let mut config = Config::default();
-    config.mount_options = vec![
-        MountOption::FSName("lvrepo".into()),
-        MountOption::Subtype("lvrepo".into()),
-        MountOption::DefaultPermissions,
-        MountOption::Dev,
-        MountOption::Suid,
-        MountOption::RW,
-    ];
+    config.mount_options = vec![MountOption::FSName("lvrepo".into()), MountOption::Subtype("lvrepo".into()), MountOption::DefaultPermissions];
+    config.mount_options.extend(opts.flags.options());
     config.acl = SessionACL::All;
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = true;

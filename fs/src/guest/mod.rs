@@ -13,8 +13,10 @@
 
 pub mod fold;
 mod ops;
+mod view;
 
 pub use ops::{Checkpoint, GuestHandle};
+pub use view::CheckpointView;
 
 use std::fs::File;
 use std::io::Write;

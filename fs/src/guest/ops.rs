@@ -41,7 +41,7 @@ impl GuestHandle {
         if std::fs::read_dir(dir).is_ok_and(|mut rd| rd.next().is_some()) {
             return Err(Error::DestinationNotEmpty(dir.to_path_buf()));
         }
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        crate::perms::create_private_dir(dir)?;
         let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("resolving", dir, e))?;
         let guard = lock(&dir, name)?;
         let local = Repository::init(&dir.join("store"))?;

@@ -64,7 +64,13 @@ impl<R: Read> Read for Tail<R> {
     }
 }
 
-pub fn store_tar(store: &dyn ObjectStore, input: impl Read, progress: &dyn Progress) -> Result<(crate::digest::TreeId, ImportStats)> {
+pub fn store_tar(store: &dyn ObjectStore, mut input: impl Read, progress: &dyn Progress) -> Result<(crate::digest::TreeId, ImportStats)> {
+    // Not a tar at all (a wrong file, binary garbage): one clear line,
+    // before the tar reader's messages quote the garbage.
+    let mut first = [0u8; 512];
+    let got = read_full(&mut input, &mut first).map_err(Error::Archive)?;
+    check_first_header(&first[..got])?;
+    let input = std::io::Read::chain(&first[..got], input);
     let mut ar = tar::Archive::new(Tail { inner: input, last: Vec::new() });
     let mut root = DNode::dir(Vec::new());
     let mut groups: Vec<Vec<Vec<u8>>> = Vec::new();
@@ -77,7 +83,7 @@ pub fn store_tar(store: &dyn ObjectStore, input: impl Read, progress: &dyn Progr
     // Raw iteration: PAX records are parsed here by their length prefix (the
     // tar crate splits them on newlines, which breaks binary xattr values).
     for ent in ar.entries().map_err(Error::Archive)?.raw(true) {
-        let mut ent = ent.map_err(Error::Archive)?;
+        let mut ent = ent.map_err(header_error)?;
         let h = ent.header().clone();
         let etype = h.entry_type();
         use tar::EntryType as T;
@@ -109,17 +115,26 @@ pub fn store_tar(store: &dyn ObjectStore, input: impl Read, progress: &dyn Progr
             return Err(unsafe_entry("PAX size overrides are not supported"));
         }
         let comps = normalize(&raw_path).ok_or_else(|| unsafe_entry("path has a '..' component"))?;
-        let num = |v: Option<Vec<u8>>| v.and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u32>().ok());
+        // A PAX number that does not parse (or does not fit a uid) is an
+        // error, never silently replaced by the header's value.
+        let num = |key: &[u8], why| match ext(key) {
+            None => Ok(None),
+            Some(v) => std::str::from_utf8(&v).ok().and_then(|s| s.parse::<u32>().ok()).map(Some).ok_or_else(|| unsafe_entry(why)),
+        };
         let mut e = Entry::new(comps.last().cloned().unwrap_or_default(), Kind::File);
-        e.mode = h.mode().map_err(Error::Archive)? & 0o7777;
-        e.uid = num(ext(b"uid")).unwrap_or(h.uid().map_err(Error::Archive)? as u32);
-        e.gid = num(ext(b"gid")).unwrap_or(h.gid().map_err(Error::Archive)? as u32);
-        e.mtime = Timestamp { sec: h.mtime().map_err(Error::Archive)? as i64, nsec: 0 };
+        e.mode = h.mode().map_err(header_error)? & 0o7777;
+        e.uid = match num(b"uid", "invalid PAX uid (not a number below 2^32)")? {
+            Some(u) => u,
+            None => u32::try_from(h.uid().map_err(header_error)?).map_err(|_| unsafe_entry("uid does not fit 32 bits"))?,
+        };
+        e.gid = match num(b"gid", "invalid PAX gid (not a number below 2^32)")? {
+            Some(g) => g,
+            None => u32::try_from(h.gid().map_err(header_error)?).map_err(|_| unsafe_entry("gid does not fit 32 bits"))?,
+        };
+        e.mtime = Timestamp { sec: h.mtime().map_err(header_error)? as i64, nsec: 0 };
         for (key, value) in &exts {
             if key == b"mtime" {
-                if let Some(t) = parse_pax_time(value) {
-                    e.mtime = t;
-                }
+                e.mtime = parse_pax_time(value).ok_or_else(|| unsafe_entry("invalid PAX mtime"))?;
             } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
                 e.xattrs.push((name.to_vec(), value.clone()));
             }
@@ -134,8 +149,8 @@ pub fn store_tar(store: &dyn ObjectStore, input: impl Read, progress: &dyn Progr
             }
             T::Char | T::Block => {
                 e.kind = if etype == T::Char { Kind::CharDev } else { Kind::BlockDev };
-                let maj = h.device_major().map_err(Error::Archive)?.unwrap_or(0);
-                let min = h.device_minor().map_err(Error::Archive)?.unwrap_or(0);
+                let maj = h.device_major().map_err(header_error)?.unwrap_or(0);
+                let min = h.device_minor().map_err(header_error)?.unwrap_or(0);
                 e.rdev = libc::makedev(maj, min);
             }
             T::Fifo => e.kind = Kind::Fifo,
@@ -203,6 +218,37 @@ pub fn store_tar(store: &dyn ObjectStore, input: impl Read, progress: &dyn Progr
     let mut counted = std::collections::HashSet::new();
     let root_entry = build(store, root, &mut stats, &mut counted)?;
     Ok((store_root(store, root_entry)?, stats))
+}
+
+/// The first block of an archive must be a tar header with a right
+/// checksum (or the end-of-archive marker of an empty archive).
+fn check_first_header(block: &[u8]) -> Result<()> {
+    let not_tar = |why| Err(Error::NotTar(why));
+    if block.is_empty() {
+        return not_tar("the input is empty");
+    }
+    if block.len() < 512 {
+        return not_tar("the input is shorter than one tar header (512 bytes)");
+    }
+    if block.iter().all(|&b| b == 0) {
+        return Ok(());
+    }
+    let field = &block[148..156];
+    let digits: Vec<u8> = field.iter().copied().skip_while(|&b| b == b' ').take_while(|b| (b'0'..=b'7').contains(b)).collect();
+    let stored = std::str::from_utf8(&digits).ok().and_then(|s| u32::from_str_radix(s, 8).ok());
+    let sum: u32 = block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { u32::from(b' ') } else { u32::from(b) }).sum();
+    if stored != Some(sum) {
+        return not_tar("its first block is not a tar header (checksum mismatch)");
+    }
+    Ok(())
+}
+
+/// A header field the tar reader could not parse: named without quoting
+/// its bytes (which may be anything).
+fn header_error(e: std::io::Error) -> Error {
+    let msg = e.to_string();
+    let why = msg.split(':').next().unwrap_or("malformed header").trim().to_string();
+    Error::Archive(std::io::Error::new(e.kind(), why))
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -358,6 +404,18 @@ mod tests {
         let v = parse_pax(b"21 SCHILY.xattr.a=\n\x00\n12 path=a/b\n").unwrap();
         assert_eq!(v, vec![(b"SCHILY.xattr.a".to_vec(), b"\n\x00".to_vec()), (b"path".to_vec(), b"a/b".to_vec())]);
         assert!(parse_pax(b"99 path=x\n").is_err());
+    }
+
+    #[test]
+    fn first_block_must_be_a_tar_header() {
+        assert!(matches!(check_first_header(b""), Err(Error::NotTar(_))));
+        assert!(matches!(check_first_header(&[0x55; 512]), Err(Error::NotTar(_))));
+        assert!(check_first_header(&[0; 512]).is_ok(), "an empty archive");
+        let mut h = tar::Header::new_gnu();
+        h.set_path("a").unwrap();
+        h.set_size(0);
+        h.set_cksum();
+        assert!(check_first_header(h.as_bytes()).is_ok());
     }
 
     #[test]

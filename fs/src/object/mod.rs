@@ -6,14 +6,19 @@
 //! store, never flags inside one. Implementations:
 //! - [`PackStore`]: pack files plus a RocksDB index, the on-disk repository format;
 //! - [`MemStore`]: a map in memory, for tests and scratch work.
+//!
+//! Wrappers: [`Verified`], [`Cached`], [`Layered`] (a guest's store over the
+//! shared one) and [`Confirmed`] (presence checked against a current view).
 
 mod cache;
+mod confirmed;
 mod layered;
 mod mem;
 mod pack;
 mod verify;
 
 pub use cache::Cached;
+pub use confirmed::Confirmed;
 pub use layered::Layered;
 pub use mem::MemStore;
 pub use pack::{IndexEntry, PackStore, PACK_HEADER_LEN, RECORD_HEADER_LEN};

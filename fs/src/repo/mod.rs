@@ -40,7 +40,7 @@ pub struct Repository {
 impl Repository {
     /// Create a new, empty repository at `path` (absent or an empty directory).
     pub fn init(path: &Path) -> Result<Self> {
-        std::fs::create_dir_all(path).map_err(|e| Error::io("creating", path, e))?;
+        crate::perms::create_private_dir(path)?;
         let mut rd = std::fs::read_dir(path).map_err(|e| Error::io("listing", path, e))?;
         if rd.next().is_some() {
             return Err(Error::DestinationNotEmpty(path.to_path_buf()));
@@ -67,7 +67,11 @@ impl Repository {
         check_format(path)?;
         let lock = if writable { Some(take_lock(path)?) } else { None };
         let reader = if writable { None } else { lock_file(path, "readers", libc::LOCK_SH | libc::LOCK_NB).ok() };
-        let db = Arc::new(open_db(path, !writable)?);
+        let db = Arc::new(open_db(path, !writable).map_err(|e| match e {
+            // RocksDB says only "Permission denied" in its message.
+            Error::Db(ref d) if d.to_string().contains("Permission denied") => Error::NotPermitted(path.join("index")),
+            e => e,
+        })?);
         let packs = PackStore::new(path.join("packs"), db.clone(), CF_OBJECTS, !writable);
         Ok(Repository { path: path.to_path_buf(), db, store: Arc::new(Verified::new(packs)), read_only: !writable, _lock: lock, _reader: reader })
     }
@@ -147,7 +151,7 @@ fn check_format(path: &Path) -> Result<()> {
     let text = match std::fs::read_to_string(&fp) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotARepository(path.to_path_buf())),
-        Err(e) => return Err(Error::io("reading", fp, e)),
+        Err(e) => return Err(crate::perms::open_error("reading", &fp, e)),
     };
     let mut lines = text.lines();
     if lines.next() != Some("lvrepo repository") {
@@ -230,13 +234,52 @@ fn lock_file(path: &Path, name: &str, op: libc::c_int) -> Result<File> {
         .truncate(false)
         .write(true)
         .open(&lp)
-        .map_err(|e| Error::io("opening", &lp, e))?;
+        .map_err(|e| crate::perms::open_error("opening", &lp, e))?;
     // SAFETY: flock on a file descriptor we own; no memory is passed.
     let rc = unsafe { libc::flock(f.as_raw_fd(), op) };
     if rc != 0 {
         return Err(Error::Locked(lp));
     }
     Ok(f)
+}
+
+/// The gc guard, `REPO/gc.lock`: gc holds it exclusively from before it
+/// reads any root (images, guests' bases and checkpoints) until its sweep is
+/// done; a checkpoint holds it shared from before it looks at what the
+/// repository holds until its checkpoint is recorded (and so is a root gc
+/// reads). So gc never removes an object a checkpoint in progress decided not
+/// to store, and a checkpoint never trusts a presence gc has since undone.
+/// Blocking: gc waits for running checkpoints, checkpoints wait for a
+/// running gc. `None` where the file cannot be had (a repository on a
+/// read-only disk, where no gc runs).
+pub struct GcGuard(#[allow(dead_code)] File);
+
+impl GcGuard {
+    /// Take the guard of the repository at `path`: shared (checkpoints) or
+    /// exclusive (gc).
+    pub fn take(path: &Path, exclusive: bool) -> Result<Option<GcGuard>> {
+        let lp = path.join("gc.lock");
+        let f = match OpenOptions::new().create(true).truncate(false).write(true).open(&lp) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(Error::NotPermitted(lp)),
+            // A read-only repository disk: nobody collects it from here.
+            Err(_) => match File::open(&lp) {
+                Ok(f) => f,
+                Err(_) => return Ok(None),
+            },
+        };
+        let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
+        loop {
+            // SAFETY: flock on a descriptor we own; no memory is passed.
+            if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+                return Ok(Some(GcGuard(f)));
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(Error::io("locking", lp, e));
+            }
+        }
+    }
 }
 
 impl Repository {

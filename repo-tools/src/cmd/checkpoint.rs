@@ -3,7 +3,7 @@
 //! engine's lock); an unmounted one here, then rebased on the checkpoint.
 
 use anyhow::{bail, Result};
-use lvrepo_fs::guest::{self, GuestHandle};
+use lvrepo_fs::guest::{self, CheckpointView, GuestHandle};
 
 use crate::cli::{CheckpointCmd, Cli};
 use crate::control::{call, Request};
@@ -19,9 +19,10 @@ pub fn run(cli: &Cli, action: Option<&CheckpointCmd>, name: Option<&str>, messag
     let cp = match call(&rec.dir, &Request::Checkpoint { message: message.to_string() })? {
         Some(v) => serde_json::from_value(v)?,
         None => {
-            let repo = super::open(cli, false)?;
+            // Holds gc off until the checkpoint is recorded.
+            let view = CheckpointView::open(&p)?;
             let mut g = GuestHandle::open(&p, name, true)?;
-            g.checkpoint_offline(super::shared(&repo), message)?
+            g.checkpoint_offline(view.shared(), message)?
         }
     };
     if json {

@@ -21,6 +21,8 @@ pub fn run(cli: &Cli, cmd: &GuestCmd) -> Result<()> {
 
 #[allow(clippy::too_many_arguments)]
 fn create(cli: &Cli, name: &str, image: &str, overlay: Option<PathBuf>, set: &[String], files: &[String], values: Option<&PathBuf>, json: bool) -> Result<()> {
+    // gc waits until the guest is registered (and its image a root gc keeps).
+    let _guard = lvrepo_fs::repo::GcGuard::take(&super::repo_path(cli)?, false)?;
     let repo = super::open(cli, false)?;
     let img = super::resolve(&repo, image)?;
     // Personalisation, parsed before anything is created.

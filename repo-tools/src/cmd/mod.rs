@@ -24,7 +24,7 @@ mod verify;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use lvrepo_fs::fuse::MountOptions;
+use lvrepo_fs::fuse::{MountFlags, MountOptions};
 use lvrepo_fs::{ImageRecord, ImageRef, Repository};
 
 use crate::cli::{Cli, Command};
@@ -33,7 +33,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Init => init::run(cli),
         Command::Import { source, image, message, parent, json } => import::run(cli, source, image, message, parent.as_deref(), *json),
-        Command::Delete { image } => delete::run(cli, image),
+        Command::Delete { image, force } => delete::run(cli, image, *force),
         Command::Images { json } => images::run(cli, *json),
         Command::Ls { target, recursive, json } => ls::run(cli, target, *recursive, *json),
         Command::Cat { target } => cat::run(cli, target),
@@ -46,13 +46,22 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Verify { json } => verify::run(cli, *json),
         Command::Gc { json } => gc::run(cli, *json),
         Command::Stats { json } => stats::run(cli, *json),
-        Command::Mount { operands, overlay, guest, foreground, threads, no_uring, no_handoff, seclabel, cache_mib } => {
+        Command::Mount { operands, overlay, guest, foreground, threads, no_uring, no_handoff, seclabel, cache_mib, options, read_only } => {
+            let mut flags = MountFlags { read_only: *read_only, ..Default::default() };
+            for o in options.iter().filter(|o| !o.is_empty()) {
+                if !flags.apply(o) {
+                    return Err(crate::Exit(crate::exit::USAGE, format!("unknown mount option {o:?} (known: ro, rw, nosuid, suid, nodev, dev, noexec, exec, noatime, atime, relatime, user, users, defaults)")).into());
+                }
+            }
+            if *read_only {
+                flags.read_only = true;
+            }
             let (image, mountpoint) = match (operands.as_slice(), guest) {
                 ([mp], Some(_)) => (None, mp),
                 ([img, mp], None) => (Some(img.to_string_lossy().into_owned()), mp),
                 _ => return Err(crate::Exit(crate::exit::USAGE, "usage: mount IMAGE --overlay DIR MOUNTPOINT | mount --guest NAME MOUNTPOINT".into()).into()),
             };
-            mount::run(cli, image.as_deref(), overlay.as_deref(), guest.as_deref(), mountpoint, *foreground, cache_mib.map(|m| (m as usize) << 20), MountOptions { threads: *threads, uring: !*no_uring, handoff: !*no_handoff, seclabel: *seclabel })
+            mount::run(cli, image.as_deref(), overlay.as_deref(), guest.as_deref(), mountpoint, *foreground, cache_mib.map(|m| (m as usize) << 20), MountOptions { threads: *threads, uring: !*no_uring, handoff: !*no_handoff, seclabel: *seclabel, flags })
         }
         Command::Umount { mountpoint } => umount::run(mountpoint),
         Command::Man { out } => man::run(out),

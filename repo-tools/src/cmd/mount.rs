@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use lvrepo_fs::fuse::{block_termination_signals, mount_foreground, Live, MountOptions};
 use lvrepo_fs::object::Cached;
 use lvrepo_fs::overlay::Overlay;
-use lvrepo_fs::guest::GuestHandle;
+use lvrepo_fs::guest::{CheckpointView, GuestHandle};
 use lvrepo_fs::{ObjectStore, TreeId};
 
 use crate::control::Request;
@@ -37,6 +37,9 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
         (None, Some(o)) => o.to_path_buf(),
         (None, None) => bail!(crate::Exit(crate::exit::USAGE, "give --overlay DIR or --guest NAME".into())),
     };
+    // The overlay holds the guest's files (0600 ones too) as plain data
+    // files and database logs: root's only, even if it was made otherwise.
+    lvrepo_fs::perms::create_private_dir(&state_dir)?;
     if !foreground {
         return spawn_daemon(&state_dir, mountpoint);
     }
@@ -54,10 +57,17 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
             let live = Live::new(Arc::new(g.overlay(store.clone()).with_context(|| format!("opening overlay of guest {name}"))?));
             let g = Mutex::new(g);
             let live2 = live.clone();
+            let p = p.clone();
             crate::control::serve(&state_dir, move |req| {
                 let mut g = g.lock().unwrap_or_else(|e| e.into_inner());
                 match req {
-                    Request::Checkpoint { message } => Ok(serde_json::to_value(g.checkpoint_live(&live2.current(), &*g.store(shared.clone()), &message)?)?),
+                    Request::Checkpoint { message } => {
+                        // gc waits until this checkpoint is recorded, and
+                        // what it skips storing is checked against the
+                        // repository as it is now (not as at mount time).
+                        let view = CheckpointView::open(&p)?;
+                        Ok(serde_json::to_value(g.checkpoint_live(&live2.current(), &*g.store(view.confirm(shared.clone())), &message)?)?)
+                    }
                     Request::Diff { against } => {
                         let t: TreeId = against.parse()?;
                         Ok(serde_json::to_value(super::diff::rows(&g.diff_live(shared.clone(), Some(&live2.current()), t)?))?)
