@@ -24,6 +24,7 @@ mod crashes;
 mod cuts;
 mod lifecycle;
 mod rollback;
+mod safety;
 
 use common::{daemon_pid, is_mounted, lazy_umount, seed, wait_gone, Rng};
 use std::collections::BTreeSet;
