@@ -209,10 +209,12 @@ fn prune_keeps_the_newest_and_gc_keeps_what_guests_use() {
     assert_same("rollback to kept checkpoint 4", &states[3], &m.manifest());
     m.umount();
 
-    // Delete every image, the guest's own included: gc must keep all the guest uses.
+    // Delete every image, the guest's own included (forced: delete refuses
+    // an image a guest stands on): gc must keep all the guest uses.
     let stored = w.stored_bytes();
+    w.r.fails(["delete", "img:1"], 6);
     for img in ["img:1", "img:2", "img:3"] {
-        w.r.ok(["delete", img]);
+        w.r.ok(["delete", img, "--force"]);
     }
     w.r.ok(["gc"]);
     let after_gc = w.stored_bytes();
