@@ -11,6 +11,7 @@ need=(
   attr acl                                        # getfattr/setfacl in tests
   zstd tar debootstrap                            # sample images and the round-trip test
   ostree fuse-overlayfs fio qemu-utils libnbd-bin # peers and clients in benches and tests
+  nbdkit python3-libnbd                           # NBD peers (nbdkit cow) and nbdsh in the NBD tests
   btrfs-progs strace rsync                        # guest benches; strace in tests (labels.rs)
 )
 missing=()

@@ -17,6 +17,7 @@ pub mod fuse;
 pub mod gc;
 pub mod guest;
 pub mod import;
+pub mod nbd;
 pub mod object;
 pub mod overlay;
 pub mod perms;

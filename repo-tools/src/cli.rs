@@ -38,6 +38,11 @@ pub enum Command {
         /// The image this one derives from (recorded, not enforced).
         #[arg(long, value_name = "IMAGE")]
         parent: Option<String>,
+        /// Import a block volume (a disk): a raw file, a block device, "-" for a
+        /// raw stream, or a qcow2/vmdk file (converted with `qemu-img convert`).
+        /// All-zero blocks are not stored. Serve its guests with `lvrepo nbd serve`.
+        #[arg(long)]
+        volume: bool,
         #[arg(long)]
         json: bool,
     },
@@ -106,7 +111,14 @@ pub enum Command {
         json: bool,
     },
     /// Roll a guest back to a checkpoint (number or root id prefix).
-    Rollback { name: String, checkpoint: String },
+    Rollback {
+        name: String,
+        checkpoint: String,
+        /// A volume guest served over NBD with clients connected: disconnect them
+        /// (otherwise the rollback is refused, exit 6).
+        #[arg(long)]
+        disconnect: bool,
+    },
     /// Check every object against its id and name what is damaged.
     Verify {
         #[arg(long)]
@@ -171,6 +183,10 @@ pub enum Command {
     },
     /// Unmount an lvrepo mount and wait for its daemon to finish writing.
     Umount { mountpoint: PathBuf },
+    /// Block volumes over NBD: serve a volume guest (read-write), or an image or
+    /// a checkpoint (read-only); stop a server.
+    #[command(subcommand)]
+    Nbd(NbdCmd),
     /// Write man pages (one per command) into a directory.
     Man {
         #[arg(long, value_name = "DIR")]
@@ -218,6 +234,39 @@ pub enum GuestCmd {
     },
     /// Delete a guest and its directory (refused while mounted).
     Rm { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NbdCmd {
+    /// Serve a volume over NBD (the export name is the guest's or image's name).
+    Serve {
+        /// The volume guest to serve (read-write unless --read-only or --checkpoint).
+        #[arg(long, value_name = "NAME", required_unless_present = "image")]
+        guest: Option<String>,
+        /// Serve this checkpoint of the guest, read-only.
+        #[arg(long, value_name = "N", requires = "guest")]
+        checkpoint: Option<String>,
+        /// Serve a volume image, read-only.
+        #[arg(long, value_name = "NAME[:VERSION]", conflicts_with = "guest")]
+        image: Option<String>,
+        /// Listen on a Unix socket.
+        #[arg(long, value_name = "PATH", required_unless_present = "listen", conflicts_with = "listen")]
+        socket: Option<PathBuf>,
+        /// Listen on a TCP address (HOST:PORT).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<String>,
+        /// Serve read-only.
+        #[arg(long)]
+        read_only: bool,
+        /// Serve in the foreground instead of detaching a daemon.
+        #[arg(short, long)]
+        foreground: bool,
+    },
+    /// Stop the server of a guest (clients get ESHUTDOWN, writes are flushed).
+    Stop {
+        #[arg(long, value_name = "NAME")]
+        guest: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -19,7 +19,12 @@ use serde::{Deserialize, Serialize};
 pub enum Request {
     Checkpoint { message: String },
     Diff { against: String },
-    Rollback { checkpoint: String },
+    Rollback {
+        checkpoint: String,
+        /// Disconnect clients of a served volume instead of refusing.
+        #[serde(default)]
+        disconnect: bool,
+    },
 }
 
 pub fn socket_path(guest_dir: &Path) -> PathBuf {

@@ -35,6 +35,9 @@ pub struct GuestRecord {
     /// The guest's directory (overlay generations, guest-local store).
     pub dir: PathBuf,
     pub created: i64,
+    /// A volume guest (its image is a block volume; served over NBD).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub volume: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -46,7 +46,7 @@ impl GuestHandle {
         let guard = lock(&dir, name)?;
         let local = Repository::init(&dir.join("store"))?;
         let state = GuestState { base: image.root_tree(), generation: 1 };
-        let rec = GuestRecord { name: name.to_string(), image: image.label(), dir: dir.clone(), created: now() };
+        let rec = GuestRecord { name: name.to_string(), image: image.label(), dir: dir.clone(), created: now(), volume: image.volume };
         let g = GuestHandle { rec, state, local, _lock: Some(guard) };
         g.write_state()?;
         register(repo, &g.rec)?;
@@ -124,6 +124,7 @@ impl GuestHandle {
             message: message.to_string(),
             files: 0,
             logical_bytes: 0,
+            volume: self.rec.volume,
         };
         self.local.publish(&rec)?;
         tracing::info!(guest = %self.rec.name, checkpoint = rec.version, root = %root.0, "checkpoint recorded");
@@ -246,6 +247,19 @@ impl GuestHandle {
         // it has finished (none: the switch waited for them).
         self.remove_stale_generations();
         tracing::info!(guest = %self.rec.name, checkpoint = cp.version, "rolled back while mounted");
+        Ok(())
+    }
+
+    /// Roll a guest served by another front (a volume over NBD, no client
+    /// connected) back to `cp`: the new generation is made and committed,
+    /// then handed to `install`, which makes it the one served.
+    pub fn rollback_served(&mut self, shared: Arc<dyn ObjectStore>, cp: &Checkpoint, install: impl FnOnce(Arc<Overlay>) -> Result<()>) -> Result<()> {
+        let store = self.store(shared);
+        let ov = Arc::new(self.prepare_generation(cp.root_tree(), store)?);
+        self.commit_generation(cp.root_tree())?;
+        install(ov)?;
+        self.remove_stale_generations();
+        tracing::info!(guest = %self.rec.name, checkpoint = cp.version, "rolled back while served");
         Ok(())
     }
 

@@ -5,9 +5,11 @@
 
 pub(crate) mod dir;
 mod tar;
+mod volume;
 
 pub use self::dir::import_dir;
 pub use self::tar::import_tar;
+pub use self::volume::{import_volume, store_volume};
 
 use crate::digest::{ImageId, TreeId};
 use crate::error::Result;
@@ -47,6 +49,11 @@ pub struct ImportTarget {
 
 /// Flush objects, then publish the image ref (the commit point of an import).
 pub(crate) fn publish(repo: &Repository, target: &ImportTarget, root: TreeId, stats: &ImportStats) -> Result<ImageRecord> {
+    publish_kind(repo, target, root, stats, false)
+}
+
+/// [`publish`], for a filesystem image or a block volume.
+pub(crate) fn publish_kind(repo: &Repository, target: &ImportTarget, root: TreeId, stats: &ImportStats, volume: bool) -> Result<ImageRecord> {
     repo.objects().flush()?;
     let version = match target.image.version {
         Some(v) => v,
@@ -70,6 +77,7 @@ pub(crate) fn publish(repo: &Repository, target: &ImportTarget, root: TreeId, st
         message: target.message.clone(),
         files: stats.entries,
         logical_bytes: stats.logical_bytes,
+        volume,
     };
     repo.publish(&rec)?;
     Ok(rec)

@@ -18,6 +18,7 @@
 
 pub(crate) mod acl;
 mod adopt;
+pub mod blockmap;
 mod data;
 mod memo;
 mod prefetch;

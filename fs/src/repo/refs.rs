@@ -62,6 +62,10 @@ pub struct ImageRecord {
     /// Number of entries (all kinds) and the sum of regular file sizes.
     pub files: u64,
     pub logical_bytes: u64,
+    /// A block volume: the root holds one file, the disk
+    /// ([`crate::nbd::volume::VOLUME_FILE`]). Absent in older records.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub volume: bool,
 }
 
 impl ImageRecord {

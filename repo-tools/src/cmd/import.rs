@@ -1,5 +1,6 @@
-//! `lvrepo import SRC --image NAME[:VERSION]`: a directory, a tar file, or a
-//! tar stream on stdin.
+//! `lvrepo import SRC --image NAME[:VERSION] [--volume]`: a directory, a tar
+//! file, or a tar stream on stdin; with `--volume` a disk (raw file, block
+//! device, `-`, or qcow2/vmdk through `qemu-img convert`).
 
 use std::path::Path;
 
@@ -11,7 +12,7 @@ use crate::cli::Cli;
 use crate::output::{human_bytes, print_json};
 use crate::progress::Bar;
 
-pub fn run(cli: &Cli, source: &Path, image: &str, message: &str, parent: Option<&str>, json: bool) -> Result<()> {
+pub fn run(cli: &Cli, source: &Path, image: &str, message: &str, parent: Option<&str>, volume: bool, json: bool) -> Result<()> {
     let image: ImageRef = image.parse()?;
     if let Some(p) = parent {
         p.parse::<ImageRef>()?;
@@ -19,16 +20,17 @@ pub fn run(cli: &Cli, source: &Path, image: &str, message: &str, parent: Option<
     let repo = super::open(cli, true)?;
     let target = ImportTarget { image, message: message.to_string(), parent: parent.map(str::to_string) };
     let bar = Bar::bytes(cli.quiet, "importing");
-    let (rec, stats) = if source == Path::new("-") {
-        import_tar(&repo, std::io::stdin().lock(), &target, &bar)
+    let (rec, stats) = if volume {
+        super::volume::import(&repo, source, &target, &bar).with_context(|| format!("importing {}", source.display()))?
+    } else if source == Path::new("-") {
+        import_tar(&repo, std::io::stdin().lock(), &target, &bar).with_context(|| format!("importing {}", source.display()))?
     } else if source.is_dir() {
-        import_dir(&repo, source, &target, &bar)
+        import_dir(&repo, source, &target, &bar).with_context(|| format!("importing {}", source.display()))?
     } else {
         let f = std::fs::File::open(source).with_context(|| format!("opening {}", source.display()))?;
         lvrepo_fs::Progress::set_total(&bar, f.metadata().map(|m| m.len()).unwrap_or(0));
-        import_tar(&repo, std::io::BufReader::with_capacity(1 << 20, f), &target, &bar)
-    }
-    .with_context(|| format!("importing {}", source.display()))?;
+        import_tar(&repo, std::io::BufReader::with_capacity(1 << 20, f), &target, &bar).with_context(|| format!("importing {}", source.display()))?
+    };
     bar.finish();
     if json {
         print_json(&serde_json::json!({ "image": rec, "stats": stats }))?;

@@ -16,10 +16,12 @@ mod log;
 mod ls;
 mod man;
 mod mount;
+mod nbd;
 mod rollback;
 mod stats;
 mod umount;
 mod verify;
+mod volume;
 
 use std::path::PathBuf;
 
@@ -32,7 +34,7 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Init => init::run(cli),
-        Command::Import { source, image, message, parent, json } => import::run(cli, source, image, message, parent.as_deref(), *json),
+        Command::Import { source, image, message, parent, volume, json } => import::run(cli, source, image, message, parent.as_deref(), *volume, *json),
         Command::Delete { image, force } => delete::run(cli, image, *force),
         Command::Images { json } => images::run(cli, *json),
         Command::Ls { target, recursive, json } => ls::run(cli, target, *recursive, *json),
@@ -42,7 +44,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Guest(g) => guest::run(cli, g),
         Command::Checkpoint { action, name, message, json } => checkpoint::run(cli, action.as_ref(), name.as_deref(), message, *json),
         Command::Log { name, json } => log::run(cli, name, *json),
-        Command::Rollback { name, checkpoint } => rollback::run(cli, name, checkpoint),
+        Command::Rollback { name, checkpoint, disconnect } => rollback::run(cli, name, checkpoint, *disconnect),
         Command::Verify { json } => verify::run(cli, *json),
         Command::Gc { json } => gc::run(cli, *json),
         Command::Stats { json } => stats::run(cli, *json),
@@ -64,6 +66,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             mount::run(cli, image.as_deref(), overlay.as_deref(), guest.as_deref(), mountpoint, *foreground, cache_mib.map(|m| (m as usize) << 20), MountOptions { threads: *threads, uring: !*no_uring, handoff: !*no_handoff, seclabel: *seclabel, flags })
         }
         Command::Umount { mountpoint } => umount::run(mountpoint),
+        Command::Nbd(c) => nbd::run(cli, c),
         Command::Man { out } => man::run(out),
         Command::Completions { shell } => completions::run(*shell),
     }

@@ -72,7 +72,7 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
                         let t: TreeId = against.parse()?;
                         Ok(serde_json::to_value(super::diff::rows(&g.diff_live(shared.clone(), Some(&live2.current()), t)?))?)
                     }
-                    Request::Rollback { checkpoint } => {
+                    Request::Rollback { checkpoint, .. } => {
                         let cp = g.checkpoint(&checkpoint)?;
                         g.rollback_live(&live2, shared.clone(), &cp)?;
                         Ok(serde_json::to_value(cp)?)

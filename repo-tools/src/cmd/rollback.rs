@@ -9,13 +9,13 @@ use lvrepo_fs::guest::{self, GuestHandle};
 use crate::cli::Cli;
 use crate::control::{call, Request};
 
-pub fn run(cli: &Cli, name: &str, checkpoint: &str) -> Result<()> {
+pub fn run(cli: &Cli, name: &str, checkpoint: &str, disconnect: bool) -> Result<()> {
     let p = super::repo_path(cli)?;
     let rec = guest::find(&p, name)?;
     // Resolve here, so a wrong checkpoint is "not found" (exit 3) either way.
     let cp = GuestHandle::open(&p, name, false)?.checkpoint(checkpoint)?;
-    let how = match call(&rec.dir, &Request::Rollback { checkpoint: cp.version.to_string() })? {
-        Some(_) => "while mounted",
+    let how = match call(&rec.dir, &Request::Rollback { checkpoint: cp.version.to_string(), disconnect })? {
+        Some(_) => "while mounted or served",
         None => {
             let repo = super::open(cli, false)?;
             let mut g = GuestHandle::open(&p, name, true)?;

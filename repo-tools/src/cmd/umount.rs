@@ -29,7 +29,8 @@ pub fn run(mountpoint: &Path) -> Result<()> {
     }
 }
 
-fn wait_exit(pid: i32) -> Result<()> {
+/// Wait (up to 60 s) until process `pid` has exited.
+pub(super) fn wait_exit(pid: i32) -> Result<()> {
     let start = Instant::now();
     // SAFETY: kill with signal 0 only checks that the process exists.
     while unsafe { libc::kill(pid, 0) } == 0 {

@@ -1,0 +1,398 @@
+//! Block volumes over NBD, with real clients (qemu-io, qemu-img, nbdinfo,
+//! nbdcopy, nbdsh, fio): the bytes, the allocation maps, flush across
+//! connections, read-only exports of images and checkpoints, checkpoint and
+//! rollback of a served guest, kill -9 in a write+flush loop, and hostile
+//! bytes on the socket.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use lvrepo_tests::{report, require_root, Lvrepo};
+
+const MIB: u64 = 1 << 20;
+const SIZE: u64 = 64 * MIB;
+
+/// A repository with volume `vol:1`: a 64 MiB raw disk with data at 1 MiB
+/// (1 MiB of 0xab), 10 MiB (64 KiB of 0xcd) and its last 4 KiB (0xef).
+/// Returns the repo and the raw disk it was imported from.
+fn world() -> (Lvrepo, PathBuf) {
+    require_root();
+    let r = Lvrepo::init();
+    let raw = r.scratch("disk.raw");
+    qemu_img(&["create", "-f", "raw", raw.to_str().unwrap(), "64M"]);
+    qemu_io_file(&raw, &["write -P 0xab 1M 1M", "write -P 0xcd 10M 64k", "write -P 0xef 67104768 4k"]);
+    r.ok([OsStr::new("import"), raw.as_os_str(), OsStr::new("--volume"), OsStr::new("--image"), OsStr::new("vol:1")]);
+    (r, raw)
+}
+
+fn run(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(out.status.success(), "{}", report(what, &out));
+    out
+}
+
+/// nbdsh with Debian's Python (python3-libnbd), whatever PATH says.
+fn nbdsh() -> Command {
+    let mut c = Command::new("/usr/bin/nbdsh");
+    c.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    c
+}
+
+fn qemu_img(args: &[&str]) -> Output {
+    run(Command::new("qemu-img").args(args), &format!("qemu-img {}", args.join(" ")))
+}
+
+fn qemu_io_file(f: &Path, cmds: &[&str]) {
+    let mut c = Command::new("qemu-io");
+    c.args(["-f", "raw"]);
+    for x in cmds {
+        c.args(["-c", x]);
+    }
+    c.arg(f);
+    run(&mut c, &format!("qemu-io {cmds:?} on a file"));
+}
+
+/// qemu-io against `uri`; every command must succeed (qemu-io prints
+/// failures but exits 0, so its output is checked too).
+fn qemu_io(uri: &str, cmds: &[&str]) -> String {
+    let mut c = Command::new("qemu-io");
+    c.args(["-f", "raw"]);
+    for x in cmds {
+        c.args(["-c", x]);
+    }
+    c.arg(uri);
+    let out = run(&mut c, &format!("qemu-io {cmds:?}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    for bad in ["Pattern verification failed", "failed:", "error", "Error"] {
+        assert!(!text.contains(bad), "qemu-io {cmds:?}:\n{text}");
+    }
+    text
+}
+
+/// A server of `lvrepo nbd serve ARGS --socket S`, stopped on drop.
+struct Served<'r> {
+    r: &'r Lvrepo,
+    sock: PathBuf,
+    guest: Option<String>,
+}
+
+impl Served<'_> {
+    fn uri(&self, name: &str) -> String {
+        format!("nbd+unix:///{name}?socket={}", self.sock.display())
+    }
+}
+
+fn serve<'r>(r: &'r Lvrepo, args: &[&str], sock_name: &str) -> Served<'r> {
+    let sock = r.scratch(sock_name);
+    let mut a: Vec<&OsStr> = vec![OsStr::new("nbd"), OsStr::new("serve")];
+    a.extend(args.iter().map(OsStr::new));
+    a.push(OsStr::new("--socket"));
+    a.push(sock.as_os_str());
+    r.ok(&a);
+    let guest = args.windows(2).find(|w| w[0] == "--guest").map(|w| w[1].to_string()).filter(|_| !args.contains(&"--checkpoint"));
+    Served { r, sock, guest }
+}
+
+impl Drop for Served<'_> {
+    fn drop(&mut self) {
+        if let Some(g) = &self.guest {
+            let _ = self.r.run(["nbd", "stop", "--guest", g]);
+        } else if let Some(pid) = server_pid(&self.sock) {
+            // SAFETY: a signal to the server this guard started.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+}
+
+/// The pid of the `nbd serve --foreground` process listening on `sock`.
+fn server_pid(sock: &Path) -> Option<i32> {
+    let want = sock.as_os_str().as_encoded_bytes();
+    for ent in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = ent.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmdline) = std::fs::read(ent.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if args.contains(&&b"serve"[..]) && args.contains(&&b"--foreground"[..]) && args.contains(&want) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+fn guest(r: &Lvrepo, name: &str) {
+    let dir = r.scratch("guests").join(name);
+    r.ok([OsStr::new("guest"), OsStr::new("create"), OsStr::new(name), OsStr::new("--image"), OsStr::new("vol:1"), OsStr::new("--overlay"), dir.as_os_str()]);
+}
+
+#[test]
+fn qemu_io_reads_writes_zeroes_discards_and_flushes() {
+    let (r, _raw) = world();
+    guest(&r, "vg");
+    let s = serve(&r, &["--guest", "vg"], "vg.sock");
+    let uri = s.uri("vg");
+    qemu_io(&uri, &["read -P 0xab 1M 1M", "read -P 0 0 1M", "read -P 0xcd 10M 64k", "read -P 0xef 67104768 4k", "read -P 0 20M 1M"]);
+    qemu_io(&uri, &["write -P 0x11 1040k 8k", "write -P 0x22 30M 3M", "write -z 10M 64k", "discard 40M 1M", "flush"]);
+    // A second client sees every change, and the image's bytes around them.
+    qemu_io(&uri, &["read -P 0xab 1M 16k", "read -P 0x11 1040k 8k", "read -P 0xab 1048k 1000k", "read -P 0x22 30M 3M", "read -P 0 10M 64k", "read -P 0 40M 1M"]);
+    // The default export ("") is the guest too.
+    qemu_io(&format!("nbd+unix:///?socket={}", s.sock.display()), &["read -P 0x22 30M 4k"]);
+    // Out of range: refused, the connection survives.
+    let out = Command::new("qemu-io").args(["-f", "raw", "-c", "read 64M 4k", "-c", "read -P 0xab 1M 4k"]).arg(&uri).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("read 4096/4096 bytes at offset 1048576"), "after a refused read the connection still serves:\n{text}");
+}
+
+#[test]
+fn qemu_img_and_nbdcopy_see_the_volume_byte_for_byte_and_maps_agree_with_the_bytes() {
+    let (r, raw) = world();
+    guest(&r, "vg");
+    let s = serve(&r, &["--guest", "vg"], "vg.sock");
+    let uri = s.uri("vg");
+    let writes = ["write -P 0x5a 3M 100k", "write -P 0x77 63M 64k", "write -z 1M 4k"];
+    qemu_io(&uri, &writes);
+    // The same writes on a copy of the raw disk: what the volume must be.
+    let expect = r.scratch("expect.raw");
+    std::fs::copy(&raw, &expect).unwrap();
+    qemu_io_file(&expect, &writes);
+    qemu_img(&["compare", "-f", "raw", "-F", "raw", expect.to_str().unwrap(), &uri]);
+    let out = r.scratch("out.raw");
+    qemu_img(&["convert", "-f", "raw", "-O", "raw", &uri, out.to_str().unwrap()]);
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&expect).unwrap(), "qemu-img convert output differs");
+    let out2 = r.scratch("out2.raw");
+    run(Command::new("nbdcopy").args(["--connections=4", &uri, out2.to_str().unwrap()]), "nbdcopy out, 4 connections");
+    assert!(std::fs::read(&out2).unwrap() == std::fs::read(&expect).unwrap(), "nbdcopy output differs");
+    // Every byte that is not zero lies in a data extent of the map.
+    let map = qemu_img(&["map", "--output=json", "-f", "raw", &uri]);
+    let map: serde_json::Value = serde_json::from_slice(&map.stdout).unwrap();
+    let bytes = std::fs::read(&expect).unwrap();
+    for e in map.as_array().unwrap() {
+        let (start, len) = (e["start"].as_u64().unwrap() as usize, e["length"].as_u64().unwrap() as usize);
+        if e["zero"] == true {
+            assert!(bytes[start..start + len].iter().all(|&b| b == 0), "map says zero at {start}+{len} but the volume has data there");
+        }
+    }
+    // Allocation depth: written windows are the guest's, image data the backing's.
+    let depth = run(Command::new("nbdinfo").args(["--map=qemu:allocation-depth", &uri]), "nbdinfo depth");
+    let depth = String::from_utf8_lossy(&depth.stdout).into_owned();
+    assert!(depth.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()[..3] == [(3 * MIB).to_string().as_str(), "131072", "1"]), "3M written: depth 1\n{depth}");
+    assert!(depth.lines().any(|l| l.split_whitespace().nth(2) == Some("2")), "image data: depth 2\n{depth}");
+    run(Command::new("nbdinfo").args(["--can", "fast-zero", &uri]), "nbdinfo --can fast-zero");
+    // Copying a whole file in through several connections, then reading it back.
+    let src = r.scratch("src.raw");
+    let pattern: Vec<u8> = (0..SIZE as usize).map(|i| (i / 4096 % 251) as u8).collect();
+    std::fs::write(&src, &pattern).unwrap();
+    run(Command::new("nbdcopy").args(["--connections=2", src.to_str().unwrap(), &uri]), "nbdcopy in, 2 connections");
+    qemu_img(&["compare", "-f", "raw", "-F", "raw", src.to_str().unwrap(), &uri]);
+}
+
+#[test]
+fn a_flush_on_one_connection_is_seen_by_another_and_fio_verifies() {
+    let (r, _raw) = world();
+    guest(&r, "vg");
+    let s = serve(&r, &["--guest", "vg"], "vg.sock");
+    let uri = s.uri("vg");
+    let script = format!(
+        "a = nbd.NBD(); a.connect_uri({uri:?}); b = nbd.NBD(); b.connect_uri({uri:?})\n\
+         assert a.can_multi_conn()\n\
+         a.pwrite(b'\\x42' * 65536, 5 * 1048576); a.flush()\n\
+         assert b.pread(65536, 5 * 1048576) == b'\\x42' * 65536\n\
+         print('ok')"
+    );
+    let out = run(nbdsh().args(["-c", &script]), "nbdsh two connections");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    let job = r.scratch("verify.fio");
+    std::fs::write(
+        &job,
+        format!("[v]\nioengine=nbd\nuri={uri}\nrw=randwrite\nbs=4k\nsize=16m\noffset=8m\niodepth=16\nverify=crc32c\nverify_fatal=1\ndo_verify=1\n"),
+    )
+    .unwrap();
+    run(Command::new("fio").arg("--output-format=terse").arg(&job), "fio --ioengine=nbd with verify");
+}
+
+#[test]
+fn images_and_checkpoints_are_served_read_only() {
+    let (r, _raw) = world();
+    guest(&r, "vg");
+    {
+        let s = serve(&r, &["--guest", "vg"], "vg.sock");
+        qemu_io(&s.uri("vg"), &["write -P 0x99 2M 64k", "flush"]);
+        r.ok(["checkpoint", "vg", "-m", "one"]);
+        qemu_io(&s.uri("vg"), &["write -P 0x98 2M 64k", "flush"]);
+    }
+    let img = serve(&r, &["--image", "vol:1"], "img.sock");
+    let uri = img.uri("vol");
+    qemu_io_ro(&uri, &["read -P 0xab 1M 1M", "read -P 0 2M 64k"]);
+    let info = run(Command::new("nbdinfo").arg(&uri), "nbdinfo image");
+    assert!(String::from_utf8_lossy(&info.stdout).contains("is_read_only: true"));
+    // The server itself refuses a write (clients refuse before sending).
+    assert_eq!(raw_write(&img.sock, b"vol"), 1, "a read-only export answers a WRITE with EPERM");
+    let cp = serve(&r, &["--guest", "vg", "--checkpoint", "1"], "cp.sock");
+    qemu_io_ro(&cp.uri("vg"), &["read -P 0x99 2M 64k", "read -P 0xab 1M 64k"]);
+    assert_eq!(raw_write(&cp.sock, b"vg"), 1);
+    // The guest itself is untouched by both.
+    let s = serve(&r, &["--guest", "vg"], "vg.sock");
+    qemu_io(&s.uri("vg"), &["read -P 0x98 2M 64k"]);
+}
+
+fn qemu_io_ro(uri: &str, cmds: &[&str]) {
+    let mut c = Command::new("qemu-io");
+    c.args(["-r", "-f", "raw"]);
+    for x in cmds {
+        c.args(["-c", x]);
+    }
+    c.arg(uri);
+    let out = run(&mut c, &format!("qemu-io -r {cmds:?}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains("Pattern verification failed") && !text.contains("failed:"), "qemu-io -r {cmds:?}:\n{text}");
+}
+
+/// A hand-made client: EXPORT_NAME `name`, then one 4-byte WRITE at 0;
+/// returns the error of its simple reply.
+fn raw_write(sock: &Path, name: &[u8]) -> u32 {
+    use std::io::Read;
+    let mut c = UnixStream::connect(sock).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut hello = [0u8; 18];
+    c.read_exact(&mut hello).unwrap();
+    let mut m = 3u32.to_be_bytes().to_vec(); // FIXED_NEWSTYLE | NO_ZEROES
+    m.extend_from_slice(&0x4948_4156_454f_5054u64.to_be_bytes());
+    m.extend_from_slice(&1u32.to_be_bytes()); // OPT_EXPORT_NAME
+    m.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    m.extend_from_slice(name);
+    c.write_all(&m).unwrap();
+    let mut exp = [0u8; 10];
+    c.read_exact(&mut exp).unwrap();
+    let mut req = 0x2560_9513u32.to_be_bytes().to_vec();
+    req.extend_from_slice(&0u16.to_be_bytes()); // flags
+    req.extend_from_slice(&1u16.to_be_bytes()); // WRITE
+    req.extend_from_slice(&7u64.to_be_bytes()); // cookie
+    req.extend_from_slice(&0u64.to_be_bytes()); // offset
+    req.extend_from_slice(&4u32.to_be_bytes()); // length
+    req.extend_from_slice(b"evil");
+    c.write_all(&req).unwrap();
+    let mut rep = [0u8; 16];
+    c.read_exact(&mut rep).unwrap();
+    assert_eq!(&rep[0..4], &0x6744_6698u32.to_be_bytes(), "simple reply magic");
+    assert_eq!(&rep[8..16], &7u64.to_be_bytes(), "the reply carries the request's cookie");
+    u32::from_be_bytes([rep[4], rep[5], rep[6], rep[7]])
+}
+
+/// Start an nbdsh client that holds a connection open until killed; returns
+/// once it is connected.
+fn hold_connection(uri: &str) -> Child {
+    let mut c = nbdsh()
+        .args(["-c", &format!("h = nbd.NBD(); h.connect_uri({uri:?}); print('connected', flush=True); import time; time.sleep(120)")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(c.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "connected");
+    c
+}
+
+#[test]
+fn checkpoint_and_rollback_of_a_served_guest() {
+    let (r, _raw) = world();
+    guest(&r, "vg");
+    let s = serve(&r, &["--guest", "vg"], "vg.sock");
+    let uri = s.uri("vg");
+    qemu_io(&uri, &["write -P 0x01 4M 64k", "flush"]);
+    r.ok(["checkpoint", "vg", "-m", "one"]);
+    qemu_io(&uri, &["write -P 0x02 4M 64k", "write -P 0x03 50M 64k", "flush"]);
+    let mut held = hold_connection(&uri);
+    r.fails(["rollback", "vg", "1"], 6);
+    qemu_io(&uri, &["read -P 0x02 4M 64k"]);
+    r.ok(["rollback", "vg", "1", "--disconnect"]);
+    let _ = held.kill();
+    let _ = held.wait();
+    qemu_io(&uri, &["read -P 0x01 4M 64k", "read -P 0 50M 64k", "read -P 0xab 1M 64k"]);
+    // mount and serve exclude each other, and a served guest cannot be served twice.
+    let sock2 = r.scratch("second.sock");
+    r.fails([OsStr::new("nbd"), OsStr::new("serve"), OsStr::new("--guest"), OsStr::new("vg"), OsStr::new("--socket"), sock2.as_os_str()], 6);
+}
+
+#[test]
+fn kill_9_in_a_write_flush_loop_keeps_every_flushed_write() {
+    let (r, _raw) = world();
+    guest(&r, "vg");
+    let sock = r.scratch("vg.sock");
+    let uri = format!("nbd+unix:///vg?socket={}", sock.display());
+    let mut acked = 0u64;
+    for round in 0..4u64 {
+        let s = serve(&r, &["--guest", "vg"], "vg.sock");
+        let script = format!(
+            "h = nbd.NBD(); h.connect_uri({uri:?})\n\
+             i = {acked}\n\
+             while True:\n    h.pwrite(bytes([i % 251 + 1]) * 4096, i * 4096); h.flush(); print(i, flush=True); i += 1\n"
+        );
+        let mut c = nbdsh().args(["-c", &script]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
+        let want = acked + 50 + round * 37;
+        while let Some(Ok(l)) = lines.next() {
+            acked = l.trim().parse::<u64>().unwrap() + 1;
+            if acked >= want {
+                break;
+            }
+        }
+        let pid = server_pid(&s.sock).expect("server pid");
+        // SAFETY: SIGKILL to the server this test started.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        let t = Instant::now();
+        // SAFETY: signal 0 checks the process exists.
+        while unsafe { libc::kill(pid, 0) } == 0 && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        std::mem::forget(s);
+    }
+    let s = serve(&r, &["--guest", "vg"], "vg.sock");
+    let script = format!(
+        "h = nbd.NBD(); h.connect_uri({uri:?})\n\
+         bad = [i for i in range({acked}) if h.pread(4096, i * 4096) != bytes([i % 251 + 1]) * 4096]\n\
+         print(len(bad), bad[:5])"
+    );
+    let out = run(nbdsh().args(["-c", &script]), "nbdsh check");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("0 "), "flushed writes lost after kill -9: {}", String::from_utf8_lossy(&out.stdout));
+    drop(s);
+}
+
+#[test]
+fn hostile_bytes_never_take_the_server_down() {
+    let (r, _raw) = world();
+    let s = serve(&r, &["--image", "vol:1"], "img.sock");
+    let mut x = 0x1234_5678_9abc_def1u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..200 {
+        let Ok(mut c) = UnixStream::connect(&s.sock) else { panic!("server gone after round {round}") };
+        c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut hello = [0u8; 18];
+        let _ = std::io::Read::read_exact(&mut c, &mut hello);
+        // Sometimes a valid client flag word and option header, then garbage.
+        let mut msg = Vec::new();
+        if round % 2 == 0 {
+            msg.extend_from_slice(&3u32.to_be_bytes());
+            msg.extend_from_slice(&0x4948_4156_454f_5054u64.to_be_bytes());
+            msg.extend_from_slice(&((next() % 12) as u32).to_be_bytes());
+            msg.extend_from_slice(&((next() % 64) as u32).to_be_bytes());
+        }
+        for _ in 0..(next() % 200) {
+            msg.push(next() as u8);
+        }
+        let _ = c.write_all(&msg);
+    }
+    // Still serving, right bytes.
+    qemu_io_ro(&s.uri("vol"), &["read -P 0xab 1M 64k"]);
+    let out = run(Command::new("nbdinfo").args(["--list", &format!("nbd+unix://?socket={}", s.sock.display())]), "nbdinfo --list");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("export=\"vol\""), "{}", String::from_utf8_lossy(&out.stdout));
+}
