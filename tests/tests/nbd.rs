@@ -311,9 +311,40 @@ fn checkpoint_and_rollback_of_a_served_guest() {
     let _ = held.kill();
     let _ = held.wait();
     qemu_io(&uri, &["read -P 0x01 4M 64k", "read -P 0 50M 64k", "read -P 0xab 1M 64k"]);
+    // What the guest changed, as byte ranges: against its image, and against checkpoint 1.
+    qemu_io(&uri, &["write -P 0x04 7M 4k", "flush"]);
+    let ranges = |v: serde_json::Value| -> Vec<(u64, u64)> { v.as_array().unwrap().iter().map(|r| (r["offset"].as_u64().unwrap(), r["length"].as_u64().unwrap())).collect() };
+    assert_eq!(ranges(r.json(["diff", "vg", "--json"])), vec![(4 * MIB, 65536), (7 * MIB, 65536)]);
+    assert_eq!(ranges(r.json(["diff", "vg", "1", "--json"])), vec![(7 * MIB, 65536)]);
     // mount and serve exclude each other, and a served guest cannot be served twice.
     let sock2 = r.scratch("second.sock");
     r.fails([OsStr::new("nbd"), OsStr::new("serve"), OsStr::new("--guest"), OsStr::new("vg"), OsStr::new("--socket"), sock2.as_os_str()], 6);
+}
+
+#[test]
+fn volumes_export_as_raw_disks() {
+    let (r, raw) = world();
+    let out = r.scratch("img.raw");
+    r.ok([OsStr::new("export"), OsStr::new("vol:1"), out.as_os_str()]);
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&raw).unwrap(), "exported image differs from the imported disk");
+    guest(&r, "vg");
+    {
+        let s = serve(&r, &["--guest", "vg"], "vg.sock");
+        qemu_io(&s.uri("vg"), &["write -P 0x66 5M 100k", "flush"]);
+        let busy = r.scratch("busy.raw");
+        r.fails([OsStr::new("export"), OsStr::new("vg"), busy.as_os_str()], 6);
+    }
+    let g = r.scratch("guest.raw");
+    r.ok([OsStr::new("export"), OsStr::new("vg"), g.as_os_str()]);
+    let expect = r.scratch("expect.raw");
+    std::fs::copy(&raw, &expect).unwrap();
+    qemu_io_file(&expect, &["write -P 0x66 5M 100k"]);
+    assert!(std::fs::read(&g).unwrap() == std::fs::read(&expect).unwrap(), "exported guest differs");
+    // Holes stay holes: the 64 MiB disk takes about what its data takes.
+    use std::os::unix::fs::MetadataExt;
+    assert!(std::fs::metadata(&g).unwrap().blocks() * 512 < 4 * MIB, "the exported disk is not sparse");
+    let ranges = r.json(["diff", "vol:1", "vol:1", "--json"]);
+    assert_eq!(ranges.as_array().map(Vec::len), Some(0));
 }
 
 #[test]

@@ -14,9 +14,11 @@
 pub mod fold;
 mod ops;
 mod view;
+mod volume;
 
 pub use ops::{Checkpoint, GuestHandle};
 pub use view::CheckpointView;
+pub use volume::{changed_ranges, Range};
 
 use std::fs::File;
 use std::io::Write;

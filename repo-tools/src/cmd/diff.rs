@@ -1,11 +1,12 @@
 //! `lvrepo diff IMAGE IMAGE`, and `lvrepo diff GUEST [CHECKPOINT|IMAGE]`: added
 //! (A), removed (D), content-changed (C) and metadata-only (M) paths. A guest
 //! is compared as it is now (its live overlay, through its daemon if mounted)
-//! against its image by default.
+//! against its image by default. Volumes (guests and images) are compared
+//! by byte ranges of their disk (`C OFFSET LENGTH`).
 
 use anyhow::{bail, Result};
 use lvrepo_fs::diff::DiffEntry;
-use lvrepo_fs::guest::{self, GuestHandle};
+use lvrepo_fs::guest::{self, GuestHandle, Range};
 use lvrepo_fs::walk::escape_path;
 use lvrepo_fs::TreeId;
 use serde_json::json;
@@ -25,6 +26,13 @@ pub fn run(cli: &Cli, from: &str, to: Option<&str>, json: bool) -> Result<()> {
                 Some(t) if t.parse::<u32>().is_ok() || t.starts_with("b3:") => g.checkpoint(t)?.root_tree(),
                 Some(t) => super::resolve(&repo, t)?.root_tree(),
             };
+            if rec.volume {
+                let ranges: Vec<Range> = match call(&rec.dir, &Request::Diff { against: against.to_string() })? {
+                    Some(v) => serde_json::from_value(v)?,
+                    None => g.diff_ranges_live(super::shared(&repo), None, against)?,
+                };
+                return print_ranges(&ranges, json);
+            }
             match call(&rec.dir, &Request::Diff { against: against.to_string() })? {
                 Some(v) => serde_json::from_value(v)?,
                 None => rows(&g.diff_live(super::shared(&repo), None, against)?),
@@ -34,6 +42,9 @@ pub fn run(cli: &Cli, from: &str, to: Option<&str>, json: bool) -> Result<()> {
             let Some(to) = to else { bail!(crate::Exit(crate::exit::USAGE, format!("{from} is not a guest; to compare images name two"))) };
             let a = super::resolve(&repo, from)?;
             let b = super::resolve(&repo, to)?;
+            if a.volume && b.volume {
+                return print_ranges(&lvrepo_fs::guest::changed_ranges(repo.objects(), &a.root_tree(), &b.root_tree())?, json);
+            }
             rows(&lvrepo_fs::diff::diff_trees(repo.objects(), &a.root_tree(), &b.root_tree())?)
         }
         Err(e) => return Err(e.into()),
@@ -50,6 +61,18 @@ pub fn run(cli: &Cli, from: &str, to: Option<&str>, json: bool) -> Result<()> {
             _ => 'M',
         };
         println!("{letter} {path}");
+    }
+    Ok(())
+}
+
+/// Changed byte ranges of a volume: `C OFFSET LENGTH` lines, or JSON
+/// `[{"offset", "length"}]`.
+fn print_ranges(ranges: &[Range], json: bool) -> Result<()> {
+    if json {
+        return print_json(&ranges);
+    }
+    for r in ranges {
+        println!("C {} {}", r.offset, r.length);
     }
     Ok(())
 }

@@ -1,10 +1,14 @@
 //! `lvrepo export IMAGE DEST`: to a directory (absent or empty), a `.tar` file,
-//! or `-` (tar on stdout).
+//! or `-` (tar on stdout). A volume (image or volume guest) is written as a
+//! raw disk (sparse: its holes are not written) to a file or `-`.
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use lvrepo_fs::export::{export_dir, export_tar};
+use lvrepo_fs::guest::GuestHandle;
+use lvrepo_fs::nbd::volume::{OverlayVolume, TreeVolume};
+use lvrepo_fs::nbd::Export;
 use lvrepo_fs::Progress;
 
 use crate::cli::Cli;
@@ -12,7 +16,22 @@ use crate::progress::Bar;
 
 pub fn run(cli: &Cli, image: &str, dest: &Path) -> Result<()> {
     let repo = super::open(cli, false)?;
+    let p = super::repo_path(cli)?;
+    // A volume guest, as it is now: its disk through its overlay.
+    if let Ok(rec) = lvrepo_fs::guest::find(&p, image) {
+        if !rec.volume {
+            bail!(crate::Exit(crate::exit::USAGE, format!("{image} is a filesystem guest: checkpoint it and export the checkpoint, or mount it")));
+        }
+        let g = GuestHandle::open(&p, image, true)?;
+        let ov = g.overlay(g.store(super::shared(&repo)))?;
+        let v = OverlayVolume::new(std::sync::Arc::new(ov), true)?;
+        return export_raw(cli, &v, image, dest);
+    }
     let img = super::resolve(&repo, image)?;
+    if img.volume {
+        let v = TreeVolume::open(super::shared(&repo), &img.root_tree())?;
+        return export_raw(cli, &v, &img.label(), dest);
+    }
     let bar = Bar::bytes(cli.quiet || dest == Path::new("-"), "exporting");
     bar.set_total(img.logical_bytes);
     let root = img.root_tree();
@@ -41,6 +60,67 @@ pub fn run(cli: &Cli, image: &str, dest: &Path) -> Result<()> {
     bar.finish();
     if !cli.quiet && dest != Path::new("-") {
         eprintln!("exported {} ({} entries, {} bytes) to {}", img.label(), stats.entries, stats.bytes, dest.display());
+    }
+    Ok(())
+}
+
+/// Write a volume's disk to `dest` (a new file, complete or absent) or `-`.
+fn export_raw(cli: &Cli, v: &dyn Export, what: &str, dest: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let bar = Bar::bytes(cli.quiet || dest == Path::new("-"), "exporting");
+    bar.set_total(v.size());
+    let size = v.size();
+    if dest == Path::new("-") {
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            bail!(crate::Exit(crate::exit::USAGE, "refusing to write a disk to a terminal; redirect stdout".into()));
+        }
+        let mut out = std::io::stdout().lock();
+        let mut p = 0;
+        while p < size {
+            let n = (size - p).min(1 << 20) as u32;
+            out.write_all(&v.read(p, n)?)?;
+            bar.advance(u64::from(n));
+            p += u64::from(n);
+        }
+        return Ok(out.flush()?);
+    }
+    if dest.symlink_metadata().is_ok() {
+        return Err(lvrepo_fs::Error::DestinationNotEmpty(dest.to_path_buf()).into());
+    }
+    let tmp = dest.with_extension("partial");
+    let write = || -> Result<()> {
+        let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.set_len(size)?;
+        let mut p = 0;
+        while p < size {
+            let runs = v.allocation(p, size - p)?;
+            if runs.is_empty() {
+                bail!("no allocation map at offset {p} of {what}");
+            }
+            for run in runs {
+                if !run.hole {
+                    let mut q = p;
+                    while q < p + run.len {
+                        let n = (p + run.len - q).min(1 << 20) as u32;
+                        f.write_all_at(&v.read(q, n)?, q)?;
+                        q += u64::from(n);
+                    }
+                }
+                bar.advance(run.len);
+                p += run.len;
+            }
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, dest)?;
+        Ok(())
+    };
+    write().inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    bar.finish();
+    if !cli.quiet {
+        eprintln!("exported {what} ({size} bytes) to {}", dest.display());
     }
     Ok(())
 }

@@ -136,7 +136,7 @@ fn control(repo: &Path, dir: &Path, h: GuestHandle, vol: Arc<OverlayVolume>, ser
             }
             Request::Diff { against } => {
                 let t: lvrepo_fs::TreeId = against.parse()?;
-                Ok(serde_json::to_value(super::diff::rows(&g.diff_live(shared.clone(), Some(&vol.overlay()), t)?))?)
+                Ok(serde_json::to_value(g.diff_ranges_live(shared.clone(), Some(&vol.overlay()), t)?)?)
             }
             Request::Rollback { checkpoint, disconnect } => {
                 let cp = g.checkpoint(&checkpoint)?;
