@@ -23,6 +23,19 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# Boot tests: a Debian kernel (with its initrd) booted by QEMU under TCG.
+# Debian 12's qemu-system-x86 (7.2) cannot sit beside a newer qemu-utils
+# (which Breaks qemu-system-common << 8.0): take both from Debian 12.
+boot=(qemu-system-x86 linux-image-amd64 initramfs-tools busybox-static)
+missing=()
+for p in "${boot[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends --allow-downgrades "${missing[@]}" qemu-utils/bookworm
+fi
 if ! command -v cargo >/dev/null; then
   [ -x "$HOME/.cargo/bin/cargo" ] || { echo "setup: cargo not found; install Rust with rustup first" >&2; exit 1; }
 fi
