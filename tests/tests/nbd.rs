@@ -345,6 +345,19 @@ fn volumes_export_as_raw_disks() {
     assert!(std::fs::metadata(&g).unwrap().blocks() * 512 < 4 * MIB, "the exported disk is not sparse");
     let ranges = r.json(["diff", "vol:1", "vol:1", "--json"]);
     assert_eq!(ranges.as_array().map(Vec::len), Some(0));
+    // qcow2 in (through qemu-img), the same disk out; and a raw stream on stdin.
+    let q = r.scratch("disk.qcow2");
+    qemu_img(&["convert", "-f", "raw", "-O", "qcow2", raw.to_str().unwrap(), q.to_str().unwrap()]);
+    r.ok([OsStr::new("import"), q.as_os_str(), OsStr::new("--volume"), OsStr::new("--image"), OsStr::new("vol:2")]);
+    let out2 = r.scratch("from-qcow2.raw");
+    r.ok([OsStr::new("export"), OsStr::new("vol:2"), out2.as_os_str()]);
+    assert!(std::fs::read(&out2).unwrap() == std::fs::read(&raw).unwrap(), "qcow2 import differs");
+    let out = r.run_stdin(["import", "-", "--volume", "--image", "vol:3"], Some(&std::fs::read(&raw).unwrap()));
+    assert!(out.status.success(), "{}", report("import - --volume", &out));
+    assert_eq!(r.json(["diff", "vol:1", "vol:3", "--json"]).as_array().map(Vec::len), Some(0), "the same disk from stdin");
+    // Same chunks: the second and third imports stored nothing new.
+    let v = r.json(["images", "--json"]);
+    assert!(v.as_array().unwrap().iter().filter(|i| i["volume"] == true).count() >= 3, "{v}");
 }
 
 #[test]
@@ -391,6 +404,106 @@ fn kill_9_in_a_write_flush_loop_keeps_every_flushed_write() {
     let out = run(nbdsh().args(["-c", &script]), "nbdsh check");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("0 "), "flushed writes lost after kill -9: {}", String::from_utf8_lossy(&out.stdout));
     drop(s);
+}
+
+/// Send one option, read its replies up to the final one (ACK or an error).
+fn option(c: &mut UnixStream, opt: u32, data: &[u8]) -> Vec<(u32, Vec<u8>)> {
+    use std::io::Read;
+    let mut m = 0x4948_4156_454f_5054u64.to_be_bytes().to_vec();
+    m.extend_from_slice(&opt.to_be_bytes());
+    m.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    m.extend_from_slice(data);
+    c.write_all(&m).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let mut h = [0u8; 20];
+        c.read_exact(&mut h).unwrap();
+        assert_eq!(&h[0..8], &0x0003_e889_0455_65a9u64.to_be_bytes(), "option reply magic");
+        assert_eq!(&h[8..12], &opt.to_be_bytes(), "the reply names the option");
+        let kind = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+        let len = u32::from_be_bytes([h[16], h[17], h[18], h[19]]) as usize;
+        let mut d = vec![0u8; len];
+        c.read_exact(&mut d).unwrap();
+        let last = kind == 1 || kind >= 1 << 31;
+        out.push((kind, d));
+        if last {
+            return out;
+        }
+    }
+}
+
+#[test]
+fn unknown_and_malformed_options_are_answered_in_step() {
+    use std::io::Read;
+    let (r, _raw) = world();
+    let s = serve(&r, &["--image", "vol:1"], "img.sock");
+    let mut c = UnixStream::connect(&s.sock).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut hello = [0u8; 18];
+    c.read_exact(&mut hello).unwrap();
+    assert_eq!(&hello[0..8], b"NBDMAGIC");
+    c.write_all(&3u32.to_be_bytes()).unwrap();
+    let unsup = 0x8000_0001u32;
+    let invalid = 0x8000_0003u32;
+    assert_eq!(option(&mut c, 99, b"some payload the server must skip")[0].0, unsup);
+    assert_eq!(option(&mut c, 5, b"")[0].0, unsup, "STARTTLS is not offered");
+    assert_eq!(option(&mut c, 3, b"x")[0].0, invalid, "LIST takes no data");
+    assert_eq!(option(&mut c, 10, b"")[0].0, invalid, "SET_META_CONTEXT before STRUCTURED_REPLY");
+    assert_eq!(option(&mut c, 7, &[0, 0, 0, 9, b'a'])[0].0, invalid, "GO with a name longer than its payload");
+    let mut go = 3u32.to_be_bytes().to_vec();
+    go.extend_from_slice(b"nop");
+    go.extend_from_slice(&0u16.to_be_bytes());
+    assert_eq!(option(&mut c, 7, &go)[0].0, 0x8000_0006, "GO of an unknown export");
+    let list = option(&mut c, 3, b"");
+    assert_eq!(list.len(), 2, "one export, then ACK");
+    assert_eq!(&list[0].1[4..], b"vol");
+    assert_eq!(option(&mut c, 8, b"")[0].0, 1, "STRUCTURED_REPLY acked");
+    let mut meta = 3u32.to_be_bytes().to_vec();
+    meta.extend_from_slice(b"vol");
+    meta.extend_from_slice(&2u32.to_be_bytes());
+    for q in [&b"base:allocation"[..], b"nope:thing"] {
+        meta.extend_from_slice(&(q.len() as u32).to_be_bytes());
+        meta.extend_from_slice(q);
+    }
+    let set = option(&mut c, 10, &meta);
+    assert_eq!(set.len(), 2, "one context selected, then ACK: {set:?}");
+    assert_eq!(&set[0].1[4..], b"base:allocation");
+    let mut go = 3u32.to_be_bytes().to_vec();
+    go.extend_from_slice(b"vol");
+    go.extend_from_slice(&1u16.to_be_bytes());
+    go.extend_from_slice(&3u16.to_be_bytes()); // NBD_INFO_BLOCK_SIZE
+    let replies = option(&mut c, 7, &go);
+    assert_eq!(replies.last().unwrap().0, 1, "GO acked");
+    let size = replies.iter().find(|(k, d)| *k == 3 && d[0..2] == [0, 0]).expect("INFO_EXPORT");
+    assert_eq!(u64::from_be_bytes(size.1[2..10].try_into().unwrap()), SIZE);
+    assert!(replies.iter().any(|(k, d)| *k == 3 && d[0..2] == [0, 3]), "block sizes sent");
+    // Transmission: a request with an unknown flag is refused (structured error), the next one served.
+    let req = |flags: u16, kind: u16, cookie: u64, off: u64, len: u32| {
+        let mut b = 0x2560_9513u32.to_be_bytes().to_vec();
+        b.extend_from_slice(&flags.to_be_bytes());
+        b.extend_from_slice(&kind.to_be_bytes());
+        b.extend_from_slice(&cookie.to_be_bytes());
+        b.extend_from_slice(&off.to_be_bytes());
+        b.extend_from_slice(&len.to_be_bytes());
+        b
+    };
+    c.write_all(&req(1 << 9, 0, 1, 0, 4096)).unwrap();
+    let mut h = [0u8; 20];
+    c.read_exact(&mut h).unwrap();
+    assert_eq!(&h[0..4], &0x668e_33efu32.to_be_bytes(), "structured reply");
+    assert_eq!(u16::from_be_bytes([h[6], h[7]]), (1 << 15) + 1, "an error chunk");
+    let mut d = vec![0u8; u32::from_be_bytes([h[16], h[17], h[18], h[19]]) as usize];
+    c.read_exact(&mut d).unwrap();
+    assert_eq!(u32::from_be_bytes([d[0], d[1], d[2], d[3]]), 22, "EINVAL");
+    // BLOCK_STATUS of the whole volume.
+    c.write_all(&req(0, 7, 2, 0, SIZE as u32)).unwrap();
+    c.read_exact(&mut h).unwrap();
+    assert_eq!(u16::from_be_bytes([h[6], h[7]]), 5, "a block status chunk");
+    let mut d = vec![0u8; u32::from_be_bytes([h[16], h[17], h[18], h[19]]) as usize];
+    c.read_exact(&mut d).unwrap();
+    let total: u64 = d[4..].chunks(8).map(|e| u64::from(u32::from_be_bytes([e[0], e[1], e[2], e[3]]))).sum();
+    assert_eq!(total, SIZE, "the extents cover the request");
+    c.write_all(&req(0, 2, 3, 0, 0)).unwrap(); // DISC
 }
 
 #[test]
