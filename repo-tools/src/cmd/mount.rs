@@ -22,7 +22,7 @@ use crate::cli::Cli;
 #[allow(clippy::too_many_arguments)]
 /// `cache`: the most bytes of the chunk cache all FUSE threads share (`None`:
 /// sized to the machine's memory).
-pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option<&str>, mountpoint: &Path, foreground: bool, cache: Option<usize>, opts: MountOptions) -> Result<()> {
+pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option<&str>, mountpoint: &Path, foreground: bool, cache: Option<usize>, mut opts: MountOptions) -> Result<()> {
     if !mountpoint.is_dir() {
         bail!("mountpoint {} is not a directory", mountpoint.display());
     }
@@ -80,12 +80,14 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
                 }
             })?;
             tracing::info!(guest = name, "serving guest");
+            opts.source = format!("guest:{name}");
             live
         }
         None => {
             let image = image.ok_or_else(|| crate::Exit(crate::exit::USAGE, "name the image to mount".into()))?;
             let img = super::resolve(&repo, image)?;
             tracing::info!(image = %img.label(), overlay = %state_dir.display(), "serving");
+            opts.source = img.label();
             Live::new(Arc::new(Overlay::open(&state_dir, shared, img.root_tree()).with_context(|| format!("opening overlay {}", state_dir.display()))?))
         }
     };
