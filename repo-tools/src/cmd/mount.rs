@@ -125,7 +125,8 @@ fn spawn_daemon(overlay: &Path, mountpoint: &Path) -> Result<()> {
             let last: Vec<&str> = tail.lines().rev().take(5).collect();
             bail!("mount daemon exited with {status}: {}", last.into_iter().rev().collect::<Vec<_>>().join("\n"));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        // Short: a mount takes tens of milliseconds, and is_fuse_mount is cheap.
+        std::thread::sleep(Duration::from_millis(5));
     }
     bail!("mount did not appear at {} within 60 s", mountpoint.display())
 }
