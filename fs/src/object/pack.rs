@@ -373,6 +373,116 @@ impl PackStore {
     }
 }
 
+/// Key prefix, in the `meta` column family, of the ids verify found damaged.
+const DAMAGED_PREFIX: &[u8] = b"damaged\0";
+
+/// Verify and repair: a tolerant scan, rewriting objects, damage marks.
+impl PackStore {
+    /// The index database's directory.
+    pub fn index_path(&self) -> &Path {
+        self.db.path()
+    }
+
+    /// Every indexed object that can be read, in id order, and what could
+    /// not: an entry that does not decode is named and skipped; an iterator
+    /// error (a damaged index file) ends the scan and is the last problem.
+    pub fn scan(&self) -> (Vec<(Digest, IndexEntry)>, Vec<Error>) {
+        let (mut out, mut problems) = (Vec::new(), Vec::new());
+        let cf = match self.cf() {
+            Ok(cf) => cf,
+            Err(e) => return (out, vec![e]),
+        };
+        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            match item {
+                Ok((k, v)) => match (Digest::from_slice(&k), IndexEntry::decode(&v)) {
+                    (Ok(id), Ok(e)) => out.push((id, e)),
+                    (Err(_), _) => problems.push(Error::Decode { what: "index key", why: "wrong length" }),
+                    (Ok(_), Err(e)) => problems.push(e),
+                },
+                Err(e) => {
+                    problems.push(Error::from_index(self.index_path(), Error::Db(e)));
+                    break;
+                }
+            }
+        }
+        (out, problems)
+    }
+
+    /// Table files (`*.sst`) in the index directory that the index does not
+    /// use. A writer deletes the ones it stops using, so one left over means
+    /// the MANIFEST lost track of it (cut or damaged) or a writer was
+    /// interrupted while writing it (the next writer removes it).
+    pub fn unreferenced_index_files(&self) -> Result<Vec<PathBuf>> {
+        let live: std::collections::HashSet<String> = self.db.live_files()?.into_iter().map(|f| f.name.trim_start_matches('/').to_string()).collect();
+        let dir = self.index_path();
+        let rd = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
+        let mut out: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sst") && !live.contains(n))
+            .map(|n| dir.join(n))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Append `bytes` as a new record of `id` even if `id` is indexed (its
+    /// record is damaged); the next flush repoints the index entry. The
+    /// caller has checked `id == kind.hash(bytes)`.
+    pub fn rewrite(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<()> {
+        let z = zstd::bulk::compress(bytes, self.level).ok().filter(|z| z.len() + z.len() / 32 < bytes.len());
+        match z {
+            Some(z) => self.append_raw(kind, id, CODEC_ZSTD, bytes.len() as u32, &z)?,
+            None => self.append_raw(kind, id, CODEC_RAW, bytes.len() as u32, bytes)?,
+        };
+        Ok(())
+    }
+
+    fn meta_cf(&self) -> Result<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(crate::repo::CF_META).ok_or(Error::Decode { what: "index", why: "column family missing" })
+    }
+
+    fn damaged_key(id: &Digest) -> Vec<u8> {
+        [DAMAGED_PREFIX, id.as_bytes()].concat()
+    }
+
+    /// Whether verify marked `id` damaged (and nothing has cleared it since).
+    pub fn marked_damaged(&self, id: &Digest) -> Result<bool> {
+        Ok(self.db.get_pinned_cf(self.meta_cf()?, Self::damaged_key(id))?.is_some())
+    }
+
+    /// The ids marked damaged.
+    pub fn damaged_marks(&self) -> Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        let it = self.db.iterator_cf(self.meta_cf()?, rocksdb::IteratorMode::From(DAMAGED_PREFIX, rocksdb::Direction::Forward));
+        for item in it {
+            let (k, _) = item?;
+            let Some(id) = k.strip_prefix(DAMAGED_PREFIX) else { break };
+            out.push(Digest::from_slice(id).map_err(|_| Error::Decode { what: "damage mark", why: "wrong length" })?);
+        }
+        Ok(out)
+    }
+
+    /// Make the damage marks exactly `ids` (one synced batch): `put` then
+    /// writes these ids again instead of deduplicating against them.
+    pub fn set_damaged_marks(&self, ids: &std::collections::HashSet<Digest>) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let cf = self.meta_cf()?;
+        let mut batch = WriteBatch::default();
+        for old in self.damaged_marks()? {
+            if !ids.contains(&old) {
+                batch.delete_cf(cf, Self::damaged_key(&old));
+            }
+        }
+        for id in ids {
+            batch.put_cf(cf, Self::damaged_key(id), b"");
+        }
+        self.batch_write(batch)
+    }
+}
+
 impl ObjectStore for PackStore {
     fn get(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Vec<u8>>> {
         let Some(e) = self.entry(id)? else { return Ok(None) };
@@ -390,7 +500,9 @@ impl ObjectStore for PackStore {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        if self.contains(id)? {
+        // An id verify found damaged is written again, not deduplicated
+        // against (the import that brings its bytes heals it).
+        if self.contains(id)? && !self.marked_damaged(id)? {
             return Ok(false);
         }
         // Compress outside the writer lock so several threads compress at once.
