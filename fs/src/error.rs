@@ -27,6 +27,10 @@ pub enum Error {
         #[source]
         source: rocksdb::Error,
     },
+    /// A complete index table its MANIFEST does not list (the MANIFEST was
+    /// cut or damaged); a writer would delete it, so none may open.
+    #[error("index table {0} is not listed by the index's MANIFEST (the MANIFEST is damaged or cut); refusing to write")]
+    IndexUnlisted(PathBuf),
     /// A file the index needs (`CURRENT`, naming the MANIFEST) is gone.
     #[error("index {0} is damaged: its CURRENT file is missing")]
     IndexIncomplete(PathBuf),
@@ -125,7 +129,7 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::ImageNotFound(_) | Error::PathNotFound { .. } | Error::GuestNotFound(_) | Error::CheckpointNotFound { .. } => ErrorClass::NotFound,
-            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } | Error::IndexDamaged { .. } | Error::IndexIncomplete(_) | Error::Unsound { .. } | Error::BadFile { .. } => {
+            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } | Error::IndexDamaged { .. } | Error::IndexIncomplete(_) | Error::IndexUnlisted(_) | Error::Unsound { .. } | Error::BadFile { .. } => {
                 ErrorClass::Damaged
             }
             Error::Db(e) if db_damage(e) => ErrorClass::Damaged,

@@ -408,19 +408,27 @@ impl PackStore {
         (out, problems)
     }
 
-    /// Table files (`*.sst`) in the index directory that the index does not
-    /// use. A writer deletes the ones it stops using, so one left over means
-    /// the MANIFEST lost track of it (cut or damaged) or a writer was
-    /// interrupted while writing it (the next writer removes it).
+    /// Complete table files (`*.sst`) in the index directory that the index
+    /// does not use: see [`PackStore::unlisted_tables`].
     pub fn unreferenced_index_files(&self) -> Result<Vec<PathBuf>> {
-        let live: std::collections::HashSet<String> = self.db.live_files()?.into_iter().map(|f| f.name.trim_start_matches('/').to_string()).collect();
-        let dir = self.index_path();
+        Self::unlisted_tables(&self.db)
+    }
+
+    /// Complete table files in `db`'s directory that its MANIFEST does not
+    /// list. A writer deletes tables it stops using and a table it was
+    /// writing when it crashed is incomplete (no footer), so a complete one
+    /// left over means the MANIFEST lost track of it (cut or damaged). A
+    /// writer opening such an index would delete it: the index's data.
+    pub(crate) fn unlisted_tables(db: &DB) -> Result<Vec<PathBuf>> {
+        let live: std::collections::HashSet<String> = db.live_files()?.into_iter().map(|f| f.name.trim_start_matches('/').to_string()).collect();
+        let dir = db.path();
         let rd = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
         let mut out: Vec<PathBuf> = rd
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.ends_with(".sst") && !live.contains(n))
             .map(|n| dir.join(n))
+            .filter(|p| complete_table(p))
             .collect();
         out.sort();
         Ok(out)
@@ -517,6 +525,17 @@ impl ObjectStore for PackStore {
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         self.flush_locked(&mut guard)
     }
+}
+
+/// Whether `p` ends with a block-based table footer's magic number (as
+/// RocksDB writes last, so a table cut short by a crash has none).
+fn complete_table(p: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    const MAGIC: [u64; 2] = [0x88e2_41b7_85f4_cff7, 0xdb47_7524_8b80_fb57];
+    let Ok(f) = File::open(p) else { return false };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut b = [0u8; 8];
+    len >= 8 && f.read_exact_at(&mut b, len - 8).is_ok() && MAGIC.contains(&u64::from_le_bytes(b))
 }
 
 /// zstd decompression with one context per thread: a fresh context per

@@ -199,6 +199,14 @@ fn open_index(path: &Path, read_only: bool) -> Result<DB> {
             _ => Error::io("reading", idx.join("CURRENT"), e),
         });
     }
+    if !read_only {
+        // A writer deletes the tables its MANIFEST does not list: when the
+        // MANIFEST lost complete ones (cut), that deletes the index itself.
+        let db = open_db(path, true).map_err(|e| Error::from_index(&idx, e))?;
+        if let Some(t) = PackStore::unlisted_tables(&db)?.first() {
+            return Err(Error::IndexUnlisted(t.clone()));
+        }
+    }
     open_db(path, read_only).map_err(|e| Error::from_index(&idx, e))
 }
 
