@@ -260,3 +260,6 @@ pub fn record_marks(report: &VerifyReport) -> Vec<String> {
     }
     notes
 }
+
+#[cfg(test)]
+mod tests;
