@@ -223,10 +223,17 @@ fn every_fault_in_every_file_is_detected_named_and_never_served() {
                     assert!(failed > 0, "{case}: no cat noticed the damage");
                     assert!(w.files.iter().any(|(p, _)| t.contains(&format!("img:1:/{p}"))) || t.contains("img:1:/:") || t.contains(&name(&file)), "{case}: verify names no damaged path:\n{t}");
                     w.export_checked(&[4], &case);
-                    // Repair from the source tree: everything comes back.
+                    expect(r, &["ls", "-R", "img:1"], &[0, 4], &["b3:".into()], &case);
                     let src = w.src.display().to_string();
-                    let out = expect(r, &["verify", "--repair-from", &src], &[0], &[], &case);
-                    assert!(text(&out).contains("REPAIRED"), "{case}: repair reported nothing repaired:\n{}", text(&out));
+                    if matches!(fault, Fault::Flip | Fault::Zero) {
+                        // Re-importing the original tree heals: verify marked
+                        // the damaged ids, so the import does not dedup them.
+                        r.ok(["import", &src, "--image", "img"]);
+                    } else {
+                        // Repair from the source tree: everything comes back.
+                        let out = expect(r, &["verify", "--repair-from", &src], &[0], &[], &case);
+                        assert!(text(&out).contains("REPAIRED"), "{case}: repair reported nothing repaired:\n{}", text(&out));
+                    }
                     r.ok(["verify"]);
                     assert_eq!(w.cat_all(&[], &case), 0);
                 }
