@@ -165,6 +165,7 @@ enum Target {
     GuestTable,
     GuestManifest,
     GuestCurrent,
+    GuestState,
     Registry,
 }
 
@@ -181,6 +182,7 @@ impl Target {
             Target::GuestTable => largest(&guest_idx, |n| n.ends_with(".sst")),
             Target::GuestManifest => largest(&guest_idx, |n| n.starts_with("MANIFEST-")),
             Target::GuestCurrent => guest_idx.join("CURRENT"),
+            Target::GuestState => w.gdir.join("STATE"),
             Target::Registry => w.r.repo.join("guests/web.json"),
         }
     }
@@ -200,6 +202,7 @@ fn every_fault_in_every_file_is_detected_named_and_never_served() {
         Target::GuestTable,
         Target::GuestManifest,
         Target::GuestCurrent,
+        Target::GuestState,
         Target::Registry,
     ];
     for target in targets {
@@ -273,6 +276,14 @@ fn every_fault_in_every_file_is_detected_named_and_never_served() {
                     let codes: &[i32] = if cut_manifest { &[3, 4] } else { &[4] };
                     expect(r, &["rollback", "web", "1"], codes, &[guest_index.clone(), "checkpoint 1".into()], &case);
                     expect(r, &["log", "web"], if cut_manifest { &[0, 4] } else { &[4] }, &[guest_index.clone()], &case);
+                }
+                Target::GuestState => {
+                    expect(r, &["verify"], &[4], &[name(&file)], &case);
+                    // A missing STATE reads as an I/O error (exit 1) outside verify.
+                    let codes: &[i32] = if matches!(fault, Fault::Delete) { &[1, 4] } else { &[4] };
+                    expect(r, &["rollback", "web", "1"], codes, &[name(&file)], &case);
+                    expect(r, &["checkpoint", "web"], codes, &[name(&file)], &case);
+                    assert_eq!(w.cat_all(&[], &case), 0);
                 }
                 Target::Registry => {
                     if matches!(fault, Fault::Delete) {

@@ -384,23 +384,23 @@ impl PackStore {
     }
 
     /// Every indexed object that can be read, in id order, and what could
-    /// not: an entry that does not decode is named and skipped; an iterator
-    /// error (a damaged index file) ends the scan and is the last problem.
-    pub fn scan(&self) -> (Vec<(Digest, IndexEntry)>, Vec<Error>) {
+    /// not: an entry that does not decode is named (by its id) and skipped;
+    /// an iterator error (a damaged index file) ends the scan.
+    pub fn scan(&self) -> (Vec<(Digest, IndexEntry)>, Vec<(Option<Digest>, Error)>) {
         let (mut out, mut problems) = (Vec::new(), Vec::new());
         let cf = match self.cf() {
             Ok(cf) => cf,
-            Err(e) => return (out, vec![e]),
+            Err(e) => return (out, vec![(None, e)]),
         };
         for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
             match item {
                 Ok((k, v)) => match (Digest::from_slice(&k), IndexEntry::decode(&v)) {
                     (Ok(id), Ok(e)) => out.push((id, e)),
-                    (Err(_), _) => problems.push(Error::Decode { what: "index key", why: "wrong length" }),
-                    (Ok(_), Err(e)) => problems.push(e),
+                    (Err(_), _) => problems.push((None, Error::Decode { what: "index key", why: "wrong length" })),
+                    (Ok(id), Err(e)) => problems.push((Some(id), e)),
                 },
                 Err(e) => {
-                    problems.push(Error::from_index(self.index_path(), Error::Db(e)));
+                    problems.push((None, Error::from_index(self.index_path(), Error::Db(e))));
                     break;
                 }
             }
@@ -415,19 +415,29 @@ impl PackStore {
     }
 
     /// Complete table files in `db`'s directory that its MANIFEST does not
-    /// list. A writer deletes tables it stops using and a table it was
-    /// writing when it crashed is incomplete (no footer), so a complete one
-    /// left over means the MANIFEST lost track of it (cut or damaged). A
-    /// writer opening such an index would delete it: the index's data.
+    /// list and that are newer than every table it lists. A writer deletes
+    /// the tables a compaction replaced (older than its output), a table a
+    /// crash cut short has no footer, and a flush's table whose MANIFEST
+    /// record a crash prevented still has its writes in the log; so such a
+    /// table, with every log empty (as a clean close leaves them), means the
+    /// MANIFEST lost its record (cut or damaged). A writer opening the index
+    /// would delete it: the index's data.
     pub(crate) fn unlisted_tables(db: &DB) -> Result<Vec<PathBuf>> {
-        let live: std::collections::HashSet<String> = db.live_files()?.into_iter().map(|f| f.name.trim_start_matches('/').to_string()).collect();
+        let number = |n: &str| n.trim_start_matches('/').strip_suffix(".sst").and_then(|n| n.parse::<u64>().ok());
+        let newest = db.live_files()?.iter().filter_map(|f| number(&f.name)).max().unwrap_or(0);
         let dir = db.path();
-        let rd = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
-        let mut out: Vec<PathBuf> = rd
+        let names: Vec<(String, u64)> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io("listing", dir, e))?
             .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".sst") && !live.contains(n))
-            .map(|n| dir.join(n))
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+            .collect();
+        if names.iter().any(|(n, len)| n.ends_with(".log") && *len > 0) {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<PathBuf> = names
+            .iter()
+            .filter(|(n, _)| number(n).is_some_and(|k| k > newest))
+            .map(|(n, _)| dir.join(n))
             .filter(|p| complete_table(p))
             .collect();
         out.sort();

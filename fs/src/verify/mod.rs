@@ -114,8 +114,12 @@ pub fn verify(repo: &Repository, progress: &dyn Progress) -> Result<VerifyReport
     for &(s, path, packs) in &stores {
         let (entries, errors) = packs.scan();
         let name = v.stores[s].name.clone();
-        for e in errors {
-            problems.push(Problem { store: name.clone(), path: packs.index_path().display().to_string(), problem: chain(&e) });
+        for (id, e) in errors {
+            let problem = match id {
+                Some(id) => format!("index entry of {id}: {}", chain(&e)),
+                None => chain(&e),
+            };
+            problems.push(Problem { store: name.clone(), path: packs.index_path().display().to_string(), problem });
         }
         for f in unreferenced_index_files(path, packs) {
             let problem = "index file not listed in the index's MANIFEST (the MANIFEST is damaged or cut)".to_string();
