@@ -133,6 +133,9 @@ impl Error {
                 ErrorClass::Damaged
             }
             Error::Db(e) if db_damage(e) => ErrorClass::Damaged,
+            // The overlay keeps its database's error as text (RocksDB's
+            // messages name their kind first, as `db_damage` reads them).
+            Error::Overlay { why, .. } if why.contains("Corruption: ") => ErrorClass::Damaged,
             Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) => ErrorClass::Exists,
             Error::GuestBusy(_) => ErrorClass::Busy,
             Error::BadImageName(_) => ErrorClass::Usage,

@@ -373,6 +373,10 @@ impl PackStore {
     }
 }
 
+/// What [`PackStore::scan`] could not read: the entry's id when its key
+/// decoded, and why.
+pub type ScanProblem = (Option<Digest>, Error);
+
 /// Key prefix, in the `meta` column family, of the ids verify found damaged.
 const DAMAGED_PREFIX: &[u8] = b"damaged\0";
 
@@ -386,7 +390,7 @@ impl PackStore {
     /// Every indexed object that can be read, in id order, and what could
     /// not: an entry that does not decode is named (by its id) and skipped;
     /// an iterator error (a damaged index file) ends the scan.
-    pub fn scan(&self) -> (Vec<(Digest, IndexEntry)>, Vec<(Option<Digest>, Error)>) {
+    pub fn scan(&self) -> (Vec<(Digest, IndexEntry)>, Vec<ScanProblem>) {
         let (mut out, mut problems) = (Vec::new(), Vec::new());
         let cf = match self.cf() {
             Ok(cf) => cf,

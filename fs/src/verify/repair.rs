@@ -91,12 +91,16 @@ pub fn harvest(src: &Source, wanted: &HashMap<Digest, ObjectKind>, progress: &dy
     }
     let h = Harvest { wanted, got: Mutex::new(Found::new()) };
     match src {
-        Source::Dir(p) => drop(crate::import::dir::store_dir(&h, p, progress)?),
+        Source::Dir(p) => {
+            crate::import::dir::store_dir(&h, p, progress)?;
+        }
         Source::Tar(p) => {
             let f = std::fs::File::open(p).map_err(|e| Error::io("opening", p, e))?;
-            drop(crate::import::tar::store_tar(&h, std::io::BufReader::new(f), progress)?);
+            crate::import::tar::store_tar(&h, std::io::BufReader::new(f), progress)?;
         }
-        Source::Stdin => drop(crate::import::tar::store_tar(&h, std::io::stdin().lock(), progress)?),
+        Source::Stdin => {
+            crate::import::tar::store_tar(&h, std::io::stdin().lock(), progress)?;
+        }
         Source::Repository(_) => {}
     }
     Ok(h.got.into_inner().unwrap_or_else(|e| e.into_inner()))
