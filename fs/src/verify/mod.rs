@@ -259,7 +259,7 @@ pub fn record_marks(report: &VerifyReport) -> Vec<String> {
         }
         let done = Repository::open(&st.path, true).and_then(|r| r.packs().set_damaged_marks(&want));
         if let Err(e) = done {
-            notes.push(format!("damage marks of {} not recorded ({}): an import may deduplicate against its damaged objects until verify runs again", st.name, chain(&e)));
+            notes.push(format!("damage marks of {} not recorded ({}): writes may deduplicate against its damaged objects until verify runs again", st.name, chain(&e)));
         }
     }
     notes

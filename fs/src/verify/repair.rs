@@ -112,17 +112,22 @@ pub fn wanted(report: &VerifyReport) -> HashMap<Digest, ObjectKind> {
 }
 
 /// Write each found object into the store its damage is in (one writer
-/// open and one flush per store). Returns the `(store, id)`s written.
-pub fn rewrite(report: &VerifyReport, found: &Found) -> Result<Vec<(String, Digest)>> {
-    let mut written = Vec::new();
+/// open and one flush per store). Returns the `(store, id)`s written, and
+/// the stores that could not be written (busy: a mounted guest, a running
+/// import) with why; the others are still repaired.
+pub fn rewrite(report: &VerifyReport, found: &Found) -> (Vec<(String, Digest)>, Vec<(String, Error)>) {
+    let (mut written, mut failed) = (Vec::new(), Vec::new());
     for st in &report.stores {
         let here: Vec<&Damage> = report.damaged.iter().filter(|d| d.store == st.name && found.contains_key(&d.object)).collect();
         if here.is_empty() {
             continue;
         }
-        written.extend(rewrite_store(st, &here, found)?);
+        match rewrite_store(st, &here, found) {
+            Ok(done) => written.extend(done),
+            Err(e) => failed.push((st.name.clone(), e)),
+        }
     }
-    Ok(written)
+    (written, failed)
 }
 
 fn rewrite_store(st: &StoreInfo, damaged: &[&Damage], found: &Found) -> Result<Vec<(String, Digest)>> {

@@ -26,7 +26,11 @@ pub fn run(cli: &Cli, json: bool, repair_from: &[PathBuf]) -> Result<()> {
             wanted.retain(|id, _| !got.contains_key(id));
             found.extend(got);
         }
-        repaired = repair::rewrite(&report, &found).context("rewriting damaged objects")?;
+        let failed;
+        (repaired, failed) = repair::rewrite(&report, &found);
+        for (store, e) in failed {
+            eprintln!("lvrepo: could not rewrite the damaged objects of {store}: {}", lvrepo_fs::error::chain(&e));
+        }
         // A fresh open: a read-only index does not see what was written since.
         report = check(cli)?;
     }
