@@ -21,11 +21,23 @@ use crate::tree::{Content, Tree};
 
 use super::Damage;
 
+#[derive(Clone, Debug)]
+pub(crate) struct Bad {
+    kind: ObjectKind,
+    problem: String,
+    location: String,
+}
+
+fn bad(kind: ObjectKind, problem: String, location: String) -> State {
+    State::Bad(Box::new(Bad { kind, problem, location }))
+}
+
 /// What one store holds under an id.
 #[derive(Clone, Debug)]
 pub(crate) enum State {
     Sound,
-    Bad { kind: ObjectKind, problem: String, location: String },
+    /// Boxed: most objects are sound, and a state is kept for each.
+    Bad(Box<Bad>),
     Absent,
 }
 
@@ -78,7 +90,7 @@ impl<'a> Verifier<'a> {
             Some(problem) => {
                 let location = format!("{} at offset {}", packs.pack_path(e.pack).display(), e.offset);
                 tracing::error!(chunk = %id, kind = e.kind.name(), %problem, path = %location, "damaged object");
-                State::Bad { kind: e.kind, problem, location }
+                bad(e.kind, problem, location)
             }
         };
         let ok = matches!(state, State::Sound);
@@ -95,13 +107,13 @@ impl<'a> Verifier<'a> {
         match packs.entry(id) {
             Ok(None) => State::Absent,
             Ok(Some(_)) if s == 0 && self.shallow_lower => State::Sound,
-            Ok(Some(e)) if e.kind != kind => State::Bad { kind, problem: format!("indexed as a {}", e.kind.name()), location: packs.index_path().display().to_string() },
+            Ok(Some(e)) if e.kind != kind => bad(kind, format!("indexed as a {}", e.kind.name()), packs.index_path().display().to_string()),
             Ok(Some(e)) => {
                 self.check_entry(s, id, &e);
                 self.stores[s].states.get(id).cloned().unwrap_or(State::Absent)
             }
             Err(e) => {
-                let st = State::Bad { kind, problem: format!("index lookup failed: {}", chain(&e)), location: packs.index_path().display().to_string() };
+                let st = bad(kind, format!("index lookup failed: {}", chain(&e)), packs.index_path().display().to_string());
                 self.stores[s].states.insert(*id, st.clone());
                 st
             }
@@ -116,7 +128,7 @@ impl<'a> Verifier<'a> {
                 State::Absent if s != 0 => continue,
                 State::Absent => return (None, false),
                 State::Sound => return (Some(s), true),
-                State::Bad { .. } => return (Some(s), false),
+                State::Bad(_) => return (Some(s), false),
             }
         }
         (None, false)
@@ -131,7 +143,7 @@ impl<'a> Verifier<'a> {
             Ok(None) => return None,
             Err(e) => {
                 let location = packs.index_path().display().to_string();
-                self.stores[s].states.insert(*id, State::Bad { kind, problem: chain(&e), location });
+                self.stores[s].states.insert(*id, bad(kind, chain(&e), location));
                 return None;
             }
         };
@@ -139,7 +151,7 @@ impl<'a> Verifier<'a> {
             Ok(c) => Some(c),
             Err(e) => {
                 let location = format!("{} at offset {}", packs.pack_path(entry.pack).display(), entry.offset);
-                self.stores[s].states.insert(*id, State::Bad { kind, problem: chain(&e), location });
+                self.stores[s].states.insert(*id, bad(kind, chain(&e), location));
                 None
             }
         }
@@ -269,10 +281,10 @@ impl<'a> Verifier<'a> {
     pub fn collect(&mut self) {
         for (s, store) in self.stores.iter().enumerate() {
             for (id, st) in &store.states {
-                if let State::Bad { kind, problem, location } = st {
-                    let d = self.damage.entry((s, *id)).or_insert_with(|| Damage::new(*id, *kind, &store.name));
-                    d.problem.clone_from(problem);
-                    d.location = Some(location.clone());
+                if let State::Bad(b) = st {
+                    let d = self.damage.entry((s, *id)).or_insert_with(|| Damage::new(*id, b.kind, &store.name));
+                    d.problem.clone_from(&b.problem);
+                    d.location = Some(b.location.clone());
                 }
             }
         }
