@@ -123,7 +123,10 @@ fn spawn_daemon(overlay: &Path, mountpoint: &Path) -> Result<()> {
             let log = std::fs::read(overlay.join("daemon.log")).unwrap_or_default();
             let tail = String::from_utf8_lossy(log.get(log_start..).unwrap_or_default()).into_owned();
             let last: Vec<&str> = tail.lines().rev().take(5).collect();
-            bail!("mount daemon exited with {status}: {}", last.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            // The daemon's exit code is the command's (4: damaged index, ...).
+            let code = status.code().and_then(|c| u8::try_from(c).ok()).filter(|&c| c != 0).unwrap_or(crate::exit::ERROR);
+            let what = format!("mount daemon exited with {status}: {}", last.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            return Err(crate::Exit(code, what).into());
         }
         // Short: a mount takes tens of milliseconds, and is_fuse_mount is cheap.
         std::thread::sleep(Duration::from_millis(5));
