@@ -1,6 +1,6 @@
 use super::*;
 use crate::digest::{ChunkId, ImageId};
-use crate::object::{put_object, ObjectStore};
+use crate::object::put_object;
 use crate::repo::ImageRecord;
 use crate::tree::{Content, Entry, Kind, Timestamp, Tree};
 
@@ -19,7 +19,7 @@ fn deep_image(repo: &Repository, depth: usize) -> (TreeId, Digest) {
     }
     let root = crate::tree::store_root(store, entry(b"", Kind::Dir, Content::Tree(tree), 0)).unwrap();
     store.flush().unwrap();
-    let rec = ImageRecord { name: "deep".into(), version: 1, root: ImageId(root), parent: None, created: 0, message: String::new(), files: 0, logical_bytes: 0 };
+    let rec = ImageRecord { name: "deep".into(), version: 1, root: ImageId(root), parent: None, created: 0, message: String::new(), files: 0, logical_bytes: 0, volume: false };
     repo.publish(&rec).unwrap();
     (root, chunk)
 }
