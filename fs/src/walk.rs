@@ -16,17 +16,25 @@ pub fn walk(store: &dyn ObjectStore, root: &TreeId, f: &mut dyn FnMut(&[u8], &En
 }
 
 /// Visit the children of directory entry `dir` (at `path`, without trailing `/`).
+/// Iterative: the listings being walked are on an explicit stack, so the
+/// depth of a tree costs heap, never call stack.
 pub fn walk_entry(store: &dyn ObjectStore, dir: &Entry, path: &[u8], f: &mut dyn FnMut(&[u8], &Entry) -> Result<()>) -> Result<()> {
     let Content::Tree(tid) = dir.content else { return Ok(()) };
-    let tree = Tree::load(store, &tid)?;
     let mut p = path.to_vec();
-    for e in &tree.entries {
-        p.truncate(path.len());
+    // Per open directory: its remaining entries and the length of its path.
+    let mut stack = vec![(Tree::load(store, &tid)?.entries.into_iter(), p.len())];
+    while let Some((entries, base)) = stack.last_mut() {
+        let base = *base;
+        let Some(e) = entries.next() else {
+            stack.pop();
+            continue;
+        };
+        p.truncate(base);
         p.push(b'/');
         p.extend_from_slice(&e.name);
-        f(&p, e)?;
-        if let Content::Tree(_) = e.content {
-            walk_entry(store, e, &p, f)?;
+        f(&p, &e)?;
+        if let Content::Tree(t) = e.content {
+            stack.push((Tree::load(store, &t)?.entries.into_iter(), p.len()));
         }
     }
     Ok(())

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::import::Progress;
 use crate::object::{get_required, ObjectStore};
 use crate::tree::file::leaf_extents;
+use crate::import::dir::check_path_len;
 use crate::tree::{load_root, Content, Entry, Kind, Tree};
 
 /// Export the root tree `root` into `dest`, which must be absent or empty.
@@ -36,9 +37,44 @@ pub fn export_dir(store: &dyn ObjectStore, root: &TreeId, dest: &Path, progress:
     }
     let root_entry = load_root(store, root)?;
     let mut x = Exporter { store, links: HashMap::new(), stats: ExportStats::default(), progress };
-    x.dir(&root_entry, dest)?;
+    // Depth-first with the open listings on an explicit stack (no recursion:
+    // depth is whatever the image has); one path, a component per level.
+    let mut path = dest.to_path_buf();
+    let mut stack = vec![(listing(store, &root_entry)?.into_iter(), root_entry)];
+    while let Some((entries, _)) = stack.last_mut() {
+        let Some(child) = entries.next() else {
+            // Its children are done: the directory's own metadata, last.
+            if let Some((_, dir)) = stack.pop() {
+                apply_meta(&dir, &path)?;
+            }
+            if !stack.is_empty() {
+                path.pop();
+            }
+            continue;
+        };
+        path.push(OsStr::from_bytes(&child.name));
+        check_path_len(&path, TOO_LONG)?;
+        x.stats.entries += 1;
+        if child.kind == Kind::Dir {
+            x.mkdir(&path)?;
+            stack.push((listing(store, &child)?.into_iter(), child));
+        } else {
+            x.entry(&child, &path)?;
+            path.pop();
+        }
+    }
     x.stats.entries += 1;
     Ok(x.stats)
+}
+
+const TOO_LONG: &str = "path longer than PATH_MAX (4096 bytes): export a tree this deep as a tar stream (lvrepo export IMAGE - | tar -C DIR -xf -)";
+
+/// A directory's entries.
+fn listing(store: &dyn ObjectStore, e: &Entry) -> Result<Vec<Entry>> {
+    let Content::Tree(tid) = e.content else {
+        return Err(Error::Decode { what: "tree", why: "directory without a listing" });
+    };
+    Ok(Tree::load(store, &tid)?.entries)
 }
 
 struct Exporter<'a> {
@@ -49,19 +85,13 @@ struct Exporter<'a> {
 }
 
 impl Exporter<'_> {
-    fn dir(&mut self, e: &Entry, path: &Path) -> Result<()> {
-        let Content::Tree(tid) = e.content else {
-            return Err(Error::Decode { what: "tree", why: "directory without a listing" });
-        };
-        let tree = Tree::load(self.store, &tid)?;
-        for child in &tree.entries {
-            let p = path.join(OsStr::from_bytes(&child.name));
-            self.entry(child, &p)?;
-            self.stats.entries += 1;
-        }
-        apply_meta(e, path)
+    /// A directory, mode 0700 until its children are in (then `apply_meta`).
+    fn mkdir(&mut self, p: &Path) -> Result<()> {
+        std::fs::create_dir(p).map_err(|er| Error::io("creating", p, er))?;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700)).map_err(|er| Error::io("chmod", p, er))
     }
 
+    /// A non-directory entry, with its metadata.
     fn entry(&mut self, e: &Entry, p: &Path) -> Result<()> {
         if e.kind != Kind::Dir && e.link != 0 {
             if let Some(first) = self.links.get(&e.link) {
@@ -70,11 +100,7 @@ impl Exporter<'_> {
             self.links.insert(e.link, p.to_path_buf());
         }
         match e.kind {
-            Kind::Dir => {
-                std::fs::create_dir(p).map_err(|er| Error::io("creating", p, er))?;
-                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700)).map_err(|er| Error::io("chmod", p, er))?;
-                return self.dir(e, p);
-            }
+            Kind::Dir => return Err(Error::Decode { what: "tree", why: "directory exported as a file" }),
             Kind::File => self.file(e, p)?,
             Kind::Symlink => std::os::unix::fs::symlink(OsStr::from_bytes(&e.target), p).map_err(|er| Error::io("creating symlink", p, er))?,
             Kind::CharDev | Kind::BlockDev | Kind::Fifo | Kind::Socket => {

@@ -124,33 +124,57 @@ pub fn store_dir(store: &dyn ObjectStore, src: &Path, progress: &dyn Progress) -
     Ok((store_root(store, root)?, stats))
 }
 
+/// Add everything below directory `dir` (an arena index) in pre-order, names
+/// in byte order. Iterative: the directories still to list are on an explicit
+/// stack (in reverse, so they are taken in order), so depth costs heap only.
 fn walk(nodes: &mut Vec<Node>, dir: usize) -> Result<()> {
-    let path = nodes[dir].path.clone();
-    let rd = std::fs::read_dir(&path).map_err(|e| Error::io("listing", &path, e))?;
-    let mut names: Vec<std::ffi::OsString> = Vec::new();
-    for ent in rd {
-        names.push(ent.map_err(|e| Error::io("listing", &path, e))?.file_name());
-    }
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    for name in names {
-        let p = path.join(&name);
-        let meta = std::fs::symlink_metadata(&p).map_err(|e| Error::io("lstat", &p, e))?;
-        let mut rel = nodes[dir].rel.clone();
-        if !rel.is_empty() {
-            rel.push(b'/');
+    let mut todo = vec![dir];
+    while let Some(dir) = todo.pop() {
+        let path = nodes[dir].path.clone();
+        let rd = std::fs::read_dir(&path).map_err(|e| Error::io("listing", &path, e))?;
+        let mut names: Vec<std::ffi::OsString> = Vec::new();
+        for ent in rd {
+            names.push(ent.map_err(|e| Error::io("listing", &path, e))?.file_name());
         }
-        rel.extend_from_slice(name.as_bytes());
-        let entry = entry_from(name.as_bytes().to_vec(), &meta, &p)?;
-        let inode = (entry.kind != Kind::Dir && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
-        let is_dir = entry.kind == Kind::Dir;
-        let idx = nodes.len();
-        nodes.push(Node { entry, path: p, rel, children: Vec::new(), inode });
-        nodes[dir].children.push(idx);
-        if is_dir {
-            walk(nodes, idx)?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let first_sub = todo.len();
+        for name in names {
+            let p = path.join(&name);
+            check_path_len(&p, "path longer than PATH_MAX (4096 bytes): import a tree this deep as a tar stream (tar -C DIR -cf - . | lvrepo import -)")?;
+            let meta = std::fs::symlink_metadata(&p).map_err(|e| Error::io("lstat", &p, e))?;
+            let mut rel = nodes[dir].rel.clone();
+            if !rel.is_empty() {
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(name.as_bytes());
+            let entry = entry_from(name.as_bytes().to_vec(), &meta, &p)?;
+            let inode = (entry.kind != Kind::Dir && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
+            let is_dir = entry.kind == Kind::Dir;
+            let idx = nodes.len();
+            nodes.push(Node { entry, path: p, rel, children: Vec::new(), inode });
+            nodes[dir].children.push(idx);
+            if is_dir {
+                todo.push(idx);
+            }
         }
+        todo[first_sub..].reverse();
     }
     Ok(())
+}
+
+/// Import from and export to a directory work on paths, so they stop with a
+/// clear error (`why`) at the first one the kernel would refuse (PATH_MAX,
+/// 4096 bytes with its NUL); a deeper tree goes through a tar stream
+/// (docs/operations.md).
+pub(crate) fn check_path_len(p: &Path, why: &'static str) -> Result<()> {
+    if p.as_os_str().len() < libc::PATH_MAX as usize {
+        return Ok(());
+    }
+    let b = p.as_os_str().as_bytes();
+    Err(Error::NotSupported {
+        path: format!("{}...", crate::walk::escape_path(&b[..200.min(b.len())])),
+        why,
+    })
 }
 
 /// Metadata of one filesystem object (content is filled in later).
