@@ -40,6 +40,20 @@ pub fn walk_entry(store: &dyn ObjectStore, dir: &Entry, path: &[u8], f: &mut dyn
     Ok(())
 }
 
+/// The `/`-joined names from arena node `i` up to the root (index 0, not
+/// named), without a leading `/`, for arenas that keep parent links instead
+/// of paths: `up(i)` is node `i`'s name and parent.
+pub(crate) fn path_up<'a>(mut i: usize, up: impl Fn(usize) -> (&'a [u8], usize)) -> Vec<u8> {
+    let mut names = Vec::new();
+    while i != 0 {
+        let (name, parent) = up(i);
+        names.push(name);
+        i = parent;
+    }
+    names.reverse();
+    names.join(&b'/')
+}
+
 /// Show a byte path to a person: printable ASCII and valid UTF-8 as is, a
 /// backslash as `\\`, control characters and invalid bytes as `\xNN`. Lossless
 /// and one line, whatever the name holds.

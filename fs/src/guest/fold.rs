@@ -114,14 +114,8 @@ fn base_tree(i: &Inode) -> Option<TreeId> {
 
 /// The path of arena node `i` without its leading '/' (as import labels
 /// hardlink sets).
-fn path_of(nodes: &[Node], mut i: usize) -> Vec<u8> {
-    let mut names = Vec::new();
-    while i != 0 {
-        names.push(nodes[i].entry.name.as_slice());
-        i = nodes[i].parent;
-    }
-    names.reverse();
-    names.join(&b'/')
+fn path_of(nodes: &[Node], i: usize) -> Vec<u8> {
+    crate::walk::path_up(i, |i| (&nodes[i].entry.name, nodes[i].parent))
 }
 
 /// Add the merged namespace below the root (arena index 0, inode `root`).

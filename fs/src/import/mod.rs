@@ -5,6 +5,7 @@
 
 pub(crate) mod dir;
 pub(crate) mod tar;
+mod walk;
 
 pub use self::dir::import_dir;
 pub use self::tar::import_tar;
