@@ -153,6 +153,18 @@ fn open_dir(dir: &OwnedFd, name: &CStr) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
+/// The errno of opening `name` in `dir` read-only (0 when it opens).
+fn open_errno(dir: &OwnedFd, name: &CStr) -> i32 {
+    // SAFETY: `name` is NUL-terminated and `dir` a descriptor we own.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return std::io::Error::last_os_error().raw_os_error().unwrap_or(-1);
+    }
+    // SAFETY: a new descriptor nothing else owns, closed here.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    0
+}
+
 fn open_path(p: &Path) -> OwnedFd {
     let c = CString::new(p.as_os_str().as_encoded_bytes()).expect("NUL in path");
     // SAFETY: `c` is a valid NUL-terminated path.
@@ -305,6 +317,22 @@ fn a_guest_100000_levels_deep_checkpoints_diffs_remounts_and_rolls_back() {
     let t = Instant::now();
     assert_eq!(read_at(&descend(&mp, DEPTH), c"file"), b"at the bottom\n");
     eprintln!("read at the bottom after a remount: {:?}", t.elapsed());
+
+    // Rollback while mounted to the state the guest is in, holding a
+    // directory at the top and one at the bottom of the chain: every level
+    // becomes an image directory, numbered by path. The top one keeps its
+    // number; the bottom one's path is too long to renumber (it would store
+    // depth² bytes of paths), so its handle goes stale, and the path works
+    // anew.
+    let (top, bottom) = (descend(&mp, 1), descend(&mp, DEPTH));
+    let t = Instant::now();
+    r.ok(["rollback", "g", "3"]);
+    eprintln!("rollback holding the chain: {:?}", t.elapsed());
+    m.assert_alive("rollback holding the chain");
+    drop(open_dir(&top, c"d"));
+    assert_eq!(open_errno(&bottom, c"file"), libc::ESTALE, "a handle at the bottom of the chain survived its renumbering");
+    assert_eq!(read_at(&descend(&mp, DEPTH), c"file"), b"at the bottom\n");
+    drop((top, bottom));
 
     // Rollback while mounted: to before the chain, then to the checkpoint
     // with the file (now every level is an image directory).

@@ -63,14 +63,15 @@ pub fn export_dir(store: &dyn ObjectStore, root: &TreeId, dest: &Path, progress:
             // Its children are done: reopen the parent if its descriptor was
             // let go (before this directory's mode may forbid the way up),
             // then the directory's own metadata, last.
-            let Some(done) = stack.pop() else { break };
-            let Some(dfd) = done.fd else { break };
+            let Some(Level { dir, fd: Some(dfd), .. }) = stack.pop() else {
+                return Err(Error::io("exporting to", x.path(None), std::io::Error::other("lost a directory descriptor")));
+            };
             if let Some(parent) = stack.last_mut() {
                 if parent.fd.is_none() {
                     parent.fd = Some(x.reopen_parent(&dfd, parent.id)?);
                 }
             }
-            apply_meta_fd(&done.dir, &File::from(dfd)).map_err(|(op, e)| Error::io(op, x.path(None), e))?;
+            apply_meta_fd(&dir, &File::from(dfd)).map_err(|(op, e)| Error::io(op, x.path(None), e))?;
             x.names.pop();
             continue;
         };

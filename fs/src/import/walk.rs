@@ -58,6 +58,9 @@ pub(super) fn walk(store: &dyn ObjectStore, src: &Path, progress: &dyn Progress)
     if !meta.is_dir() {
         return Err(Error::NotSupported { path: src.display().to_string(), why: "not a directory" });
     }
+    if !Path::new("/proc/self/fd").is_dir() {
+        return Err(Error::NotSupported { path: src.display().to_string(), why: "import from a directory needs /proc mounted" });
+    }
     let root = Node { entry: entry_from(Vec::new(), &meta, src)?, path: Some(src.to_path_buf()), parent: 0, children: Vec::new(), inode: None, stored: None };
     let mut nodes = vec![root];
     let fd = open_dir(None, src.as_os_str().as_bytes()).map_err(|e| Error::io("opening", src, e))?;

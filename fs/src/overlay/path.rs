@@ -29,6 +29,8 @@ struct Level {
     parent: Option<ImagePath>,
     /// This level's bytes: `/name`, or a whole path at the top.
     bytes: Box<[u8]>,
+    /// Bytes of the whole path.
+    len: usize,
     /// Levels since the nearest kept hasher state (0: this one has it).
     since: u32,
     /// A hasher fed with `"path:"` and this whole path.
@@ -40,7 +42,7 @@ impl ImagePath {
     pub fn new(bytes: &[u8]) -> Self {
         let mut h = blake3::Hasher::new();
         h.update(b"path:").update(bytes);
-        ImagePath(Arc::new(Level { parent: None, bytes: bytes.into(), since: 0, snap: Some(Box::new(h)) }))
+        ImagePath(Arc::new(Level { parent: None, bytes: bytes.into(), len: bytes.len(), since: 0, snap: Some(Box::new(h)) }))
     }
 
     /// The path of entry `name` in this directory.
@@ -55,7 +57,8 @@ impl ImagePath {
             Box::new(h)
         });
         let since = if snap.is_some() { 0 } else { since };
-        ImagePath(Arc::new(Level { parent: Some(self.clone()), bytes: bytes.into(), since, snap }))
+        let len = self.0.len + bytes.len();
+        ImagePath(Arc::new(Level { parent: Some(self.clone()), bytes: bytes.into(), len, since, snap }))
     }
 
     /// A hasher fed with `"path:"` and this path.
@@ -92,6 +95,16 @@ impl ImagePath {
         let mut h = self.hasher();
         h.update(b"/").update(name);
         super::ino_of(h.finalize())
+    }
+
+    /// Bytes of the whole path.
+    pub fn len(&self) -> usize {
+        self.0.len
+    }
+
+    /// Whether this is the root's (empty) path.
+    pub fn is_empty(&self) -> bool {
+        self.0.len == 0
     }
 
     /// The whole path.
@@ -152,6 +165,7 @@ mod tests {
             flat.extend_from_slice(b"/");
             flat.extend_from_slice(name.as_bytes());
             assert_eq!(p.to_bytes(), flat);
+            assert_eq!(p.len(), flat.len());
         }
         // A path read back from a record numbers its children the same.
         let back = ImagePath::new(&flat);
