@@ -25,10 +25,12 @@ mod prefetch;
 mod readout;
 pub mod db;
 pub mod ns;
+pub mod path;
 pub mod record;
 mod trees;
 
 pub use adopt::Adopted;
+pub use path::ImagePath;
 pub use readout::ReadOut;
 pub use record::{Base, Dirent, Inode};
 
@@ -71,7 +73,11 @@ pub fn base_ino(path: &[u8], e: &Entry) -> u64 {
     } else {
         h.update(b"path:").update(path);
     }
-    let h = h.finalize();
+    ino_of(h.finalize())
+}
+
+/// The inode number for a hash of an image entry's path or hardlink label.
+fn ino_of(h: blake3::Hash) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&h.as_bytes()[..8]);
     (u64::from_le_bytes(b) & (BASE_BIT - 1)) | BASE_BIT
@@ -256,7 +262,7 @@ impl Overlay {
             Some(i) => i,
             None => {
                 let e = load_root(&*ov.store, &root)?;
-                ov.from_entry(&e, b"")?
+                ov.from_entry(&e, ImagePath::new(b""))?
             }
         };
         ov.lock().nodes.insert(ROOT_INO, Box::new(Node::new(root_inode, u64::MAX / 2)));
@@ -296,7 +302,7 @@ impl Overlay {
     }
 
     /// An inode as the image describes it (no overlay changes).
-    pub(crate) fn from_entry(&self, e: &Entry, path: &[u8]) -> Result<Inode> {
+    pub(crate) fn from_entry(&self, e: &Entry, path: ImagePath) -> Result<Inode> {
         let (nlink, base) = match (&e.kind, &e.content) {
             (Kind::Dir, Content::Tree(tid)) => {
                 let t = self.tree(tid)?;
@@ -304,7 +310,7 @@ impl Overlay {
                 // subdirectories: have their trees ready.
                 self.trees.read_ahead(&t);
                 let subdirs = t.entries.iter().filter(|c| c.kind == Kind::Dir).count() as u32;
-                (2 + subdirs, Base::Dir { tree: *tid, path: path.to_vec() })
+                (2 + subdirs, Base::Dir { tree: *tid, path })
             }
             (Kind::File, c) => (e.links.max(1), Base::File { content: *c, limit: e.size }),
             _ => (1, Base::None),
@@ -350,21 +356,16 @@ impl Overlay {
         if name.len() > NAME_MAX {
             return Err(posix(libc::ENAMETOOLONG));
         }
-        // Only the parent's tree and path are needed, and the child's image
-        // path is built straight from them: no copy of the parent's record
-        // (path, xattrs) per name looked up.
-        let (tree, mut cpath) = {
+        // Only the parent's tree and path are needed (the path is shared,
+        // not copied: see `path`).
+        let (tree, ppath) = {
             let p = &self.node(st, parent)?.inode;
             if p.kind != Kind::Dir {
                 return Err(posix(libc::ENOTDIR));
             }
             match &p.base {
-                Base::Dir { tree, path } => {
-                    let mut c = Vec::with_capacity(path.len() + 1 + name.len());
-                    c.extend_from_slice(path);
-                    (Some(*tree), c)
-                }
-                _ => (None, Vec::new()),
+                Base::Dir { tree, path } => (Some(*tree), Some(path.clone())),
+                _ => (None, None),
             }
         };
         match self.db.dirent(parent, name)? {
@@ -376,19 +377,17 @@ impl Overlay {
             }
             None => {}
         }
-        let Some(tree) = tree else { return Ok(None) };
+        let (Some(tree), Some(ppath)) = (tree, ppath) else { return Ok(None) };
         let t = self.tree(&tree)?;
         let Some(e) = t.get(name) else { return Ok(None) };
-        cpath.push(b'/');
-        cpath.extend_from_slice(name);
-        let ino = base_ino(&cpath, e);
+        let ino = ppath.child_ino(name, e);
         if let Some(n) = st.nodes.get_mut(&ino) {
             n.parent = parent;
             return Ok(Some((ino, n.inode.clone())));
         }
         let inode = match self.db.inode(ino)? {
             Some(i) => i,
-            None => self.from_entry(e, &cpath)?,
+            None => self.from_entry(e, ppath.child(name))?,
         };
         let mut n = Box::new(Node::new(inode.clone(), 0));
         n.parent = parent;
@@ -427,13 +426,7 @@ impl Overlay {
             Some(i) => i,
             None => {
                 let (tree, cpath) = match &self.node(&mut st, parent)?.inode.base {
-                    Base::Dir { tree, path } => {
-                        let mut c = Vec::with_capacity(path.len() + 1 + l.name.len());
-                        c.extend_from_slice(path);
-                        c.push(b'/');
-                        c.extend_from_slice(&l.name);
-                        (*tree, c)
-                    }
+                    Base::Dir { tree, path } => (*tree, path.child(&l.name)),
                     // A listing of image entries came from an image directory.
                     _ => return Err(posix(libc::ESTALE)),
                 };
@@ -442,7 +435,7 @@ impl Overlay {
                     Some(e) if e.name == l.name => e,
                     _ => t.get(&l.name).ok_or_else(|| posix(libc::ESTALE))?,
                 };
-                self.from_entry(e, &cpath)?
+                self.from_entry(e, cpath)?
             }
         };
         let r = f(l.ino, &inode);
@@ -517,27 +510,22 @@ impl Overlay {
     /// dirents (which replace or hide image entries of the same name). Both
     /// come sorted by name, so one pass merges them.
     pub(crate) fn list_locked(&self, st: &mut State, ino: u64) -> Result<Vec<Listed>> {
-        let (tree, mut cpath) = {
+        let (tree, dpath) = {
             let d = &self.node(st, ino)?.inode;
             if d.kind != Kind::Dir {
                 return Err(posix(libc::ENOTDIR));
             }
             match &d.base {
-                Base::Dir { tree, path } => (Some(*tree), path.clone()),
-                _ => (None, Vec::new()),
+                Base::Dir { tree, path } => (Some(*tree), Some(path.clone())),
+                _ => (None, None),
             }
         };
         let t = tree.map(|t| self.tree(&t)).transpose()?;
         let base: &[Entry] = t.as_ref().map_or(&[], |t| &t.entries);
         let dirents = self.db.dirents(ino)?;
         let mut out = Vec::with_capacity(base.len() + dirents.len());
-        let plen = cpath.len();
-        let mut listed_base = |(pos, e): (usize, &Entry)| {
-            cpath.truncate(plen);
-            cpath.push(b'/');
-            cpath.extend_from_slice(&e.name);
-            Listed { name: e.name.clone(), ino: base_ino(&cpath, e), kind: e.kind, base: true, pos: pos as u32 }
-        };
+        let dpath = dpath.unwrap_or_else(|| ImagePath::new(b""));
+        let listed_base = |(pos, e): (usize, &Entry)| Listed { name: e.name.clone(), ino: dpath.child_ino(&e.name, e), kind: e.kind, base: true, pos: pos as u32 };
         let mut bi = base.iter().enumerate().peekable();
         for (name, de) in dirents {
             while let Some(e) = bi.next_if(|(_, e)| e.name < name) {

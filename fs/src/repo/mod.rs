@@ -137,16 +137,22 @@ impl Repository {
 /// they really hold), capped at each file's length.
 pub fn dir_usage(p: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
-    rd.flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_usage(&e.path()),
-            // Allocated bytes, but not beyond the length: RocksDB preallocates
-            // its logs (fallocate KEEP_SIZE), which holds no data.
-            Ok(m) => (m.blocks() * 512).min(m.len().next_multiple_of(4096)),
-            Err(_) => 0,
-        })
-        .sum()
+    // An explicit stack of directories to read: no recursion per level.
+    let mut todo = vec![p.to_path_buf()];
+    let mut total = 0;
+    while let Some(dir) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => todo.push(e.path()),
+                // Allocated bytes, but not beyond the length: RocksDB preallocates
+                // its logs (fallocate KEEP_SIZE), which holds no data.
+                Ok(m) => total += (m.blocks() * 512).min(m.len().next_multiple_of(4096)),
+                Err(_) => {}
+            }
+        }
+    }
+    total
 }
 
 fn check_format(path: &Path) -> Result<()> {
