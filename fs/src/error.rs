@@ -71,6 +71,11 @@ pub enum Error {
     Posix(i32),
     #[error("overlay {path}: {why}")]
     Overlay { path: PathBuf, why: String },
+    /// Damage in a guest's or an overlay's own files (data file, database,
+    /// FORMAT, STATE): `path` names the file or directory, `why` what is
+    /// wrong (and where, for data: the byte range).
+    #[error("{path} is damaged: {why}")]
+    OverlayDamaged { path: PathBuf, why: String },
 }
 
 /// How a stored object failed its check.
@@ -107,9 +112,10 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::ImageNotFound(_) | Error::PathNotFound { .. } | Error::GuestNotFound(_) | Error::CheckpointNotFound { .. } => ErrorClass::NotFound,
-            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } => {
+            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } | Error::OverlayDamaged { .. } => {
                 ErrorClass::Damaged
             }
+            Error::Db(e) if e.kind() == rocksdb::ErrorKind::Corruption => ErrorClass::Damaged,
             Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) => ErrorClass::Exists,
             Error::GuestBusy(_) => ErrorClass::Busy,
             Error::BadImageName(_) => ErrorClass::Usage,

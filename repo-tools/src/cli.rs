@@ -105,6 +105,10 @@ pub enum Command {
     Rollback { name: String, checkpoint: String },
     /// Check every object against its id and name what is damaged.
     Verify {
+        /// Also check every guest's STATE and current overlay (records and
+        /// data checksums).
+        #[arg(long)]
+        overlays: bool,
         #[arg(long)]
         json: bool,
     },
@@ -206,6 +210,16 @@ pub enum GuestCmd {
     },
     /// Delete a guest and its directory (refused while mounted).
     Rm { name: String },
+    /// Check a guest's own files (STATE, overlay database and data, store);
+    /// exit 4 if anything is damaged. Not while mounted.
+    Fsck {
+        name: String,
+        /// Salvage what is sound and list what was lost.
+        #[arg(long)]
+        repair: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -12,6 +12,7 @@
 //!   command working on an unmounted guest).
 
 pub mod fold;
+pub mod fsck;
 mod ops;
 
 pub use ops::{Checkpoint, GuestHandle};

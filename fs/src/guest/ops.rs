@@ -58,9 +58,10 @@ impl GuestHandle {
     pub fn open(repo: &Path, name: &str, writable: bool) -> Result<GuestHandle> {
         let rec = find(repo, name)?;
         let guard = if writable { Some(lock(&rec.dir, name)?) } else { None };
-        let sp = rec.dir.join("STATE");
-        let text = std::fs::read(&sp).map_err(|e| Error::io("reading", &sp, e))?;
-        let state: GuestState = serde_json::from_slice(&text).map_err(|_| Error::Decode { what: "guest state", why: "invalid JSON" })?;
+        // Checked before anything is touched: a STATE that names no sound
+        // generation must never let `remove_stale_generations` delete the
+        // generations that are there.
+        let state = read_state(&rec)?;
         let local = Repository::open(&rec.dir.join("store"), writable)?;
         let g = GuestHandle { rec, state, local, _lock: guard };
         if writable {
@@ -68,6 +69,16 @@ impl GuestHandle {
             g.remove_stale_generations();
         }
         Ok(g)
+    }
+
+    /// Open a guest whose STATE may be damaged, holding its lock, without
+    /// touching anything (for `guest fsck`): the state is `None` if it does
+    /// not read or names a generation that is not there.
+    pub fn open_for_check(repo: &Path, name: &str) -> Result<(GuestRecord, GuestLock, Result<GuestState>)> {
+        let rec = find(repo, name)?;
+        let guard = lock(&rec.dir, name)?;
+        let state = read_state(&rec);
+        Ok((rec, guard, state))
     }
 
     pub fn dir(&self) -> &Path {
@@ -94,7 +105,7 @@ impl GuestHandle {
 
     /// The overlay of the current generation.
     pub fn overlay(&self, store: Arc<dyn ObjectStore>) -> Result<Overlay> {
-        Overlay::open(&self.overlay_dir(), store, self.state.base)
+        Ok(Overlay::open_existing(&self.overlay_dir(), store, self.state.base)?.for_guest(&self.rec.name))
     }
 
     pub fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
@@ -213,7 +224,7 @@ impl GuestHandle {
             // Left by a crash before the commit point: never visible, discard.
             std::fs::remove_dir_all(&nd).map_err(|e| Error::io("removing", &nd, e))?;
         }
-        Overlay::open(&nd, store, root)
+        Ok(Overlay::open(&nd, store, root)?.for_guest(&self.rec.name))
     }
 
     /// Commit the generation [`Self::prepare_generation`] made: the STATE rename.
@@ -324,4 +335,37 @@ impl GuestHandle {
     pub fn local(&self) -> &Repository {
         &self.local
     }
+}
+
+/// The guest's STATE, checked: it decodes, and the generation it names is
+/// there (its directory and `FORMAT`). Anything else is damage, reported
+/// with what is there instead.
+pub(crate) fn read_state(rec: &GuestRecord) -> Result<GuestState> {
+    let sp = rec.dir.join("STATE");
+    let damaged = |why: String| {
+        tracing::error!(guest = %rec.name, path = %sp.display(), "guest STATE is damaged: {why}");
+        Error::OverlayDamaged { path: sp.clone(), why: format!("{why}; nothing was changed (`lvrepo guest fsck {} --repair` repoints it at the newest sound generation)", rec.name) }
+    };
+    let text = match std::fs::read(&sp) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(damaged("missing".into())),
+        Err(e) => return Err(Error::io("reading", &sp, e)),
+    };
+    let state: GuestState = serde_json::from_slice(&text).map_err(|e| damaged(format!("does not decode ({e})")))?;
+    let gd = rec.dir.join(format!("gen-{:08}", state.generation));
+    if !gd.join("FORMAT").is_file() {
+        let there: Vec<String> = generations(&rec.dir).iter().map(|g| format!("gen-{g:08}")).collect();
+        let what = if gd.is_dir() { "has no FORMAT" } else { "does not exist" };
+        return Err(damaged(format!("names generation {} whose directory {what} (generations there: {})", state.generation, if there.is_empty() { "none".into() } else { there.join(", ") })));
+    }
+    Ok(state)
+}
+
+/// The overlay generations present in guest directory `dir`, ascending.
+pub(crate) fn generations(dir: &Path) -> Vec<u64> {
+    let mut out: Vec<u64> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("gen-")).and_then(|n| n.parse().ok())).collect())
+        .unwrap_or_default();
+    out.sort_unstable();
+    out
 }

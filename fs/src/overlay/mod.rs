@@ -18,14 +18,18 @@
 
 pub(crate) mod acl;
 mod adopt;
+pub mod check;
 mod data;
+mod local;
 mod memo;
 mod prefetch;
 mod readout;
 pub mod db;
 pub mod ns;
 pub mod record;
+pub mod sums;
 mod trees;
+mod upgrade;
 
 pub use adopt::Adopted;
 pub use readout::ReadOut;
@@ -49,8 +53,9 @@ pub const ROOT_INO: u64 = 1;
 pub const SPACE_RESERVE: u64 = 8 << 20;
 const BASE_BIT: u64 = 1 << 62;
 /// 2: small files the guest creates keep their bytes in the database
-/// (`inline`); format 1 overlays are upgraded when opened.
-pub const OVERLAY_FORMAT: u32 = 2;
+/// (`inline`); 3: data files carry block checksums (`sums`). Older
+/// overlays are upgraded when opened.
+pub const OVERLAY_FORMAT: u32 = 3;
 /// Longest name accepted (as on ext4).
 pub const NAME_MAX: usize = 255;
 
@@ -68,6 +73,37 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// Write `FORMAT` (temp file and rename).
+fn write_format(dir: &Path) -> Result<()> {
+    let (fmt, tmp) = (dir.join("FORMAT"), dir.join("FORMAT.tmp"));
+    std::fs::write(&tmp, format!("lvrepo overlay\nformat {OVERLAY_FORMAT}\n"))
+        .and_then(|_| std::fs::rename(&tmp, &fmt))
+        .map_err(|e| Error::io("writing", &fmt, e))
+}
+
+/// The error for an overlay database that does not open: damage (a
+/// corrupt log, table or manifest, a missing file) is `OverlayDamaged`
+/// (exit 4, EIO), anything else (busy, permissions, space) says why.
+fn db_open_error(dir: &Path, e: Error) -> Error {
+    let chain = error_chain(&e);
+    let damage = match &e {
+        Error::Db(r) => match r.kind() {
+            rocksdb::ErrorKind::Corruption => true,
+            // A missing CURRENT, MANIFEST or table file.
+            rocksdb::ErrorKind::InvalidArgument => chain.contains("does not exist"),
+            rocksdb::ErrorKind::IOError | rocksdb::ErrorKind::NotFound => chain.contains("No such file"),
+            _ => false,
+        },
+        _ => false,
+    };
+    if damage {
+        tracing::error!(overlay = %dir.display(), error = %chain, "the overlay database is damaged");
+        Error::OverlayDamaged { path: dir.join("meta"), why: format!("the overlay database does not open: {chain}; nothing was changed (see `lvrepo guest fsck`)") }
+    } else {
+        Error::Overlay { path: dir.to_path_buf(), why: format!("cannot open overlay database: {chain}") }
+    }
 }
 
 /// The inode number of an image entry at `path` (stable across mounts).
@@ -100,6 +136,8 @@ pub(crate) struct Node {
     pub opens: u32,
     pub file: Option<Arc<File>>,
     pub windows: Option<HashSet<u64>>,
+    /// Block sums of the data file by window (see [`sums`]), loaded on first use.
+    pub sums: Option<local::Sums>,
     pub extents: Option<Arc<Vec<(u64, u64, ChunkId)>>>,
     /// Where the last read of the image's bytes ended, and how far chunk
     /// read-ahead has queued (see `overlay::prefetch`); `reader` shares
@@ -184,6 +222,8 @@ pub(crate) const OPEN_DATA_FILES: usize = 256;
 
 pub struct Overlay {
     dir: PathBuf,
+    /// The guest this overlay belongs to (empty for a plain overlay), for logs.
+    guest: String,
     pub(crate) db: MetaDb,
     pub(crate) store: Arc<dyn ObjectStore>,
     root: TreeId,
@@ -199,22 +239,43 @@ impl Overlay {
     /// Open (creating if needed) the overlay in `dir` over root tree `root`.
     /// An existing overlay made over another root is refused.
     pub fn open(dir: &Path, store: Arc<dyn ObjectStore>, root: TreeId) -> Result<Self> {
+        Self::open_as(dir, store, root, false)
+    }
+
+    /// Open an overlay that must exist already (a guest's committed
+    /// generation): a missing `FORMAT` is damage, not a new overlay.
+    pub fn open_existing(dir: &Path, store: Arc<dyn ObjectStore>, root: TreeId) -> Result<Self> {
+        Self::open_as(dir, store, root, true)
+    }
+
+    fn open_as(dir: &Path, store: Arc<dyn ObjectStore>, root: TreeId, existing: bool) -> Result<Self> {
         let fmt = dir.join("FORMAT");
         let fresh = !fmt.exists();
         let oerr = |why: String| Error::Overlay { path: dir.to_path_buf(), why };
-        let mut upgrade = false;
+        let damaged = |path: PathBuf, why: String| Error::OverlayDamaged { path, why };
+        // A database with records but no FORMAT: FORMAT was lost (a new
+        // overlay writes it right after its first two records).
+        if fresh && (existing || dir.join("meta").join("CURRENT").exists()) {
+            let db = MetaDb::open(&dir.join("meta"), false, false);
+            if existing || db.map_or(true, |d| d.has_records()) {
+                return Err(damaged(fmt, "missing: the overlay's format is unknown; nothing was changed".into()));
+            }
+        }
+        let mut from = OVERLAY_FORMAT;
         if fresh {
             std::fs::create_dir_all(dir.join("data")).map_err(|e| Error::io("creating", dir, e))?;
         } else {
-            let text = std::fs::read_to_string(&fmt).map_err(|e| Error::io("reading", &fmt, e))?;
-            match text.trim() {
-                t if t == format!("lvrepo overlay\nformat {OVERLAY_FORMAT}") => {}
-                // Format 1 lacks only the `inline` column family.
-                "lvrepo overlay\nformat 1" => upgrade = true,
-                t => return Err(oerr(format!("unsupported overlay format {t:?}"))),
+            let text = std::fs::read(&fmt).map_err(|e| Error::io("reading", &fmt, e))?;
+            let t = String::from_utf8_lossy(&text);
+            let n = t.trim().strip_prefix("lvrepo overlay\nformat ").and_then(|n| n.parse::<u32>().ok());
+            match n {
+                Some(n) if (1..=OVERLAY_FORMAT).contains(&n) => from = n,
+                Some(n) => return Err(oerr(format!("overlay format {n} is newer than this lvrepo reads ({OVERLAY_FORMAT})"))),
+                None => return Err(damaged(fmt, format!("not an lvrepo overlay FORMAT file: {:?}", t.chars().take(40).collect::<String>()))),
             }
         }
-        let db = MetaDb::open(&dir.join("meta"), fresh, upgrade).map_err(|e| oerr(format!("cannot open overlay database: {}", error_chain(&e))))?;
+        let upgrade = from < OVERLAY_FORMAT;
+        let db = MetaDb::open(&dir.join("meta"), fresh, upgrade).map_err(|e| db_open_error(dir, e))?;
         match db.meta(b"root")? {
             Some(r) if r.as_slice() != root.0.as_bytes() => {
                 let have = Digest::from_slice(&r).map(|d| d.to_string()).unwrap_or_default();
@@ -229,14 +290,11 @@ impl Overlay {
                 db.sync()?;
             }
         }
-        if fresh || upgrade {
+        if fresh {
             // Written once the database has what the format says it has
             // (written last by a fresh overlay, so a crash before leaves a
             // directory without FORMAT, opened as fresh again).
-            let tmp = dir.join("FORMAT.tmp");
-            std::fs::write(&tmp, format!("lvrepo overlay\nformat {OVERLAY_FORMAT}\n"))
-                .and_then(|_| std::fs::rename(&tmp, &fmt))
-                .map_err(|e| Error::io("writing", &fmt, e))?;
+            write_format(dir)?;
         }
         let next_ino = match db.meta(b"next_ino")? {
             Some(v) if v.len() == 8 => u64::from_le_bytes(v.as_slice().try_into().unwrap_or([0; 8])),
@@ -244,6 +302,7 @@ impl Overlay {
         };
         let ov = Overlay {
             dir: dir.to_path_buf(),
+            guest: String::new(),
             db,
             store: store.clone(),
             root,
@@ -252,6 +311,13 @@ impl Overlay {
             prefetch: prefetch::Prefetch::new(store),
             free: Mutex::new(0),
         };
+        if upgrade {
+            // Before 3: no block sums yet (a crash here sums again next time).
+            if from < 3 {
+                upgrade::add_sums(&ov)?;
+            }
+            write_format(dir)?;
+        }
         ov.purge_orphans()?;
         {
             let (dirty, all) = ov.db.dirty()?;
@@ -274,6 +340,12 @@ impl Overlay {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Name the guest this overlay belongs to (in its log lines).
+    pub fn for_guest(mut self, name: &str) -> Self {
+        self.guest = name.to_string();
+        self
     }
 
     pub fn root(&self) -> TreeId {
@@ -594,7 +666,7 @@ impl Overlay {
 
 impl Node {
     pub(crate) fn new(inode: Inode, lookups: u64) -> Self {
-        Node { inode, parent: 0, lookups, opens: 0, file: None, windows: None, extents: None, read_end: 0, ahead_to: 0, reader: None, streaming: false, random_reads: 0, whole_ahead: false }
+        Node { inode, parent: 0, lookups, opens: 0, file: None, windows: None, sums: None, extents: None, read_end: 0, ahead_to: 0, reader: None, streaming: false, random_reads: 0, whole_ahead: false }
     }
 
     /// Whether the kernel holds this inode: looked up, or open through a

@@ -1,4 +1,4 @@
-//! `lvrepo guest create|list|show|rm`.
+//! `lvrepo guest create|list|show|rm` (`fsck`: see `fsck.rs`).
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ pub fn run(cli: &Cli, cmd: &GuestCmd) -> Result<()> {
         GuestCmd::List { json } => list(cli, *json),
         GuestCmd::Show { name, json } => show(cli, name, *json),
         GuestCmd::Rm { name } => rm(cli, name),
+        GuestCmd::Fsck { name, repair, json } => super::fsck::run(cli, name, *repair, *json),
     }
 }
 

@@ -7,6 +7,7 @@ mod completions;
 mod delete;
 mod diff;
 mod export;
+mod fsck;
 mod gc;
 mod guest;
 mod images;
@@ -43,7 +44,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Checkpoint { action, name, message, json } => checkpoint::run(cli, action.as_ref(), name.as_deref(), message, *json),
         Command::Log { name, json } => log::run(cli, name, *json),
         Command::Rollback { name, checkpoint } => rollback::run(cli, name, checkpoint),
-        Command::Verify { json } => verify::run(cli, *json),
+        Command::Verify { overlays, json } => verify::run(cli, *overlays, *json),
         Command::Gc { json } => gc::run(cli, *json),
         Command::Stats { json } => stats::run(cli, *json),
         Command::Mount { operands, overlay, guest, foreground, threads, no_uring, no_handoff, seclabel, cache_mib } => {

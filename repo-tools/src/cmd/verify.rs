@@ -6,12 +6,16 @@ use crate::cli::Cli;
 use crate::output::{human_bytes, print_json};
 use crate::progress::Bar;
 
-pub fn run(cli: &Cli, json: bool) -> Result<()> {
+pub fn run(cli: &Cli, overlays: bool, json: bool) -> Result<()> {
     let repo = super::open(cli, false)?;
     let bar = Bar::bytes(cli.quiet, "verifying");
     let report = lvrepo_fs::verify::verify(&repo, &bar)?;
     bar.finish();
-    if json {
+    let guests = if overlays { super::fsck::check_guests(cli, &repo, json)? } else { Vec::new() };
+    let guest_damage: usize = guests.iter().map(|g| g.damaged()).sum();
+    if json && overlays {
+        print_json(&serde_json::json!({ "repository": report, "guests": guests }))?;
+    } else if json {
         print_json(&report)?;
     } else {
         for d in &report.damaged {
@@ -28,8 +32,8 @@ pub fn run(cli: &Cli, json: bool) -> Result<()> {
             report.damaged.len()
         );
     }
-    if !report.damaged.is_empty() {
-        return Err(crate::Exit(crate::exit::DAMAGED, format!("{} damaged objects", report.damaged.len())).into());
+    if !report.damaged.is_empty() || guest_damage > 0 {
+        return Err(crate::Exit(crate::exit::DAMAGED, format!("{} damaged objects, {guest_damage} damaged in guests", report.damaged.len())).into());
     }
     Ok(())
 }
