@@ -48,6 +48,8 @@ impl GuestHandle {
         let state = GuestState { base: image.root_tree(), generation: 1 };
         let rec = GuestRecord { name: name.to_string(), image: image.label(), dir: dir.clone(), created: now() };
         let g = GuestHandle { rec, state, local, _lock: Some(guard) };
+        // The first generation exists before the STATE that names it.
+        drop(Overlay::open(&g.overlay_dir(), g.store(repo.shared_store()), g.state.base)?);
         g.write_state()?;
         register(repo, &g.rec)?;
         tracing::info!(guest = name, image = %image.label(), "created guest");
@@ -105,7 +107,9 @@ impl GuestHandle {
 
     /// The overlay of the current generation.
     pub fn overlay(&self, store: Arc<dyn ObjectStore>) -> Result<Overlay> {
-        Ok(Overlay::open_existing(&self.overlay_dir(), store, self.state.base)?.for_guest(&self.rec.name))
+        let d = self.overlay_dir();
+        let ov = if never_opened(&self.rec.dir, &self.state) { Overlay::open(&d, store, self.state.base) } else { Overlay::open_existing(&d, store, self.state.base) };
+        Ok(ov?.for_guest(&self.rec.name))
     }
 
     pub fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
@@ -353,12 +357,18 @@ pub(crate) fn read_state(rec: &GuestRecord) -> Result<GuestState> {
     };
     let state: GuestState = serde_json::from_slice(&text).map_err(|e| damaged(format!("does not decode ({e})")))?;
     let gd = rec.dir.join(format!("gen-{:08}", state.generation));
-    if !gd.join("FORMAT").is_file() {
+    if !gd.join("FORMAT").is_file() && !never_opened(&rec.dir, &state) {
         let there: Vec<String> = generations(&rec.dir).iter().map(|g| format!("gen-{g:08}")).collect();
         let what = if gd.is_dir() { "has no FORMAT" } else { "does not exist" };
         return Err(damaged(format!("names generation {} whose directory {what} (generations there: {})", state.generation, if there.is_empty() { "none".into() } else { there.join(", ") })));
     }
     Ok(state)
+}
+
+/// A guest made by an lvrepo that created its first generation on first
+/// use, never opened since: generation 1 and no generation directory at all.
+fn never_opened(dir: &Path, state: &GuestState) -> bool {
+    state.generation == 1 && generations(dir).is_empty()
 }
 
 /// The overlay generations present in guest directory `dir`, ascending.

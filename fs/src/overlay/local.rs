@@ -19,6 +19,8 @@ use crate::error::{Error, Result};
 
 pub(crate) type Sums = HashMap<u64, WindowSums>;
 
+const DOES_NOT_MATCH: &str = "does not match its checksum (the data file is missing, short or changed)";
+
 /// Bytes of a write to put in the data file once its batch has committed
 /// (overwrites of blocks that had sums), and the sums to restore should
 /// that fail.
@@ -64,8 +66,8 @@ impl Overlay {
     /// The error for a block that failed its check, logged.
     pub(crate) fn damaged_at(&self, ino: u64, offset: u64, why: &str) -> Error {
         let path = self.data_path(ino);
-        tracing::error!(guest = %self.guest, overlay = %self.dir().display(), path = %path.display(), ino, offset, "overlay data is damaged: {why}");
-        Error::OverlayDamaged { path, why: format!("bytes {offset}..{} {why}", offset + BLOCK) }
+        tracing::error!(guest = %self.guest, overlay = %self.dir().display(), path = %path.display(), ino, offset, "overlay data block is damaged: it {why}");
+        Error::OverlayDamaged { path, why: format!("the block at bytes {offset}..{} {why}", offset + BLOCK) }
     }
 
     /// Verified bytes `[p, p + len)` of the local data of `ino`, read under
@@ -76,7 +78,7 @@ impl Overlay {
         let sums = self.sums_of(node, ino)?;
         match Self::read_checked(f.as_deref(), sums, p, len).map_err(|e| Error::io("reading overlay data", self.data_path(ino), e))? {
             Ok(b) => Ok(b),
-            Err(at) => Err(self.damaged_at(ino, at, "do not match their checksum (missing, short or changed data file)")),
+            Err(at) => Err(self.damaged_at(ino, at, DOES_NOT_MATCH)),
         }
     }
 
@@ -311,7 +313,7 @@ impl LocalData<'_> {
     pub fn read(&self, p: u64, len: u64) -> Result<Vec<u8>> {
         match Overlay::read_checked(self.file.as_ref(), &self.sums, p, len).map_err(|e| Error::io("reading overlay data", self.ov.data_path(self.ino), e))? {
             Ok(b) => Ok(b),
-            Err(at) => Err(self.ov.damaged_at(self.ino, at, "do not match their checksum (missing, short or changed data file)")),
+            Err(at) => Err(self.ov.damaged_at(self.ino, at, DOES_NOT_MATCH)),
         }
     }
 }

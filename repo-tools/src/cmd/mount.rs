@@ -111,7 +111,12 @@ fn spawn_daemon(overlay: &Path, mountpoint: &Path) -> Result<()> {
             let log = std::fs::read(overlay.join("daemon.log")).unwrap_or_default();
             let tail = String::from_utf8_lossy(log.get(log_start..).unwrap_or_default()).into_owned();
             let last: Vec<&str> = tail.lines().rev().take(5).collect();
-            bail!("mount daemon exited with {status}: {}", last.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            let msg = format!("mount daemon exited with {status}: {}", last.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            // The daemon's own exit code says why (4: damaged overlay, 6: busy...).
+            return Err(match status.code().and_then(|c| u8::try_from(c).ok()) {
+                Some(c) if c > 1 => crate::Exit(c, msg).into(),
+                _ => anyhow::anyhow!(msg),
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     }
