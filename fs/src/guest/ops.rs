@@ -342,7 +342,7 @@ impl GuestHandle {
 }
 
 /// The guest's STATE, checked: it decodes, and the generation it names is
-/// there (its directory and `FORMAT`). Anything else is damage, reported
+/// there. Anything else is damage, reported
 /// with what is there instead.
 pub(crate) fn read_state(rec: &GuestRecord) -> Result<GuestState> {
     let sp = rec.dir.join("STATE");
@@ -357,10 +357,10 @@ pub(crate) fn read_state(rec: &GuestRecord) -> Result<GuestState> {
     };
     let state: GuestState = serde_json::from_slice(&text).map_err(|e| damaged(format!("does not decode ({e})")))?;
     let gd = rec.dir.join(format!("gen-{:08}", state.generation));
-    if !gd.join("FORMAT").is_file() && !never_opened(&rec.dir, &state) {
+    // (What the directory holds is the overlay's to check when opened.)
+    if !gd.is_dir() && !never_opened(&rec.dir, &state) {
         let there: Vec<String> = generations(&rec.dir).iter().map(|g| format!("gen-{g:08}")).collect();
-        let what = if gd.is_dir() { "has no FORMAT" } else { "does not exist" };
-        return Err(damaged(format!("names generation {} whose directory {what} (generations there: {})", state.generation, if there.is_empty() { "none".into() } else { there.join(", ") })));
+        return Err(damaged(format!("names generation {}, whose directory does not exist (generations there: {})", state.generation, if there.is_empty() { "none".into() } else { there.join(", ") })));
     }
     Ok(state)
 }

@@ -91,12 +91,6 @@ impl MetaDb {
         Ok(MetaDb { db, committed: AtomicU64::new(0), synced: AtomicU64::new(0), known })
     }
 
-    /// Whether any inode or dirent is recorded.
-    pub fn has_records(&self) -> bool {
-        let k = self.known();
-        !k.inodes.is_empty() || !k.parents.is_empty()
-    }
-
     fn known(&self) -> std::sync::MutexGuard<'_, Known> {
         self.known.lock().unwrap_or_else(|e| e.into_inner())
     }

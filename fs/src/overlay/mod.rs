@@ -83,6 +83,19 @@ fn write_format(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("writing", &fmt, e))
 }
 
+/// Whether the database at `meta` holds any inode record, read without
+/// changing it (`true` when it does not even open: not a fresh overlay).
+fn has_records(meta: &Path) -> bool {
+    let o = rocksdb::Options::default();
+    let Ok(cfs) = rocksdb::DB::list_cf(&o, meta) else { return true };
+    let Ok(db) = rocksdb::DB::open_cf_for_read_only(&o, meta, &cfs, false) else { return true };
+    let Some(cf) = db.cf_handle("inodes") else { return true };
+    let mut ro = rocksdb::ReadOptions::default();
+    ro.set_total_order_seek(true);
+    let any = db.iterator_cf_opt(cf, ro, rocksdb::IteratorMode::Start).next().is_some();
+    any
+}
+
 /// The error for an overlay database that does not open: damage (a
 /// corrupt log, table or manifest, a missing file) is `OverlayDamaged`
 /// (exit 4, EIO), anything else (busy, permissions, space) says why.
@@ -256,8 +269,7 @@ impl Overlay {
         // A database with records but no FORMAT: FORMAT was lost (a new
         // overlay writes it right after its first two records).
         if fresh && (existing || dir.join("meta").join("CURRENT").exists()) {
-            let db = MetaDb::open(&dir.join("meta"), false, false);
-            if existing || db.map_or(true, |d| d.has_records()) {
+            if existing || has_records(&dir.join("meta")) {
                 return Err(damaged(fmt, "missing: the overlay's format is unknown; nothing was changed".into()));
             }
         }
