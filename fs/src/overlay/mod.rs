@@ -10,8 +10,11 @@
 //!   files) with bit 62 set; inodes the guest creates count up from 2 below
 //!   bit 62.
 //! - Each namespace operation is a single atomic database batch.
+//! - Local bytes are never served unverified: every 4 KiB block of a data
+//!   file that holds data has a checksum (`sums`), checked on every read
+//!   (see [`local`]); damage is EIO, never zeros.
 //!
-//! Layout of an overlay directory (format 2): `FORMAT`, `meta/` (RocksDB, see
+//! Layout of an overlay directory (format 3): `FORMAT`, `meta/` (RocksDB, see
 //! [`db`]), `data/<ino as 16 hex digits>` (sparse files mirroring file
 //! offsets; a small file the guest created has none, its bytes are inline in
 //! the database).
