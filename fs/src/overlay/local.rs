@@ -122,6 +122,12 @@ impl Overlay {
         }
         buf[(off - bs) as usize..(end - bs) as usize].copy_from_slice(data);
         let node = self.node(st, ino)?;
+        // Past the file's end a block holds zeros (a shrink cut short by a
+        // crash may have left old bytes there, accepted by the old sum).
+        let keep = node.inode.size.max(end);
+        if keep < be {
+            buf[(keep - bs) as usize..].fill(0);
+        }
         let sums = self.sums_of(node, ino)?;
         let mut undo: Vec<(u64, WindowSums)> = Vec::new();
         // (offset, bytes, overwrite) runs of consecutive blocks.

@@ -695,3 +695,5 @@ impl Node {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod sums_tests;
