@@ -291,6 +291,15 @@ impl MetaDb {
         Ok(())
     }
 
+    /// Write every memtable to table files, so that nothing lives only in
+    /// the log (a clean close: see `Overlay`'s `UNCLEAN` marker).
+    pub fn flush_all(&self) -> Result<()> {
+        for name in CFS {
+            self.db.flush_cf(self.cf(name)?)?;
+        }
+        Ok(())
+    }
+
     /// Make every committed batch durable: one fsync of the WAL, none when
     /// nothing was committed since the last sync.
     pub fn sync(&self) -> Result<()> {

@@ -78,6 +78,25 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Present while the overlay is open, holding the number of the log the
+/// session started (removed once a close has flushed the database's
+/// memtables to table files, so that no record lives only in a log).
+const UNCLEAN: &str = "UNCLEAN";
+
+/// The highest number of a log file in database directory `meta` (0: none).
+fn newest_log(meta: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(meta) else { return 0 };
+    rd.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".log")).and_then(|n| n.parse().ok())).max().unwrap_or(0)
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        if let Err(e) = self.close_db() {
+            tracing::warn!(overlay = %self.dir.display(), error = %e, "closing the overlay cleanly failed: the next open replays its log");
+        }
+    }
+}
+
 /// Write `FORMAT` (temp file and rename).
 fn write_format(dir: &Path) -> Result<()> {
     let (fmt, tmp) = (dir.join("FORMAT"), dir.join("FORMAT.tmp"));
@@ -290,7 +309,18 @@ impl Overlay {
             }
         }
         let upgrade = from < OVERLAY_FORMAT;
+        // Open and not closed cleanly since: records may live only in the
+        // log, and RocksDB opens without a log that is gone.
+        let unclean = dir.join(UNCLEAN);
+        if let Ok(t) = std::fs::read_to_string(&unclean) {
+            if newest_log(&dir.join("meta")) < t.trim().parse().unwrap_or(1) {
+                return Err(damaged(dir.join("meta"), "the database's log is missing after an unclean shutdown: records written since its last flush are lost; nothing was changed".into()));
+            }
+        }
         let db = MetaDb::open(&dir.join("meta"), fresh, upgrade).map_err(|e| db_open_error(dir, e))?;
+        // The log this session writes (RocksDB made it at open); later ones
+        // are numbered higher.
+        std::fs::write(&unclean, newest_log(&dir.join("meta")).to_string()).map_err(|e| Error::io("writing", &unclean, e))?;
         match db.meta(b"root")? {
             Some(r) if r.as_slice() != root.0.as_bytes() => {
                 let have = Digest::from_slice(&r).map(|d| d.to_string()).unwrap_or_default();
@@ -664,6 +694,25 @@ impl Overlay {
     /// Filesystem statistics of the overlay's partition.
     pub fn statfs(&self) -> Result<nix::sys::statvfs::Statvfs> {
         nix::sys::statvfs::statvfs(&self.dir).map_err(|e| Error::io("statfs", &self.dir, e.into()))
+    }
+
+    /// Close cleanly (at unmount; also when dropped): everything durable,
+    /// the database's memtables in table files, the `UNCLEAN` marker gone.
+    /// Nothing may change the overlay after this but another open.
+    pub fn close(&self) -> Result<()> {
+        self.sync_all()?;
+        self.close_db()
+    }
+
+    /// The database's part of [`Self::close`] (RocksDB syncs the table
+    /// files and manifest a flush writes; no syncfs of the partition).
+    fn close_db(&self) -> Result<()> {
+        self.db.flush_all()?;
+        let m = self.dir.join(UNCLEAN);
+        match std::fs::remove_file(&m) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("removing", m, e)),
+            _ => Ok(()),
+        }
     }
 
     /// Make everything written so far durable: syncfs of the overlay's

@@ -152,7 +152,9 @@ fn damaged_overlay_database_refuses_to_mount_and_nothing_is_deleted() {
             put(&m.p(&format!("f{i:03}")), format!("file {i}\n").as_bytes());
         }
         put(&m.p("new"), &new);
-        m.umount();
+        // Killed: the records stay in the log (a clean unmount flushes
+        // them to table files).
+        m.kill9();
     }
     let gd = gen_dir(&g, 1);
     let meta = gd.join("meta");
@@ -166,10 +168,15 @@ fn damaged_overlay_database_refuses_to_mount_and_nothing_is_deleted() {
         let names: Vec<PathBuf> = fs::read_dir(&meta).expect("read meta").map(|e| e.expect("readdir").path()).collect();
         names.iter().find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(ext))).cloned().unwrap_or_else(|| panic!("no {ext} in {}: {names:?}", meta.display()))
     };
-    let log = find(".log");
+    let log = fs::read_dir(&meta)
+        .expect("read meta")
+        .map(|e| e.expect("readdir").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .max_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .unwrap_or_else(|| panic!("no log in {}", meta.display()));
     assert!(fs::metadata(&log).expect("stat log").len() > 20_000, "the log holds too few records to damage its middle");
     type Damage = Box<dyn Fn()>;
-    let (l, m1, s, c, f) = (log.clone(), find("MANIFEST-"), find(".sst"), meta.join("CURRENT"), gd.join("FORMAT"));
+    let (l, l2, m1, s, c, f) = (log.clone(), log.clone(), find("MANIFEST-"), find(".sst"), meta.join("CURRENT"), gd.join("FORMAT"));
     let damages: Vec<(&str, Damage)> = vec![
         ("a flipped byte in the middle of the log", Box::new(move || flip(&l, fs::metadata(&l).expect("stat").len() / 2))),
         ("a flipped byte in the MANIFEST", Box::new(move || flip(&m1, fs::metadata(&m1).expect("stat").len() / 2))),
@@ -178,6 +185,7 @@ fn damaged_overlay_database_refuses_to_mount_and_nothing_is_deleted() {
         ("a missing CURRENT", Box::new(move || rm(&c))),
         ("a garbage FORMAT", Box::new({ let f = f.clone(); move || put(&f, b"lvrepo ov\x00erlay\n") })),
         ("a missing FORMAT", Box::new(move || rm(&f))),
+        ("a missing log after a crash", Box::new(move || rm(&l2))),
     ];
     for (what, damage) in damages {
         damage();
@@ -200,6 +208,14 @@ fn damaged_overlay_database_refuses_to_mount_and_nothing_is_deleted() {
     let m = g.mount();
     assert!(fs::read(m.p("new")).expect("read new") == new, "new changed");
     assert_eq!(fs::read(m.p("f299")).expect("read f299"), b"file 299\n");
+    m.umount();
+    // After a clean unmount no record lives only in the log: losing it
+    // loses nothing.
+    for p in fs::read_dir(&meta).expect("read meta").map(|e| e.expect("readdir").path()).filter(|p| p.extension().is_some_and(|x| x == "log")) {
+        rm(&p);
+    }
+    let m = g.mount();
+    assert_eq!(fs::read(m.p("f299")).expect("read f299 after the log went"), b"file 299\n");
     m.umount();
 }
 
