@@ -60,6 +60,26 @@ pub fn fsck(repo: &Repository, name: &str, repair: bool) -> Result<FsckReport> {
     };
     report.generation = Some(state.generation);
     let gd = rec.dir.join(format!("gen-{:08}", state.generation));
+    // The generation's database records the root it sits on; STATE must agree.
+    let mut state = state;
+    if let Ok(root) = recorded_root(&gd) {
+        if root != state.base {
+            let sp = rec.dir.join("STATE");
+            let what = format!("names base {} but generation {} sits on {}", state.base.0, state.generation, root.0);
+            let repaired = if repair {
+                state.base = root;
+                let json = serde_json::to_vec_pretty(&state).map_err(|_| Error::Decode { what: "guest state", why: "unencodable" })?;
+                write_atomic(&sp, &json)?;
+                Some(format!("STATE now names base {}", root.0))
+            } else {
+                None
+            };
+            report.problems.push(problem(&sp, what, repaired));
+            if !repair {
+                return Ok(report);
+            }
+        }
+    }
     let local = Repository::open(&rec.dir.join("store"), repair)?;
     let store: Arc<dyn ObjectStore> = Arc::new(Layered::new(local.shared_store(), repo.shared_store()));
     let ov = match Overlay::open_existing(&gd, store.clone(), state.base) {

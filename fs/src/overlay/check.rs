@@ -299,10 +299,11 @@ fn merge_ranges(blocks: &[u64]) -> Vec<(u64, u64)> {
 }
 
 /// The image root an overlay directory's database records (to open it
-/// when its guest's STATE is lost).
+/// when its guest's STATE is lost), read without changing anything.
 pub fn recorded_root(dir: &std::path::Path) -> Result<crate::digest::TreeId> {
-    let db = super::db::MetaDb::open(&dir.join("meta"), false, false)?;
-    let r = db.meta(b"root")?.ok_or(Error::Decode { what: "overlay database", why: "no root record" })?;
+    let db = super::db::open_read_only(&dir.join("meta"))?;
+    let cf = db.cf_handle("meta").ok_or(Error::Decode { what: "overlay database", why: "column family missing" })?;
+    let r = db.get_cf(cf, b"root")?.ok_or(Error::Decode { what: "overlay database", why: "no root record" })?;
     Ok(crate::digest::TreeId(crate::digest::Digest::from_slice(&r).map_err(|_| Error::Decode { what: "overlay root", why: "not 32 bytes" })?))
 }
 

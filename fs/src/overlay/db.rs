@@ -467,6 +467,16 @@ fn inode_options(o: &Options) -> Options {
 /// memtable; a full memtable holds ~30,000 records.
 const INODE_BUCKETS: usize = 32 << 10;
 
+/// Open the database at `path` read-only, changing nothing on disk (its
+/// log replayed in memory, refused when damaged inside, as by `open`).
+pub(crate) fn open_read_only(path: &Path) -> Result<DB> {
+    let mut o = Options::default();
+    o.set_paranoid_checks(true);
+    o.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+    let cfs = DB::list_cf(&o, path)?;
+    Ok(DB::open_cf_for_read_only(&o, path, &cfs, false)?)
+}
+
 /// A column family of the overlay database.
 fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily> {
     db.cf_handle(name).ok_or_else(|| Error::Decode { what: "overlay database", why: "column family missing" })

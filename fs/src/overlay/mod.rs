@@ -108,9 +108,7 @@ fn write_format(dir: &Path) -> Result<()> {
 /// Whether the database at `meta` holds any inode record, read without
 /// changing it (`true` when it does not even open: not a fresh overlay).
 fn has_records(meta: &Path) -> bool {
-    let o = rocksdb::Options::default();
-    let Ok(cfs) = rocksdb::DB::list_cf(&o, meta) else { return true };
-    let Ok(db) = rocksdb::DB::open_cf_for_read_only(&o, meta, &cfs, false) else { return true };
+    let Ok(db) = db::open_read_only(meta) else { return true };
     let Some(cf) = db.cf_handle("inodes") else { return true };
     let mut ro = rocksdb::ReadOptions::default();
     ro.set_total_order_seek(true);
@@ -324,7 +322,9 @@ impl Overlay {
         match db.meta(b"root")? {
             Some(r) if r.as_slice() != root.0.as_bytes() => {
                 let have = Digest::from_slice(&r).map(|d| d.to_string()).unwrap_or_default();
-                return Err(oerr(format!("overlay belongs to image root {have}, not {}", root.0)));
+                let why = format!("overlay belongs to image root {have}, not {}", root.0);
+                // A guest's own generation disagreeing with its STATE is damage.
+                return Err(if existing { damaged(dir.to_path_buf(), format!("{why} (the root the guest's STATE names); nothing was changed")) } else { oerr(why) });
             }
             Some(_) => {}
             None => {

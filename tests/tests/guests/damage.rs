@@ -258,6 +258,20 @@ fn a_state_naming_no_generation_refuses_mount_and_rollback_and_deletes_nothing()
     let m = g.mount();
     assert_eq!(fs::read(m.p("kept")).expect("read kept"), b"v2\n", "the repaired STATE lost the live generation");
     m.umount();
+    // A STATE whose base disagrees with its generation's: one hex digit
+    // of the id changed.
+    let good = fs::read(&sp).expect("read STATE");
+    let mut v: Value = serde_json::from_slice(&good).expect("STATE is JSON");
+    let base = v["base"].as_str().expect("STATE.base is a string").to_string();
+    let last = base.chars().last().expect("non-empty id");
+    v["base"] = format!("{}{}", &base[..base.len() - 1], if last == '0' { '1' } else { '0' }).into();
+    put(&sp, &serde_json::to_vec(&v).expect("json"));
+    let err = g.r().fails(["mount", "--guest", "st", g.mp.to_str().expect("utf-8 path")], 4);
+    assert!(err.contains("damaged") && err.contains("root"), "a STATE naming another base: unclear mount error:\n{err}");
+    let out = g.r().run(["guest", "fsck", "st", "--repair"]);
+    assert_eq!(out.status.code(), Some(4), "{}", report("guest fsck --repair", &out));
+    g.r().ok(["guest", "fsck", "st"]);
+    assert_eq!(fs::read(&sp).expect("read STATE"), good, "the repaired STATE is not the one the generation sits on");
     g.rollback(cp);
     let m = g.mount();
     assert_eq!(fs::read(m.p("kept")).expect("read kept"), b"v1\n");
