@@ -60,6 +60,11 @@ pub fn fsck(repo: &Repository, name: &str, repair: bool) -> Result<FsckReport> {
     };
     report.generation = Some(state.generation);
     let gd = rec.dir.join(format!("gen-{:08}", state.generation));
+    if !gd.exists() {
+        // Never opened (made by an lvrepo that created it on first use):
+        // nothing written yet.
+        return Ok(report);
+    }
     // The generation's database records the root it sits on; STATE must agree.
     let mut state = state;
     if let Ok(root) = recorded_root(&gd) {
