@@ -275,8 +275,11 @@ fn file_content(ov: &Overlay, st: &State, i: &Inode, out: &dyn ObjectStore, ino:
             }
         }
         _ => {
+            // Only the blocks that hold data: holes stay holes.
             for &w in local.windows() {
-                b.push(w * CHUNK_SIZE, &window(w)?)?;
+                for (s, e) in local.data_runs(w, i.size) {
+                    b.push(s, &local.read(s, e - s)?)?;
+                }
             }
         }
     }

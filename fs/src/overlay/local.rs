@@ -314,6 +314,25 @@ impl LocalData<'_> {
         &self.windows
     }
 
+    /// The byte ranges of window `w` whose blocks hold data (have sums),
+    /// not past `size`: the rest are holes, and stay holes in a fold.
+    pub fn data_runs(&self, w: u64, size: u64) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        let Some(s) = self.sums.get(&w) else { return out };
+        for (i, c) in s.cur.iter().enumerate() {
+            let start = w * CHUNK_SIZE + i as u64 * BLOCK;
+            if c.is_none() || start >= size {
+                continue;
+            }
+            let end = (start + BLOCK).min(size);
+            match out.last_mut() {
+                Some((_, e)) if *e == start => *e = end,
+                _ => out.push((start, end)),
+            }
+        }
+        out
+    }
+
     /// Bytes `[p, p + len)`, verified (a damaged block is an error naming
     /// the data file and offset, logged).
     pub fn read(&self, p: u64, len: u64) -> Result<Vec<u8>> {
