@@ -196,6 +196,17 @@ impl GuestHandle {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io("removing", &dir, e))
     }
 
+    /// Delete guest `name` whatever state its own files are in (a damaged
+    /// `STATE` included): under its lock, the registry entry, then its
+    /// directory.
+    pub fn remove_named(repo: &Path, name: &str) -> Result<()> {
+        let rec = find(repo, name)?;
+        let guard = lock(&rec.dir, name)?;
+        super::unregister(repo, name)?;
+        drop(guard);
+        std::fs::remove_dir_all(&rec.dir).map_err(|e| Error::io("removing", &rec.dir, e))
+    }
+
     /// Checkpoint an unmounted guest, then rebase it on the checkpoint (a new,
     /// empty overlay generation), so the next checkpoint costs only what
     /// changes after this one.

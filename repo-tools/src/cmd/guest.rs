@@ -119,8 +119,9 @@ fn rm(cli: &Cli, name: &str) -> Result<()> {
     if is_mounted(&rec) {
         bail!(crate::Exit(crate::exit::BUSY, format!("guest {name} is mounted; unmount it first")));
     }
-    let g = GuestHandle::open(&p, name, true)?;
-    g.remove(&p)?;
+    // Not through `GuestHandle::open`: a guest whose STATE is damaged can
+    // be removed too.
+    GuestHandle::remove_named(&p, name)?;
     if !cli.quiet {
         eprintln!("removed guest {name}");
     }

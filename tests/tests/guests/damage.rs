@@ -276,4 +276,8 @@ fn a_state_naming_no_generation_refuses_mount_and_rollback_and_deletes_nothing()
     let m = g.mount();
     assert_eq!(fs::read(m.p("kept")).expect("read kept"), b"v1\n");
     m.umount();
+    // A guest whose STATE is damaged can still be removed.
+    put(&sp, b"garbage");
+    g.r().ok(["guest", "rm", "st"]);
+    assert!(!g.dir.exists(), "guest rm left {}", g.dir.display());
 }
