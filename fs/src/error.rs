@@ -100,6 +100,11 @@ pub enum Error {
     NotPermitted(PathBuf),
     #[error("image {image} is in use by {users}; pass --force to delete it anyway (gc keeps what they use)")]
     ImageInUse { image: String, users: String },
+    /// Damage in a guest's or an overlay's own files (data file, database,
+    /// FORMAT, STATE): `path` names the file or directory, `why` what is
+    /// wrong (and where, for data: the byte range).
+    #[error("{path} is damaged: {why}")]
+    OverlayDamaged { path: PathBuf, why: String },
 }
 
 /// How a stored object failed its check.
@@ -138,7 +143,7 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::ImageNotFound(_) | Error::PathNotFound { .. } | Error::GuestNotFound(_) | Error::CheckpointNotFound { .. } => ErrorClass::NotFound,
-            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } | Error::IndexDamaged { .. } | Error::IndexIncomplete(_) | Error::IndexUnlisted(_) | Error::Unsound { .. } | Error::BadFile { .. } => {
+            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } | Error::IndexDamaged { .. } | Error::IndexIncomplete(_) | Error::IndexUnlisted(_) | Error::Unsound { .. } | Error::BadFile { .. } | Error::OverlayDamaged { .. } => {
                 ErrorClass::Damaged
             }
             Error::Db(e) if db_damage(e) => ErrorClass::Damaged,

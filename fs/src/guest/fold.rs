@@ -10,12 +10,10 @@
 //! operation can run between two reads of the fold.
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::FileExt;
 
 use crate::chunker::{window_of, CHUNK_SIZE};
 use crate::digest::{ChunkId, ObjectKind, TreeId};
 use crate::error::{Error, Result};
-use crate::import::dir::data_regions;
 use crate::object::{get_required_shared, ObjectStore};
 use crate::overlay::db::Folded;
 use crate::overlay::{Base, Dirent, ImagePath, Inode, Overlay, State, ROOT_INO};
@@ -231,7 +229,7 @@ fn entry_of(ov: &Overlay, st: &State, i: &Inode, name: Vec<u8>, out: &dyn Object
             // Unchanged since the last mounted checkpoint folded it.
             Some(f) => e.content = f.content,
             None => {
-                e.content = file_content(ov, i, out, ino)?;
+                e.content = file_content(ov, st, i, out, ino)?;
                 return Ok((e, true));
             }
         }
@@ -240,40 +238,27 @@ fn entry_of(ov: &Overlay, st: &State, i: &Inode, name: Vec<u8>, out: &dyn Object
 }
 
 /// A file's content: image chunks for windows it never wrote, new chunks for
-/// the windows it did (and for every byte of a file the guest created).
-fn file_content(ov: &Overlay, i: &Inode, out: &dyn ObjectStore, ino: u64) -> Result<Content> {
+/// the windows it did (and for every byte of a file the guest created). The
+/// overlay's bytes are read through its verified API: damage fails the fold
+/// (a checkpoint never stores zeros or wrong bytes as the file's data).
+fn file_content(ov: &Overlay, st: &State, i: &Inode, out: &dyn ObjectStore, ino: u64) -> Result<Content> {
+    let mut b = ContentBuilder::new(out);
     if i.base == Base::Inline {
-        let bytes = ov.db.inline(ino)?;
-        let mut b = ContentBuilder::new(out);
+        let bytes = ov.inline_bytes(ino)?;
         let n = (bytes.len() as u64).min(i.size) as usize;
         if n > 0 {
             b.push(0, &bytes[..n])?;
         }
         return b.finish(i.size);
     }
-    let data = match std::fs::File::open(ov.data_path(ino)) {
-        Ok(f) => Some(f),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io("opening overlay data", ov.data_path(ino), e)),
+    let local = ov.local_data(st, ino, i)?;
+    let window = |w: u64| -> Result<Vec<u8>> {
+        let ws = w * CHUNK_SIZE;
+        local.read(ws, CHUNK_SIZE.min(i.size - ws))
     };
-    let read = |off: u64, len: u64| -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; len as usize];
-        if let Some(f) = &data {
-            let mut done = 0;
-            while done < buf.len() {
-                let n = f.read_at(&mut buf[done..], off + done as u64).map_err(|e| Error::io("reading overlay data", ov.data_path(ino), e))?;
-                if n == 0 {
-                    break;
-                }
-                done += n;
-            }
-        }
-        Ok(buf)
-    };
-    let mut b = ContentBuilder::new(out);
     match &i.base {
         Base::File { content, limit } => {
-            let windows = ov.db.windows(ino)?;
+            let windows: std::collections::HashSet<u64> = local.windows().iter().copied().collect();
             let base_end = (*limit).min(i.size);
             // A one-chunk file's extent length is its chunk's length, which the
             // entry no longer tells once `limit` was lowered: ask the chunk.
@@ -281,15 +266,13 @@ fn file_content(ov: &Overlay, i: &Inode, out: &dyn ObjectStore, ino: u64) -> Res
                 Content::Chunk(c) => vec![(0, get_required_shared(&*ov.store, ObjectKind::Chunk, &c.0)?.len() as u64, *c)],
                 other => leaf_extents(&*ov.store, other, *limit)?,
             };
-            let mut wins: Vec<u64> = windows.iter().copied().filter(|&w| w * CHUNK_SIZE < i.size).collect();
+            let mut wins: Vec<u64> = windows.iter().copied().collect();
             wins.extend(base.iter().filter(|x| x.0 < base_end).map(|x| window_of(x.0)));
             wins.sort_unstable();
             wins.dedup();
             for w in wins {
-                let ws = w * CHUNK_SIZE;
                 if windows.contains(&w) {
-                    let len = CHUNK_SIZE.min(i.size - ws);
-                    b.push(ws, &read(ws, len)?)?;
+                    b.push(w * CHUNK_SIZE, &window(w)?)?;
                     continue;
                 }
                 for &(off, len, id) in base.iter().filter(|x| window_of(x.0) == w && x.0 < base_end) {
@@ -303,14 +286,10 @@ fn file_content(ov: &Overlay, i: &Inode, out: &dyn ObjectStore, ino: u64) -> Res
             }
         }
         _ => {
-            if let Some(f) = &data {
-                for (s, e) in data_regions(f, i.size).map_err(|er| Error::io("seeking overlay data", ov.data_path(ino), er))? {
-                    let mut p = s;
-                    while p < e {
-                        let n = (e - p).min(16 * CHUNK_SIZE);
-                        b.push(p, &read(p, n)?)?;
-                        p += n;
-                    }
+            // Only the blocks that hold data: holes stay holes.
+            for &w in local.windows() {
+                for (s, e) in local.data_runs(w, i.size) {
+                    b.push(s, &local.read(s, e - s)?)?;
                 }
             }
         }

@@ -236,6 +236,11 @@ fn open_db(path: &Path, read_only: bool) -> Result<DB> {
     opts.set_db_write_buffer_size(8 << 20);
     opts.set_max_total_wal_size(8 << 20);
     opts.set_manifest_preallocation_size(64 << 10);
+    // Refuse a damaged index rather than open without part of it (the
+    // default recovery drops every log record after a bad one); a torn last
+    // record (a crash mid-write) was never acknowledged and is tolerated.
+    opts.set_paranoid_checks(true);
+    opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
     let idx = path.join("index");
     let cfs = [CF_OBJECTS, CF_REFS, CF_META];
     let db = if read_only {
