@@ -10,6 +10,12 @@
 //! is the index batch written (synced). A crash therefore leaves at worst pack
 //! bytes that nothing indexes (reclaimed by gc), never an index entry pointing
 //! at bytes that are not on disk.
+//!
+//! A failed append or pack sync (a full partition) discards everything
+//! appended since the last flush: the pack is cut back to its indexed length,
+//! or removed if nothing in it is indexed, so a failed import or checkpoint
+//! gives its space back at once. (A failed index write keeps the pack: its
+//! batch may still be in the index's log.)
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -144,6 +150,8 @@ struct Writer {
     pack: u32,
     file: Arc<File>,
     len: u64,
+    /// The pack's length at the last flush: every record before it is indexed.
+    flushed: u64,
     batch: Vec<(Digest, IndexEntry)>,
     pending: HashMap<Digest, IndexEntry>,
     /// Pack files created since the last flush, whose directory entry needs a sync.
@@ -287,10 +295,14 @@ impl PackStore {
         let mut h = [0u8; PACK_HEADER_LEN as usize];
         h[..8].copy_from_slice(PACK_MAGIC);
         h[8..12].copy_from_slice(&PACK_FORMAT.to_le_bytes());
-        f.write_all(&h).map_err(|e| Error::io("writing pack", &path, e))?;
+        if let Err(e) = f.write_all(&h) {
+            // A pack without its header is no pack: nothing is left behind.
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::io("writing pack", &path, e));
+        }
         let file = Arc::new(f);
         self.files.write().unwrap_or_else(|e| e.into_inner()).insert(pack, file.clone());
-        Ok(Writer { pack, file, len: PACK_HEADER_LEN, batch: Vec::new(), pending: HashMap::new(), new_pack: true })
+        Ok(Writer { pack, file, len: PACK_HEADER_LEN, flushed: PACK_HEADER_LEN, batch: Vec::new(), pending: HashMap::new(), new_pack: true })
     }
 
     /// Append a record with an already-encoded payload. Used by `put` and by gc
@@ -319,7 +331,11 @@ impl PackStore {
         let mut rec = Vec::with_capacity(RECORD_HEADER_LEN + payload.len());
         rec.extend_from_slice(&header);
         rec.extend_from_slice(payload);
-        (&*w.file).write_all(&rec).map_err(|e| Error::io("writing pack", self.pack_path(w.pack), e))?;
+        if let Err(e) = (&*w.file).write_all(&rec) {
+            let err = Error::io("writing pack", self.pack_path(w.pack), e);
+            self.discard(&mut guard);
+            return Err(err);
+        }
         let entry = IndexEntry { pack: w.pack, offset: w.len, stored_len, raw_len, kind, codec };
         w.len += rec.len() as u64;
         w.batch.push((*id, entry));
@@ -349,11 +365,16 @@ impl PackStore {
         if w.batch.is_empty() {
             return Ok(());
         }
-        w.file.sync_data().map_err(|e| Error::io("syncing pack", self.pack_path(w.pack), e))?;
+        if let Err(e) = w.file.sync_data() {
+            let err = Error::io("syncing pack", self.pack_path(w.pack), e);
+            self.discard(guard);
+            return Err(err);
+        }
         if w.new_pack {
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io("syncing", &self.dir, e))?;
+            if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
+                self.discard(guard);
+                return Err(Error::io("syncing", &self.dir, e));
+            }
             w.new_pack = false;
         }
         let cf = self.cf()?;
@@ -364,7 +385,27 @@ impl PackStore {
         self.batch_write(batch)?;
         w.batch.clear();
         w.pending.clear();
+        w.flushed = w.len;
         Ok(())
+    }
+
+    /// After a failed append or pack sync: drop every record not yet
+    /// indexed, cutting the pack back to its indexed length, or removing it
+    /// if nothing in it is indexed; the next append starts a new pack.
+    fn discard(&self, guard: &mut Option<Writer>) {
+        let Some(w) = guard.take() else { return };
+        let path = self.pack_path(w.pack);
+        let done = if w.flushed > PACK_HEADER_LEN {
+            w.file.set_len(w.flushed)
+        } else {
+            self.forget_pack(w.pack);
+            std::fs::remove_file(&path)
+        };
+        match done {
+            Ok(()) => tracing::warn!(pack = w.pack, objects = w.pending.len(), "write failed: dropped the objects not yet indexed from the pack"),
+            // Left as unindexed bytes, which gc reclaims.
+            Err(e) => tracing::error!(pack = w.pack, error = %e, path = %path.display(), "write failed, and cutting back the pack failed too"),
+        }
     }
 
     /// The pack currently being written, if any (gc must not delete it).

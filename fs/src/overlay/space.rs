@@ -1,0 +1,110 @@
+//! Free space on the overlay's partition: what a write may use, and the
+//! metadata database's reserve file.
+//!
+//! Data writes stop [`SPACE_RESERVE`] short of full, metadata changes that
+//! grow the overlay [`META_RESERVE`] short (removals always run: they make
+//! room), so the database keeps room to record what was admitted, to flush,
+//! and to reopen after a failed write. Against a partition filled by someone
+//! else, `meta.reserve` (beside `meta/`) holds [`RESERVE_LEN`] allocated
+//! bytes, released when opening or reopening the database needs them and
+//! allocated again once the partition has room (see [`super::db`]).
+
+use std::path::{Path, PathBuf};
+
+use super::db::{RESERVE_LEN, REOPEN_ROOM};
+use super::{posix, Overlay, META_RESERVE, SPACE_RESERVE};
+use crate::error::{Error, Result};
+
+/// What one metadata change is charged against the running free-space
+/// estimate (more than it writes: the estimate must err low).
+const META_CHARGE: u64 = 64 << 10;
+
+impl Overlay {
+    /// Whether writing `n` more bytes would cut into [`SPACE_RESERVE`].
+    pub(crate) fn low_on_space(&self, n: u64) -> bool {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        // Trust the running estimate while it is far above the reserve.
+        if *free > n + 4 * SPACE_RESERVE {
+            *free -= n;
+            return false;
+        }
+        *free = self.statfs().map_or(u64::MAX, |s| s.blocks_available() as u64 * s.fragment_size() as u64);
+        *free <= SPACE_RESERVE + n.min(SPACE_RESERVE)
+    }
+
+    /// ENOSPC if a metadata change that grows the overlay would cut into
+    /// [`META_RESERVE`]. Removals are never refused: they make room.
+    pub(crate) fn room_for_metadata(&self) -> Result<()> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if *free > META_CHARGE + 4 * SPACE_RESERVE {
+            *free -= META_CHARGE;
+            return Ok(());
+        }
+        *free = self.statfs().map_or(u64::MAX, |s| s.blocks_available() as u64 * s.fragment_size() as u64);
+        if *free <= META_RESERVE {
+            return Err(posix(libc::ENOSPC));
+        }
+        if *free > RESERVE_LEN + SPACE_RESERVE {
+            // Room again after the reserve was spent to open or reopen.
+            self.db.restore_reserve();
+        }
+        Ok(())
+    }
+
+    /// Filesystem statistics of the overlay's partition.
+    pub fn statfs(&self) -> Result<nix::sys::statvfs::Statvfs> {
+        nix::sys::statvfs::statvfs(&self.dir).map_err(|e| Error::io("statfs", &self.dir, e.into()))
+    }
+}
+
+/// The reserve file of the database in `path` (`meta.reserve` beside `meta/`).
+pub(crate) fn reserve_path(path: &Path) -> PathBuf {
+    path.with_extension("reserve")
+}
+
+/// Free bytes on the partition holding `path` for an unprivileged writer
+/// (0 if it cannot be read: then the reserve is released rather than kept).
+pub(crate) fn free_space(path: &Path) -> u64 {
+    nix::sys::statvfs::statvfs(path).map_or(0, |s| s.blocks_available() as u64 * s.fragment_size() as u64)
+}
+
+/// Before opening a database beside the overlay in `dir` (the guest's own
+/// store) on a partition short of [`REOPEN_ROOM`]: release the overlay
+/// database's reserve.
+pub fn make_room(dir: &Path) {
+    let meta = dir.join("meta");
+    if free_space(dir) < REOPEN_ROOM {
+        release(&reserve_path(&meta));
+    }
+}
+
+/// Give the reserve file's blocks back to the partition.
+pub(crate) fn release(reserve: &Path) {
+    match std::fs::OpenOptions::new().write(true).open(reserve).and_then(|f| f.set_len(0)) {
+        Ok(()) => tracing::warn!(path = %reserve.display(), "partition full: released the overlay database's reserve"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(path = %reserve.display(), error = %e, "could not release the overlay database's reserve"),
+    }
+}
+
+/// Have the reserve file hold [`RESERVE_LEN`] allocated bytes, if the
+/// partition can spare them and [`REOPEN_ROOM`] besides; otherwise leave it
+/// as it is (released: allocated again once there is room). Whether it holds them.
+pub(crate) fn keep_reserve(reserve: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(f) = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(reserve) else { return false };
+    if f.metadata().is_ok_and(|m| m.blocks() * 512 >= RESERVE_LEN) {
+        return true;
+    }
+    if free_space(reserve) < RESERVE_LEN + REOPEN_ROOM {
+        return false;
+    }
+    // SAFETY: fallocate on a descriptor we own; no memory is passed.
+    if unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, RESERVE_LEN as libc::off_t) } != 0 {
+        tracing::warn!(path = %reserve.display(), error = %std::io::Error::last_os_error(), "could not allocate the overlay database's reserve");
+        let _ = f.set_len(0);
+        return false;
+    }
+    true
+}
