@@ -36,6 +36,10 @@ pub const RECORD_MAGIC: &[u8; 4] = b"LVOB";
 pub const RECORD_HEADER_LEN: usize = 48;
 /// A pack is closed once it grows past this size.
 const PACK_TARGET: u64 = 512 << 20;
+/// Appends stop this far short of a full partition, with ENOSPC: the index
+/// needs room to commit and close, and a guest's store shares its partition
+/// with the guest's overlay, whose database keeps its own reserve there.
+const PACK_RESERVE: u64 = 8 << 20;
 /// Codec byte values.
 const CODEC_RAW: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
@@ -156,6 +160,9 @@ struct Writer {
     pending: HashMap<Digest, IndexEntry>,
     /// Pack files created since the last flush, whose directory entry needs a sync.
     new_pack: bool,
+    /// Free bytes on the partition at the last statfs, less what was
+    /// appended since: statfs runs again only when this nears the reserve.
+    free: u64,
 }
 
 pub struct PackStore {
@@ -302,7 +309,7 @@ impl PackStore {
         }
         let file = Arc::new(f);
         self.files.write().unwrap_or_else(|e| e.into_inner()).insert(pack, file.clone());
-        Ok(Writer { pack, file, len: PACK_HEADER_LEN, flushed: PACK_HEADER_LEN, batch: Vec::new(), pending: HashMap::new(), new_pack: true })
+        Ok(Writer { pack, file, len: PACK_HEADER_LEN, flushed: PACK_HEADER_LEN, batch: Vec::new(), pending: HashMap::new(), new_pack: true, free: 0 })
     }
 
     /// Append a record with an already-encoded payload. Used by `put` and by gc
@@ -331,7 +338,13 @@ impl PackStore {
         let mut rec = Vec::with_capacity(RECORD_HEADER_LEN + payload.len());
         rec.extend_from_slice(&header);
         rec.extend_from_slice(payload);
-        if let Err(e) = (&*w.file).write_all(&rec) {
+        let n = rec.len() as u64;
+        if w.free < n + 4 * PACK_RESERVE {
+            w.free = nix::sys::statvfs::statvfs(&self.dir).map_or(u64::MAX, |s| s.blocks_available() as u64 * s.fragment_size() as u64);
+        }
+        w.free = w.free.saturating_sub(n);
+        let written = if w.free < PACK_RESERVE { Err(std::io::Error::from_raw_os_error(libc::ENOSPC)) } else { (&*w.file).write_all(&rec) };
+        if let Err(e) = written {
             let err = Error::io("writing pack", self.pack_path(w.pack), e);
             self.discard(&mut guard);
             return Err(err);
@@ -402,15 +415,28 @@ impl PackStore {
             std::fs::remove_file(&path)
         };
         match done {
-            Ok(()) => tracing::warn!(pack = w.pack, objects = w.pending.len(), "write failed: dropped the objects not yet indexed from the pack"),
+            Ok(()) => tracing::warn!(pack = w.pack, objects = w.pending.len(), "dropped the objects not yet indexed from the pack"),
             // Left as unindexed bytes, which gc reclaims.
-            Err(e) => tracing::error!(pack = w.pack, error = %e, path = %path.display(), "write failed, and cutting back the pack failed too"),
+            Err(e) => tracing::error!(pack = w.pack, error = %e, path = %path.display(), "cutting back the pack to its indexed length failed"),
         }
     }
 
     /// The pack currently being written, if any (gc must not delete it).
     pub(crate) fn current_pack(&self) -> Option<u32> {
         self.writer.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|w| w.pack)
+    }
+}
+
+impl Drop for PackStore {
+    /// Objects never flushed are not in the store (see [`ObjectStore`]):
+    /// their bytes go too, rather than wait for gc (a failed import or
+    /// checkpoint ends here, other threads having appended after the error).
+    fn drop(&mut self) {
+        let guard = self.writer.get_mut().unwrap_or_else(|e| e.into_inner());
+        if guard.as_ref().is_some_and(|w| w.len > w.flushed) {
+            let mut g = guard.take();
+            self.discard(&mut g);
+        }
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::db::{RESERVE_LEN, REOPEN_ROOM};
+use super::db::RESERVE_LEN;
 use super::{posix, Overlay, META_RESERVE, SPACE_RESERVE};
 use crate::error::{Error, Result};
 
@@ -69,11 +69,11 @@ pub(crate) fn free_space(path: &Path) -> u64 {
 }
 
 /// Before opening a database beside the overlay in `dir` (the guest's own
-/// store) on a partition short of [`REOPEN_ROOM`]: release the overlay
-/// database's reserve.
+/// store) on a partition without the room it needs to open: release the
+/// overlay database's reserve.
 pub fn make_room(dir: &Path) {
     let meta = dir.join("meta");
-    if free_space(dir) < REOPEN_ROOM {
+    if free_space(dir) < crate::repo::OPEN_ROOM {
         release(&reserve_path(&meta));
     }
 }
@@ -88,7 +88,7 @@ pub(crate) fn release(reserve: &Path) {
 }
 
 /// Have the reserve file hold [`RESERVE_LEN`] allocated bytes, if the
-/// partition can spare them and [`REOPEN_ROOM`] besides; otherwise leave it
+/// partition can spare them and [`SPACE_RESERVE`] besides; otherwise leave it
 /// as it is (released: allocated again once there is room). Whether it holds them.
 pub(crate) fn keep_reserve(reserve: &Path) -> bool {
     use std::os::fd::AsRawFd;
@@ -97,7 +97,8 @@ pub(crate) fn keep_reserve(reserve: &Path) -> bool {
     if f.metadata().is_ok_and(|m| m.blocks() * 512 >= RESERVE_LEN) {
         return true;
     }
-    if free_space(reserve) < RESERVE_LEN + REOPEN_ROOM {
+    // Never at the cost of refusing data writes.
+    if free_space(reserve) < RESERVE_LEN + SPACE_RESERVE {
         return false;
     }
     // SAFETY: fallocate on a descriptor we own; no memory is passed.
