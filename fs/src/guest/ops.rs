@@ -75,7 +75,7 @@ impl GuestHandle {
         let state: GuestState = serde_json::from_slice(&text).map_err(|_| Error::Decode { what: "guest state", why: "invalid JSON" })?;
         if writable {
             // A full partition must not keep the guest from opening.
-            crate::overlay::make_room(&rec.dir.join(format!("gen-{:08}", state.generation)));
+            crate::overlay::make_room(&gen_dir(&rec.dir, state.generation));
         }
         let local = Repository::open(&rec.dir.join("store"), writable)?;
         let g = GuestHandle { rec, state, local, _lock: guard };
@@ -95,7 +95,7 @@ impl GuestHandle {
     }
 
     fn gen_dir(&self, g: u64) -> PathBuf {
-        self.rec.dir.join(format!("gen-{g:08}"))
+        gen_dir(&self.rec.dir, g)
     }
 
     fn write_state(&self) -> Result<()> {
@@ -350,6 +350,11 @@ impl GuestHandle {
     pub fn local(&self) -> &Repository {
         &self.local
     }
+}
+
+/// The overlay directory of generation `g` of the guest in `dir`.
+fn gen_dir(dir: &Path, g: u64) -> PathBuf {
+    dir.join(format!("gen-{g:08}"))
 }
 
 /// Remove everything inside `dir`, keeping `dir`.
