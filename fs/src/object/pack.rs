@@ -340,7 +340,7 @@ impl PackStore {
         rec.extend_from_slice(payload);
         let n = rec.len() as u64;
         if w.free < n + 4 * PACK_RESERVE {
-            w.free = nix::sys::statvfs::statvfs(&self.dir).map_or(u64::MAX, |s| s.blocks_available() as u64 * s.fragment_size() as u64);
+            w.free = crate::repo::free_bytes(&self.dir, |f| f < n + PACK_RESERVE).unwrap_or(u64::MAX);
         }
         w.free = w.free.saturating_sub(n);
         let written = if w.free < PACK_RESERVE { Err(std::io::Error::from_raw_os_error(libc::ENOSPC)) } else { (&*w.file).write_all(&rec) };

@@ -19,14 +19,15 @@
 //!
 //! A failed write (a full partition) puts RocksDB 7.8 into its background
 //! error state: it refuses every later write, and syncing the log that failed
-//! aborts the process (an assertion in its file writer). So the first failed
-//! commit or sync marks the database failed; from then on nothing is written
-//! to or synced through that instance, and the next write reopens it (close,
-//! open: the log is replayed up to the last whole batch, which covers every
-//! acknowledged one) once the partition has [`REOPEN_ROOM`] free, releasing
-//! the reserve file (`meta.reserve`, [`RESERVE_LEN`]) if that is what it
-//! takes. Opening releases it the same way when the partition is full, so a
-//! full partition never keeps the overlay from mounting.
+//! aborts the process (an assertion in its file writer; so [`MetaDb::sync`]
+//! syncs the log files itself). So the first failed commit marks the
+//! database failed; nothing is written through that instance again, and the
+//! next write reopens it (close, open: the log is replayed up to the last
+//! whole batch, which covers every acknowledged one) once the partition has
+//! [`REOPEN_ROOM`] free, releasing the reserve file (`meta.reserve`,
+//! [`RESERVE_LEN`]) if that is what it takes. Opening releases it the same
+//! way when the partition is full, so a full partition never keeps the
+//! overlay from mounting.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -40,6 +41,8 @@ use super::space::{free_space, keep_reserve, release, reserve_path};
 use crate::digest::{ChunkId, Digest, FileId, TreeId};
 use crate::error::{Error, Result};
 use crate::tree::Content;
+
+mod recover;
 
 const CFS: [&str; 5] = ["inodes", "dirents", "windows", "meta", "inline"];
 
@@ -59,6 +62,8 @@ pub struct MetaDb {
     failed: AtomicBool,
     /// The reserve file holds its [`RESERVE_LEN`] bytes.
     reserved: AtomicBool,
+    /// The WAL files whose directory entries the last sync made durable.
+    logs_synced: Mutex<Vec<std::ffi::OsString>>,
     /// Batches committed, and how many of them the last WAL sync covered:
     /// a sync with nothing new to make durable costs nothing.
     committed: AtomicU64,
@@ -91,9 +96,9 @@ impl Batch {
         self.1.push((ino, old));
     }
 
-    /// The records to put back, most recent first.
-    pub fn undo(&mut self) -> impl Iterator<Item = (u64, Inode)> {
-        std::mem::take(&mut self.1).into_iter().rev()
+    /// The records to put back, oldest first (put back in reverse order).
+    pub fn take_undo(&mut self) -> Vec<(u64, Inode)> {
+        std::mem::take(&mut self.1)
     }
 }
 
@@ -147,11 +152,23 @@ impl MetaDb {
         let db = Self::open_db(path, create, upgrade)?;
         let reserved = AtomicBool::new(keep_reserve(&reserve));
         let known = Mutex::new(load_known(&db)?);
-        Ok(MetaDb { db: RwLock::new(Some(db)), path: path.to_path_buf(), failed: AtomicBool::new(false), reserved, committed: AtomicU64::new(0), synced: AtomicU64::new(0), known })
+        Ok(MetaDb { db: RwLock::new(Some(db)), path: path.to_path_buf(), failed: AtomicBool::new(false), reserved, logs_synced: Mutex::new(Vec::new()), committed: AtomicU64::new(0), synced: AtomicU64::new(0), known })
     }
 
     /// The open instance (reads go on through a failed one: RocksDB serves them).
     fn db(&self) -> Result<DbRef<'_>> {
+        let g = self.db.read().unwrap_or_else(|e| e.into_inner());
+        if g.is_some() {
+            return Ok(DbRef(g));
+        }
+        drop(g);
+        {
+            // Closed by a reopen whose open failed: try again.
+            let mut w = self.db.write().unwrap_or_else(|e| e.into_inner());
+            if w.is_none() {
+                self.reopen(&mut w).map_err(|e| Error::Overlay { path: self.path.clone(), why: format!("the overlay database could not be reopened after a failed write: {}", crate::overlay::error_chain(&e)) })?;
+            }
+        }
         let g = self.db.read().unwrap_or_else(|e| e.into_inner());
         if g.is_none() {
             return Err(self.closed());
@@ -161,58 +178,6 @@ impl MetaDb {
 
     fn closed(&self) -> Error {
         Error::Overlay { path: self.path.clone(), why: "the overlay database is closed after a failed write; it reopens once the partition has room".into() }
-    }
-
-    /// Before a write or sync: a failed instance is reopened first, if the
-    /// partition has room (releasing the reserve file if need be);
-    /// otherwise ENOSPC, with nothing asked of RocksDB.
-    fn ready(&self) -> Result<()> {
-        if !self.failed.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        let mut g = self.db.write().unwrap_or_else(|e| e.into_inner());
-        if !self.failed.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        let reserve = reserve_path(&self.path);
-        if free_space(&self.path) < REOPEN_ROOM {
-            release(&reserve);
-            self.reserved.store(false, Ordering::SeqCst);
-            if free_space(&self.path) < REOPEN_ROOM {
-                let source = std::io::Error::from_raw_os_error(libc::ENOSPC);
-                return Err(Error::NoSpace { partition: crate::error::mount_point(&self.path), op: "reopening the overlay database in", path: self.path.clone(), source });
-            }
-        }
-        // Closing is safe after a failed write (the log writer skips its
-        // buffer); the reopen replays the log up to the last whole batch.
-        *g = None;
-        let db = Self::open_db(&self.path, false, false)?;
-        *g = Some(db);
-        // Opening wrote the replayed log out as tables, synced: every batch
-        // committed so far is durable.
-        self.synced.fetch_max(self.committed.load(Ordering::SeqCst), Ordering::SeqCst);
-        self.failed.store(false, Ordering::SeqCst);
-        self.reserved.store(keep_reserve(&reserve), Ordering::SeqCst);
-        tracing::info!(path = %self.path.display(), "reopened the overlay database after a failed write");
-        Ok(())
-    }
-
-    /// A write or sync through the open instance failed: never use it again
-    /// for either (see the module doc).
-    fn failed(&self, op: &'static str, e: rocksdb::Error) -> Error {
-        self.failed.store(true, Ordering::SeqCst);
-        let e = Error::db(op, &self.path, e);
-        tracing::error!(path = %self.path.display(), error = %crate::overlay::error_chain(&e), "overlay database write failed; it reopens at the next write once there is room");
-        e
-    }
-
-    /// Allocate the reserve file again if it was released and the
-    /// partition has room for it now.
-    pub(crate) fn restore_reserve(&self) {
-        if !self.reserved.load(Ordering::SeqCst) && keep_reserve(&reserve_path(&self.path)) {
-            self.reserved.store(true, Ordering::SeqCst);
-            tracing::info!(path = %self.path.display(), "allocated the overlay database's reserve again");
-        }
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, Known> {
@@ -373,21 +338,20 @@ impl MetaDb {
         Ok(())
     }
 
-    /// Make every committed batch durable: one fsync of the WAL, none when
-    /// nothing was committed since the last sync.
+    /// Make every committed batch durable: an fdatasync of the WAL files,
+    /// none when nothing was committed since the last sync. Done here, not by
+    /// RocksDB's `SyncWAL`: that aborts the process when a write that failed
+    /// on a full partition, in another thread, left its log writer in error
+    /// (an assertion in 7.8), and nothing here can order the two.
     pub fn sync(&self) -> Result<()> {
         // Every batch counted here is already in the WAL file.
         let upto = self.committed.load(Ordering::SeqCst);
         if self.synced.load(Ordering::SeqCst) >= upto {
             return Ok(());
         }
-        // A failed instance must not sync (see the module doc): reopening
-        // makes everything committed durable.
-        self.ready()?;
-        if self.synced.load(Ordering::SeqCst) >= upto {
-            return Ok(());
-        }
-        self.db()?.flush_wal(true).map_err(|e| self.failed("syncing the overlay database in", e))?;
+        // Also through a failed instance: its log files hold every batch
+        // committed.
+        self.sync_logs().map_err(|e| Error::io("syncing the overlay database in", &self.path, e))?;
         self.synced.fetch_max(upto, Ordering::SeqCst);
         Ok(())
     }

@@ -73,10 +73,10 @@ impl Overlay {
     /// Commit `b`; if that fails, the nodes it changed in memory are put
     /// back as they were, so the refused operation leaves no trace.
     fn commit_or_undo(&self, st: &mut State, mut b: Batch) -> Result<()> {
-        let undo: Vec<_> = b.undo().collect();
+        let undo = b.take_undo();
         let r = self.db.commit(b);
         if r.is_err() {
-            for (ino, old) in undo {
+            for (ino, old) in undo.into_iter().rev() {
                 if let Some(n) = st.nodes.get_mut(&ino) {
                     n.inode = old;
                 }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use super::db::RESERVE_LEN;
 use super::{posix, Overlay, META_RESERVE, SPACE_RESERVE};
 use crate::error::{Error, Result};
+use crate::repo::free_bytes;
 
 /// What one metadata change is charged against the running free-space
 /// estimate (more than it writes: the estimate must err low).
@@ -28,8 +29,9 @@ impl Overlay {
             *free -= n;
             return false;
         }
-        *free = self.statfs().map_or(u64::MAX, |s| s.blocks_available() as u64 * s.fragment_size() as u64);
-        *free <= SPACE_RESERVE + n.min(SPACE_RESERVE)
+        let short = |f: u64| f <= SPACE_RESERVE + n.min(SPACE_RESERVE);
+        *free = self.free_now(short);
+        short(*free)
     }
 
     /// ENOSPC if a metadata change that grows the overlay would cut into
@@ -40,7 +42,7 @@ impl Overlay {
             *free -= META_CHARGE;
             return Ok(());
         }
-        *free = self.statfs().map_or(u64::MAX, |s| s.blocks_available() as u64 * s.fragment_size() as u64);
+        *free = self.free_now(|f| f <= META_RESERVE);
         if *free <= META_RESERVE {
             return Err(posix(libc::ENOSPC));
         }
@@ -49,6 +51,11 @@ impl Overlay {
             self.db.restore_reserve();
         }
         Ok(())
+    }
+
+    /// Free bytes on the overlay's partition now (see [`free_bytes`]).
+    fn free_now(&self, short: impl Fn(u64) -> bool) -> u64 {
+        free_bytes(&self.dir, short).unwrap_or(u64::MAX)
     }
 
     /// Filesystem statistics of the overlay's partition.
@@ -65,7 +72,7 @@ pub(crate) fn reserve_path(path: &Path) -> PathBuf {
 /// Free bytes on the partition holding `path` for an unprivileged writer
 /// (0 if it cannot be read: then the reserve is released rather than kept).
 pub(crate) fn free_space(path: &Path) -> u64 {
-    nix::sys::statvfs::statvfs(path).map_or(0, |s| s.blocks_available() as u64 * s.fragment_size() as u64)
+    free_bytes(path, |f| f < RESERVE_LEN + SPACE_RESERVE).unwrap_or(0)
 }
 
 /// Before opening a database beside the overlay in `dir` (the guest's own
@@ -80,7 +87,15 @@ pub fn make_room(dir: &Path) {
 
 /// Give the reserve file's blocks back to the partition.
 pub(crate) fn release(reserve: &Path) {
-    match std::fs::OpenOptions::new().write(true).open(reserve).and_then(|f| f.set_len(0)) {
+    use std::os::unix::fs::MetadataExt;
+    let cut = std::fs::OpenOptions::new().write(true).open(reserve).and_then(|f| {
+        // Already released: nothing to say.
+        if f.metadata()?.blocks() == 0 {
+            return Err(std::io::ErrorKind::NotFound.into());
+        }
+        f.set_len(0)
+    });
+    match cut {
         Ok(()) => tracing::warn!(path = %reserve.display(), "partition full: released the overlay database's reserve"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!(path = %reserve.display(), error = %e, "could not release the overlay database's reserve"),

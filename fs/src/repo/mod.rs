@@ -208,12 +208,28 @@ pub(crate) fn quiet_info_log(opts: &mut Options) {
 /// ENOSPC, naming the partition, if a database in `dir` has no room to open.
 pub(crate) fn room_to_open(dir: &Path, what: &'static str) -> Result<()> {
     let probe = dir.ancestors().find(|p| p.exists()).unwrap_or(dir);
-    match nix::sys::statvfs::statvfs(probe) {
-        Ok(s) if (s.blocks_available() as u64) * (s.fragment_size() as u64) < OPEN_ROOM => {
-            Err(Error::io(what, dir, std::io::Error::from_raw_os_error(libc::ENOSPC)))
-        }
+    match free_bytes(probe, |f| f < OPEN_ROOM) {
+        Some(f) if f < OPEN_ROOM => Err(Error::io(what, dir, std::io::Error::from_raw_os_error(libc::ENOSPC))),
         _ => Ok(()),
     }
+}
+
+/// Free bytes (for an unprivileged writer) on the partition holding `path`
+/// (`None` if statfs fails). If that is `short`, once more after a syncfs:
+/// blocks of files deleted in a journal transaction not yet committed (ext4)
+/// count as free only after the commit, which ext4's own allocator forces
+/// before it says ENOSPC.
+pub(crate) fn free_bytes(path: &Path, short: impl Fn(u64) -> bool) -> Option<u64> {
+    let read = || nix::sys::statvfs::statvfs(path).ok().map(|s| s.blocks_available() as u64 * s.fragment_size() as u64);
+    let f = read()?;
+    if !short(f) {
+        return Some(f);
+    }
+    if let Ok(d) = File::open(path) {
+        // SAFETY: syncfs on a descriptor we own; no memory is passed.
+        unsafe { libc::syncfs(d.as_raw_fd()) };
+    }
+    read()
 }
 
 fn open_db(path: &Path, read_only: bool) -> Result<DB> {
