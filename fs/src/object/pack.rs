@@ -312,9 +312,16 @@ impl PackStore {
         Ok(Writer { pack, file, len: PACK_HEADER_LEN, flushed: PACK_HEADER_LEN, batch: Vec::new(), pending: HashMap::new(), new_pack: true, free: 0 })
     }
 
-    /// Append a record with an already-encoded payload. Used by `put` and by gc
-    /// when it moves live objects out of a pack it is about to delete.
+    /// Append a record with an already-encoded payload, with no reserve: gc
+    /// moves live objects out of a pack it is about to delete (making room).
     pub(crate) fn append_raw(&self, kind: ObjectKind, id: &Digest, codec: u8, raw_len: u32, payload: &[u8]) -> Result<bool> {
+        self.append(kind, id, codec, raw_len, payload, 0)
+    }
+
+    /// [`append_raw`](Self::append_raw), refused with ENOSPC if it would
+    /// leave less than `reserve` bytes free (new objects keep
+    /// [`PACK_RESERVE`]; gc's moves, which make room, keep none).
+    fn append(&self, kind: ObjectKind, id: &Digest, codec: u8, raw_len: u32, payload: &[u8], reserve: u64) -> Result<bool> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
@@ -339,11 +346,11 @@ impl PackStore {
         rec.extend_from_slice(&header);
         rec.extend_from_slice(payload);
         let n = rec.len() as u64;
-        if w.free < n + 4 * PACK_RESERVE {
-            w.free = crate::repo::free_bytes(&self.dir, |f| f < n + PACK_RESERVE).unwrap_or(u64::MAX);
+        if reserve > 0 && w.free < n + 4 * reserve {
+            w.free = crate::repo::free_bytes(&self.dir, |f| f < n + reserve).unwrap_or(u64::MAX);
         }
         w.free = w.free.saturating_sub(n);
-        let written = if w.free < PACK_RESERVE { Err(std::io::Error::from_raw_os_error(libc::ENOSPC)) } else { (&*w.file).write_all(&rec) };
+        let written = if reserve > 0 && w.free < reserve { Err(std::io::Error::from_raw_os_error(libc::ENOSPC)) } else { (&*w.file).write_all(&rec) };
         if let Err(e) = written {
             let err = Error::io("writing pack", self.pack_path(w.pack), e);
             self.discard(&mut guard);
@@ -463,8 +470,8 @@ impl ObjectStore for PackStore {
         // Compress outside the writer lock so several threads compress at once.
         let z = zstd::bulk::compress(bytes, self.level).ok().filter(|z| z.len() + z.len() / 32 < bytes.len());
         match z {
-            Some(z) => self.append_raw(kind, id, CODEC_ZSTD, bytes.len() as u32, &z),
-            None => self.append_raw(kind, id, CODEC_RAW, bytes.len() as u32, bytes),
+            Some(z) => self.append(kind, id, CODEC_ZSTD, bytes.len() as u32, &z, PACK_RESERVE),
+            None => self.append(kind, id, CODEC_RAW, bytes.len() as u32, bytes, PACK_RESERVE),
         }
     }
 
