@@ -243,6 +243,8 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
 /// ENOSPC or EDQUOT when a RocksDB error is a failed write for want of space:
 /// its status carries the OS's message ("IO error: No space left on device:
 /// While appending to file: …"), not the errno.

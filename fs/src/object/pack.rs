@@ -563,6 +563,9 @@ impl PackStore {
             batch.put_cf(cf, Self::damaged_key(id), b"");
         }
         self.batch_write(batch)
+    }
+}
+
 impl Drop for PackStore {
     /// Objects never flushed are not in the store (see [`ObjectStore`]):
     /// their bytes go too, rather than wait for gc (a failed import or

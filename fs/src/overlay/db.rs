@@ -276,7 +276,8 @@ impl MetaDb {
     pub fn sums(&self, ino: u64) -> Result<HashMap<u64, WindowSums>> {
         let prefix = ino.to_be_bytes();
         let mut out = HashMap::new();
-        let it = self.db.iterator_cf(self.cf("sums")?, rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward));
+        let db = self.db()?;
+        let it = db.iterator_cf(cf(&db, "sums")?, rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward));
         for item in it {
             let (k, v) = item?;
             if !k.starts_with(&prefix) || k.len() != 16 {
@@ -291,9 +292,9 @@ impl MetaDb {
     /// Record window `w`'s sums (none left: the record goes).
     pub fn put_sums(&self, b: &mut Batch, ino: u64, w: u64, s: &WindowSums) -> Result<()> {
         if s.is_empty() {
-            b.0.delete_cf(self.cf("sums")?, window_key(ino, w));
+            b.0.delete_cf(cf(&*self.db()?, "sums")?, window_key(ino, w));
         } else {
-            b.0.put_cf(self.cf("sums")?, window_key(ino, w), s.encode());
+            b.0.put_cf(cf(&*self.db()?, "sums")?, window_key(ino, w), s.encode());
         }
         Ok(())
     }
@@ -309,7 +310,8 @@ impl MetaDb {
         let mut ro = rocksdb::ReadOptions::default();
         ro.set_total_order_seek(true);
         ro.fill_cache(false);
-        for item in self.db.iterator_cf_opt(self.cf(cf)?, ro, rocksdb::IteratorMode::Start) {
+        let db = self.db()?;
+        for item in db.iterator_cf_opt(self::cf(&db, cf)?, ro, rocksdb::IteratorMode::Start) {
             let (k, v) = item?;
             f(&k, &v)?;
         }
@@ -318,7 +320,7 @@ impl MetaDb {
 
     /// Delete one key of column family `cf` (repairs drop bad records).
     pub(crate) fn delete_raw(&self, b: &mut Batch, cf: &str, key: &[u8]) -> Result<()> {
-        b.0.delete_cf(self.cf(cf)?, key);
+        b.0.delete_cf(self::cf(&*self.db()?, cf)?, key);
         Ok(())
     }
 
@@ -403,7 +405,7 @@ impl MetaDb {
     pub fn flush_all(&self) -> Result<()> {
         let db = self.db()?;
         for name in CFS {
-            db.flush_cf(cf(&db, name)?).map_err(Error::db)?;
+            db.flush_cf(cf(&db, name)?).map_err(|e| Error::db("flushing the overlay database", &self.path, e))?;
         }
         Ok(())
     }

@@ -221,6 +221,8 @@ fn open_index(path: &Path, read_only: bool) -> Result<DB> {
         }
     }
     open_db(path, read_only).map_err(|e| Error::from_index(&idx, e))
+}
+
 /// Free bytes a writable open of a database needs: its info log's header
 /// (tens of KiB), a MANIFEST and an OPTIONS file, the replay of a log left
 /// by a crash. Below it the open is refused with ENOSPC before RocksDB runs.
