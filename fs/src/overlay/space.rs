@@ -7,7 +7,9 @@
 //! and to reopen after a failed write. Against a partition filled by someone
 //! else, `meta.reserve` (beside `meta/`) holds [`RESERVE_LEN`] allocated
 //! bytes, released when opening or reopening the database needs them and
-//! allocated again once the partition has room (see [`super::db`]).
+//! allocated again once the partition has room (see [`super::db`]). It is
+//! allocated only once the partition runs low ([`RESERVE_BELOW`] free): on a
+//! roomy partition an overlay (a new guest) costs no reserve at all.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +17,11 @@ use super::db::RESERVE_LEN;
 use super::{posix, Overlay, META_RESERVE, SPACE_RESERVE};
 use crate::error::{Error, Result};
 use crate::repo::free_bytes;
+
+/// The reserve file is allocated only while the partition has less than
+/// this free: the estimate's slow path (below) runs from a little above
+/// `4 * SPACE_RESERVE`, well before data writes are refused.
+pub(crate) const RESERVE_BELOW: u64 = 64 << 20;
 
 /// What one metadata change is charged against the running free-space
 /// estimate (more than it writes: the estimate must err low).
@@ -31,6 +38,10 @@ impl Overlay {
         }
         let short = |f: u64| f <= SPACE_RESERVE + n.min(SPACE_RESERVE);
         *free = self.free_now(short);
+        if *free > RESERVE_LEN + SPACE_RESERVE {
+            // Running low: the reserve is made now (or again, after it was spent).
+            self.db.restore_reserve();
+        }
         short(*free)
     }
 
@@ -112,8 +123,10 @@ pub(crate) fn keep_reserve(reserve: &Path) -> bool {
     if f.metadata().is_ok_and(|m| m.blocks() * 512 >= RESERVE_LEN) {
         return true;
     }
-    // Never at the cost of refusing data writes.
-    if free_space(reserve) < RESERVE_LEN + SPACE_RESERVE {
+    // Never at the cost of refusing data writes; not yet while there is
+    // plenty of room (the partition's own free space is the reserve then).
+    let free = free_space(reserve);
+    if free < RESERVE_LEN + SPACE_RESERVE || free > RESERVE_BELOW {
         return false;
     }
     // SAFETY: fallocate on a descriptor we own; no memory is passed.
