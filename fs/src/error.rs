@@ -78,6 +78,11 @@ pub enum Error {
     NotPermitted(PathBuf),
     #[error("image {image} is in use by {users}; pass --force to delete it anyway (gc keeps what they use)")]
     ImageInUse { image: String, users: String },
+    #[error("backup of guest {guest}: {why}")]
+    BackupConflict { guest: String, why: String },
+    /// The repository is append-only: deletes and overwrites are refused.
+    #[error("{0} is append-only: it refuses deletes and overwrites")]
+    AppendOnly(PathBuf),
 }
 
 /// How a stored object failed its check.
@@ -119,9 +124,9 @@ impl Error {
             Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } => {
                 ErrorClass::Damaged
             }
-            Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) => ErrorClass::Exists,
+            Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) | Error::BackupConflict { .. } => ErrorClass::Exists,
             Error::GuestBusy(_) | Error::ImageInUse { .. } => ErrorClass::Busy,
-            Error::NotPermitted(_) => ErrorClass::NotPermitted,
+            Error::NotPermitted(_) | Error::AppendOnly(_) => ErrorClass::NotPermitted,
             Error::BadImageName(_) => ErrorClass::Usage,
             Error::Locked(_) => ErrorClass::Busy,
             _ => ErrorClass::Other,

@@ -187,6 +187,47 @@ pub enum Command {
     /// a checkpoint (read-only); stop a server.
     #[command(subcommand)]
     Nbd(NbdCmd),
+    /// Back a guest up to another repository: checkpoint it (mounted or not)
+    /// unless --no-checkpoint, then copy its checkpoints and only the objects
+    /// the target lacks. Resumable: a rerun sends only what did not land.
+    Backup {
+        guest: String,
+        /// The backup repository (a local path).
+        #[arg(long, value_name = "REPO")]
+        to: PathBuf,
+        /// Back up the existing checkpoints only.
+        #[arg(long)]
+        no_checkpoint: bool,
+        /// Message of the checkpoint taken first.
+        #[arg(short, long, default_value = "backup")]
+        message: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild a guest from a backup repository: its checkpoint history, and
+    /// its state at a checkpoint (default: the newest).
+    Restore {
+        guest: String,
+        /// The backup repository (a local path).
+        #[arg(long, value_name = "REPO")]
+        from: PathBuf,
+        #[arg(long, value_name = "N")]
+        checkpoint: Option<u32>,
+        /// Name of the restored guest (default: GUEST).
+        #[arg(long = "as", value_name = "NAME")]
+        as_name: Option<String>,
+        /// The restored guest's directory (absent or empty).
+        #[arg(long, value_name = "DIR")]
+        overlay: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the guests' checkpoints a backup repository (--repo) holds.
+    Backups {
+        guest: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write man pages (one per command) into a directory.
     Man {
         #[arg(long, value_name = "DIR")]

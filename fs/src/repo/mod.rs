@@ -6,7 +6,7 @@
 //! `packs/pack-NNNNNNNN.pack`, `index/` (RocksDB: column families `objects`,
 //! `refs`, `meta`), `lock`.
 
-mod refs;
+pub(crate) mod refs;
 
 pub use refs::{ImageRecord, ImageRef};
 

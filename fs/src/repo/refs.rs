@@ -77,7 +77,7 @@ impl ImageRecord {
     }
 }
 
-fn key(name: &str, version: u32) -> Vec<u8> {
+pub(crate) fn key(name: &str, version: u32) -> Vec<u8> {
     let mut k = prefix(name);
     k.extend_from_slice(&version.to_be_bytes());
     k

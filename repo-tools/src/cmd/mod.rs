@@ -1,8 +1,10 @@
 //! One file per command; `run` dispatches. Shared helpers open the repository
 //! and split `IMAGE:PATH` arguments.
 
+mod backup;
+mod backups;
 mod cat;
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod completions;
 mod delete;
 mod diff;
@@ -17,6 +19,7 @@ mod ls;
 mod man;
 mod mount;
 mod nbd;
+mod restore;
 mod rollback;
 mod stats;
 mod umount;
@@ -67,6 +70,9 @@ pub fn run(cli: &Cli) -> Result<()> {
         }
         Command::Umount { mountpoint } => umount::run(mountpoint),
         Command::Nbd(c) => nbd::run(cli, c),
+        Command::Backup { guest, to, no_checkpoint, message, json } => backup::run(cli, guest, to, *no_checkpoint, message, *json),
+        Command::Restore { guest, from, checkpoint, as_name, overlay, json } => restore::run(cli, guest, from, *checkpoint, as_name.as_deref(), overlay, *json),
+        Command::Backups { guest, json } => backups::run(cli, guest.as_deref(), *json),
         Command::Man { out } => man::run(out),
         Command::Completions { shell } => completions::run(*shell),
     }

@@ -22,6 +22,7 @@
 mod common;
 mod crashes;
 mod cuts;
+mod dr;
 mod lifecycle;
 mod rollback;
 mod safety;
