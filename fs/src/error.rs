@@ -80,6 +80,14 @@ pub enum Error {
     ImageInUse { image: String, users: String },
     #[error("backup of guest {guest}: {why}")]
     BackupConflict { guest: String, why: String },
+    /// A stream (`lvrepo receive`) that is damaged, truncated or not ours.
+    #[error("bad stream: {0}")]
+    BadStream(String),
+    /// An incremental stream whose base the receiver does not hold.
+    #[error("the stream is incremental on {base}, which this repository does not hold: send a full stream or one based on something it holds")]
+    StreamBaseMissing { base: crate::digest::Digest },
+    #[error("the stream was already received: this repository holds every ref it carries")]
+    AlreadyReceived,
     /// The repository is append-only: deletes and overwrites are refused.
     #[error("{0} is append-only: it refuses deletes and overwrites")]
     AppendOnly(PathBuf),
@@ -120,11 +128,11 @@ impl Error {
 
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::ImageNotFound(_) | Error::PathNotFound { .. } | Error::GuestNotFound(_) | Error::CheckpointNotFound { .. } => ErrorClass::NotFound,
-            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } => {
+            Error::ImageNotFound(_) | Error::PathNotFound { .. } | Error::GuestNotFound(_) | Error::CheckpointNotFound { .. } | Error::StreamBaseMissing { .. } => ErrorClass::NotFound,
+            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } | Error::BadStream(_) => {
                 ErrorClass::Damaged
             }
-            Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) | Error::BackupConflict { .. } => ErrorClass::Exists,
+            Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) | Error::BackupConflict { .. } | Error::AlreadyReceived => ErrorClass::Exists,
             Error::GuestBusy(_) | Error::ImageInUse { .. } => ErrorClass::Busy,
             Error::NotPermitted(_) | Error::AppendOnly(_) => ErrorClass::NotPermitted,
             Error::BadImageName(_) => ErrorClass::Usage,

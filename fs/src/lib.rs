@@ -25,6 +25,7 @@ pub mod perms;
 pub mod reach;
 pub mod repo;
 pub mod stats;
+pub mod stream;
 pub mod tree;
 pub mod verify;
 pub mod walk;

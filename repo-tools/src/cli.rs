@@ -228,6 +228,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a stream of an image, or of a guest's checkpoints (a registered
+    /// guest of that name wins), to stdout or -o FILE (docs/format.md).
+    Send {
+        /// IMAGE[:VERSION] or GUEST.
+        what: String,
+        /// Incremental: leave out what this reaches (a guest's checkpoint
+        /// number; an image's IMAGE:VERSION or VERSION). The receiver must hold it.
+        #[arg(long, value_name = "CHECKPOINT|IMAGE")]
+        since: Option<String>,
+        /// Write to FILE (complete or absent) instead of stdout.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// A JSON report on stdout (with -o only).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a stream from FILE or stdin ("-"): images are published, guest
+    /// checkpoints recorded as backups; nothing is visible unless all of it verifies.
+    Receive {
+        #[arg(default_value = "-")]
+        input: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write man pages (one per command) into a directory.
     Man {
         #[arg(long, value_name = "DIR")]

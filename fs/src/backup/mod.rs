@@ -109,40 +109,58 @@ pub fn list(target: &Repository, guest: Option<&str>) -> Result<Vec<BackupEntry>
 pub fn backup(g: &GuestHandle, shared: Arc<dyn ObjectStore>, target: &Repository) -> Result<BackupReport> {
     target.writable()?;
     let name = g.rec.name.clone();
-    if let Some(m) = guest_meta(target, &name)? {
-        if m.image != g.rec.image {
-            return Err(Error::BackupConflict { guest: name, why: format!("the target holds a guest of that name created from {}, this one is from {}", m.image, g.rec.image) });
-        }
-    }
-    let held = checkpoints(target, &name)?;
+    let meta = BackupGuest { name: name.clone(), image: g.rec.image.clone(), volume: g.rec.volume };
+    let held = held_for(target, &meta)?;
     let src = g.store(shared);
     let mut report = BackupReport { guest: name.clone(), ..Default::default() };
     let mut new = Vec::new();
     for cp in g.checkpoints()? {
-        match held.iter().find(|h| h.version == cp.version) {
-            Some(h) if h.root == cp.root => report.checkpoints_present.push(cp.version),
-            Some(_) => {
-                return Err(Error::BackupConflict { guest: name, why: format!("checkpoint {} at the target has another root (a different guest of the same name?)", cp.version) });
-            }
-            None => {
+        match already_held(&held, &meta, &cp)? {
+            true => report.checkpoints_present.push(cp.version),
+            false => {
                 let mut s = CopyStats::default();
                 copy_closure(&*src, target.objects(), &cp.root_tree(), &mut s)?;
                 tracing::info!(guest = %name, checkpoint = cp.version, objects = s.objects, bytes = s.bytes, "checkpoint copied");
                 report.copied.add(s);
                 report.checkpoints_sent.push(cp.version);
-                new.push(ImageRecord { name: ref_name(&name), ..cp });
+                new.push(backup_ref(&name, cp));
             }
         }
     }
     target.objects().flush()?;
     crate::gc::failpoint("backup-before-publish");
-    let meta = BackupGuest { name: name.clone(), image: g.rec.image.clone(), volume: g.rec.volume };
     publish(target, &meta, &new)?;
     Ok(report)
 }
 
+/// The checkpoints `target` holds of guest `meta.name`; refused if they are
+/// another guest's (created from another image).
+pub(crate) fn held_for(target: &Repository, meta: &BackupGuest) -> Result<Vec<ImageRecord>> {
+    if let Some(m) = guest_meta(target, &meta.name)? {
+        if m.image != meta.image {
+            return Err(Error::BackupConflict { guest: meta.name.clone(), why: format!("the target holds a guest of that name created from {}, this one is from {}", m.image, meta.image) });
+        }
+    }
+    checkpoints(target, &meta.name)
+}
+
+/// Whether checkpoint `cp` is already in `held`; a number held with another
+/// root is refused (never overwritten).
+pub(crate) fn already_held(held: &[ImageRecord], meta: &BackupGuest, cp: &ImageRecord) -> Result<bool> {
+    match held.iter().find(|h| h.version == cp.version) {
+        Some(h) if h.root == cp.root => Ok(true),
+        Some(_) => Err(Error::BackupConflict { guest: meta.name.clone(), why: format!("checkpoint {} at the target has another root (a different guest of the same name?)", cp.version) }),
+        None => Ok(false),
+    }
+}
+
+/// The ref name a backed-up checkpoint of `guest` has.
+pub(crate) fn backup_ref(guest: &str, cp: ImageRecord) -> ImageRecord {
+    ImageRecord { name: ref_name(guest), ..cp }
+}
+
 /// Write the refs of `recs` and the guest's meta entry in one synced batch.
-fn publish(target: &Repository, meta: &BackupGuest, recs: &[ImageRecord]) -> Result<()> {
+pub(crate) fn publish(target: &Repository, meta: &BackupGuest, recs: &[ImageRecord]) -> Result<()> {
     let unencodable = |_| Error::Decode { what: "backup record", why: "unencodable" };
     let mut b = WriteBatch::default();
     b.put_cf(target.cf(CF_META)?, meta_key(&meta.name), serde_json::to_vec(meta).map_err(unencodable)?);

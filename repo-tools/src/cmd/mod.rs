@@ -19,8 +19,10 @@ mod ls;
 mod man;
 mod mount;
 mod nbd;
+mod receive;
 mod restore;
 mod rollback;
+mod send;
 mod stats;
 mod umount;
 mod verify;
@@ -73,6 +75,8 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Backup { guest, to, no_checkpoint, message, json } => backup::run(cli, guest, to, *no_checkpoint, message, *json),
         Command::Restore { guest, from, checkpoint, as_name, overlay, json } => restore::run(cli, guest, from, *checkpoint, as_name.as_deref(), overlay, *json),
         Command::Backups { guest, json } => backups::run(cli, guest.as_deref(), *json),
+        Command::Send { what, since, output, json } => send::run(cli, what, since.as_deref(), output.as_deref(), *json),
+        Command::Receive { input, json } => receive::run(cli, input, *json),
         Command::Man { out } => man::run(out),
         Command::Completions { shell } => completions::run(*shell),
     }

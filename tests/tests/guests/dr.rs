@@ -11,7 +11,7 @@ use super::*;
 use super::rollback::{build_system, change_a};
 
 /// A repository of its own (a backup site or another host), in `w`'s scratch.
-fn site(w: &World, name: &str, with_image: bool) -> Lvrepo {
+pub(super) fn site(w: &World, name: &str, with_image: bool) -> Lvrepo {
     let r = Lvrepo::at(w.r.scratch(name));
     r.ok(["init"]);
     if with_image {
@@ -21,19 +21,19 @@ fn site(w: &World, name: &str, with_image: bool) -> Lvrepo {
 }
 
 /// A guest of repository `r` mounted at `mp`; unmounted on drop.
-struct Mount<'a> {
+pub(super) struct Mount<'a> {
     r: &'a Lvrepo,
     mp: PathBuf,
 }
 
 impl<'a> Mount<'a> {
-    fn new(r: &'a Lvrepo, guest: &str, mp: PathBuf) -> Self {
+    pub(super) fn new(r: &'a Lvrepo, guest: &str, mp: PathBuf) -> Self {
         fs::create_dir_all(&mp).expect("mkdir mountpoint");
         r.ok([os("mount"), os("--guest"), os(guest), mp.as_os_str()]);
         assert!(is_mounted(&mp), "mount --guest {guest} returned 0 but {} is not a mount", mp.display());
         Mount { r, mp }
     }
-    fn manifest(&self) -> Manifest {
+    pub(super) fn manifest(&self) -> Manifest {
         manifest(&self.mp).unwrap_or_else(|e| panic!("manifest of {}: {e}", self.mp.display()))
     }
 }
@@ -71,7 +71,7 @@ fn nums(v: &Value) -> Vec<u64> {
 }
 
 /// `backups NAME --json` at `site`: the checkpoint numbers it holds.
-fn held(site: &Lvrepo, name: &str) -> Vec<u64> {
+pub(super) fn held(site: &Lvrepo, name: &str) -> Vec<u64> {
     let v = site.json(["backups", name, "--json"]);
     v.as_array().unwrap_or_else(|| panic!("backups --json is not an array: {v}")).iter().map(|b| b["checkpoint"].as_u64().expect("checkpoint")).collect()
 }

@@ -23,6 +23,7 @@ mod common;
 mod crashes;
 mod cuts;
 mod dr;
+mod dr_stream;
 mod lifecycle;
 mod rollback;
 mod safety;
