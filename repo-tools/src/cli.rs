@@ -24,7 +24,12 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a new, empty repository at --repo.
-    Init,
+    Init {
+        /// A backup target that refuses deletes and overwrites (delete,
+        /// forget, gc: exit 77); undone only by hand on the target.
+        #[arg(long)]
+        append_only: bool,
+    },
     /// Import a directory, a tar file, or a tar stream on stdin ("-") as an image.
     Import {
         /// A directory, a .tar file, or "-" for a tar stream on stdin.
@@ -249,6 +254,30 @@ pub enum Command {
     Receive {
         #[arg(default_value = "-")]
         input: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retention on a backup repository (--repo): keep the checkpoints of
+    /// GUEST any rule keeps, forget the others, then gc. Refused (exit 77) on
+    /// an append-only repository.
+    Forget {
+        guest: String,
+        /// The newest N.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_last: u32,
+        /// The newest checkpoint of each of the newest N hours that have one.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_hourly: u32,
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_daily: u32,
+        /// Weeks start on Monday (UTC).
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_weekly: u32,
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_monthly: u32,
+        /// Show what would be forgotten; change nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },

@@ -18,9 +18,11 @@
 //! never overwritten: the same root is skipped, another root is refused.
 
 mod copy;
+mod forget;
 mod restore;
 
 pub use copy::{copy_closure, CopyStats};
+pub use forget::{forget, plan as keep_plan, ForgetReport, KeepPolicy};
 pub use restore::restore;
 
 use std::sync::Arc;

@@ -6,6 +6,7 @@
 //! `packs/pack-NNNNNNNN.pack`, `index/` (RocksDB: column families `objects`,
 //! `refs`, `meta`), `lock`.
 
+mod append_only;
 pub(crate) mod refs;
 
 pub use refs::{ImageRecord, ImageRef};

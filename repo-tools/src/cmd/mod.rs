@@ -9,6 +9,7 @@ mod completions;
 mod delete;
 mod diff;
 mod export;
+mod forget;
 mod gc;
 mod guest;
 mod images;
@@ -38,7 +39,7 @@ use crate::cli::{Cli, Command};
 
 pub fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
-        Command::Init => init::run(cli),
+        Command::Init { append_only } => init::run(cli, *append_only),
         Command::Import { source, image, message, parent, volume, json } => import::run(cli, source, image, message, parent.as_deref(), *volume, *json),
         Command::Delete { image, force } => delete::run(cli, image, *force),
         Command::Images { json } => images::run(cli, *json),
@@ -77,6 +78,10 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Backups { guest, json } => backups::run(cli, guest.as_deref(), *json),
         Command::Send { what, since, output, json } => send::run(cli, what, since.as_deref(), output.as_deref(), *json),
         Command::Receive { input, json } => receive::run(cli, input, *json),
+        Command::Forget { guest, keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, dry_run, json } => {
+            let policy = lvrepo_fs::backup::KeepPolicy { last: *keep_last, hourly: *keep_hourly, daily: *keep_daily, weekly: *keep_weekly, monthly: *keep_monthly };
+            forget::run(cli, guest, policy, *dry_run, *json)
+        }
         Command::Man { out } => man::run(out),
         Command::Completions { shell } => completions::run(*shell),
     }

@@ -24,6 +24,7 @@ mod crashes;
 mod cuts;
 mod dr;
 mod dr_stream;
+mod dr_retention;
 mod lifecycle;
 mod rollback;
 mod safety;
