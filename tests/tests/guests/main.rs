@@ -25,6 +25,7 @@ mod cuts;
 mod dr;
 mod dr_stream;
 mod dr_retention;
+mod dr_crash;
 mod lifecycle;
 mod rollback;
 mod safety;
