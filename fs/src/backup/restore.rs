@@ -60,19 +60,22 @@ pub fn restore(local: &Path, from: &Repository, guest: &str, checkpoint: Option<
 }
 
 /// A directory an interrupted restore left (killed before the guest was
-/// registered): only `store/` (a repository) and `lock`, and no registered
-/// guest lives there. It never became visible; remove it so a rerun can go on.
+/// registered): nothing but what guest creation writes before registering
+/// (`lock`, `store/`, `STATE`), and no registered guest lives there. It
+/// never became visible; remove it so a rerun can go on. Its lock is taken
+/// first, so a restore still running there is not disturbed (exit 6).
 fn discard_unfinished(local: &Path, dir: &Path) -> Result<()> {
     let Ok(rd) = std::fs::read_dir(dir) else { return Ok(()) };
     let names: Vec<std::ffi::OsString> = rd.flatten().map(|e| e.file_name()).collect();
-    let ours = |n: &std::ffi::OsString| n == "store" || n == "lock";
-    if names.is_empty() || !names.iter().all(ours) || !dir.join("store/FORMAT").is_file() {
+    let ours = |n: &std::ffi::OsString| ["store", "lock", "STATE", "STATE.tmp"].iter().any(|o| n == o);
+    if names.is_empty() || !names.iter().all(ours) {
         return Ok(());
     }
     let canon = std::fs::canonicalize(dir).map_err(|e| Error::io("resolving", dir, e))?;
     if crate::guest::list(local)?.iter().any(|g| g.dir == canon) {
         return Ok(());
     }
+    let _held = crate::guest::lock(&canon, &canon.display().to_string())?;
     tracing::info!(path = %canon.display(), "removing what an interrupted restore left");
     std::fs::remove_dir_all(&canon).map_err(|e| Error::io("removing", &canon, e))
 }
