@@ -19,6 +19,21 @@ pub enum Error {
     },
     #[error("index database")]
     Db(#[from] rocksdb::Error),
+    /// The RocksDB index at `path` is damaged (a checksum, a missing or cut
+    /// file: SST, MANIFEST, CURRENT or log). Raised at open and on reads.
+    #[error("index {path} is damaged")]
+    IndexDamaged {
+        path: PathBuf,
+        #[source]
+        source: rocksdb::Error,
+    },
+    /// A complete index table its MANIFEST does not list (the MANIFEST was
+    /// cut or damaged); a writer would delete it, so none may open.
+    #[error("index table {0} is not listed by the index's MANIFEST (the MANIFEST is damaged or cut); refusing to write")]
+    IndexUnlisted(PathBuf),
+    /// A file the index needs (`CURRENT`, naming the MANIFEST) is gone.
+    #[error("index {0} is damaged: its CURRENT file is missing")]
+    IndexIncomplete(PathBuf),
     #[error("{kind} {id} is missing from the repository")]
     Missing { kind: ObjectKind, id: Digest },
     #[error("{kind} {id} is damaged: {why}")]
@@ -29,6 +44,9 @@ pub enum Error {
     },
     #[error("malformed {what}: {why}")]
     Decode { what: &'static str, why: &'static str },
+    /// A small JSON file (guest record, guest state) that does not parse.
+    #[error("{path} is damaged: not a valid {what}")]
+    BadFile { what: &'static str, path: PathBuf },
     #[error("not an lvrepo repository: {0}")]
     NotARepository(PathBuf),
     #[error("repository {path} has format {found}; this lvrepo reads format {supported}{hint}")]
@@ -68,6 +86,10 @@ pub enum Error {
     GuestBusy(String),
     #[error("guest {guest} has no checkpoint {checkpoint}")]
     CheckpointNotFound { guest: String, checkpoint: String },
+    /// A guest operation refused before changing anything: what it would
+    /// use from the guest's store is damaged or missing.
+    #[error("{what} uses {count} damaged or missing objects, first {first}; {op} refused, nothing was changed (lvrepo verify names them all)")]
+    Unsound { what: String, op: &'static str, count: usize, first: String },
     /// A POSIX-level refusal of a filesystem operation (ENOENT, EEXIST, ...).
     #[error("{}", std::io::Error::from_raw_os_error(*.0))]
     Posix(i32),
@@ -129,15 +151,28 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::ImageNotFound(_) | Error::PathNotFound { .. } | Error::GuestNotFound(_) | Error::CheckpointNotFound { .. } | Error::StreamBaseMissing { .. } => ErrorClass::NotFound,
-            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } | Error::BadStream(_) => {
+            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } | Error::IndexDamaged { .. } | Error::IndexIncomplete(_) | Error::IndexUnlisted(_) | Error::Unsound { .. } | Error::BadFile { .. } | Error::BadStream(_) => {
                 ErrorClass::Damaged
             }
+            Error::Db(e) if db_damage(e) => ErrorClass::Damaged,
+            // The overlay keeps its database's error as text (RocksDB's
+            // messages name their kind first, as `db_damage` reads them).
+            Error::Overlay { why, .. } if why.contains("Corruption: ") => ErrorClass::Damaged,
             Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) | Error::BackupConflict { .. } | Error::AlreadyReceived => ErrorClass::Exists,
             Error::GuestBusy(_) | Error::ImageInUse { .. } => ErrorClass::Busy,
             Error::NotPermitted(_) | Error::AppendOnly(_) => ErrorClass::NotPermitted,
             Error::BadImageName(_) => ErrorClass::Usage,
             Error::Locked(_) => ErrorClass::Busy,
             _ => ErrorClass::Other,
+        }
+    }
+
+    /// An error from opening or reading the RocksDB index at `path`, named
+    /// as damage when RocksDB says so (see [`db_damage`]).
+    pub fn from_index(path: &std::path::Path, e: Error) -> Error {
+        match e {
+            Error::Db(source) if db_damage(&source) => Error::IndexDamaged { path: path.to_path_buf(), source },
+            other => other,
         }
     }
 
@@ -157,4 +192,32 @@ impl Error {
             _ => libc::EIO,
         }
     }
+}
+
+/// Whether a RocksDB error means its files are damaged: a checksum or format
+/// error (`Corruption`), or a file its MANIFEST or CURRENT names being gone
+/// (RocksDB reports those as I/O errors "No such file or directory").
+/// Permission, space and lock errors are not damage.
+pub fn db_damage(e: &rocksdb::Error) -> bool {
+    use rocksdb::ErrorKind;
+    match e.kind() {
+        ErrorKind::Corruption => true,
+        ErrorKind::IOError | ErrorKind::InvalidArgument => {
+            let m = e.to_string();
+            m.contains("No such file or directory") || m.contains("does not exist")
+        }
+        _ => false,
+    }
+}
+
+/// An error and its causes, `a: b: c` (RocksDB's own message is the cause).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

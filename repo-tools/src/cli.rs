@@ -124,10 +124,17 @@ pub enum Command {
         #[arg(long)]
         disconnect: bool,
     },
-    /// Check every object against its id and name what is damaged.
+    /// Check every object of the repository and of every guest's store
+    /// against its id and name what is damaged (exit 4).
     Verify {
         #[arg(long)]
         json: bool,
+        /// Rewrite damaged and missing objects with their bytes from a good
+        /// source: a directory tree, a tar file (`-`: stdin) or another
+        /// lvrepo repository (a guest's store too). Repeatable: sources are
+        /// tried in order for what is still lacking.
+        #[arg(long, value_name = "DIR|TAR|REPO")]
+        repair_from: Vec<std::path::PathBuf>,
     },
     /// Remove what no image references.
     Gc {

@@ -49,6 +49,14 @@ fn main() -> ExitCode {
         return mount_helper::main();
     }
     let cli = Cli::parse();
+    if !is_daemon(&cli.command) {
+        // `lvrepo ls -R | head`: a closed pipe ends the command quietly, as
+        // it does every Unix tool (Rust ignores SIGPIPE, so each write would
+        // fail and print). Daemons keep ignoring it: a client that goes away
+        // mid-reply must not take a mount or an NBD server down.
+        // SAFETY: restoring the default disposition of one signal.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     init_tracing(cli.verbose, cli.quiet);
     match cmd::run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -60,6 +68,11 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// The commands that serve (a mount or NBD daemon in the foreground).
+fn is_daemon(c: &Command) -> bool {
+    matches!(c, Command::Mount { foreground: true, .. } | Command::Nbd(cli::NbdCmd::Serve { foreground: true, .. }))
 }
 
 fn chain(err: &anyhow::Error) -> String {

@@ -197,3 +197,31 @@ fn gc_keeps_everything_reachable() {
     assert_eq!(r.ok(["cat", "app:1:dir/file"]), "version one\n");
     assert_eq!(r.ok(["cat", "app:2:added"]), "new\n");
 }
+
+/// `lvrepo ls -R | head -1` and `export - | head`: a reader that stops
+/// early ends lvrepo quietly (SIGPIPE, as any Unix tool), never a panic or
+/// an error message.
+#[test]
+fn a_closed_pipe_is_a_quiet_exit() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let r = Lvrepo::init();
+    let src = r.scratch("many");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..3000 {
+        std::fs::write(src.join(format!("file-{i:05}")), format!("{i}\n")).unwrap();
+    }
+    r.import(&src, "many:1");
+    for args in [&["ls", "many:1", "-R"][..], &["export", "many:1", "-"], &["diff", "many:1", "many:1"]] {
+        let mut c = Command::new(lvrepo_bin()).arg("--repo").arg(r.repo()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut first = [0u8; 16];
+        let mut out = c.stdout.take().unwrap();
+        let _ = out.read(&mut first);
+        drop(out);
+        let o = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success() || o.status.signal() == Some(libc::SIGPIPE), "lvrepo {args:?} | head: {:?}\n{err}", o.status);
+        assert!(err.is_empty(), "lvrepo {args:?} | head printed: {err}");
+    }
+}

@@ -29,6 +29,9 @@ pub struct MountOptions {
     /// The kernel's per-mount flags (mount(8)'s ro, nosuid, nodev, noexec,
     /// noatime), applied to the mount itself.
     pub flags: MountFlags,
+    /// The mount's source as the mount table and `df` show it (the image,
+    /// `NAME:VERSION`, or `guest:NAME`); the type is `fuse.lvrepo`.
+    pub source: String,
 }
 
 /// Per-mount flags the kernel enforces; the defaults are a root filesystem's
@@ -81,7 +84,7 @@ impl MountFlags {
 
 impl Default for MountOptions {
     fn default() -> Self {
-        MountOptions { threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8), uring: true, handoff: true, seclabel: false, flags: MountFlags::default() }
+        MountOptions { threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8), uring: true, handoff: true, seclabel: false, flags: MountFlags::default(), source: "lvrepo".into() }
     }
 }
 
@@ -115,7 +118,7 @@ pub fn block_termination_signals() -> Result<SigSet> {
 /// (from [`block_termination_signals`]) arrives.
 pub fn mount_foreground(live: Arc<Live>, mountpoint: &Path, opts: &MountOptions, sigs: SigSet) -> Result<()> {
     let mut config = Config::default();
-    config.mount_options = vec![MountOption::FSName("lvrepo".into()), MountOption::Subtype("lvrepo".into()), MountOption::DefaultPermissions];
+    config.mount_options = vec![MountOption::FSName(opts.source.clone()), MountOption::Subtype("lvrepo".into()), MountOption::DefaultPermissions];
     config.mount_options.extend(opts.flags.options());
     config.acl = SessionACL::All;
     config.n_threads = Some(opts.threads.max(1));

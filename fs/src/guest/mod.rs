@@ -76,7 +76,7 @@ pub fn list(repo: &Path) -> Result<Vec<GuestRecord>> {
         let p = ent.path();
         if p.extension().is_some_and(|e| e == "json") {
             let text = std::fs::read(&p).map_err(|e| Error::io("reading", &p, e))?;
-            out.push(serde_json::from_slice(&text).map_err(|_| Error::Decode { what: "guest record", why: "invalid JSON" })?);
+            out.push(serde_json::from_slice(&text).map_err(|_| Error::BadFile { what: "guest record", path: p.clone() })?);
         }
     }
     out.sort_by(|a: &GuestRecord, b| a.name.cmp(&b.name));
@@ -86,7 +86,7 @@ pub fn list(repo: &Path) -> Result<Vec<GuestRecord>> {
 pub fn find(repo: &Path, name: &str) -> Result<GuestRecord> {
     let p = record_path(repo, name);
     match std::fs::read(&p) {
-        Ok(t) => serde_json::from_slice(&t).map_err(|_| Error::Decode { what: "guest record", why: "invalid JSON" }),
+        Ok(t) => serde_json::from_slice(&t).map_err(|_| Error::BadFile { what: "guest record", path: p.clone() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::GuestNotFound(name.to_string())),
         Err(e) => Err(Error::io("reading", p, e)),
     }

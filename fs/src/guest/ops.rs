@@ -74,7 +74,7 @@ impl GuestHandle {
         let guard = if writable { Some(lock(&rec.dir, name)?) } else { None };
         let sp = rec.dir.join("STATE");
         let text = std::fs::read(&sp).map_err(|e| Error::io("reading", &sp, e))?;
-        let state: GuestState = serde_json::from_slice(&text).map_err(|_| Error::Decode { what: "guest state", why: "invalid JSON" })?;
+        let state: GuestState = serde_json::from_slice(&text).map_err(|_| Error::BadFile { what: "guest state", path: sp.clone() })?;
         let local = Repository::open(&rec.dir.join("store"), writable)?;
         let g = GuestHandle { rec, state, local, _lock: guard };
         if writable {

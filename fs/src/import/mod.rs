@@ -4,7 +4,7 @@
 //! garbage that `gc` reclaims) and never damages existing images.
 
 pub(crate) mod dir;
-mod tar;
+pub(crate) mod tar;
 mod volume;
 
 pub use self::dir::import_dir;

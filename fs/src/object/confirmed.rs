@@ -10,7 +10,8 @@
 //! the gc guard for the whole checkpoint) hold it; everything else is
 //! `inner`'s.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use super::ObjectStore;
 use crate::digest::{Digest, ObjectKind};
@@ -19,11 +20,13 @@ use crate::error::Result;
 pub struct Confirmed<S, C> {
     pub inner: S,
     pub current: C,
+    /// Ids stored through this wrapper: present whatever `current` says.
+    put_here: Mutex<HashSet<Digest>>,
 }
 
 impl<S: ObjectStore, C: ObjectStore> Confirmed<S, C> {
     pub fn new(inner: S, current: C) -> Self {
-        Confirmed { inner, current }
+        Confirmed { inner, current, put_here: Mutex::default() }
     }
 }
 
@@ -35,10 +38,15 @@ impl<S: ObjectStore, C: ObjectStore> ObjectStore for Confirmed<S, C> {
         self.inner.get_shared(kind, id)
     }
     fn contains(&self, id: &Digest) -> Result<bool> {
-        Ok(self.inner.contains(id)? && self.current.contains(id)?)
+        if !self.inner.contains(id)? {
+            return Ok(false);
+        }
+        Ok(self.put_here.lock().unwrap_or_else(|e| e.into_inner()).contains(id) || self.current.contains(id)?)
     }
     fn put(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<bool> {
-        self.inner.put(kind, id, bytes)
+        let stored = self.inner.put(kind, id, bytes)?;
+        self.put_here.lock().unwrap_or_else(|e| e.into_inner()).insert(*id);
+        Ok(stored)
     }
     fn flush(&self) -> Result<()> {
         self.inner.flush()

@@ -373,6 +373,138 @@ impl PackStore {
     }
 }
 
+/// What [`PackStore::scan`] could not read: the entry's id when its key
+/// decoded, and why.
+pub type ScanProblem = (Option<Digest>, Error);
+
+/// Key prefix, in the `meta` column family, of the ids verify found damaged.
+const DAMAGED_PREFIX: &[u8] = b"damaged\0";
+
+/// Verify and repair: a tolerant scan, rewriting objects, damage marks.
+impl PackStore {
+    /// The index database's directory.
+    pub fn index_path(&self) -> &Path {
+        self.db.path()
+    }
+
+    /// Every indexed object that can be read, in id order, and what could
+    /// not: an entry that does not decode is named (by its id) and skipped;
+    /// an iterator error (a damaged index file) ends the scan.
+    pub fn scan(&self) -> (Vec<(Digest, IndexEntry)>, Vec<ScanProblem>) {
+        let (mut out, mut problems) = (Vec::new(), Vec::new());
+        let cf = match self.cf() {
+            Ok(cf) => cf,
+            Err(e) => return (out, vec![(None, e)]),
+        };
+        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            match item {
+                Ok((k, v)) => match (Digest::from_slice(&k), IndexEntry::decode(&v)) {
+                    (Ok(id), Ok(e)) => out.push((id, e)),
+                    (Err(_), _) => problems.push((None, Error::Decode { what: "index key", why: "wrong length" })),
+                    (Ok(id), Err(e)) => problems.push((Some(id), e)),
+                },
+                Err(e) => {
+                    problems.push((None, Error::from_index(self.index_path(), Error::Db(e))));
+                    break;
+                }
+            }
+        }
+        (out, problems)
+    }
+
+    /// Complete table files (`*.sst`) in the index directory that the index
+    /// does not use: see [`PackStore::unlisted_tables`].
+    pub fn unreferenced_index_files(&self) -> Result<Vec<PathBuf>> {
+        Self::unlisted_tables(&self.db)
+    }
+
+    /// Complete table files in `db`'s directory that its MANIFEST does not
+    /// list and that are newer than every table it lists. A writer deletes
+    /// the tables a compaction replaced (older than its output), a table a
+    /// crash cut short has no footer, and a flush's table whose MANIFEST
+    /// record a crash prevented still has its writes in the log; so such a
+    /// table, with every log empty (as a clean close leaves them), means the
+    /// MANIFEST lost its record (cut or damaged). A writer opening the index
+    /// would delete it: the index's data.
+    pub(crate) fn unlisted_tables(db: &DB) -> Result<Vec<PathBuf>> {
+        let number = |n: &str| n.trim_start_matches('/').strip_suffix(".sst").and_then(|n| n.parse::<u64>().ok());
+        let newest = db.live_files()?.iter().filter_map(|f| number(&f.name)).max().unwrap_or(0);
+        let dir = db.path();
+        let names: Vec<(String, u64)> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io("listing", dir, e))?
+            .flatten()
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+            .collect();
+        if names.iter().any(|(n, len)| n.ends_with(".log") && *len > 0) {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<PathBuf> = names
+            .iter()
+            .filter(|(n, _)| number(n).is_some_and(|k| k > newest))
+            .map(|(n, _)| dir.join(n))
+            .filter(|p| complete_table(p))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Append `bytes` as a new record of `id` even if `id` is indexed (its
+    /// record is damaged); the next flush repoints the index entry. The
+    /// caller has checked `id == kind.hash(bytes)`.
+    pub fn rewrite(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<()> {
+        let z = zstd::bulk::compress(bytes, self.level).ok().filter(|z| z.len() + z.len() / 32 < bytes.len());
+        match z {
+            Some(z) => self.append_raw(kind, id, CODEC_ZSTD, bytes.len() as u32, &z)?,
+            None => self.append_raw(kind, id, CODEC_RAW, bytes.len() as u32, bytes)?,
+        };
+        Ok(())
+    }
+
+    fn meta_cf(&self) -> Result<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(crate::repo::CF_META).ok_or(Error::Decode { what: "index", why: "column family missing" })
+    }
+
+    fn damaged_key(id: &Digest) -> Vec<u8> {
+        [DAMAGED_PREFIX, id.as_bytes()].concat()
+    }
+
+    /// Whether verify marked `id` damaged (and nothing has cleared it since).
+    pub fn marked_damaged(&self, id: &Digest) -> Result<bool> {
+        Ok(self.db.get_pinned_cf(self.meta_cf()?, Self::damaged_key(id))?.is_some())
+    }
+
+    /// The ids marked damaged.
+    pub fn damaged_marks(&self) -> Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        let it = self.db.iterator_cf(self.meta_cf()?, rocksdb::IteratorMode::From(DAMAGED_PREFIX, rocksdb::Direction::Forward));
+        for item in it {
+            let (k, _) = item?;
+            let Some(id) = k.strip_prefix(DAMAGED_PREFIX) else { break };
+            out.push(Digest::from_slice(id).map_err(|_| Error::Decode { what: "damage mark", why: "wrong length" })?);
+        }
+        Ok(out)
+    }
+
+    /// Make the damage marks exactly `ids` (one synced batch): `put` then
+    /// writes these ids again instead of deduplicating against them.
+    pub fn set_damaged_marks(&self, ids: &std::collections::HashSet<Digest>) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let cf = self.meta_cf()?;
+        let mut batch = WriteBatch::default();
+        for old in self.damaged_marks()? {
+            if !ids.contains(&old) {
+                batch.delete_cf(cf, Self::damaged_key(&old));
+            }
+        }
+        for id in ids {
+            batch.put_cf(cf, Self::damaged_key(id), b"");
+        }
+        self.batch_write(batch)
+    }
+}
+
 impl ObjectStore for PackStore {
     fn get(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Vec<u8>>> {
         let Some(e) = self.entry(id)? else { return Ok(None) };
@@ -390,7 +522,9 @@ impl ObjectStore for PackStore {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        if self.contains(id)? {
+        // An id verify found damaged is written again, not deduplicated
+        // against (the import that brings its bytes heals it).
+        if self.contains(id)? && !self.marked_damaged(id)? {
             return Ok(false);
         }
         // Compress outside the writer lock so several threads compress at once.
@@ -405,6 +539,17 @@ impl ObjectStore for PackStore {
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         self.flush_locked(&mut guard)
     }
+}
+
+/// Whether `p` ends with a block-based table footer's magic number (as
+/// RocksDB writes last, so a table cut short by a crash has none).
+fn complete_table(p: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    const MAGIC: [u64; 2] = [0x88e2_41b7_85f4_cff7, 0xdb47_7524_8b80_fb57];
+    let Ok(f) = File::open(p) else { return false };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut b = [0u8; 8];
+    len >= 8 && f.read_exact_at(&mut b, len - 8).is_ok() && MAGIC.contains(&u64::from_le_bytes(b))
 }
 
 /// zstd decompression with one context per thread: a fresh context per

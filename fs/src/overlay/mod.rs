@@ -59,17 +59,7 @@ fn posix(e: i32) -> Error {
     Error::Posix(e)
 }
 
-/// An error and its causes, "a: b: c" (RocksDB's own message is the cause).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+use crate::error::chain as error_chain;
 
 /// The inode number of an image entry at `path` (stable across mounts).
 pub fn base_ino(path: &[u8], e: &Entry) -> u64 {

@@ -68,10 +68,13 @@ impl Repository {
         check_format(path)?;
         let lock = if writable { Some(take_lock(path)?) } else { None };
         let reader = if writable { None } else { lock_file(path, "readers", libc::LOCK_SH | libc::LOCK_NB).ok() };
-        let db = Arc::new(open_db(path, !writable).map_err(|e| match e {
+        let db = Arc::new(open_index(path, !writable).map_err(|e| {
             // RocksDB says only "Permission denied" in its message.
-            Error::Db(ref d) if d.to_string().contains("Permission denied") => Error::NotPermitted(path.join("index")),
-            e => e,
+            if crate::error::chain(&e).contains("Permission denied") {
+                Error::NotPermitted(path.join("index"))
+            } else {
+                e
+            }
         })?);
         let packs = PackStore::new(path.join("packs"), db.clone(), CF_OBJECTS, !writable);
         Ok(Repository { path: path.to_path_buf(), db, store: Arc::new(Verified::new(packs)), read_only: !writable, _lock: lock, _reader: reader })
@@ -191,6 +194,28 @@ impl Drop for Repository {
             }
         }
     }
+}
+
+/// [`open_db`] for an existing repository, with damage named as damage
+/// (exit 4): a writer must not quietly create a new, empty index where the
+/// old one lost its `CURRENT`, and RocksDB's corruption errors name the index.
+fn open_index(path: &Path, read_only: bool) -> Result<DB> {
+    let idx = path.join("index");
+    if let Err(e) = std::fs::symlink_metadata(idx.join("CURRENT")) {
+        return Err(match e.kind() {
+            std::io::ErrorKind::NotFound => Error::IndexIncomplete(idx),
+            _ => crate::perms::open_error("reading", &idx.join("CURRENT"), e),
+        });
+    }
+    if !read_only {
+        // A writer deletes the tables its MANIFEST does not list: when the
+        // MANIFEST lost complete ones (cut), that deletes the index itself.
+        let db = open_db(path, true).map_err(|e| Error::from_index(&idx, e))?;
+        if let Some(t) = PackStore::unlisted_tables(&db)?.first() {
+            return Err(Error::IndexUnlisted(t.clone()));
+        }
+    }
+    open_db(path, read_only).map_err(|e| Error::from_index(&idx, e))
 }
 
 fn open_db(path: &Path, read_only: bool) -> Result<DB> {

@@ -26,6 +26,7 @@ pub fn run(cli: &Cli, action: Option<&CheckpointCmd>, name: Option<&str>, messag
 pub fn take(cli: &Cli, name: &str, message: &str) -> Result<guest::Checkpoint> {
     let p = super::repo_path(cli)?;
     let rec = guest::find(&p, name)?;
+    refuse_unsound(cli, &p, name)?;
     Ok(match call(&rec.dir, &Request::Checkpoint { message: message.to_string() })? {
         Some(v) => serde_json::from_value(v)?,
         None => {
@@ -35,6 +36,20 @@ pub fn take(cli: &Cli, name: &str, message: &str) -> Result<guest::Checkpoint> {
             g.checkpoint_offline(view.shared(), message)?
         }
     })
+}
+
+/// A checkpoint reuses the objects of the guest's base and of its latest
+/// checkpoint (the fold memo): refuse, before anything changes, when those
+/// in the guest's store are damaged or missing (exit 4).
+fn refuse_unsound(cli: &Cli, p: &std::path::Path, name: &str) -> Result<()> {
+    let h = GuestHandle::open(p, name, false)?;
+    let repo = super::open(cli, false)?;
+    let mut roots = vec![(h.state.base, format!("guest {name} base"))];
+    if let Some(last) = h.checkpoints()?.into_iter().max_by_key(|c| c.version).filter(|c| c.root_tree() != h.state.base) {
+        roots.push((last.root_tree(), format!("guest {name} checkpoint {}", last.version)));
+    }
+    lvrepo_fs::verify::refuse_unsound(&h, &repo, &roots, "checkpoint")?;
+    Ok(())
 }
 
 fn prune(cli: &Cli, name: &str, keep: usize) -> Result<()> {

@@ -51,7 +51,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Checkpoint { action, name, message, json } => checkpoint::run(cli, action.as_ref(), name.as_deref(), message, *json),
         Command::Log { name, json } => log::run(cli, name, *json),
         Command::Rollback { name, checkpoint, disconnect } => rollback::run(cli, name, checkpoint, *disconnect),
-        Command::Verify { json } => verify::run(cli, *json),
+        Command::Verify { json, repair_from } => verify::run(cli, *json, repair_from),
         Command::Gc { json } => gc::run(cli, *json),
         Command::Stats { json } => stats::run(cli, *json),
         Command::Mount { operands, overlay, guest, foreground, threads, no_uring, no_handoff, seclabel, cache_mib, options, read_only } => {
@@ -69,7 +69,7 @@ pub fn run(cli: &Cli) -> Result<()> {
                 ([img, mp], None) => (Some(img.to_string_lossy().into_owned()), mp),
                 _ => return Err(crate::Exit(crate::exit::USAGE, "usage: mount IMAGE --overlay DIR MOUNTPOINT | mount --guest NAME MOUNTPOINT".into()).into()),
             };
-            mount::run(cli, image.as_deref(), overlay.as_deref(), guest.as_deref(), mountpoint, *foreground, cache_mib.map(|m| (m as usize) << 20), MountOptions { threads: *threads, uring: !*no_uring, handoff: !*no_handoff, seclabel: *seclabel, flags })
+            mount::run(cli, image.as_deref(), overlay.as_deref(), guest.as_deref(), mountpoint, *foreground, cache_mib.map(|m| (m as usize) << 20), MountOptions { threads: *threads, uring: !*no_uring, handoff: !*no_handoff, seclabel: *seclabel, flags, source: String::new() })
         }
         Command::Umount { mountpoint } => umount::run(mountpoint),
         Command::Nbd(c) => nbd::run(cli, c),

@@ -22,7 +22,7 @@ use crate::cli::Cli;
 #[allow(clippy::too_many_arguments)]
 /// `cache`: the most bytes of the chunk cache all FUSE threads share (`None`:
 /// sized to the machine's memory).
-pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option<&str>, mountpoint: &Path, foreground: bool, cache: Option<usize>, opts: MountOptions) -> Result<()> {
+pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option<&str>, mountpoint: &Path, foreground: bool, cache: Option<usize>, mut opts: MountOptions) -> Result<()> {
     if !mountpoint.is_dir() {
         bail!("mountpoint {} is not a directory", mountpoint.display());
     }
@@ -80,12 +80,14 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
                 }
             })?;
             tracing::info!(guest = name, "serving guest");
+            opts.source = format!("guest:{name}");
             live
         }
         None => {
             let image = image.ok_or_else(|| crate::Exit(crate::exit::USAGE, "name the image to mount".into()))?;
             let img = super::resolve(&repo, image)?;
             tracing::info!(image = %img.label(), overlay = %state_dir.display(), "serving");
+            opts.source = img.label();
             Live::new(Arc::new(Overlay::open(&state_dir, shared, img.root_tree()).with_context(|| format!("opening overlay {}", state_dir.display()))?))
         }
     };
@@ -121,9 +123,13 @@ fn spawn_daemon(overlay: &Path, mountpoint: &Path) -> Result<()> {
             let log = std::fs::read(overlay.join("daemon.log")).unwrap_or_default();
             let tail = String::from_utf8_lossy(log.get(log_start..).unwrap_or_default()).into_owned();
             let last: Vec<&str> = tail.lines().rev().take(5).collect();
-            bail!("mount daemon exited with {status}: {}", last.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            // The daemon's exit code is the command's (4: damaged index, ...).
+            let code = status.code().and_then(|c| u8::try_from(c).ok()).filter(|&c| c != 0).unwrap_or(crate::exit::ERROR);
+            let what = format!("mount daemon exited with {status}: {}", last.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            return Err(crate::Exit(code, what).into());
         }
-        std::thread::sleep(Duration::from_millis(50));
+        // Short: a mount takes tens of milliseconds, and is_fuse_mount is cheap.
+        std::thread::sleep(Duration::from_millis(5));
     }
     bail!("mount did not appear at {} within 60 s", mountpoint.display())
 }

@@ -13,7 +13,16 @@ pub fn run(cli: &Cli, name: &str, checkpoint: &str, disconnect: bool) -> Result<
     let p = super::repo_path(cli)?;
     let rec = guest::find(&p, name)?;
     // Resolve here, so a wrong checkpoint is "not found" (exit 3) either way.
-    let cp = GuestHandle::open(&p, name, false)?.checkpoint(checkpoint)?;
+    let cp = {
+        let h = GuestHandle::open(&p, name, false)?;
+        let cp = h.checkpoint(checkpoint)?;
+        // Refuse before anything changes when what the checkpoint needs from
+        // the guest's store is damaged or missing (exit 4).
+        let repo = super::open(cli, false)?;
+        let label = format!("guest {name} checkpoint {}", cp.version);
+        lvrepo_fs::verify::refuse_unsound(&h, &repo, &[(cp.root_tree(), label)], "rollback")?;
+        cp
+    };
     let how = match call(&rec.dir, &Request::Rollback { checkpoint: cp.version.to_string(), disconnect })? {
         Some(_) => "while mounted or served",
         None => {

@@ -33,13 +33,21 @@ pub fn run(mountpoint: &Path) -> Result<()> {
 pub(super) fn wait_exit(pid: i32) -> Result<()> {
     let start = Instant::now();
     // SAFETY: kill with signal 0 only checks that the process exists.
-    while unsafe { libc::kill(pid, 0) } == 0 {
+    while unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid) {
         if start.elapsed() > Duration::from_secs(60) {
             bail!("daemon {pid} still running 60 s after SIGTERM");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(2));
     }
     Ok(())
+}
+
+/// Whether `pid` has exited and only waits to be reaped (a detached
+/// daemon's parent is init, which may take its time).
+fn is_zombie(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return true };
+    // "PID (COMM) STATE ...": COMM may hold spaces and parentheses.
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|st| st == "Z" || st == "X")
 }
 
 /// The daemon serving `mountpoint`, found among processes whose command

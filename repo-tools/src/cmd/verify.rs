@@ -1,35 +1,89 @@
-//! `lvrepo verify`: check every object; exit 4 when anything is damaged.
+//! `lvrepo verify [--json] [--repair-from SRC]`: check every object of the
+//! repository and of every guest's store; exit 4 when anything is damaged
+//! or missing. With `--repair-from`, damaged and missing objects get their
+//! bytes from SRC first, and the report is of the repository after repair.
 
-use anyhow::Result;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use lvrepo_fs::verify::repair::{self, Source};
+use lvrepo_fs::verify::{record_marks, VerifyReport};
 
 use crate::cli::Cli;
 use crate::output::{human_bytes, print_json};
 use crate::progress::Bar;
 
-pub fn run(cli: &Cli, json: bool) -> Result<()> {
+pub fn run(cli: &Cli, json: bool, repair_from: &[PathBuf]) -> Result<()> {
+    let mut report = check(cli)?;
+    let mut repaired = Vec::new();
+    if !repair_from.is_empty() && !report.damaged.is_empty() {
+        let mut wanted = repair::wanted(&report);
+        let mut found = repair::Found::new();
+        for src in repair_from {
+            let bar = Bar::bytes(cli.quiet, "reading source");
+            let got = repair::harvest(&Source::from_arg(src), &wanted, &bar).with_context(|| format!("reading repair source {}", src.display()))?;
+            bar.finish();
+            wanted.retain(|id, _| !got.contains_key(id));
+            found.extend(got);
+        }
+        let failed;
+        (repaired, failed) = repair::rewrite(&report, &found);
+        for (store, e) in failed {
+            eprintln!("lvrepo: could not rewrite the damaged objects of {store}: {}", lvrepo_fs::error::chain(&e));
+        }
+        // A fresh open: a read-only index does not see what was written since.
+        report = check(cli)?;
+    }
+    let notes = record_marks(&report);
+    if json {
+        let mut v = serde_json::to_value(&report)?;
+        if !repair_from.is_empty() {
+            v["repaired"] = repaired.iter().map(|(store, id)| serde_json::json!({"store": store, "object": id})).collect();
+        }
+        print_json(&v)?;
+    } else {
+        print_text(&report, &repaired);
+    }
+    for n in notes {
+        tracing::warn!("{n}");
+    }
+    if !report.clean() {
+        let what = format!("{} damaged or missing objects, {} other problems", report.damaged.len(), report.problems.len());
+        return Err(crate::Exit(crate::exit::DAMAGED, what).into());
+    }
+    Ok(())
+}
+
+fn check(cli: &Cli) -> Result<VerifyReport> {
     let repo = super::open(cli, false)?;
     let bar = Bar::bytes(cli.quiet, "verifying");
     let report = lvrepo_fs::verify::verify(&repo, &bar)?;
     bar.finish();
-    if json {
-        print_json(&report)?;
-    } else {
-        for d in &report.damaged {
-            println!("DAMAGED {} {} ({})", d.kind, d.object, d.problem);
-            for r in &d.referenced_by {
-                println!("  used by {r}");
-            }
+    Ok(report)
+}
+
+fn print_text(report: &VerifyReport, repaired: &[(String, lvrepo_fs::Digest)]) {
+    for (store, id) in repaired {
+        println!("REPAIRED {id} in {store}");
+    }
+    for d in &report.damaged {
+        let at = d.location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default();
+        println!("DAMAGED {} {} ({}) in {}{at}", d.kind, d.object, d.problem, d.store);
+        for r in &d.referenced_by {
+            println!("  used by {r}");
         }
-        println!(
-            "{} objects ({}) in {} images checked, {} damaged",
-            report.objects,
-            human_bytes(report.stored_bytes),
-            report.images,
-            report.damaged.len()
-        );
     }
-    if !report.damaged.is_empty() {
-        return Err(crate::Exit(crate::exit::DAMAGED, format!("{} damaged objects", report.damaged.len())).into());
+    for p in &report.problems {
+        println!("DAMAGED {} {}: {}", p.store, p.path, p.problem);
     }
-    Ok(())
+    println!(
+        "{} objects ({}) in {} images checked, {} guests ({} checkpoints), {} damaged, {} other problems",
+        report.objects,
+        human_bytes(report.stored_bytes),
+        report.images,
+        report.guests,
+        report.checkpoints,
+        report.damaged.len(),
+        report.problems.len()
+    );
 }

@@ -477,11 +477,18 @@ fn fuse_mount_sys(
         source = name;
     }
 
+    // lvrepo patch: the type is "fuse.SUBTYPE" (as fusermount mounts it), so
+    // the mount table, findmnt -t and df show the filesystem's own type.
+    #[cfg(target_os = "linux")]
+    let fstype = match options.iter().find(|x| matches!(**x, MountOption::Subtype(_))) {
+        Some(MountOption::Subtype(subtype)) => format!("fuse.{subtype}"),
+        _ => "fuse".to_string(),
+    };
     #[cfg(target_os = "linux")]
     let result = nix::mount::mount(
         Some(source),
         mountpoint,
-        Some("fuse"),
+        Some(fstype.as_str()),
         flags,
         Some(mount_options.as_str()),
     );
