@@ -39,7 +39,9 @@ pub fn run(cli: &Cli, what: &str, since: Option<&str>, out: Option<&Path>, json:
     let r = match out {
         Some(path) => {
             // Written aside and renamed when complete: FILE is never a partial stream.
-            let tmp = path.with_extension("partial");
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(".partial");
+            let tmp = std::path::PathBuf::from(tmp);
             let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
             let mut w = BufWriter::new(f);
             let r = write(&mut w)?;

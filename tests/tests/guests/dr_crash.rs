@@ -1,5 +1,5 @@
-//! kill -9 of `backup`, `receive` and `restore` at random instants (issue
-//! 26): the target is left consistent (verify clean, the old set of backups
+//! kill -9 of `backup`, `send`, `receive` and `restore` at random instants
+//! (issue 26): a stream file is whole or absent, the target is left consistent (verify clean, the old set of backups
 //! or the new one, no guest or a whole one), no lock needs clearing, and a
 //! rerun completes with the exact guest.
 
@@ -30,7 +30,8 @@ fn kill9_of_backup_receive_and_restore_leaves_targets_consistent_and_reruns_comp
     let t_backup = timed(&w.r, &["backup", "g1", "--to", &probe_s, "--no-checkpoint"]);
     let stream = w.r.scratch("g1.lvs");
     let stream_s = stream.to_str().expect("utf-8").to_string();
-    w.r.ok(["send", "g1", "-o", &stream_s]);
+    let t_send = timed(&w.r, &["send", "g1", "-o", &stream_s]);
+    let full = fs::read(&stream).expect("read stream");
     let t_rx = timed(&site(&w, "probe-rx", false), &["receive", &stream_s]);
     let mut killed = 0;
     for round in 0..5 {
@@ -44,6 +45,16 @@ fn kill9_of_backup_receive_and_restore_leaves_targets_consistent_and_reruns_comp
         w.r.ok(["backup", "g1", "--to", &to, "--no-checkpoint"]);
         assert_eq!(held(&s, "g1"), vec![1], "round {round}: the rerun completes");
         s.ok(["verify"]);
+
+        // A killed send leaves its file complete or absent.
+        let out = w.r.scratch(&format!("s{round}.lvs"));
+        let out_s = out.to_str().expect("utf-8").to_string();
+        let done = kill9_after(&w.r, &["send", "g1", "-o", &out_s], within(&mut rng, t_send));
+        killed += usize::from(!done);
+        match fs::read(&out) {
+            Ok(b) => assert_eq!(b, full, "round {round}: a stream file that exists is the whole stream"),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "round {round}: {e}"),
+        }
 
         let rx = site(&w, &format!("rx{round}"), false);
         let done = kill9_after(&rx, &["receive", &stream_s], within(&mut rng, t_rx));
@@ -75,5 +86,5 @@ fn kill9_of_backup_receive_and_restore_leaves_targets_consistent_and_reruns_comp
             assert_same(&format!("round {round}: restored after kill -9"), &m1, &m.manifest());
         }
     }
-    eprintln!("dr kill -9: {killed} of 15 runs killed before they finished");
+    eprintln!("dr kill -9: {killed} of 20 runs killed before they finished");
 }
