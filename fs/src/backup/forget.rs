@@ -51,12 +51,15 @@ fn year_month(days: i64) -> (i64, u32) {
     (y, m)
 }
 
+/// A period of a checkpoint's creation time (Unix seconds): hour, day, ...
+type Bucket = fn(i64) -> i64;
+
 /// Which checkpoint numbers `policy` keeps of `cps`.
 pub fn plan(cps: &[ImageRecord], policy: &KeepPolicy) -> HashSet<u32> {
     let mut newest_first: Vec<&ImageRecord> = cps.iter().collect();
     newest_first.sort_by_key(|c| std::cmp::Reverse((c.created, c.version)));
     let mut keep: HashSet<u32> = newest_first.iter().take(policy.last as usize).map(|c| c.version).collect();
-    let rules: [(u32, fn(i64) -> i64); 4] = [
+    let rules: [(u32, Bucket); 4] = [
         (policy.hourly, |t| t.div_euclid(3600)),
         (policy.daily, |t| t.div_euclid(86_400)),
         // 1970-01-01 was a Thursday: shift so weeks start on Monday.
