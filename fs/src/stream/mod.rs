@@ -11,10 +11,11 @@
 //! - `T` last: `objects u64 LE | BLAKE3 of every byte before this record`.
 //!
 //! Invariant on receive: every object is re-hashed in its kind's domain
-//! before it is stored; nothing is flushed and no ref is written until the
-//! trailer's hash and count match and every ref's closure is present; then
-//! objects are flushed and refs published in one step. A truncated, damaged
-//! or refused stream leaves only unflushed (never indexed) bytes.
+//! before it is stored; no ref is written until the trailer's hash and
+//! count match and every ref's closure is present. Objects are flushed every
+//! 64 MiB as they arrive (checked, but named by no ref: garbage for gc), so
+//! a rerun after an interruption does not store them again; a truncated,
+//! damaged or refused stream makes nothing visible.
 
 mod receive;
 mod send;

@@ -8,6 +8,9 @@ use crate::backup::{already_held, backup_ref, held_for, publish};
 use crate::error::{Error, Result};
 use crate::repo::{ImageRecord, ImageRef, Repository};
 
+/// Object bytes received between flushes.
+const FLUSH_EVERY: usize = 64 << 20;
+
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ReceiveReport {
     pub kind: Option<StreamKind>,
@@ -36,6 +39,7 @@ pub fn receive(repo: &Repository, input: impl Read) -> Result<ReceiveReport> {
     }
     let mut report = ReceiveReport { kind: Some(header.kind), ..Default::default() };
     let mut refs: Option<StreamRefs> = None;
+    let mut unflushed = 0usize;
     loop {
         match r.next()? {
             Record::Object(kind, id, bytes) => {
@@ -45,6 +49,14 @@ pub fn receive(repo: &Repository, input: impl Read) -> Result<ReceiveReport> {
                 report.objects += 1;
                 if store.put(kind, &id, &bytes)? {
                     report.new_objects += 1;
+                    unflushed += bytes.len();
+                }
+                // Checked objects land as they come (no ref names them yet:
+                // garbage for gc until published), so a receive run again
+                // after an interruption does not store them twice.
+                if unflushed >= FLUSH_EVERY {
+                    store.flush()?;
+                    unflushed = 0;
                 }
             }
             Record::Refs(x) if refs.is_none() => refs = Some(x),
