@@ -2,6 +2,8 @@
 //! without being read, so the cost is proportional to what changed, not to the
 //! size of the image.
 
+use std::cmp::Ordering;
+
 use crate::digest::TreeId;
 use crate::error::Result;
 use crate::object::ObjectStore;
@@ -47,66 +49,87 @@ pub fn diff_trees(store: &dyn ObjectStore, a: &TreeId, b: &TreeId) -> Result<Vec
     }
     let ra = load_root(store, a)?;
     let rb = load_root(store, b)?;
-    compare(store, b"", &ra, &rb, &mut out)?;
+    compare(store, &ra, &rb, &mut out)?;
     if !ra.same_meta(&rb) {
         out.insert(0, DiffEntry { path: b"/".to_vec(), change: Change::Metadata });
     }
     Ok(out)
 }
 
-fn compare(store: &dyn ObjectStore, path: &[u8], a: &Entry, b: &Entry, out: &mut Vec<DiffEntry>) -> Result<()> {
-    let (Content::Tree(ta), Content::Tree(tb)) = (a.content, b.content) else { return Ok(()) };
-    if ta == tb {
-        return Ok(());
+/// Two listings being merged: the next entry of each, and the length of
+/// their directory's path.
+struct Frame {
+    a: Vec<Entry>,
+    b: Vec<Entry>,
+    i: usize,
+    j: usize,
+    base: usize,
+}
+
+impl Frame {
+    fn new(store: &dyn ObjectStore, a: &Entry, b: &Entry, base: usize) -> Result<Option<Frame>> {
+        let (Content::Tree(ta), Content::Tree(tb)) = (a.content, b.content) else { return Ok(None) };
+        if ta == tb {
+            return Ok(None);
+        }
+        Ok(Some(Frame { a: Tree::load(store, &ta)?.entries, b: Tree::load(store, &tb)?.entries, i: 0, j: 0, base }))
     }
-    let (la, lb) = (Tree::load(store, &ta)?, Tree::load(store, &tb)?);
-    let (mut i, mut j) = (0, 0);
-    let join = |name: &[u8]| {
-        let mut p = path.to_vec();
-        p.push(b'/');
-        p.extend_from_slice(name);
-        p
-    };
-    while i < la.entries.len() || j < lb.entries.len() {
-        let ea = la.entries.get(i);
-        let eb = lb.entries.get(j);
+}
+
+/// The differences below directories `a` and `b` (the roots). Iterative: the
+/// directories being compared are an explicit stack, one frame per level.
+fn compare(store: &dyn ObjectStore, a: &Entry, b: &Entry, out: &mut Vec<DiffEntry>) -> Result<()> {
+    let mut path = Vec::new();
+    let mut stack: Vec<Frame> = Frame::new(store, a, b, 0)?.into_iter().collect();
+    while let Some(fr) = stack.last_mut() {
+        let (ea, eb) = (fr.a.get(fr.i), fr.b.get(fr.j));
         let ord = match (ea, eb) {
             (Some(x), Some(y)) => x.name.cmp(&y.name),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => {
+                stack.pop();
+                continue;
+            }
         };
+        path.truncate(fr.base);
+        path.push(b'/');
         match (ord, ea, eb) {
-            (std::cmp::Ordering::Less, Some(x), _) => {
-                all(store, &join(&x.name), x, Change::Removed, out)?;
-                i += 1;
+            (Ordering::Less, Some(x), _) | (_, Some(x), None) => {
+                path.extend_from_slice(&x.name);
+                all(store, &path, x, Change::Removed, out)?;
+                fr.i += 1;
             }
-            (std::cmp::Ordering::Greater, _, Some(y)) => {
-                all(store, &join(&y.name), y, Change::Added, out)?;
-                j += 1;
+            (Ordering::Greater, _, Some(y)) | (_, None, Some(y)) => {
+                path.extend_from_slice(&y.name);
+                all(store, &path, y, Change::Added, out)?;
+                fr.j += 1;
             }
-            (_, Some(x), Some(y)) => {
-                let p = join(&x.name);
+            (Ordering::Equal, Some(x), Some(y)) => {
+                path.extend_from_slice(&x.name);
+                fr.i += 1;
+                fr.j += 1;
                 if x.kind != y.kind {
-                    all(store, &p, x, Change::Removed, out)?;
-                    all(store, &p, y, Change::Added, out)?;
-                } else {
-                    let data = x.kind != crate::tree::Kind::Dir && !x.same_data(y);
-                    // Only the hole layout differs: same bytes, so metadata.
-                    let holes_only = data
-                        && x.kind == crate::tree::Kind::File
-                        && x.size == y.size
-                        && crate::tree::file::same_bytes(store, &x.content, &y.content, x.size)?;
-                    if data && !holes_only {
-                        out.push(DiffEntry { path: p.clone(), change: Change::Content });
-                    } else if holes_only || !x.same_meta(y) {
-                        out.push(DiffEntry { path: p.clone(), change: Change::Metadata });
-                    }
-                    compare(store, &p, x, y, out)?;
+                    all(store, &path, x, Change::Removed, out)?;
+                    all(store, &path, y, Change::Added, out)?;
+                    continue;
                 }
-                i += 1;
-                j += 1;
+                let data = x.kind != crate::tree::Kind::Dir && !x.same_data(y);
+                // Only the hole layout differs: same bytes, so metadata.
+                let holes_only = data
+                    && x.kind == crate::tree::Kind::File
+                    && x.size == y.size
+                    && crate::tree::file::same_bytes(store, &x.content, &y.content, x.size)?;
+                if data && !holes_only {
+                    out.push(DiffEntry { path: path.clone(), change: Change::Content });
+                } else if holes_only || !x.same_meta(y) {
+                    out.push(DiffEntry { path: path.clone(), change: Change::Metadata });
+                }
+                if let Some(child) = Frame::new(store, x, y, path.len())? {
+                    stack.push(child);
+                }
             }
-            _ => break,
+            (_, None, None) => {}
         }
     }
     Ok(())

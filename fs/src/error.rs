@@ -100,6 +100,11 @@ pub enum Error {
     NotPermitted(PathBuf),
     #[error("image {image} is in use by {users}; pass --force to delete it anyway (gc keeps what they use)")]
     ImageInUse { image: String, users: String },
+    /// Damage in a guest's or an overlay's own files (data file, database,
+    /// FORMAT, STATE): `path` names the file or directory, `why` what is
+    /// wrong (and where, for data: the byte range).
+    #[error("{path} is damaged: {why}")]
+    OverlayDamaged { path: PathBuf, why: String },
     #[error("backup of guest {guest}: {why}")]
     BackupConflict { guest: String, why: String },
     /// A stream (`lvrepo receive`) that is damaged, truncated or not ours.
@@ -151,7 +156,7 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::ImageNotFound(_) | Error::PathNotFound { .. } | Error::GuestNotFound(_) | Error::CheckpointNotFound { .. } | Error::StreamBaseMissing { .. } => ErrorClass::NotFound,
-            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } | Error::IndexDamaged { .. } | Error::IndexIncomplete(_) | Error::IndexUnlisted(_) | Error::Unsound { .. } | Error::BadFile { .. } | Error::BadStream(_) => {
+            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } | Error::IndexDamaged { .. } | Error::IndexIncomplete(_) | Error::IndexUnlisted(_) | Error::Unsound { .. } | Error::BadFile { .. } | Error::OverlayDamaged { .. } | Error::BadStream(_) => {
                 ErrorClass::Damaged
             }
             Error::Db(e) if db_damage(e) => ErrorClass::Damaged,

@@ -30,6 +30,9 @@ pub mod tree;
 pub mod verify;
 pub mod walk;
 
+#[cfg(test)]
+mod deep_tests;
+
 pub use digest::{ChunkId, CheckpointId, Digest, FileId, ImageId, ObjectKind, TreeId};
 pub use error::{Error, ErrorClass, Result};
 pub use import::{ImportStats, ImportTarget, NoProgress, Progress};

@@ -1,7 +1,10 @@
 //! Reachability: the set of objects a root tree references (trees, file
 //! indexes, chunks). gc keeps exactly this set; stats attributes bytes with it.
+//!
+//! The walk keeps its pending subtrees on an explicit stack (no recursion: a
+//! tree's depth is whatever an import or a guest made it).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::digest::{Digest, ObjectKind, TreeId};
 use crate::error::Result;
@@ -13,42 +16,68 @@ use crate::tree::{Content, Tree};
 /// in `seen` are not read again, so marking many images that share structure
 /// costs about their union.
 pub fn mark(store: &dyn ObjectStore, root: &TreeId, seen: &mut HashSet<Digest>) -> Result<()> {
-    if !seen.insert(root.0) {
-        return Ok(());
-    }
-    let tree = Tree::load(store, root)?;
-    for e in &tree.entries {
-        match &e.content {
-            Content::Tree(t) => mark(store, t, seen)?,
-            Content::None => {}
-            c @ Content::Chunk(_) => visit_objects(store, c, &mut |_, id| {
-                seen.insert(*id);
-            })?,
-            c @ Content::File(f) => {
-                if !seen.contains(&f.0) {
-                    visit_objects(store, c, &mut |_, id| {
-                        seen.insert(*id);
-                    })?;
-                }
-            }
-        }
-    }
-    Ok(())
+    walk(store, root, seen)
 }
 
 /// Like [`mark`] but records each object's kind too (for verify).
-pub fn mark_kinds(store: &dyn ObjectStore, root: &TreeId, out: &mut std::collections::HashMap<Digest, ObjectKind>) -> Result<()> {
-    if out.insert(root.0, ObjectKind::Tree).is_some() {
+pub fn mark_kinds(store: &dyn ObjectStore, root: &TreeId, out: &mut HashMap<Digest, ObjectKind>) -> Result<()> {
+    walk(store, root, out)
+}
+
+/// A set of marked objects.
+trait Marks {
+    /// Mark tree `id`; whether it was new (then its listing is read).
+    fn tree(&mut self, id: &TreeId) -> bool;
+    /// Mark what a file's content references.
+    fn content(&mut self, store: &dyn ObjectStore, c: &Content) -> Result<()>;
+}
+
+impl Marks for HashSet<Digest> {
+    fn tree(&mut self, id: &TreeId) -> bool {
+        self.insert(id.0)
+    }
+
+    fn content(&mut self, store: &dyn ObjectStore, c: &Content) -> Result<()> {
+        // A file index already marked was visited whole.
+        if let Content::File(f) = c {
+            if self.contains(&f.0) {
+                return Ok(());
+            }
+        }
+        visit_objects(store, c, &mut |_, id| {
+            self.insert(*id);
+        })
+    }
+}
+
+impl Marks for HashMap<Digest, ObjectKind> {
+    fn tree(&mut self, id: &TreeId) -> bool {
+        self.insert(id.0, ObjectKind::Tree).is_none()
+    }
+
+    fn content(&mut self, store: &dyn ObjectStore, c: &Content) -> Result<()> {
+        visit_objects(store, c, &mut |k, id| {
+            self.insert(*id, k);
+        })
+    }
+}
+
+fn walk(store: &dyn ObjectStore, root: &TreeId, m: &mut impl Marks) -> Result<()> {
+    if !m.tree(root) {
         return Ok(());
     }
-    let tree = Tree::load(store, root)?;
-    for e in &tree.entries {
-        match &e.content {
-            Content::Tree(t) => mark_kinds(store, t, out)?,
-            Content::None => {}
-            c => visit_objects(store, c, &mut |k, id| {
-                out.insert(*id, k);
-            })?,
+    let mut stack = vec![*root];
+    while let Some(id) = stack.pop() {
+        for e in &Tree::load(store, &id)?.entries {
+            match &e.content {
+                Content::Tree(t) => {
+                    if m.tree(t) {
+                        stack.push(*t);
+                    }
+                }
+                Content::None => {}
+                c => m.content(store, c)?,
+            }
         }
     }
     Ok(())

@@ -16,20 +16,42 @@ pub fn walk(store: &dyn ObjectStore, root: &TreeId, f: &mut dyn FnMut(&[u8], &En
 }
 
 /// Visit the children of directory entry `dir` (at `path`, without trailing `/`).
+/// Iterative: the listings being walked are on an explicit stack, so the
+/// depth of a tree costs heap, never call stack.
 pub fn walk_entry(store: &dyn ObjectStore, dir: &Entry, path: &[u8], f: &mut dyn FnMut(&[u8], &Entry) -> Result<()>) -> Result<()> {
     let Content::Tree(tid) = dir.content else { return Ok(()) };
-    let tree = Tree::load(store, &tid)?;
     let mut p = path.to_vec();
-    for e in &tree.entries {
-        p.truncate(path.len());
+    // Per open directory: its remaining entries and the length of its path.
+    let mut stack = vec![(Tree::load(store, &tid)?.entries.into_iter(), p.len())];
+    while let Some((entries, base)) = stack.last_mut() {
+        let base = *base;
+        let Some(e) = entries.next() else {
+            stack.pop();
+            continue;
+        };
+        p.truncate(base);
         p.push(b'/');
         p.extend_from_slice(&e.name);
-        f(&p, e)?;
-        if let Content::Tree(_) = e.content {
-            walk_entry(store, e, &p, f)?;
+        f(&p, &e)?;
+        if let Content::Tree(t) = e.content {
+            stack.push((Tree::load(store, &t)?.entries.into_iter(), p.len()));
         }
     }
     Ok(())
+}
+
+/// The `/`-joined names from arena node `i` up to the root (index 0, not
+/// named), without a leading `/`, for arenas that keep parent links instead
+/// of paths: `up(i)` is node `i`'s name and parent.
+pub(crate) fn path_up<'a>(mut i: usize, up: impl Fn(usize) -> (&'a [u8], usize)) -> Vec<u8> {
+    let mut names = Vec::new();
+    while i != 0 {
+        let (name, parent) = up(i);
+        names.push(name);
+        i = parent;
+    }
+    names.reverse();
+    names.join(&b'/')
 }
 
 /// Show a byte path to a person: printable ASCII and valid UTF-8 as is, a

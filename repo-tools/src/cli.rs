@@ -127,6 +127,10 @@ pub enum Command {
     /// Check every object of the repository and of every guest's store
     /// against its id and name what is damaged (exit 4).
     Verify {
+        /// Also check every guest's STATE and current overlay (records and
+        /// data checksums).
+        #[arg(long)]
+        overlays: bool,
         #[arg(long)]
         json: bool,
         /// Rewrite damaged and missing objects with their bytes from a good
@@ -335,6 +339,16 @@ pub enum GuestCmd {
     },
     /// Delete a guest and its directory (refused while mounted).
     Rm { name: String },
+    /// Check a guest's own files (STATE, overlay database and data, store);
+    /// exit 4 if anything is damaged. Not while mounted.
+    Fsck {
+        name: String,
+        /// Salvage what is sound and list what was lost.
+        #[arg(long)]
+        repair: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -206,10 +206,10 @@ fn a_flush_on_one_connection_is_seen_by_another_and_fio_verifies() {
     let job = r.scratch("verify.fio");
     std::fs::write(
         &job,
-        format!("[v]\nioengine=nbd\nuri={uri}\nrw=randwrite\nbs=4k\nsize=16m\noffset=8m\niodepth=16\nverify=crc32c\nverify_fatal=1\ndo_verify=1\n"),
+        format!("[v]\nioengine=nbd\nuri={uri}\nrw=randwrite\nbs=4k\nsize=16m\noffset=8m\niodepth=16\nverify=crc32c\nverify_fatal=1\ndo_verify=1\nverify_state_save=0\n"),
     )
     .unwrap();
-    run(Command::new("fio").arg("--output-format=terse").arg(&job), "fio --ioengine=nbd with verify");
+    run(Command::new("fio").arg("--output-format=terse").arg(&job).current_dir(r.scratch("")), "fio --ioengine=nbd with verify");
 }
 
 #[test]

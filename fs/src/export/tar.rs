@@ -22,6 +22,27 @@ pub fn export_tar(store: &dyn ObjectStore, root: &TreeId, out: impl Write, progr
     let root_entry = load_root(store, root)?;
     let mut x = TarX { store, b, links: HashMap::new(), stats: ExportStats::default(), progress };
     x.entry(&root_entry, b"./")?;
+    // Depth-first with the open listings on an explicit stack (no recursion:
+    // depth is whatever the image has). A directory's path ends in '/', so a
+    // child's path is its parent's plus its name.
+    let mut path = Vec::new();
+    let mut stack = vec![(listing(store, &root_entry)?.into_iter(), 0)];
+    while let Some((entries, base)) = stack.last_mut() {
+        let base = *base;
+        let Some(child) = entries.next() else {
+            stack.pop();
+            continue;
+        };
+        path.truncate(base);
+        path.extend_from_slice(&child.name);
+        if child.kind == Kind::Dir {
+            path.push(b'/');
+        }
+        x.entry(&child, &path)?;
+        if child.kind == Kind::Dir {
+            stack.push((listing(store, &child)?.into_iter(), path.len()));
+        }
+    }
     x.b.finish().map_err(Error::Archive)?;
     Ok(x.stats)
 }
@@ -35,6 +56,7 @@ struct TarX<'a, W: Write> {
 }
 
 impl<W: Write> TarX<'_, W> {
+    /// Append entry `e` (a directory's header only; its children follow).
     fn entry(&mut self, e: &Entry, path: &[u8]) -> Result<()> {
         let p = Path::new(OsStr::from_bytes(path));
         if e.kind == Kind::Socket {
@@ -61,20 +83,6 @@ impl<W: Write> TarX<'_, W> {
             Kind::Dir => {
                 h.set_entry_type(tar::EntryType::Directory);
                 self.b.append_data(&mut h, p, std::io::empty()).map_err(io)?;
-                let Content::Tree(tid) = e.content else {
-                    return Err(Error::Decode { what: "tree", why: "directory without a listing" });
-                };
-                for child in Tree::load(self.store, &tid)?.entries {
-                    let mut cp = if path == b"./" { Vec::new() } else { path.to_vec() };
-                    if !cp.is_empty() && !cp.ends_with(b"/") {
-                        cp.push(b'/');
-                    }
-                    cp.extend_from_slice(&child.name);
-                    if child.kind == Kind::Dir {
-                        cp.push(b'/');
-                    }
-                    self.entry(&child, &cp)?;
-                }
             }
             _ if e.link != 0 && self.links.contains_key(&e.link) => {
                 let first = self.links[&e.link].clone();
@@ -118,6 +126,14 @@ impl<W: Write> TarX<'_, W> {
         }
         Ok(())
     }
+}
+
+/// A directory's entries.
+fn listing(store: &dyn ObjectStore, e: &Entry) -> Result<Vec<Entry>> {
+    let Content::Tree(tid) = e.content else {
+        return Err(Error::Decode { what: "tree", why: "directory without a listing" });
+    };
+    Ok(Tree::load(store, &tid)?.entries)
 }
 
 /// PAX time text for a timestamp: `-1.25` for 1.25 s before the epoch.

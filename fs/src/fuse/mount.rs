@@ -143,7 +143,7 @@ pub fn mount_foreground(live: Arc<Live>, mountpoint: &Path, opts: &MountOptions,
     let transport = if session.io_uring() { "io_uring" } else { "dev_fuse" };
     tracing::info!(mountpoint = %mountpoint.display(), threads = opts.threads, transport, handoff = opts.handoff, seclabel = opts.seclabel, "mounted");
     session.run().map_err(|e| Error::io("serving", mountpoint, e))?;
-    live.current().sync_all()?;
+    live.current().close()?;
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
     Ok(())
 }

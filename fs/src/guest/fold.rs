@@ -10,22 +10,22 @@
 //! operation can run between two reads of the fold.
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::FileExt;
 
 use crate::chunker::{window_of, CHUNK_SIZE};
 use crate::digest::{ChunkId, ObjectKind, TreeId};
 use crate::error::{Error, Result};
-use crate::import::dir::data_regions;
 use crate::object::{get_required_shared, ObjectStore};
 use crate::overlay::db::Folded;
-use crate::overlay::{base_ino, Base, Dirent, Inode, Overlay, State, ROOT_INO};
+use crate::overlay::{Base, Dirent, ImagePath, Inode, Overlay, State, ROOT_INO};
 use crate::tree::file::{leaf_extents, ContentBuilder, Extent, Target};
 use crate::tree::{store_root, Content, Entry, Kind, Tree};
 
 /// One entry of the folded namespace, before trees are stored.
 struct Node {
     entry: Entry,
-    path: Vec<u8>,
+    /// The parent's arena index (the root's is 0): paths are built only where
+    /// needed (hardlink labels), since each held whole costs depth² bytes.
+    parent: usize,
     ino: u64,
     children: Vec<usize>,
     /// An image entry reused as it is (keeps its hardlink label).
@@ -50,8 +50,8 @@ pub(crate) fn fold(ov: &Overlay, st: &mut State, out: &dyn ObjectStore) -> Resul
         root.content = Content::Tree(t);
         return Ok((store_root(out, root)?, memo));
     }
-    let mut nodes = vec![Node { entry: root, path: Vec::new(), ino: ROOT_INO, children: Vec::new(), reused: false, base_tree: base_tree(&root_inode), fresh: false }];
-    walk(ov, st, out, &mut nodes, 0, &root_inode)?;
+    let mut nodes = vec![Node { entry: root, parent: 0, ino: ROOT_INO, children: Vec::new(), reused: false, base_tree: base_tree(&root_inode), fresh: false }];
+    walk(ov, st, out, &mut nodes, root_inode)?;
 
     // Hardlink sets: inodes reached by more than one path.
     let mut by_ino: HashMap<u64, Vec<usize>> = HashMap::new();
@@ -73,8 +73,8 @@ pub(crate) fn fold(ov: &Overlay, st: &mut State, out: &dyn ObjectStore) -> Resul
         } else if members.len() > 1 {
             // Labelled from the path without its leading '/', as import does,
             // so an untouched image hardlink set keeps its label.
-            let smallest = members.iter().map(|&i| &nodes[i].path).min().cloned().unwrap_or_default();
-            (crate::import::link_label(smallest.strip_prefix(b"/").unwrap_or(&smallest)), members.len() as u32)
+            let smallest = members.iter().map(|&i| path_of(&nodes, i)).min().unwrap_or_default();
+            (crate::import::link_label(&smallest), members.len() as u32)
         } else {
             (0, 0)
         };
@@ -110,8 +110,26 @@ fn base_tree(i: &Inode) -> Option<TreeId> {
     }
 }
 
-/// Add the merged children of directory `dir` (an arena index) and recurse.
-fn walk(ov: &Overlay, st: &mut State, out: &dyn ObjectStore, nodes: &mut Vec<Node>, dir: usize, inode: &Inode) -> Result<()> {
+/// The path of arena node `i` without its leading '/' (as import labels
+/// hardlink sets).
+fn path_of(nodes: &[Node], i: usize) -> Vec<u8> {
+    crate::walk::path_up(i, |i| (&nodes[i].entry.name, nodes[i].parent))
+}
+
+/// Add the merged namespace below the root (arena index 0, inode `root`).
+/// Iterative: directories still to walk are on an explicit stack, so the
+/// depth of the guest's tree costs heap, never call stack.
+fn walk(ov: &Overlay, st: &mut State, out: &dyn ObjectStore, nodes: &mut Vec<Node>, root: Inode) -> Result<()> {
+    let mut todo = vec![(0, root)];
+    while let Some((dir, inode)) = todo.pop() {
+        walk_dir(ov, st, out, nodes, dir, &inode, &mut todo)?;
+    }
+    Ok(())
+}
+
+/// Add the merged children of directory `dir` (an arena index); those to be
+/// walked in turn go onto `todo`.
+fn walk_dir(ov: &Overlay, st: &mut State, out: &dyn ObjectStore, nodes: &mut Vec<Node>, dir: usize, inode: &Inode, todo: &mut Vec<(usize, Inode)>) -> Result<()> {
     let dino = nodes[dir].ino;
     let dirents = ov.db.dirents(dino)?;
     // Unchanged image directory: its tree is reused as is, unless something
@@ -119,10 +137,7 @@ fn walk(ov: &Overlay, st: &mut State, out: &dyn ObjectStore, nodes: &mut Vec<Nod
     let mut children: BTreeMap<Vec<u8>, (u64, Option<Entry>)> = BTreeMap::new();
     if let Base::Dir { tree, path } = &inode.base {
         for e in &ov.tree(tree)?.entries {
-            let mut cpath = path.clone();
-            cpath.push(b'/');
-            cpath.extend_from_slice(&e.name);
-            children.insert(e.name.clone(), (base_ino(&cpath, e), Some(e.clone())));
+            children.insert(e.name.clone(), (path.child_ino(&e.name, e), Some(e.clone())));
         }
     }
     for (name, d) in dirents {
@@ -136,9 +151,6 @@ fn walk(ov: &Overlay, st: &mut State, out: &dyn ObjectStore, nodes: &mut Vec<Nod
         }
     }
     for (name, (ino, base)) in children {
-        let mut path = nodes[dir].path.clone();
-        path.push(b'/');
-        path.extend_from_slice(&name);
         // The database is authoritative: every operation commits its batch.
         let inode = match (ov.db.inode(ino)?, &base) {
             (Some(r), _) => r,
@@ -152,11 +164,11 @@ fn walk(ov: &Overlay, st: &mut State, out: &dyn ObjectStore, nodes: &mut Vec<Nod
                         entry.content = *c;
                     }
                     let idx = nodes.len();
-                    nodes.push(Node { entry, path, ino, children: Vec::new(), reused: true, base_tree: None, fresh: false });
+                    nodes.push(Node { entry, parent: dir, ino, children: Vec::new(), reused: true, base_tree: None, fresh: false });
                     nodes[dir].children.push(idx);
                     continue;
                 }
-                ov.from_entry(e, &image_path(&inode.base, &name))?
+                ov.from_entry(e, image_path(&inode.base, &name))?
             }
             (None, None) => return Err(Error::Posix(libc::EIO)),
         };
@@ -167,10 +179,10 @@ fn walk(ov: &Overlay, st: &mut State, out: &dyn ObjectStore, nodes: &mut Vec<Nod
             entry.content = Content::Tree(t);
         }
         let idx = nodes.len();
-        nodes.push(Node { entry, path, ino, children: Vec::new(), reused: false, base_tree: base_tree(&inode), fresh });
+        nodes.push(Node { entry, parent: dir, ino, children: Vec::new(), reused: false, base_tree: base_tree(&inode), fresh });
         nodes[dir].children.push(idx);
         if walk_it {
-            walk(ov, st, out, nodes, idx, &inode)?;
+            todo.push((idx, inode));
         }
     }
     Ok(())
@@ -190,14 +202,11 @@ fn clean_listing(st: &State, ino: u64, i: &Inode) -> Option<TreeId> {
     }
 }
 
-fn image_path(parent_base: &Base, name: &[u8]) -> Vec<u8> {
-    let mut p = match parent_base {
-        Base::Dir { path, .. } => path.clone(),
-        _ => Vec::new(),
-    };
-    p.push(b'/');
-    p.extend_from_slice(name);
-    p
+fn image_path(parent_base: &Base, name: &[u8]) -> ImagePath {
+    match parent_base {
+        Base::Dir { path, .. } => path.child(name),
+        _ => ImagePath::new(b"").child(name),
+    }
 }
 
 /// The tree entry for an inode (directory content is filled in later), and
@@ -220,7 +229,7 @@ fn entry_of(ov: &Overlay, st: &State, i: &Inode, name: Vec<u8>, out: &dyn Object
             // Unchanged since the last mounted checkpoint folded it.
             Some(f) => e.content = f.content,
             None => {
-                e.content = file_content(ov, i, out, ino)?;
+                e.content = file_content(ov, st, i, out, ino)?;
                 return Ok((e, true));
             }
         }
@@ -229,40 +238,27 @@ fn entry_of(ov: &Overlay, st: &State, i: &Inode, name: Vec<u8>, out: &dyn Object
 }
 
 /// A file's content: image chunks for windows it never wrote, new chunks for
-/// the windows it did (and for every byte of a file the guest created).
-fn file_content(ov: &Overlay, i: &Inode, out: &dyn ObjectStore, ino: u64) -> Result<Content> {
+/// the windows it did (and for every byte of a file the guest created). The
+/// overlay's bytes are read through its verified API: damage fails the fold
+/// (a checkpoint never stores zeros or wrong bytes as the file's data).
+fn file_content(ov: &Overlay, st: &State, i: &Inode, out: &dyn ObjectStore, ino: u64) -> Result<Content> {
+    let mut b = ContentBuilder::new(out);
     if i.base == Base::Inline {
-        let bytes = ov.db.inline(ino)?;
-        let mut b = ContentBuilder::new(out);
+        let bytes = ov.inline_bytes(ino)?;
         let n = (bytes.len() as u64).min(i.size) as usize;
         if n > 0 {
             b.push(0, &bytes[..n])?;
         }
         return b.finish(i.size);
     }
-    let data = match std::fs::File::open(ov.data_path(ino)) {
-        Ok(f) => Some(f),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io("opening overlay data", ov.data_path(ino), e)),
+    let local = ov.local_data(st, ino, i)?;
+    let window = |w: u64| -> Result<Vec<u8>> {
+        let ws = w * CHUNK_SIZE;
+        local.read(ws, CHUNK_SIZE.min(i.size - ws))
     };
-    let read = |off: u64, len: u64| -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; len as usize];
-        if let Some(f) = &data {
-            let mut done = 0;
-            while done < buf.len() {
-                let n = f.read_at(&mut buf[done..], off + done as u64).map_err(|e| Error::io("reading overlay data", ov.data_path(ino), e))?;
-                if n == 0 {
-                    break;
-                }
-                done += n;
-            }
-        }
-        Ok(buf)
-    };
-    let mut b = ContentBuilder::new(out);
     match &i.base {
         Base::File { content, limit } => {
-            let windows = ov.db.windows(ino)?;
+            let windows: std::collections::HashSet<u64> = local.windows().iter().copied().collect();
             let base_end = (*limit).min(i.size);
             // A one-chunk file's extent length is its chunk's length, which the
             // entry no longer tells once `limit` was lowered: ask the chunk.
@@ -270,15 +266,13 @@ fn file_content(ov: &Overlay, i: &Inode, out: &dyn ObjectStore, ino: u64) -> Res
                 Content::Chunk(c) => vec![(0, get_required_shared(&*ov.store, ObjectKind::Chunk, &c.0)?.len() as u64, *c)],
                 other => leaf_extents(&*ov.store, other, *limit)?,
             };
-            let mut wins: Vec<u64> = windows.iter().copied().filter(|&w| w * CHUNK_SIZE < i.size).collect();
+            let mut wins: Vec<u64> = windows.iter().copied().collect();
             wins.extend(base.iter().filter(|x| x.0 < base_end).map(|x| window_of(x.0)));
             wins.sort_unstable();
             wins.dedup();
             for w in wins {
-                let ws = w * CHUNK_SIZE;
                 if windows.contains(&w) {
-                    let len = CHUNK_SIZE.min(i.size - ws);
-                    b.push(ws, &read(ws, len)?)?;
+                    b.push(w * CHUNK_SIZE, &window(w)?)?;
                     continue;
                 }
                 for &(off, len, id) in base.iter().filter(|x| window_of(x.0) == w && x.0 < base_end) {
@@ -292,14 +286,10 @@ fn file_content(ov: &Overlay, i: &Inode, out: &dyn ObjectStore, ino: u64) -> Res
             }
         }
         _ => {
-            if let Some(f) = &data {
-                for (s, e) in data_regions(f, i.size).map_err(|er| Error::io("seeking overlay data", ov.data_path(ino), er))? {
-                    let mut p = s;
-                    while p < e {
-                        let n = (e - p).min(16 * CHUNK_SIZE);
-                        b.push(p, &read(p, n)?)?;
-                        p += n;
-                    }
+            // Only the blocks that hold data: holes stay holes.
+            for &w in local.windows() {
+                for (s, e) in local.data_runs(w, i.size) {
+                    b.push(s, &local.read(s, e - s)?)?;
                 }
             }
         }

@@ -12,6 +12,7 @@
 //!   command working on an unmounted guest).
 
 pub mod fold;
+pub mod fsck;
 mod ops;
 mod view;
 mod volume;

@@ -62,6 +62,8 @@ impl GuestHandle {
         let state = GuestState { base: image.root_tree(), generation: 1 };
         let rec = GuestRecord { name: name.to_string(), image: image.label(), dir: dir.clone(), created: now(), volume: image.volume };
         let g = GuestHandle { rec, state, local, _lock: Some(guard) };
+        // The first generation exists before the STATE that names it.
+        drop(Overlay::open(&g.overlay_dir(), g.store(repo.shared_store()), g.state.base)?);
         g.write_state()?;
         register(repo, &g.rec)?;
         tracing::info!(guest = name, image = %image.label(), "created guest");
@@ -72,9 +74,10 @@ impl GuestHandle {
     pub fn open(repo: &Path, name: &str, writable: bool) -> Result<GuestHandle> {
         let rec = find(repo, name)?;
         let guard = if writable { Some(lock(&rec.dir, name)?) } else { None };
-        let sp = rec.dir.join("STATE");
-        let text = std::fs::read(&sp).map_err(|e| Error::io("reading", &sp, e))?;
-        let state: GuestState = serde_json::from_slice(&text).map_err(|_| Error::BadFile { what: "guest state", path: sp.clone() })?;
+        // Checked before anything is touched: a STATE that names no sound
+        // generation must never let `remove_stale_generations` delete the
+        // generations that are there.
+        let state = read_state(&rec)?;
         let local = Repository::open(&rec.dir.join("store"), writable)?;
         let g = GuestHandle { rec, state, local, _lock: guard };
         if writable {
@@ -82,6 +85,16 @@ impl GuestHandle {
             g.remove_stale_generations();
         }
         Ok(g)
+    }
+
+    /// Open a guest whose STATE may be damaged, holding its lock, without
+    /// touching anything (for `guest fsck`): the state is `None` if it does
+    /// not read or names a generation that is not there.
+    pub fn open_for_check(repo: &Path, name: &str) -> Result<(GuestRecord, GuestLock, Result<GuestState>)> {
+        let rec = find(repo, name)?;
+        let guard = lock(&rec.dir, name)?;
+        let state = read_state(&rec);
+        Ok((rec, guard, state))
     }
 
     pub fn dir(&self) -> &Path {
@@ -108,7 +121,9 @@ impl GuestHandle {
 
     /// The overlay of the current generation.
     pub fn overlay(&self, store: Arc<dyn ObjectStore>) -> Result<Overlay> {
-        Overlay::open(&self.overlay_dir(), store, self.state.base)
+        let d = self.overlay_dir();
+        let ov = if never_opened(&self.rec.dir, &self.state) { Overlay::open(&d, store, self.state.base) } else { Overlay::open_existing(&d, store, self.state.base) };
+        Ok(ov?.for_guest(&self.rec.name))
     }
 
     pub fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
@@ -196,6 +211,17 @@ impl GuestHandle {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io("removing", &dir, e))
     }
 
+    /// Delete guest `name` whatever state its own files are in (a damaged
+    /// `STATE` included): under its lock, the registry entry, then its
+    /// directory.
+    pub fn remove_named(repo: &Path, name: &str) -> Result<()> {
+        let rec = find(repo, name)?;
+        let guard = lock(&rec.dir, name)?;
+        super::unregister(repo, name)?;
+        drop(guard);
+        std::fs::remove_dir_all(&rec.dir).map_err(|e| Error::io("removing", &rec.dir, e))
+    }
+
     /// Checkpoint an unmounted guest, then rebase it on the checkpoint (a new,
     /// empty overlay generation), so the next checkpoint costs only what
     /// changes after this one.
@@ -228,7 +254,7 @@ impl GuestHandle {
             // Left by a crash before the commit point: never visible, discard.
             std::fs::remove_dir_all(&nd).map_err(|e| Error::io("removing", &nd, e))?;
         }
-        Overlay::open(&nd, store, root)
+        Ok(Overlay::open(&nd, store, root)?.for_guest(&self.rec.name))
     }
 
     /// Commit the generation [`Self::prepare_generation`] made: the STATE rename.
@@ -352,4 +378,43 @@ impl GuestHandle {
     pub fn local(&self) -> &Repository {
         &self.local
     }
+}
+
+/// The guest's STATE, checked: it decodes, and the generation it names is
+/// there. Anything else is damage, reported
+/// with what is there instead.
+pub(crate) fn read_state(rec: &GuestRecord) -> Result<GuestState> {
+    let sp = rec.dir.join("STATE");
+    let damaged = |why: String| {
+        tracing::error!(guest = %rec.name, path = %sp.display(), "guest STATE is damaged: {why}");
+        Error::OverlayDamaged { path: sp.clone(), why: format!("{why}; nothing was changed (`lvrepo guest fsck {} --repair` repoints it at the newest sound generation)", rec.name) }
+    };
+    let text = match std::fs::read(&sp) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(damaged("missing".into())),
+        Err(e) => return Err(Error::io("reading", &sp, e)),
+    };
+    let state: GuestState = serde_json::from_slice(&text).map_err(|e| damaged(format!("does not decode ({e})")))?;
+    let gd = rec.dir.join(format!("gen-{:08}", state.generation));
+    // (What the directory holds is the overlay's to check when opened.)
+    if !gd.is_dir() && !never_opened(&rec.dir, &state) {
+        let there: Vec<String> = generations(&rec.dir).iter().map(|g| format!("gen-{g:08}")).collect();
+        return Err(damaged(format!("names generation {}, whose directory does not exist (generations there: {})", state.generation, if there.is_empty() { "none".into() } else { there.join(", ") })));
+    }
+    Ok(state)
+}
+
+/// A guest made by an lvrepo that created its first generation on first
+/// use, never opened since: generation 1 and no generation directory at all.
+fn never_opened(dir: &Path, state: &GuestState) -> bool {
+    state.generation == 1 && generations(dir).is_empty()
+}
+
+/// The overlay generations present in guest directory `dir`, ascending.
+pub(crate) fn generations(dir: &Path) -> Vec<u64> {
+    let mut out: Vec<u64> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("gen-")).and_then(|n| n.parse().ok())).collect())
+        .unwrap_or_default();
+    out.sort_unstable();
+    out
 }

@@ -9,10 +9,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use super::walk::{rel_path, walk};
 use super::{link_label, precheck, publish, ImportStats, ImportTarget, Progress};
 use crate::chunker::CHUNK_SIZE;
 use crate::error::{Error, Result};
@@ -24,14 +25,6 @@ use crate::object::ObjectStore;
 /// Bytes read per `read` call; a multiple of the chunk size.
 const READ_BLOCK: u64 = 16 * CHUNK_SIZE;
 
-struct Node {
-    entry: Entry,
-    path: PathBuf,
-    rel: Vec<u8>,
-    children: Vec<usize>,
-    inode: Option<(u64, u64)>,
-}
-
 /// Import the directory `src` as a new image.
 pub fn import_dir(repo: &Repository, src: &Path, target: &ImportTarget, progress: &dyn Progress) -> Result<(ImageRecord, ImportStats)> {
     precheck(repo, target)?;
@@ -42,12 +35,7 @@ pub fn import_dir(repo: &Repository, src: &Path, target: &ImportTarget, progress
 
 /// Store `src` as a root tree in `store` (no image is published).
 pub fn store_dir(store: &dyn ObjectStore, src: &Path, progress: &dyn Progress) -> Result<(crate::digest::TreeId, ImportStats)> {
-    let meta = std::fs::metadata(src).map_err(|e| Error::io("reading", src, e))?;
-    if !meta.is_dir() {
-        return Err(Error::NotSupported { path: src.display().to_string(), why: "not a directory" });
-    }
-    let mut nodes = vec![Node { entry: entry_from(Vec::new(), &meta, src)?, path: src.to_path_buf(), rel: Vec::new(), children: Vec::new(), inode: None }];
-    walk(&mut nodes, 0)?;
+    let mut nodes = walk(store, src, progress)?;
 
     // Hardlink sets: inodes seen more than once inside the tree.
     let mut sets: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
@@ -58,7 +46,7 @@ pub fn store_dir(store: &dyn ObjectStore, src: &Path, progress: &dyn Progress) -
     }
     let mut first_of: HashMap<usize, usize> = HashMap::new();
     for members in sets.values().filter(|m| m.len() > 1) {
-        let smallest = members.iter().map(|&i| &nodes[i].rel).min().cloned().unwrap_or_default();
+        let smallest = members.iter().map(|&i| rel_path(&nodes, i)).min().unwrap_or_default();
         let label = link_label(&smallest);
         for &i in members {
             nodes[i].entry.link = label;
@@ -67,13 +55,15 @@ pub fn store_dir(store: &dyn ObjectStore, src: &Path, progress: &dyn Progress) -
         }
     }
 
-    // Regular files to read: one per inode.
-    let files: Vec<usize> = (0..nodes.len())
+    // Regular files: one per inode; those the walk did not store are read now.
+    let inodes: Vec<usize> = (0..nodes.len())
         .filter(|&i| nodes[i].entry.kind == Kind::File && first_of.get(&i).is_none_or(|&f| f == i))
         .collect();
     let mut stats = ImportStats { entries: nodes.len() as u64, ..Default::default() };
-    stats.logical_bytes = files.iter().map(|&i| nodes[i].entry.size).sum();
+    stats.logical_bytes = inodes.iter().map(|&i| nodes[i].entry.size).sum();
+    stats.new_bytes = nodes.iter().filter_map(|n| n.stored).sum();
     progress.set_total(stats.logical_bytes);
+    let files: Vec<(usize, &Path)> = inodes.iter().filter_map(|&i| Some((i, nodes[i].path.as_deref().filter(|_| nodes[i].stored.is_none())?))).collect();
 
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Content, u64)>> = Mutex::new(Vec::with_capacity(files.len()));
@@ -83,11 +73,11 @@ pub fn store_dir(store: &dyn ObjectStore, src: &Path, progress: &dyn Progress) -
         for _ in 0..workers {
             s.spawn(|| loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&i) = files.get(k) else { break };
+                let Some(&(i, path)) = files.get(k) else { break };
                 if first_err.lock().map(|e| e.is_some()).unwrap_or(true) {
                     break;
                 }
-                match store_file(store, &nodes[i].path, nodes[i].entry.size, progress) {
+                match store_file(store, path, nodes[i].entry.size, progress) {
                     Ok((c, newb)) => results.lock().unwrap_or_else(|e| e.into_inner()).push((i, c, newb)),
                     Err(e) => {
                         let mut fe = first_err.lock().unwrap_or_else(|e| e.into_inner());
@@ -122,35 +112,6 @@ pub fn store_dir(store: &dyn ObjectStore, src: &Path, progress: &dyn Progress) -
     let mut root = nodes.swap_remove(0).entry;
     root.xattrs.sort();
     Ok((store_root(store, root)?, stats))
-}
-
-fn walk(nodes: &mut Vec<Node>, dir: usize) -> Result<()> {
-    let path = nodes[dir].path.clone();
-    let rd = std::fs::read_dir(&path).map_err(|e| Error::io("listing", &path, e))?;
-    let mut names: Vec<std::ffi::OsString> = Vec::new();
-    for ent in rd {
-        names.push(ent.map_err(|e| Error::io("listing", &path, e))?.file_name());
-    }
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    for name in names {
-        let p = path.join(&name);
-        let meta = std::fs::symlink_metadata(&p).map_err(|e| Error::io("lstat", &p, e))?;
-        let mut rel = nodes[dir].rel.clone();
-        if !rel.is_empty() {
-            rel.push(b'/');
-        }
-        rel.extend_from_slice(name.as_bytes());
-        let entry = entry_from(name.as_bytes().to_vec(), &meta, &p)?;
-        let inode = (entry.kind != Kind::Dir && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
-        let is_dir = entry.kind == Kind::Dir;
-        let idx = nodes.len();
-        nodes.push(Node { entry, path: p, rel, children: Vec::new(), inode });
-        nodes[dir].children.push(idx);
-        if is_dir {
-            walk(nodes, idx)?;
-        }
-    }
-    Ok(())
 }
 
 /// Metadata of one filesystem object (content is filled in later).
@@ -194,7 +155,7 @@ pub(crate) fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
 }
 
 /// Store one regular file's content, keeping holes.
-fn store_file(store: &dyn ObjectStore, path: &Path, size: u64, progress: &dyn Progress) -> Result<(Content, u64)> {
+pub(super) fn store_file(store: &dyn ObjectStore, path: &Path, size: u64, progress: &dyn Progress) -> Result<(Content, u64)> {
     let f = open_noatime(path)?;
     let regions = data_regions(&f, size).map_err(|e| Error::io("seeking", path, e))?;
     let mut b = ContentBuilder::new(store);

@@ -6,6 +6,7 @@
 pub(crate) mod dir;
 pub(crate) mod tar;
 mod volume;
+mod walk;
 
 pub use self::dir::import_dir;
 pub use self::tar::import_tar;

@@ -30,7 +30,24 @@ struct DNode {
     children: BTreeMap<Vec<u8>, DNode>,
 }
 
+/// Taken apart iteratively: the derived drop would recurse once per level,
+/// and a stream may nest as deep as it likes.
+impl Drop for DNode {
+    fn drop(&mut self) {
+        let mut stack: Vec<DNode> = std::mem::take(&mut self.children).into_values().collect();
+        while let Some(mut n) = stack.pop() {
+            stack.extend(std::mem::take(&mut n.children).into_values());
+        }
+    }
+}
+
 impl DNode {
+    /// Move the entry and the children out (for a walk that takes the tree apart).
+    fn split(mut self) -> (Entry, BTreeMap<Vec<u8>, DNode>) {
+        let e = std::mem::replace(&mut self.entry, Entry::new(Vec::new(), Kind::File));
+        (e, std::mem::take(&mut self.children))
+    }
+
     fn dir(name: Vec<u8>) -> Self {
         let mut e = Entry::new(name, Kind::Dir);
         e.mode = 0o755;
@@ -121,7 +138,7 @@ pub fn store_tar(store: &dyn ObjectStore, mut input: impl Read, progress: &dyn P
             None => Ok(None),
             Some(v) => std::str::from_utf8(&v).ok().and_then(|s| s.parse::<u32>().ok()).map(Some).ok_or_else(|| unsafe_entry(why)),
         };
-        let mut e = Entry::new(comps.last().cloned().unwrap_or_default(), Kind::File);
+        let mut e = Entry::new(comps.last().map(|c| c.to_vec()).unwrap_or_default(), Kind::File);
         e.mode = h.mode().map_err(header_error)? & 0o7777;
         e.uid = match num(b"uid", "invalid PAX uid (not a number below 2^32)")? {
             Some(u) => u,
@@ -206,7 +223,7 @@ pub fn store_tar(store: &dyn ObjectStore, mut input: impl Read, progress: &dyn P
     for members in &groups {
         let label = link_label(members.iter().min().map(Vec::as_slice).unwrap_or_default());
         for m in members {
-            let comps: Vec<Vec<u8>> = m.split(|&b| b == b'/').map(<[u8]>::to_vec).collect();
+            let comps: Vec<&[u8]> = m.split(|&b| b == b'/').collect();
             if let Some(n) = find_mut(&mut root, &comps) {
                 if n.entry.kind != Kind::Dir {
                     n.entry.link = label;
@@ -251,7 +268,8 @@ fn header_error(e: std::io::Error) -> Error {
     Error::Archive(std::io::Error::new(e.kind(), why))
 }
 
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Read until `buf` is full or the input ends; the bytes read.
+pub(crate) fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
@@ -265,34 +283,35 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// Path components with `.`/empty dropped and a leading `/` stripped; `None` if
-/// any component is `..`.
-fn normalize(p: &[u8]) -> Option<Vec<Vec<u8>>> {
+/// any component is `..`. Borrowed, not copied: a deep archive's paths are
+/// long, and every entry's path is split.
+fn normalize(p: &[u8]) -> Option<Vec<&[u8]>> {
     let mut out = Vec::new();
     for c in p.split(|&b| b == b'/') {
         match c {
             b"" | b"." => {}
             b".." => return None,
-            c => out.push(c.to_vec()),
+            c => out.push(c),
         }
     }
     Some(out)
 }
 
-fn find<'a>(mut n: &'a DNode, comps: &[Vec<u8>]) -> Option<&'a DNode> {
+fn find<'a>(mut n: &'a DNode, comps: &[&[u8]]) -> Option<&'a DNode> {
     for c in comps {
-        n = n.children.get(c)?;
+        n = n.children.get(*c)?;
     }
     Some(n)
 }
 
-fn find_mut<'a>(mut n: &'a mut DNode, comps: &[Vec<u8>]) -> Option<&'a mut DNode> {
+fn find_mut<'a>(mut n: &'a mut DNode, comps: &[&[u8]]) -> Option<&'a mut DNode> {
     for c in comps {
-        n = n.children.get_mut(c)?;
+        n = n.children.get_mut(*c)?;
     }
     Some(n)
 }
 
-fn insert(root: &mut DNode, comps: &[Vec<u8>], e: Entry) -> std::result::Result<(), &'static str> {
+fn insert(root: &mut DNode, comps: &[&[u8]], e: Entry) -> std::result::Result<(), &'static str> {
     let Some((last, parents)) = comps.split_last() else {
         if e.kind != Kind::Dir {
             return Err("the archive root is not a directory");
@@ -302,36 +321,73 @@ fn insert(root: &mut DNode, comps: &[Vec<u8>], e: Entry) -> std::result::Result<
         return Ok(());
     };
     let mut n = root;
-    for c in parents {
-        n = n.children.entry(c.clone()).or_insert_with(|| DNode::dir(c.clone()));
+    for &c in parents {
+        // Looked up before anything is copied: most parents exist already.
+        if !n.children.contains_key(c) {
+            n.children.insert(c.to_vec(), DNode::dir(c.to_vec()));
+        }
+        let Some(next) = n.children.get_mut(c) else { return Err("a parent of this entry vanished") };
+        n = next;
         if n.entry.kind != Kind::Dir {
             return Err("a parent of this entry is not a directory (a symlink or a file)");
         }
     }
-    match n.children.get_mut(last) {
+    match n.children.get_mut(*last) {
         Some(existing) if existing.entry.kind == Kind::Dir && e.kind == Kind::Dir => existing.entry = e,
         _ => {
-            n.children.insert(last.clone(), DNode { entry: e, children: BTreeMap::new() });
+            n.children.insert(last.to_vec(), DNode { entry: e, children: BTreeMap::new() });
         }
     }
     Ok(())
 }
 
-fn build(store: &dyn ObjectStore, node: DNode, stats: &mut ImportStats, counted: &mut std::collections::HashSet<u64>) -> Result<Entry> {
-    let mut e = node.entry;
-    stats.entries += 1;
-    if e.kind == Kind::File && (e.link == 0 || counted.insert(e.link)) {
-        stats.logical_bytes += e.size;
+/// Store the trees below `root` bottom-up and return the root's entry. The
+/// tree is taken apart in pre-order onto an explicit stack (no recursion: a
+/// stream may nest as deep as it likes), then each directory's tree is stored
+/// after its children's.
+fn build(store: &dyn ObjectStore, root: DNode, stats: &mut ImportStats, counted: &mut std::collections::HashSet<u64>) -> Result<Entry> {
+    // Per directory on the way down: its entry, its remaining children, and
+    // the entries of the children already built.
+    struct Open {
+        entry: Entry,
+        rest: std::collections::btree_map::IntoIter<Vec<u8>, DNode>,
+        done: Vec<Entry>,
     }
-    if e.kind == Kind::Dir {
-        let mut t = Tree { entries: Vec::with_capacity(node.children.len()) };
-        for (_, child) in node.children {
-            t.entries.push(build(store, child, stats, counted)?);
+    let mut count = |e: &Entry| {
+        stats.entries += 1;
+        if e.kind == Kind::File && (e.link == 0 || counted.insert(e.link)) {
+            stats.logical_bytes += e.size;
         }
-        t.sort();
-        e.content = Content::Tree(t.store(store)?);
+    };
+    count(&root.entry);
+    let (entry, children) = root.split();
+    let mut stack = vec![Open { done: Vec::with_capacity(children.len()), entry, rest: children.into_iter() }];
+    loop {
+        let Some(top) = stack.last_mut() else {
+            return Err(Error::Decode { what: "tar tree", why: "empty build stack" });
+        };
+        match top.rest.next() {
+            Some((_, child)) => {
+                let (entry, children) = child.split();
+                count(&entry);
+                if entry.kind == Kind::Dir {
+                    stack.push(Open { done: Vec::with_capacity(children.len()), entry, rest: children.into_iter() });
+                } else {
+                    top.done.push(entry);
+                }
+            }
+            None => {
+                let Some(Open { mut entry, done, .. }) = stack.pop() else { continue };
+                let mut t = Tree { entries: done };
+                t.sort();
+                entry.content = Content::Tree(t.store(store)?);
+                match stack.last_mut() {
+                    Some(parent) => parent.done.push(entry),
+                    None => return Ok(entry),
+                }
+            }
+        }
     }
-    Ok(e)
 }
 
 /// PAX extended header records: `LEN KEY=VALUE\n`, where LEN counts the
@@ -420,8 +476,8 @@ mod tests {
 
     #[test]
     fn normalizes_paths() {
-        assert_eq!(normalize(b"/etc//x/./y").unwrap(), vec![b"etc".to_vec(), b"x".to_vec(), b"y".to_vec()]);
+        assert_eq!(normalize(b"/etc//x/./y").unwrap(), vec![&b"etc"[..], b"x", b"y"]);
         assert!(normalize(b"a/../b").is_none());
-        assert_eq!(normalize(b"./").unwrap(), Vec::<Vec<u8>>::new());
+        assert_eq!(normalize(b"./").unwrap(), Vec::<&[u8]>::new());
     }
 }

@@ -52,7 +52,7 @@ pub fn store_volume(store: &dyn ObjectStore, input: &mut dyn Read, size: Option<
     let mut buf = vec![0u8; CHUNK_SIZE as usize];
     let mut pos = 0u64;
     loop {
-        let n = read_full(input, &mut buf).map_err(Error::Archive)?;
+        let n = super::tar::read_full(input, &mut buf).map_err(Error::Archive)?;
         if n == 0 {
             break;
         }
@@ -110,18 +110,6 @@ fn finish(store: &dyn ObjectStore, b: ContentBuilder, size: u64) -> Result<(Tree
     Ok((store_root(store, root)?, stats))
 }
 
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
 
 #[cfg(test)]
 mod tests {

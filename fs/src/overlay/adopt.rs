@@ -14,7 +14,18 @@
 //! is dropped: its dentry is invalidated, and requests on its number fail
 //! with ESTALE.
 
-use super::{db, Dirent, Inode, Node, Overlay, State, ROOT_INO};
+use super::{db, Base, Dirent, Inode, Node, Overlay, State, ROOT_INO};
+
+/// Longest image path of a directory that keeps the kernel's number: a
+/// renumbered directory's record holds its whole image path, so renumbering
+/// every level of a deep chain the kernel holds would write depth² bytes.
+/// Deeper directories are dropped instead (their handles fail with ESTALE,
+/// as for a path the checkpoint lacks); new lookups find them.
+const RENUMBER_PATH_MAX: usize = 4096;
+
+fn too_deep(i: &Inode) -> bool {
+    matches!(&i.base, Base::Dir { path, .. } if path.len() > RENUMBER_PATH_MAX)
+}
 use crate::error::{Error, Result};
 use crate::tree::Kind;
 
@@ -51,7 +62,7 @@ impl Overlay {
                     // Same path and kind, another number (the kernel knows a
                     // file the guest created; the checkpoint numbers it by
                     // path): keep the kernel's number for it.
-                    Ok(Some((nino, ni))) if ni.kind == kind && (kind == Kind::Dir || ni.nlink <= 1) && !nst.nodes.get(&nino).is_some_and(|n| n.held()) => {
+                    Ok(Some((nino, ni))) if ni.kind == kind && (kind == Kind::Dir || ni.nlink <= 1) && !too_deep(&ni) && !nst.nodes.get(&nino).is_some_and(|n| n.held()) => {
                         self.renumber(&mut nst, dir, &name, nino, ino, ni)?;
                         true
                     }

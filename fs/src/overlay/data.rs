@@ -21,6 +21,7 @@ use std::sync::Arc;
 use super::ns::kill_privs;
 use super::prefetch;
 use super::readout::ReadOut;
+use super::sums::BLOCK;
 use super::{now, posix, Base, Node, Overlay, State, OPEN_DATA_FILES};
 use crate::chunker::{aligned_pieces, window_of, CHUNK_SIZE};
 use crate::digest::{ChunkId, ObjectKind};
@@ -62,7 +63,7 @@ impl Overlay {
     /// The overlay data file of `ino`, opened (or created) on first use and
     /// kept in the node; only the [`OPEN_DATA_FILES`] most recently opened
     /// stay open. `Ok(None)`: there is none and `create` is false.
-    fn data_file(&self, st: &mut State, ino: u64, create: bool) -> Result<Option<Arc<File>>> {
+    pub(crate) fn data_file(&self, st: &mut State, ino: u64, create: bool) -> Result<Option<Arc<File>>> {
         let node = self.node(st, ino)?;
         if let Some(f) = &node.file {
             return Ok(Some(f.clone()));
@@ -92,7 +93,7 @@ impl Overlay {
         node.windows.as_mut().ok_or_else(|| posix(libc::EIO))
     }
 
-    fn extents(&self, node: &mut Node) -> Result<Arc<Vec<(u64, u64, ChunkId)>>> {
+    pub(super) fn extents(&self, node: &mut Node) -> Result<Arc<Vec<(u64, u64, ChunkId)>>> {
         if let Some(x) = &node.extents {
             return Ok(x.clone());
         }
@@ -113,7 +114,7 @@ impl Overlay {
     /// Read up to `size` bytes at `off`, as the pieces they are (image
     /// bytes stay in the chunk cache's buffers).
     pub fn read_out(&self, ino: u64, off: u64, size: u32) -> Result<ReadOut> {
-        let (plan, file, extents, limit, end, sequential) = {
+        let (plan, file, extents, limit, end, sequential, sums) = {
             let mut st = self.lock();
             let node = self.node(&mut st, ino)?;
             if node.inode.kind != Kind::File {
@@ -156,20 +157,16 @@ impl Overlay {
                 sequential = self.read_ahead(self.node(&mut st, ino)?, x, off, end.min(limit));
             }
             // An image file the guest never wrote has no data file to open.
-            let file = if plan.iter().any(|(_, _, s)| matches!(s, Src::Local)) { self.data_file(&mut st, ino, false)? } else { None };
-            (plan, file, extents, limit, end, sequential)
+            let local = plan.iter().any(|(_, _, s)| matches!(s, Src::Local));
+            let file = if local { self.data_file(&mut st, ino, false)? } else { None };
+            let sums = if local { self.sums_for(self.node(&mut st, ino)?, ino, off, end)? } else { Default::default() };
+            (plan, file, extents, limit, end, sequential, sums)
         };
         let mut out = ReadOut::default();
         for (p, len, src) in plan {
             match src {
                 Src::Zero => out.push_zeros(len as usize),
-                Src::Local => {
-                    let mut buf = vec![0u8; len as usize];
-                    if let Some(f) = &file {
-                        read_into(f, &mut buf, p).map_err(|e| Error::io("reading overlay data", self.data_path(ino), e))?;
-                    }
-                    out.push_owned(buf);
-                }
+                Src::Local => out.push_owned(self.read_local(ino, file.as_deref(), &sums, p, len)?),
                 Src::Base => {
                     let n = limit.saturating_sub(p).min(len);
                     self.read_base_out(extents.as_deref().map(Vec::as_slice).unwrap_or(&[]), p, n, &mut out)?;
@@ -271,7 +268,7 @@ impl Overlay {
     }
 
     /// Fill `dst` with the image's bytes at `p` (within one window).
-    fn read_base(&self, extents: &[(u64, u64, ChunkId)], p: u64, dst: &mut [u8]) -> Result<()> {
+    pub(super) fn read_base(&self, extents: &[(u64, u64, ChunkId)], p: u64, dst: &mut [u8]) -> Result<()> {
         let mut out = ReadOut::default();
         self.read_base_out(extents, p, dst.len() as u64, &mut out)?;
         out.copy_into(dst);
@@ -279,7 +276,8 @@ impl Overlay {
     }
 
     /// Make window `w` of an image file local: copy its image bytes (not
-    /// beyond the file's current size or the base limit) into the data file.
+    /// beyond the file's current size or the base limit) into the data file,
+    /// zeros to the end of the last block, and sum them.
     fn copy_window(&self, st: &mut State, ino: u64, w: u64, f: &File, b: &mut super::db::Batch) -> Result<()> {
         let node = self.node(st, ino)?;
         let limit = match node.inode.base {
@@ -290,9 +288,10 @@ impl Overlay {
         if ws < limit {
             let n = (limit - ws).min(CHUNK_SIZE) as usize;
             let extents = self.extents(node)?;
-            let mut buf = vec![0u8; n];
-            self.read_base(&extents, ws, &mut buf)?;
+            let mut buf = vec![0u8; n.div_ceil(BLOCK as usize) * BLOCK as usize];
+            self.read_base(&extents, ws, &mut buf[..n])?;
             f.write_all_at(&buf, ws).map_err(|e| Error::io("writing overlay data", self.data_path(ino), e))?;
+            self.sum_fresh(st, ino, ws, &buf, b)?;
         }
         self.windows(self.node(st, ino)?, ino)?.insert(w);
         self.db.put_window(b, ino, w)
@@ -336,12 +335,15 @@ impl Overlay {
             // Outgrown: the bytes move to a data file (written whole before
             // the batch that says so commits; a crash in between leaves the
             // file inline, and the next move starts the data file over).
+            // Written whole, in whole blocks, and summed: every block is new.
             let f = self.data_file(&mut st, ino, true)?.ok_or_else(|| posix(libc::EIO))?;
+            bytes.resize(bytes.len().max(end as usize).div_ceil(BLOCK as usize) * BLOCK as usize, 0);
+            bytes[off as usize..end as usize].copy_from_slice(data);
             f.set_len(0)
                 .and_then(|_| f.write_all_at(&bytes, 0))
                 .map_err(|e| Error::io("writing overlay data", self.data_path(ino), e))?;
             self.db.delete_inline(&mut b, ino)?;
-            f.write_all_at(data, off).map_err(|e| Error::io("writing overlay data", self.data_path(ino), e))?;
+            self.sum_fresh(&mut st, ino, 0, &bytes, &mut b)?;
             return self.commit_write(&mut st, b, ino, end, kill_suidgid, Some(Base::None)).map(|_| data.len() as u32);
         }
         let f = self.data_file(&mut st, ino, true)?.ok_or_else(|| posix(libc::EIO))?;
@@ -356,8 +358,12 @@ impl Overlay {
                 }
             }
         }
-        f.write_all_at(data, off).map_err(|e| Error::io("writing overlay data", self.data_path(ino), e))?;
-        self.commit_write(&mut st, b, ino, end, kill_suidgid, None)?;
+        let staged = self.stage_write(&mut st, ino, &f, off, data, &mut b)?;
+        if let Err(e) = self.commit_write(&mut st, b, ino, end, kill_suidgid, None) {
+            self.forget_cached_sums(&mut st, ino);
+            return Err(e);
+        }
+        self.finish_write(&mut st, ino, &f, staged)?;
         Ok(data.len() as u32)
     }
 
@@ -394,7 +400,6 @@ impl Overlay {
         // crash in between leaves bytes past the size, which every growth of
         // the file drops first (`drop_stale_tail`), so they never reappear.
         let data = if i.base == Base::Inline { None } else { self.data_file(&mut st, ino, false)? };
-        let node = self.node(&mut st, ino)?;
         if size > i.size {
             if let Some(f) = &data {
                 drop_stale_tail(f, i.size).map_err(|e| Error::io("truncating overlay data", self.data_path(ino), e))?;
@@ -407,6 +412,10 @@ impl Overlay {
                 self.db.put_inline(&mut b, ino, &bytes)?;
             }
         }
+        if size < i.size && i.base != Base::Inline {
+            self.sums_truncate(&mut st, ino, size, &mut b)?;
+        }
+        let node = self.node(&mut st, ino)?;
         if size < i.size {
             if let Base::File { limit, .. } = &mut i.base {
                 *limit = (*limit).min(size);
@@ -426,7 +435,10 @@ impl Overlay {
         self.mark_changed(&mut st, &mut b, ino, false)?;
         self.db.put_inode(&mut b, ino, &i)?;
         self.node(&mut st, ino)?.inode = i;
-        self.db.commit(b)?;
+        if let Err(e) = self.db.commit(b) {
+            self.forget_cached_sums(&mut st, ino);
+            return Err(e);
+        }
         if let Some(f) = data {
             drop_stale_tail(&f, size).map_err(|e| Error::io("truncating overlay data", self.data_path(ino), e))?;
         }
@@ -608,16 +620,4 @@ fn inline_read(bytes: &[u8], off: u64, end: u64) -> Vec<u8> {
     out
 }
 
-/// pread that treats bytes past the end of the file as zeros.
-fn read_into(f: &File, dst: &mut [u8], off: u64) -> std::io::Result<()> {
-    let mut done = 0;
-    while done < dst.len() {
-        let n = f.read_at(&mut dst[done..], off + done as u64)?;
-        if n == 0 {
-            dst[done..].fill(0);
-            break;
-        }
-        done += n;
-    }
-    Ok(())
-}
+

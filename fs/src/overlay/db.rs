@@ -5,6 +5,8 @@
 //! - `dirents`: parent u64 BE ‖ name → [`Dirent`];
 //! - `windows`: ino u64 BE ‖ window u64 BE → empty (this chunk-sized window
 //!   of the file lives in the overlay data file);
+//! - `sums` (format 3): ino u64 BE ‖ window u64 BE → [`WindowSums`], the
+//!   checksums of the window's 4 KiB blocks in the data file (see `sums`);
 //! - `inline` (format 2): ino u64 BE → the bytes of a small file the guest
 //!   created, kept here instead of in a data file (see `overlay::data`);
 //! - `meta`: `root` → image root tree id; `next_ino` → u64 LE; `orphan/` ‖
@@ -25,11 +27,12 @@ use std::sync::Mutex;
 use rocksdb::{Options, WriteBatch, DB};
 
 use super::record::{dirent_key, window_key, Dirent, Inode};
+use super::sums::WindowSums;
 use crate::digest::{ChunkId, Digest, FileId, TreeId};
 use crate::error::{Error, Result};
 use crate::tree::Content;
 
-const CFS: [&str; 5] = ["inodes", "dirents", "windows", "meta", "inline"];
+const CFS: [&str; 6] = ["inodes", "dirents", "windows", "meta", "inline", "sums"];
 
 pub struct MetaDb {
     db: DB,
@@ -58,7 +61,7 @@ pub struct Batch(WriteBatch);
 
 impl MetaDb {
     /// Open the database; `create` makes a new one, `upgrade` adds the
-    /// column families a format-1 overlay lacks.
+    /// column families an older overlay lacks (`inline`, `sums`).
     pub fn open(path: &Path, create: bool, upgrade: bool) -> Result<Self> {
         let mut o = Options::default();
         o.create_if_missing(create);
@@ -75,6 +78,13 @@ impl MetaDb {
         // went from 26-29 to 22-23 us).
         o.set_allow_concurrent_memtable_write(false);
         o.set_enable_write_thread_adaptive_yield(false);
+        // Damage is refused at open, never repaired by dropping records:
+        // RocksDB's default recovery stops replaying the log at the first bad
+        // record and opens without the rest (one flipped byte lost 24 KB of
+        // records). A torn last record (kill -9, power cut) is still
+        // tolerated: it was never acknowledged.
+        o.set_paranoid_checks(true);
+        o.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
         let cfs = CFS.iter().map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, if *n == "inodes" { inode_options(&o) } else { o.clone() }));
         let db = DB::open_cf_descriptors(&o, path, cfs)?;
         let known = Mutex::new(load_known(&db)?);
@@ -160,6 +170,56 @@ impl MetaDb {
         Ok(out)
     }
 
+    /// The block sums of every window of `ino` that has any.
+    pub fn sums(&self, ino: u64) -> Result<HashMap<u64, WindowSums>> {
+        let prefix = ino.to_be_bytes();
+        let mut out = HashMap::new();
+        let it = self.db.iterator_cf(self.cf("sums")?, rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward));
+        for item in it {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) || k.len() != 16 {
+                break;
+            }
+            let w = k[8..].try_into().map(u64::from_be_bytes).map_err(|_| Error::Decode { what: "overlay sums key", why: "not 16 bytes" })?;
+            out.insert(w, WindowSums::decode(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// Record window `w`'s sums (none left: the record goes).
+    pub fn put_sums(&self, b: &mut Batch, ino: u64, w: u64, s: &WindowSums) -> Result<()> {
+        if s.is_empty() {
+            b.0.delete_cf(self.cf("sums")?, window_key(ino, w));
+        } else {
+            b.0.put_cf(self.cf("sums")?, window_key(ino, w), s.encode());
+        }
+        Ok(())
+    }
+
+    /// Drop the sums of windows at and above `from` (after a truncate).
+    pub fn delete_sums_from(&self, b: &mut Batch, ino: u64, from: u64) -> Result<()> {
+        self.delete_keys_from(b, "sums", &window_key(ino, from), &ino.to_be_bytes())
+    }
+
+    /// Call `f` with every key and value of column family `cf`, in order
+    /// (checks and upgrades read everything).
+    pub(crate) fn scan(&self, cf: &str, mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_total_order_seek(true);
+        ro.fill_cache(false);
+        for item in self.db.iterator_cf_opt(self.cf(cf)?, ro, rocksdb::IteratorMode::Start) {
+            let (k, v) = item?;
+            f(&k, &v)?;
+        }
+        Ok(())
+    }
+
+    /// Delete one key of column family `cf` (repairs drop bad records).
+    pub(crate) fn delete_raw(&self, b: &mut Batch, cf: &str, key: &[u8]) -> Result<()> {
+        b.0.delete_cf(self.cf(cf)?, key);
+        Ok(())
+    }
+
     pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get_cf(self.cf("meta")?, key)?)
     }
@@ -231,6 +291,15 @@ impl MetaDb {
         Ok(())
     }
 
+    /// Write every memtable to table files, so that nothing lives only in
+    /// the log (a clean close: see `Overlay`'s `UNCLEAN` marker).
+    pub fn flush_all(&self) -> Result<()> {
+        for name in CFS {
+            self.db.flush_cf(self.cf(name)?)?;
+        }
+        Ok(())
+    }
+
     /// Make every committed batch durable: one fsync of the WAL, none when
     /// nothing was committed since the last sync.
     pub fn sync(&self) -> Result<()> {
@@ -250,10 +319,11 @@ impl MetaDb {
         Ok(())
     }
 
-    /// Forget an inode entirely: its record, its windows, its own dirents.
+    /// Forget an inode entirely: its record, its windows and sums, its own dirents.
     pub fn delete_inode(&self, b: &mut Batch, ino: u64) -> Result<()> {
         b.0.delete_cf(self.cf("inodes")?, ino.to_be_bytes());
         self.delete_keys_from(b, "windows", &window_key(ino, 0), &ino.to_be_bytes())?;
+        self.delete_keys_from(b, "sums", &window_key(ino, 0), &ino.to_be_bytes())?;
         if self.known().parents.contains(&ino) {
             self.delete_keys_from(b, "dirents", &ino.to_be_bytes(), &ino.to_be_bytes())?;
         }
@@ -396,6 +466,16 @@ fn inode_options(o: &Options) -> Options {
 /// Buckets of the inode memtable: 256 KiB of pointers, charged to the 4 MiB
 /// memtable; a full memtable holds ~30,000 records.
 const INODE_BUCKETS: usize = 32 << 10;
+
+/// Open the database at `path` read-only, changing nothing on disk (its
+/// log replayed in memory, refused when damaged inside, as by `open`).
+pub(crate) fn open_read_only(path: &Path) -> Result<DB> {
+    let mut o = Options::default();
+    o.set_paranoid_checks(true);
+    o.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+    let cfs = DB::list_cf(&o, path)?;
+    Ok(DB::open_cf_for_read_only(&o, path, &cfs, false)?)
+}
 
 /// A column family of the overlay database.
 fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily> {

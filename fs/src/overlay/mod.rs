@@ -10,8 +10,11 @@
 //!   files) with bit 62 set; inodes the guest creates count up from 2 below
 //!   bit 62.
 //! - Each namespace operation is a single atomic database batch.
+//! - Local bytes are never served unverified: every 4 KiB block of a data
+//!   file that holds data has a checksum (`sums`), checked on every read
+//!   (see [`local`]); damage is EIO, never zeros.
 //!
-//! Layout of an overlay directory (format 2): `FORMAT`, `meta/` (RocksDB, see
+//! Layout of an overlay directory (format 3): `FORMAT`, `meta/` (RocksDB, see
 //! [`db`]), `data/<ino as 16 hex digits>` (sparse files mirroring file
 //! offsets; a small file the guest created has none, its bytes are inline in
 //! the database).
@@ -19,16 +22,23 @@
 pub(crate) mod acl;
 mod adopt;
 pub mod blockmap;
+pub mod check;
 mod data;
+mod local;
 mod memo;
+mod open;
 mod prefetch;
 mod readout;
 pub mod db;
 pub mod ns;
+pub mod path;
 pub mod record;
+pub mod sums;
 mod trees;
+mod upgrade;
 
 pub use adopt::Adopted;
+pub use path::ImagePath;
 pub use readout::ReadOut;
 pub use record::{Base, Dirent, Inode};
 
@@ -37,10 +47,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::digest::{ChunkId, Digest, TreeId};
+use crate::digest::{ChunkId, TreeId};
 use crate::error::{Error, Result};
 use crate::object::ObjectStore;
-use crate::tree::{load_root, Content, Entry, Kind, Timestamp, Tree};
+use crate::tree::{Content, Entry, Kind, Timestamp, Tree};
 use db::MetaDb;
 
 pub const ROOT_INO: u64 = 1;
@@ -50,8 +60,9 @@ pub const ROOT_INO: u64 = 1;
 pub const SPACE_RESERVE: u64 = 8 << 20;
 const BASE_BIT: u64 = 1 << 62;
 /// 2: small files the guest creates keep their bytes in the database
-/// (`inline`); format 1 overlays are upgraded when opened.
-pub const OVERLAY_FORMAT: u32 = 2;
+/// (`inline`); 3: data files carry block checksums (`sums`). Older
+/// overlays are upgraded when opened.
+pub const OVERLAY_FORMAT: u32 = 3;
 /// Longest name accepted (as on ext4).
 pub const NAME_MAX: usize = 255;
 
@@ -71,7 +82,11 @@ pub fn base_ino(path: &[u8], e: &Entry) -> u64 {
     } else {
         h.update(b"path:").update(path);
     }
-    let h = h.finalize();
+    ino_of(h.finalize())
+}
+
+/// The inode number for a hash of an image entry's path or hardlink label.
+fn ino_of(h: blake3::Hash) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&h.as_bytes()[..8]);
     (u64::from_le_bytes(b) & (BASE_BIT - 1)) | BASE_BIT
@@ -91,6 +106,8 @@ pub(crate) struct Node {
     pub opens: u32,
     pub file: Option<Arc<File>>,
     pub windows: Option<HashSet<u64>>,
+    /// Block sums of the data file by window (see [`sums`]), loaded on first use.
+    pub sums: Option<local::Sums>,
     pub extents: Option<Arc<Vec<(u64, u64, ChunkId)>>>,
     /// Where the last read of the image's bytes ended, and how far chunk
     /// read-ahead has queued (see `overlay::prefetch`); `reader` shares
@@ -175,6 +192,8 @@ pub(crate) const OPEN_DATA_FILES: usize = 256;
 
 pub struct Overlay {
     dir: PathBuf,
+    /// The guest this overlay belongs to (empty for a plain overlay), for logs.
+    guest: String,
     pub(crate) db: MetaDb,
     pub(crate) store: Arc<dyn ObjectStore>,
     root: TreeId,
@@ -187,84 +206,14 @@ pub struct Overlay {
 }
 
 impl Overlay {
-    /// Open (creating if needed) the overlay in `dir` over root tree `root`.
-    /// An existing overlay made over another root is refused.
-    pub fn open(dir: &Path, store: Arc<dyn ObjectStore>, root: TreeId) -> Result<Self> {
-        let fmt = dir.join("FORMAT");
-        let fresh = !fmt.exists();
-        let oerr = |why: String| Error::Overlay { path: dir.to_path_buf(), why };
-        let mut upgrade = false;
-        if fresh {
-            std::fs::create_dir_all(dir.join("data")).map_err(|e| Error::io("creating", dir, e))?;
-        } else {
-            let text = std::fs::read_to_string(&fmt).map_err(|e| Error::io("reading", &fmt, e))?;
-            match text.trim() {
-                t if t == format!("lvrepo overlay\nformat {OVERLAY_FORMAT}") => {}
-                // Format 1 lacks only the `inline` column family.
-                "lvrepo overlay\nformat 1" => upgrade = true,
-                t => return Err(oerr(format!("unsupported overlay format {t:?}"))),
-            }
-        }
-        let db = MetaDb::open(&dir.join("meta"), fresh, upgrade).map_err(|e| oerr(format!("cannot open overlay database: {}", error_chain(&e))))?;
-        match db.meta(b"root")? {
-            Some(r) if r.as_slice() != root.0.as_bytes() => {
-                let have = Digest::from_slice(&r).map(|d| d.to_string()).unwrap_or_default();
-                return Err(oerr(format!("overlay belongs to image root {have}, not {}", root.0)));
-            }
-            Some(_) => {}
-            None => {
-                let mut b = db.batch();
-                db.put_meta(&mut b, b"root", root.0.as_bytes())?;
-                db.put_meta(&mut b, b"next_ino", &2u64.to_le_bytes())?;
-                db.commit(b)?;
-                db.sync()?;
-            }
-        }
-        if fresh || upgrade {
-            // Written once the database has what the format says it has
-            // (written last by a fresh overlay, so a crash before leaves a
-            // directory without FORMAT, opened as fresh again).
-            let tmp = dir.join("FORMAT.tmp");
-            std::fs::write(&tmp, format!("lvrepo overlay\nformat {OVERLAY_FORMAT}\n"))
-                .and_then(|_| std::fs::rename(&tmp, &fmt))
-                .map_err(|e| Error::io("writing", &fmt, e))?;
-        }
-        let next_ino = match db.meta(b"next_ino")? {
-            Some(v) if v.len() == 8 => u64::from_le_bytes(v.as_slice().try_into().unwrap_or([0; 8])),
-            _ => return Err(oerr("overlay database lacks next_ino".into())),
-        };
-        let ov = Overlay {
-            dir: dir.to_path_buf(),
-            db,
-            store: store.clone(),
-            root,
-            state: Mutex::new(State { nodes: HashMap::default(), next_ino, dirty: HashSet::new(), dirty_all: false, memo: HashMap::new(), dir_gen: 0, fds: VecDeque::new() }),
-            trees: trees::Trees::new(store.clone()),
-            prefetch: prefetch::Prefetch::new(store),
-            free: Mutex::new(0),
-        };
-        ov.purge_orphans()?;
-        {
-            let (dirty, all) = ov.db.dirty()?;
-            let memo = ov.db.memos()?;
-            let mut st = ov.lock();
-            st.dirty = dirty;
-            st.dirty_all = all;
-            st.memo = memo;
-        }
-        let root_inode = match ov.db.inode(ROOT_INO)? {
-            Some(i) => i,
-            None => {
-                let e = load_root(&*ov.store, &root)?;
-                ov.from_entry(&e, b"")?
-            }
-        };
-        ov.lock().nodes.insert(ROOT_INO, Box::new(Node::new(root_inode, u64::MAX / 2)));
-        Ok(ov)
-    }
-
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Name the guest this overlay belongs to (in its log lines).
+    pub fn for_guest(mut self, name: &str) -> Self {
+        self.guest = name.to_string();
+        self
     }
 
     pub fn root(&self) -> TreeId {
@@ -296,7 +245,7 @@ impl Overlay {
     }
 
     /// An inode as the image describes it (no overlay changes).
-    pub(crate) fn from_entry(&self, e: &Entry, path: &[u8]) -> Result<Inode> {
+    pub(crate) fn from_entry(&self, e: &Entry, path: ImagePath) -> Result<Inode> {
         let (nlink, base) = match (&e.kind, &e.content) {
             (Kind::Dir, Content::Tree(tid)) => {
                 let t = self.tree(tid)?;
@@ -304,7 +253,7 @@ impl Overlay {
                 // subdirectories: have their trees ready.
                 self.trees.read_ahead(&t);
                 let subdirs = t.entries.iter().filter(|c| c.kind == Kind::Dir).count() as u32;
-                (2 + subdirs, Base::Dir { tree: *tid, path: path.to_vec() })
+                (2 + subdirs, Base::Dir { tree: *tid, path })
             }
             (Kind::File, c) => (e.links.max(1), Base::File { content: *c, limit: e.size }),
             _ => (1, Base::None),
@@ -350,21 +299,16 @@ impl Overlay {
         if name.len() > NAME_MAX {
             return Err(posix(libc::ENAMETOOLONG));
         }
-        // Only the parent's tree and path are needed, and the child's image
-        // path is built straight from them: no copy of the parent's record
-        // (path, xattrs) per name looked up.
-        let (tree, mut cpath) = {
+        // Only the parent's tree and path are needed (the path is shared,
+        // not copied: see `path`).
+        let (tree, ppath) = {
             let p = &self.node(st, parent)?.inode;
             if p.kind != Kind::Dir {
                 return Err(posix(libc::ENOTDIR));
             }
             match &p.base {
-                Base::Dir { tree, path } => {
-                    let mut c = Vec::with_capacity(path.len() + 1 + name.len());
-                    c.extend_from_slice(path);
-                    (Some(*tree), c)
-                }
-                _ => (None, Vec::new()),
+                Base::Dir { tree, path } => (Some(*tree), Some(path.clone())),
+                _ => (None, None),
             }
         };
         match self.db.dirent(parent, name)? {
@@ -376,19 +320,17 @@ impl Overlay {
             }
             None => {}
         }
-        let Some(tree) = tree else { return Ok(None) };
+        let (Some(tree), Some(ppath)) = (tree, ppath) else { return Ok(None) };
         let t = self.tree(&tree)?;
         let Some(e) = t.get(name) else { return Ok(None) };
-        cpath.push(b'/');
-        cpath.extend_from_slice(name);
-        let ino = base_ino(&cpath, e);
+        let ino = ppath.child_ino(name, e);
         if let Some(n) = st.nodes.get_mut(&ino) {
             n.parent = parent;
             return Ok(Some((ino, n.inode.clone())));
         }
         let inode = match self.db.inode(ino)? {
             Some(i) => i,
-            None => self.from_entry(e, &cpath)?,
+            None => self.from_entry(e, ppath.child(name))?,
         };
         let mut n = Box::new(Node::new(inode.clone(), 0));
         n.parent = parent;
@@ -427,13 +369,7 @@ impl Overlay {
             Some(i) => i,
             None => {
                 let (tree, cpath) = match &self.node(&mut st, parent)?.inode.base {
-                    Base::Dir { tree, path } => {
-                        let mut c = Vec::with_capacity(path.len() + 1 + l.name.len());
-                        c.extend_from_slice(path);
-                        c.push(b'/');
-                        c.extend_from_slice(&l.name);
-                        (*tree, c)
-                    }
+                    Base::Dir { tree, path } => (*tree, path.child(&l.name)),
                     // A listing of image entries came from an image directory.
                     _ => return Err(posix(libc::ESTALE)),
                 };
@@ -442,7 +378,7 @@ impl Overlay {
                     Some(e) if e.name == l.name => e,
                     _ => t.get(&l.name).ok_or_else(|| posix(libc::ESTALE))?,
                 };
-                self.from_entry(e, &cpath)?
+                self.from_entry(e, cpath)?
             }
         };
         let r = f(l.ino, &inode);
@@ -517,27 +453,22 @@ impl Overlay {
     /// dirents (which replace or hide image entries of the same name). Both
     /// come sorted by name, so one pass merges them.
     pub(crate) fn list_locked(&self, st: &mut State, ino: u64) -> Result<Vec<Listed>> {
-        let (tree, mut cpath) = {
+        let (tree, dpath) = {
             let d = &self.node(st, ino)?.inode;
             if d.kind != Kind::Dir {
                 return Err(posix(libc::ENOTDIR));
             }
             match &d.base {
-                Base::Dir { tree, path } => (Some(*tree), path.clone()),
-                _ => (None, Vec::new()),
+                Base::Dir { tree, path } => (Some(*tree), Some(path.clone())),
+                _ => (None, None),
             }
         };
         let t = tree.map(|t| self.tree(&t)).transpose()?;
         let base: &[Entry] = t.as_ref().map_or(&[], |t| &t.entries);
         let dirents = self.db.dirents(ino)?;
         let mut out = Vec::with_capacity(base.len() + dirents.len());
-        let plen = cpath.len();
-        let mut listed_base = |(pos, e): (usize, &Entry)| {
-            cpath.truncate(plen);
-            cpath.push(b'/');
-            cpath.extend_from_slice(&e.name);
-            Listed { name: e.name.clone(), ino: base_ino(&cpath, e), kind: e.kind, base: true, pos: pos as u32 }
-        };
+        let dpath = dpath.unwrap_or_else(|| ImagePath::new(b""));
+        let listed_base = |(pos, e): (usize, &Entry)| Listed { name: e.name.clone(), ino: dpath.child_ino(&e.name, e), kind: e.kind, base: true, pos: pos as u32 };
         let mut bi = base.iter().enumerate().peekable();
         for (name, de) in dirents {
             while let Some(e) = bi.next_if(|(_, e)| e.name < name) {
@@ -585,7 +516,7 @@ impl Overlay {
 
 impl Node {
     pub(crate) fn new(inode: Inode, lookups: u64) -> Self {
-        Node { inode, parent: 0, lookups, opens: 0, file: None, windows: None, extents: None, read_end: 0, ahead_to: 0, reader: None, streaming: false, random_reads: 0, whole_ahead: false }
+        Node { inode, parent: 0, lookups, opens: 0, file: None, windows: None, sums: None, extents: None, read_end: 0, ahead_to: 0, reader: None, streaming: false, random_reads: 0, whole_ahead: false }
     }
 
     /// Whether the kernel holds this inode: looked up, or open through a
@@ -599,3 +530,5 @@ impl Node {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod sums_tests;

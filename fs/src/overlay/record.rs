@@ -22,7 +22,7 @@ pub enum Base {
     File { content: Content, limit: u64 },
     /// A directory of the image: its listing, merged with the dirents, and its
     /// original image path (children's inode numbers derive from it).
-    Dir { tree: TreeId, path: Vec<u8> },
+    Dir { tree: TreeId, path: super::ImagePath },
     /// A small file the guest created (format 2): its bytes are in the
     /// database's `inline` column family, not in a data file; bytes past
     /// them up to the size read as zeros.
@@ -87,7 +87,7 @@ impl Inode {
             Base::Dir { tree, path } => {
                 o.push(4);
                 o.extend_from_slice(tree.0.as_bytes());
-                put_bytes(&mut o, path);
+                put_bytes(&mut o, &path.to_bytes());
             }
             Base::Inline => o.push(5),
         }
@@ -122,7 +122,7 @@ impl Inode {
             1 => Base::File { content: Content::Chunk(crate::digest::ChunkId(digest(&mut r)?)), limit: r.uv()? },
             2 => Base::File { content: Content::File(FileId(digest(&mut r)?)), limit: r.uv()? },
             3 => Base::File { content: Content::None, limit: r.uv()? },
-            4 => Base::Dir { tree: TreeId(digest(&mut r)?), path: r.bytes()?.to_vec() },
+            4 => Base::Dir { tree: TreeId(digest(&mut r)?), path: super::ImagePath::new(r.bytes()?) },
             5 => Base::Inline,
             _ => return Err(r.err("bad base tag")),
         };
@@ -198,7 +198,7 @@ mod tests {
                 1 => Base::File { content: Content::Chunk(crate::digest::ChunkId(Digest([7; 32]))), limit },
                 2 => Base::File { content: Content::None, limit },
                 3 => Base::Inline,
-                _ => Base::Dir { tree: TreeId(Digest([9; 32])), path: path.clone() },
+                _ => Base::Dir { tree: TreeId(Digest([9; 32])), path: super::super::ImagePath::new(&path) },
             };
             let i = Inode { kind: Kind::File, mode, uid: 1, gid: 2, atime: Timestamp { sec, nsec: 5 }, mtime: Timestamp { sec: 1, nsec: 0 }, ctime: Timestamp::default(), size, rdev: 3, nlink, xattrs: vec![(b"user.a".to_vec(), path)], target: b"t".to_vec(), base };
             prop_assert_eq!(Inode::decode(&i.encode()).unwrap(), i);

@@ -138,16 +138,22 @@ impl Repository {
 /// they really hold), capped at each file's length.
 pub fn dir_usage(p: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
-    rd.flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_usage(&e.path()),
-            // Allocated bytes, but not beyond the length: RocksDB preallocates
-            // its logs (fallocate KEEP_SIZE), which holds no data.
-            Ok(m) => (m.blocks() * 512).min(m.len().next_multiple_of(4096)),
-            Err(_) => 0,
-        })
-        .sum()
+    // An explicit stack of directories to read: no recursion per level.
+    let mut todo = vec![p.to_path_buf()];
+    let mut total = 0;
+    while let Some(dir) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => todo.push(e.path()),
+                // Allocated bytes, but not beyond the length: RocksDB preallocates
+                // its logs (fallocate KEEP_SIZE), which holds no data.
+                Ok(m) => total += (m.blocks() * 512).min(m.len().next_multiple_of(4096)),
+                Err(_) => {}
+            }
+        }
+    }
+    total
 }
 
 fn check_format(path: &Path) -> Result<()> {
@@ -231,6 +237,11 @@ fn open_db(path: &Path, read_only: bool) -> Result<DB> {
     opts.set_db_write_buffer_size(8 << 20);
     opts.set_max_total_wal_size(8 << 20);
     opts.set_manifest_preallocation_size(64 << 10);
+    // Refuse a damaged index rather than open without part of it (the
+    // default recovery drops every log record after a bad one); a torn last
+    // record (a crash mid-write) was never acknowledged and is tolerated.
+    opts.set_paranoid_checks(true);
+    opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
     let idx = path.join("index");
     let cfs = [CF_OBJECTS, CF_REFS, CF_META];
     let db = if read_only {

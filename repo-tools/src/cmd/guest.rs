@@ -1,4 +1,4 @@
-//! `lvrepo guest create|list|show|rm`.
+//! `lvrepo guest create|list|show|rm` (`fsck`: see `fsck.rs`).
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ pub fn run(cli: &Cli, cmd: &GuestCmd) -> Result<()> {
         GuestCmd::List { json } => list(cli, *json),
         GuestCmd::Show { name, json } => show(cli, name, *json),
         GuestCmd::Rm { name } => rm(cli, name),
+        GuestCmd::Fsck { name, repair, json } => super::fsck::run(cli, name, *repair, *json),
     }
 }
 
@@ -120,8 +121,9 @@ fn rm(cli: &Cli, name: &str) -> Result<()> {
     if is_mounted(&rec) {
         bail!(crate::Exit(crate::exit::BUSY, format!("guest {name} is mounted; unmount it first")));
     }
-    let g = GuestHandle::open(&p, name, true)?;
-    g.remove(&p)?;
+    // Not through `GuestHandle::open`: a guest whose STATE is damaged can
+    // be removed too.
+    GuestHandle::remove_named(&p, name)?;
     if !cli.quiet {
         eprintln!("removed guest {name}");
     }

@@ -1,12 +1,14 @@
 //! `lvrepo ls IMAGE[:PATH]`: list a directory (or show one entry) of an image.
 
+use std::io::Write;
+
 use anyhow::Result;
 use lvrepo_fs::walk::{escape_path, walk_entry};
 use lvrepo_fs::{Entry, Kind};
 use serde_json::json;
 
 use crate::cli::Cli;
-use crate::output::{print_json, utc};
+use crate::output::utc;
 
 pub fn run(cli: &Cli, target: &std::ffi::OsStr, recursive: bool, json: bool) -> Result<()> {
     let (r, path) = super::split_target(target)?;
@@ -19,28 +21,44 @@ pub fn run(cli: &Cli, target: &std::ffi::OsStr, recursive: bool, json: bool) -> 
     while base.last() == Some(&b'/') {
         base.pop();
     }
-    let mut rows: Vec<(Vec<u8>, Entry)> = Vec::new();
+    let out = std::io::stdout().lock();
+    let mut rows = Rows { out: std::io::BufWriter::new(out), json, recursive, n: 0 };
     if entry.kind != Kind::Dir {
-        rows.push((base, entry));
+        rows.row(&base, &entry)?;
     } else if recursive {
-        walk_entry(store, &entry, &base, &mut |p, e| {
-            rows.push((p.to_vec(), e.clone()));
-            Ok(())
-        })?;
+        // Streamed as the walk goes: a deep tree's rows (each its whole
+        // path) are never held at once.
+        walk_entry(store, &entry, &base, &mut |p, e| rows.row(p, e).map_err(|er| lvrepo_fs::Error::io("writing", "stdout", er)))?;
     } else if let lvrepo_fs::Content::Tree(t) = entry.content {
+        let mut p = base.clone();
         for e in lvrepo_fs::Tree::load(store, &t)?.entries {
-            let mut p = base.clone();
+            p.truncate(base.len());
             p.push(b'/');
             p.extend_from_slice(&e.name);
-            rows.push((p, e));
+            rows.row(&p, &e)?;
         }
     }
-    if json {
-        let v: Vec<_> = rows.iter().map(|(p, e)| row_json(p, e)).collect();
-        return print_json(&v);
-    }
-    for (p, e) in &rows {
-        let shown = if recursive { escape_path(p) } else { escape_path(&e.name) };
+    rows.finish()?;
+    Ok(())
+}
+
+/// Rows written as they come: text lines, or the elements of one JSON array.
+struct Rows<W: Write> {
+    out: W,
+    json: bool,
+    recursive: bool,
+    n: u64,
+}
+
+impl<W: Write> Rows<W> {
+    fn row(&mut self, p: &[u8], e: &Entry) -> std::io::Result<()> {
+        self.n += 1;
+        if self.json {
+            let v = serde_json::to_string_pretty(&row_json(p, e))?;
+            let sep = if self.n == 1 { "[\n" } else { ",\n" };
+            return write!(self.out, "{sep}  {}", v.replace('\n', "\n  "));
+        }
+        let shown = if self.recursive { escape_path(p) } else { escape_path(&e.name) };
         let extra = match e.kind {
             Kind::Symlink => format!(" -> {}", escape_path(&e.target)),
             _ => String::new(),
@@ -49,9 +67,15 @@ pub fn run(cli: &Cli, target: &std::ffi::OsStr, recursive: bool, json: bool) -> 
             Kind::CharDev | Kind::BlockDev => format!("{},{}", libc::major(e.rdev as libc::dev_t), libc::minor(e.rdev as libc::dev_t)),
             _ => e.size.to_string(),
         };
-        println!("{}{} {:>6} {:>6} {:>12} {} {}{}", e.kind.letter(), mode_string(e.mode), e.uid, e.gid, size, utc(e.mtime.sec), shown, extra);
+        writeln!(self.out, "{}{} {:>6} {:>6} {:>12} {} {}{}", e.kind.letter(), mode_string(e.mode), e.uid, e.gid, size, utc(e.mtime.sec), shown, extra)
     }
-    Ok(())
+
+    fn finish(mut self) -> std::io::Result<()> {
+        if self.json {
+            writeln!(self.out, "{}", if self.n == 0 { "[]" } else { "\n]" })?;
+        }
+        self.out.flush()
+    }
 }
 
 fn row_json(p: &[u8], e: &Entry) -> serde_json::Value {

@@ -10,6 +10,7 @@ mod delete;
 mod diff;
 mod export;
 mod forget;
+mod fsck;
 mod gc;
 mod guest;
 mod images;
@@ -51,7 +52,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Checkpoint { action, name, message, json } => checkpoint::run(cli, action.as_ref(), name.as_deref(), message, *json),
         Command::Log { name, json } => log::run(cli, name, *json),
         Command::Rollback { name, checkpoint, disconnect } => rollback::run(cli, name, checkpoint, *disconnect),
-        Command::Verify { json, repair_from } => verify::run(cli, *json, repair_from),
+        Command::Verify { json, overlays, repair_from } => verify::run(cli, *json, *overlays, repair_from),
         Command::Gc { json } => gc::run(cli, *json),
         Command::Stats { json } => stats::run(cli, *json),
         Command::Mount { operands, overlay, guest, foreground, threads, no_uring, no_handoff, seclabel, cache_mib, options, read_only } => {

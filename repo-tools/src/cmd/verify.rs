@@ -2,6 +2,7 @@
 //! repository and of every guest's store; exit 4 when anything is damaged
 //! or missing. With `--repair-from`, damaged and missing objects get their
 //! bytes from SRC first, and the report is of the repository after repair.
+//! `--overlays` checks every unmounted guest's overlay as `guest fsck` does.
 
 use std::path::PathBuf;
 
@@ -13,7 +14,7 @@ use crate::cli::Cli;
 use crate::output::{human_bytes, print_json};
 use crate::progress::Bar;
 
-pub fn run(cli: &Cli, json: bool, repair_from: &[PathBuf]) -> Result<()> {
+pub fn run(cli: &Cli, json: bool, overlays: bool, repair_from: &[PathBuf]) -> Result<()> {
     let mut report = check(cli)?;
     let mut repaired = Vec::new();
     if !repair_from.is_empty() && !report.damaged.is_empty() {
@@ -35,8 +36,15 @@ pub fn run(cli: &Cli, json: bool, repair_from: &[PathBuf]) -> Result<()> {
         report = check(cli)?;
     }
     let notes = record_marks(&report);
+    // With --overlays: every unmounted guest's STATE, overlay database and
+    // data checksums too (the checks of `guest fsck`).
+    let guests = if overlays { super::fsck::check_guests(cli, &super::open(cli, false)?, json)? } else { Vec::new() };
+    let guest_damage: usize = guests.iter().map(|g| g.damaged()).sum();
     if json {
         let mut v = serde_json::to_value(&report)?;
+        if overlays {
+            v["overlays"] = serde_json::to_value(&guests)?;
+        }
         if !repair_from.is_empty() {
             v["repaired"] = repaired.iter().map(|(store, id)| serde_json::json!({"store": store, "object": id})).collect();
         }
@@ -47,8 +55,8 @@ pub fn run(cli: &Cli, json: bool, repair_from: &[PathBuf]) -> Result<()> {
     for n in notes {
         tracing::warn!("{n}");
     }
-    if !report.clean() {
-        let what = format!("{} damaged or missing objects, {} other problems", report.damaged.len(), report.problems.len());
+    if !report.clean() || guest_damage > 0 {
+        let what = format!("{} damaged or missing objects, {} other problems, {guest_damage} damaged in overlays", report.damaged.len(), report.problems.len());
         return Err(crate::Exit(crate::exit::DAMAGED, what).into());
     }
     Ok(())

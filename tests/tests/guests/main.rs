@@ -22,6 +22,7 @@
 mod common;
 mod crashes;
 mod cuts;
+mod damage;
 mod dr;
 mod dr_stream;
 mod dr_retention;
