@@ -2,7 +2,8 @@
 # The main job, end to end, on an embedded local repository: import a sample
 # tree, list it, change it, import the change as version 2, diff, verify, export,
 # then mount it with a private overlay, change it, unmount, remount, see the change;
-# then a guest: create, mount, change, checkpoint, change more, roll back, diff.
+# then a guest: create, mount, change, checkpoint, change more, roll back, diff;
+# verify and fsck; then a block volume served over NBD, checkpointed, rolled back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -77,5 +78,27 @@ test "$(cat "$work/mnt/srv-app")" = "installed app"
 test -e "$work/mnt/usr/bin/tar" && test "$(cat "$work/mnt/srv-app")" = "installed app"
 "$L" umount "$work/mnt"
 "$L" stats
+
+# Health: every object of the repository and every guest's store, and every
+# guest overlay's data checksums; a guest's own check.
+"$L" verify --overlays
+"$L" guest fsck web01
+
+# Block volumes over NBD: a golden disk stored once, a copy-on-write volume
+# guest, checkpoint and roll back while it is served (qemu-io is the client).
+qemu-img create -q -f raw "$work/disk.raw" 64M
+qemu-io -f raw -c "write -P 0xab 1M 1M" "$work/disk.raw" >/dev/null
+"$L" import "$work/disk.raw" --volume --image disk
+"$L" guest create vm01 --image disk:1 --overlay "$work/guests/vm01"
+"$L" nbd serve --guest vm01 --socket "$work/vm01.sock"
+U="nbd+unix:///vm01?socket=$work/vm01.sock"
+qemu-io -f raw -c "read -P 0xab 1M 1M" -c "write -P 0x11 4M 64k" -c flush "$U"
+"$L" checkpoint vm01 -m "first write"
+qemu-io -f raw -c "write -P 0x22 4M 64k" -c flush "$U"
+"$L" diff vm01 1
+"$L" rollback vm01 1
+qemu-io -f raw -c "read -P 0x11 4M 64k" "$U"
+"$L" nbd stop --guest vm01
+"$L" export disk:1 "$work/disk-out.raw" && cmp "$work/disk.raw" "$work/disk-out.raw"
 set +x
 echo "== main job done; repository at $LVREPO_REPO"

@@ -26,7 +26,9 @@ fi
 # Boot tests: a Debian kernel (with its initrd) booted by QEMU under TCG.
 # Debian 12's qemu-system-x86 (7.2) cannot sit beside a newer qemu-utils
 # (which Breaks qemu-system-common << 8.0): take both from Debian 12.
-boot=(qemu-system-x86 linux-image-amd64 initramfs-tools busybox-static)
+# dracut-core (not dracut: that one conflicts with initramfs-tools) builds
+# the dracut variant of the lvrepo initrd (tests/tests/boot.rs).
+boot=(qemu-system-x86 linux-image-amd64 initramfs-tools busybox-static dracut-core)
 missing=()
 for p in "${boot[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,7 +2,7 @@
 //! binaries map to exit codes and the FUSE layer maps to errno.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, ObjectKind};
 
@@ -34,6 +34,16 @@ pub enum Error {
     /// A file the index needs (`CURRENT`, naming the MANIFEST) is gone.
     #[error("index {0} is damaged: its CURRENT file is missing")]
     IndexIncomplete(PathBuf),
+    /// A write found its partition full (ENOSPC) or over quota (EDQUOT);
+    /// [`Error::io`] makes every such I/O error this one.
+    #[error("no space left on the partition mounted at {partition} ({op} {path})")]
+    NoSpace {
+        partition: PathBuf,
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("{kind} {id} is missing from the repository")]
     Missing { kind: ObjectKind, id: Digest },
     #[error("{kind} {id} is damaged: {why}")]
@@ -149,8 +159,28 @@ pub enum ErrorClass {
 }
 
 impl Error {
+    /// An I/O error of `op` on `path`; a full partition becomes
+    /// [`Error::NoSpace`], naming the partition.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io { op, path: path.into(), source }
+        let path = path.into();
+        match source.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT) => Error::NoSpace { partition: mount_point(&path), op, path, source },
+            _ => Error::Io { op, path, source },
+        }
+    }
+
+    /// [`Error::NoSpace`] for a database in `dir` whose write failed for want
+    /// of space (RocksDB says so only in its message), else `Error::Db`.
+    pub fn db(op: &'static str, dir: &Path, e: rocksdb::Error) -> Self {
+        match db_errno(&e) {
+            Some(errno) => Error::NoSpace { partition: mount_point(dir), op, path: dir.to_path_buf(), source: io::Error::from_raw_os_error(errno) },
+            None => Error::Db(e),
+        }
+    }
+
+    /// Whether this is a full partition (or an exceeded quota).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self.errno(), libc::ENOSPC | libc::EDQUOT)
     }
 
     pub fn class(&self) -> ErrorClass {
@@ -185,9 +215,10 @@ impl Error {
     /// mapping lives.
     pub fn errno(&self) -> i32 {
         match self {
-            Error::Io { source, .. } | Error::Archive(source) => {
+            Error::Io { source, .. } | Error::Archive(source) | Error::NoSpace { source, .. } => {
                 source.raw_os_error().unwrap_or(libc::EIO)
             }
+            Error::Db(e) => db_errno(e).unwrap_or(libc::EIO),
             Error::Posix(e) => *e,
             Error::PathNotFound { .. } | Error::ImageNotFound(_) => libc::ENOENT,
             Error::ReadOnly => libc::EROFS,
@@ -225,4 +256,43 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// ENOSPC or EDQUOT when a RocksDB error is a failed write for want of space:
+/// its status carries the OS's message ("IO error: No space left on device:
+/// While appending to file: …"), not the errno.
+fn db_errno(e: &rocksdb::Error) -> Option<i32> {
+    let m = e.as_ref();
+    if m.contains("No space left on device") {
+        Some(libc::ENOSPC)
+    } else if m.contains("Disk quota exceeded") {
+        Some(libc::EDQUOT)
+    } else {
+        None
+    }
+}
+
+/// The mount point of the partition holding `path` (the nearest existing
+/// ancestor's device, followed up to where it changes); `path` itself if
+/// nothing of it can be examined.
+pub fn mount_point(path: &Path) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut cur = abs.as_path();
+    let dev = loop {
+        match std::fs::metadata(cur) {
+            Ok(m) => break m.dev(),
+            Err(_) => match cur.parent() {
+                Some(p) => cur = p,
+                None => return path.to_path_buf(),
+            },
+        }
+    };
+    while let Some(p) = cur.parent() {
+        match std::fs::metadata(p) {
+            Ok(m) if m.dev() == dev => cur = p,
+            _ => break,
+        }
+    }
+    cur.to_path_buf()
 }

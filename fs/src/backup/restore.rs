@@ -61,13 +61,13 @@ pub fn restore(local: &Path, from: &Repository, guest: &str, checkpoint: Option<
 
 /// A directory an interrupted restore left (killed before the guest was
 /// registered): nothing but what guest creation writes before registering
-/// (`lock`, `store/`, `STATE`), and no registered guest lives there. It
-/// never became visible; remove it so a rerun can go on. Its lock is taken
+/// (`lock`, `store/`, the first generation, `STATE`), and no registered
+/// guest lives there. It never became visible; remove it so a rerun can go on. Its lock is taken
 /// first, so a restore still running there is not disturbed (exit 6).
 fn discard_unfinished(local: &Path, dir: &Path) -> Result<()> {
     let Ok(rd) = std::fs::read_dir(dir) else { return Ok(()) };
     let names: Vec<std::ffi::OsString> = rd.flatten().map(|e| e.file_name()).collect();
-    let ours = |n: &std::ffi::OsString| ["store", "lock", "STATE", "STATE.tmp"].iter().any(|o| n == o);
+    let ours = |n: &std::ffi::OsString| ["store", "lock", "STATE", "STATE.tmp", "gen-00000001"].iter().any(|o| n == o);
     if names.is_empty() || !names.iter().all(ours) {
         return Ok(());
     }

@@ -620,5 +620,6 @@ impl Filesystem for LvFs {
 mod live;
 mod mount;
 mod plus;
+mod shutdown;
 pub use live::{Live, Switch};
 pub use mount::{block_termination_signals, mount_foreground, MountFlags, MountOptions};

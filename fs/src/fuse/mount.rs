@@ -32,6 +32,11 @@ pub struct MountOptions {
     /// The mount's source as the mount table and `df` show it (the image,
     /// `NAME:VERSION`, or `guest:NAME`); the type is `fuse.lvrepo`.
     pub source: String,
+    /// A root storage daemon (started from the initrd; see docs/boot.md): on
+    /// a termination signal whose unmount fails (the root is busy until the
+    /// power goes), sync the overlay and freeze its filesystem, so it is
+    /// clean on disk whenever the machine stops after that.
+    pub root_daemon: bool,
 }
 
 /// Per-mount flags the kernel enforces; the defaults are a root filesystem's
@@ -84,7 +89,7 @@ impl MountFlags {
 
 impl Default for MountOptions {
     fn default() -> Self {
-        MountOptions { threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8), uring: true, handoff: true, seclabel: false, flags: MountFlags::default(), source: "lvrepo".into() }
+        MountOptions { threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8), uring: true, handoff: true, seclabel: false, flags: MountFlags::default(), source: "lvrepo".into(), root_daemon: false }
     }
 }
 
@@ -129,14 +134,23 @@ pub fn mount_foreground(live: Arc<Live>, mountpoint: &Path, opts: &MountOptions,
     live.set_notifier(session.notifier());
     let mut unmounter = session.unmount_callable();
     let mp = mountpoint.to_path_buf();
+    let (root_daemon, live2) = (opts.root_daemon, live.clone());
     std::thread::spawn(move || {
         // A failed unmount (busy: a process uses the mount) is retried at
-        // the next signal.
+        // the next signal; the overlay is synced meanwhile.
         while let Ok(sig) = sigs.wait() {
             tracing::info!(?sig, mountpoint = %mp.display(), "unmounting on signal");
             match unmounter.unmount() {
                 Ok(()) => break,
-                Err(e) => tracing::error!(error = %e, "unmount failed"),
+                Err(e) => {
+                    tracing::error!(error = %e, "unmount failed");
+                    let ov = live2.current();
+                    if let Err(e) = ov.sync_all() {
+                        tracing::error!(error = %e, "syncing the overlay");
+                    } else if root_daemon {
+                        super::shutdown::freeze(ov.dir());
+                    }
+                }
             }
         }
     });

@@ -36,8 +36,8 @@ impl GuestHandle {
     }
 
     /// [`Self::create`], with `fill` run on the new guest-local store before
-    /// the guest is registered (restore puts its checkpoints there). If
-    /// `fill` fails, the guest directory is removed: nothing was registered.
+    /// the guest is registered (restore puts its checkpoints there). If it
+    /// fails, the directory is left as it was, as for any failed create.
     pub fn create_filled(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path, fill: impl FnOnce(&Repository) -> Result<()>) -> Result<GuestHandle> {
         if !valid_guest_name(name) {
             return Err(Error::BadImageName(name.to_string()));
@@ -48,24 +48,30 @@ impl GuestHandle {
         if std::fs::read_dir(dir).is_ok_and(|mut rd| rd.next().is_some()) {
             return Err(Error::DestinationNotEmpty(dir.to_path_buf()));
         }
+        let existed = dir.exists();
         crate::perms::create_private_dir(dir)?;
         let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("resolving", dir, e))?;
         let guard = lock(&dir, name)?;
-        let local = Repository::init(&dir.join("store"))?;
-        if let Err(e) = fill(&local) {
-            drop((local, guard));
-            if let Err(re) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(guest = name, error = %re, "could not remove the unfinished guest directory");
+        let made = (|| {
+            let local = Repository::init(&dir.join("store"))?;
+            fill(&local)?;
+            let state = GuestState { base: image.root_tree(), generation: 1 };
+            let rec = GuestRecord { name: name.to_string(), image: image.label(), dir: dir.clone(), created: now(), volume: image.volume };
+            let g = GuestHandle { rec, state, local, _lock: Some(guard) };
+            // The first generation exists before the STATE that names it.
+            drop(Overlay::open(&g.overlay_dir(), g.store(repo.shared_store()), g.state.base)?);
+            g.write_state()?;
+            Ok(g)
+        })();
+        let g = match made.and_then(|g| register(repo, &g.rec).map(|()| g)) {
+            Ok(g) => g,
+            Err(e) => {
+                // Not registered: leave the directory as it was (absent or
+                // empty), so the create can be run again (a full partition).
+                let _ = if existed { clear_dir(&dir) } else { std::fs::remove_dir_all(&dir) };
+                return Err(e);
             }
-            return Err(e);
-        }
-        let state = GuestState { base: image.root_tree(), generation: 1 };
-        let rec = GuestRecord { name: name.to_string(), image: image.label(), dir: dir.clone(), created: now(), volume: image.volume };
-        let g = GuestHandle { rec, state, local, _lock: Some(guard) };
-        // The first generation exists before the STATE that names it.
-        drop(Overlay::open(&g.overlay_dir(), g.store(repo.shared_store()), g.state.base)?);
-        g.write_state()?;
-        register(repo, &g.rec)?;
+        };
         tracing::info!(guest = name, image = %image.label(), "created guest");
         Ok(g)
     }
@@ -78,6 +84,10 @@ impl GuestHandle {
         // generation must never let `remove_stale_generations` delete the
         // generations that are there.
         let state = read_state(&rec)?;
+        if writable {
+            // A full partition must not keep the guest from opening.
+            crate::overlay::make_room(&gen_dir(&rec.dir, state.generation));
+        }
         let local = Repository::open(&rec.dir.join("store"), writable)?;
         let g = GuestHandle { rec, state, local, _lock: guard };
         if writable {
@@ -106,7 +116,7 @@ impl GuestHandle {
     }
 
     fn gen_dir(&self, g: u64) -> PathBuf {
-        self.rec.dir.join(format!("gen-{g:08}"))
+        gen_dir(&self.rec.dir, g)
     }
 
     fn write_state(&self) -> Result<()> {
@@ -234,7 +244,17 @@ impl GuestHandle {
         };
         let cp = self.record_checkpoint(root, message)?;
         crate::gc::failpoint("checkpoint-before-rebase");
-        self.switch_base(root, store)?;
+        match self.switch_base(root, store) {
+            Ok(()) => {}
+            // The checkpoint is taken; the rebase only saves the next one
+            // work. The guest stays on its current generation (STATE was not
+            // replaced) and the half-made one goes.
+            Err(e) if e.is_no_space() => {
+                tracing::warn!(guest = %self.rec.name, checkpoint = cp.version, error = %crate::overlay::error_chain(&e), "checkpoint taken, but no room to rebase the guest on it");
+                self.remove_stale_generations();
+            }
+            Err(e) => return Err(e),
+        }
         Ok(cp)
     }
 
@@ -417,4 +437,22 @@ pub(crate) fn generations(dir: &Path) -> Vec<u64> {
         .unwrap_or_default();
     out.sort_unstable();
     out
+}
+
+/// The overlay directory of generation `g` of the guest in `dir`.
+fn gen_dir(dir: &Path, g: u64) -> PathBuf {
+    dir.join(format!("gen-{g:08}"))
+}
+
+/// Remove everything inside `dir`, keeping `dir`.
+fn clear_dir(dir: &Path) -> std::io::Result<()> {
+    for ent in std::fs::read_dir(dir)? {
+        let p = ent?.path();
+        if p.is_dir() && !p.is_symlink() {
+            std::fs::remove_dir_all(&p)?;
+        } else {
+            std::fs::remove_file(&p)?;
+        }
+    }
+    Ok(())
 }

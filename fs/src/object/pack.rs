@@ -10,6 +10,12 @@
 //! is the index batch written (synced). A crash therefore leaves at worst pack
 //! bytes that nothing indexes (reclaimed by gc), never an index entry pointing
 //! at bytes that are not on disk.
+//!
+//! A failed append or pack sync (a full partition) discards everything
+//! appended since the last flush: the pack is cut back to its indexed length,
+//! or removed if nothing in it is indexed, so a failed import or checkpoint
+//! gives its space back at once. (A failed index write keeps the pack: its
+//! batch may still be in the index's log.)
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -30,6 +36,10 @@ pub const RECORD_MAGIC: &[u8; 4] = b"LVOB";
 pub const RECORD_HEADER_LEN: usize = 48;
 /// A pack is closed once it grows past this size.
 const PACK_TARGET: u64 = 512 << 20;
+/// Appends stop this far short of a full partition, with ENOSPC: the index
+/// needs room to commit and close, and a guest's store shares its partition
+/// with the guest's overlay, whose database keeps its own reserve there.
+const PACK_RESERVE: u64 = 8 << 20;
 /// Codec byte values.
 const CODEC_RAW: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
@@ -144,10 +154,15 @@ struct Writer {
     pack: u32,
     file: Arc<File>,
     len: u64,
+    /// The pack's length at the last flush: every record before it is indexed.
+    flushed: u64,
     batch: Vec<(Digest, IndexEntry)>,
     pending: HashMap<Digest, IndexEntry>,
     /// Pack files created since the last flush, whose directory entry needs a sync.
     new_pack: bool,
+    /// Free bytes on the partition at the last statfs, less what was
+    /// appended since: statfs runs again only when this nears the reserve.
+    free: u64,
 }
 
 pub struct PackStore {
@@ -287,15 +302,26 @@ impl PackStore {
         let mut h = [0u8; PACK_HEADER_LEN as usize];
         h[..8].copy_from_slice(PACK_MAGIC);
         h[8..12].copy_from_slice(&PACK_FORMAT.to_le_bytes());
-        f.write_all(&h).map_err(|e| Error::io("writing pack", &path, e))?;
+        if let Err(e) = f.write_all(&h) {
+            // A pack without its header is no pack: nothing is left behind.
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::io("writing pack", &path, e));
+        }
         let file = Arc::new(f);
         self.files.write().unwrap_or_else(|e| e.into_inner()).insert(pack, file.clone());
-        Ok(Writer { pack, file, len: PACK_HEADER_LEN, batch: Vec::new(), pending: HashMap::new(), new_pack: true })
+        Ok(Writer { pack, file, len: PACK_HEADER_LEN, flushed: PACK_HEADER_LEN, batch: Vec::new(), pending: HashMap::new(), new_pack: true, free: 0 })
     }
 
-    /// Append a record with an already-encoded payload. Used by `put` and by gc
-    /// when it moves live objects out of a pack it is about to delete.
+    /// Append a record with an already-encoded payload, with no reserve: gc
+    /// moves live objects out of a pack it is about to delete (making room).
     pub(crate) fn append_raw(&self, kind: ObjectKind, id: &Digest, codec: u8, raw_len: u32, payload: &[u8]) -> Result<bool> {
+        self.append(kind, id, codec, raw_len, payload, 0)
+    }
+
+    /// [`append_raw`](Self::append_raw), refused with ENOSPC if it would
+    /// leave less than `reserve` bytes free (new objects keep
+    /// [`PACK_RESERVE`]; gc's moves, which make room, keep none).
+    fn append(&self, kind: ObjectKind, id: &Digest, codec: u8, raw_len: u32, payload: &[u8], reserve: u64) -> Result<bool> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
@@ -319,7 +345,17 @@ impl PackStore {
         let mut rec = Vec::with_capacity(RECORD_HEADER_LEN + payload.len());
         rec.extend_from_slice(&header);
         rec.extend_from_slice(payload);
-        (&*w.file).write_all(&rec).map_err(|e| Error::io("writing pack", self.pack_path(w.pack), e))?;
+        let n = rec.len() as u64;
+        if reserve > 0 && w.free < n + 4 * reserve {
+            w.free = crate::repo::free_bytes(&self.dir, |f| f < n + reserve).unwrap_or(u64::MAX);
+        }
+        w.free = w.free.saturating_sub(n);
+        let written = if reserve > 0 && w.free < reserve { Err(std::io::Error::from_raw_os_error(libc::ENOSPC)) } else { (&*w.file).write_all(&rec) };
+        if let Err(e) = written {
+            let err = Error::io("writing pack", self.pack_path(w.pack), e);
+            self.discard(&mut guard);
+            return Err(err);
+        }
         let entry = IndexEntry { pack: w.pack, offset: w.len, stored_len, raw_len, kind, codec };
         w.len += rec.len() as u64;
         w.batch.push((*id, entry));
@@ -349,11 +385,16 @@ impl PackStore {
         if w.batch.is_empty() {
             return Ok(());
         }
-        w.file.sync_data().map_err(|e| Error::io("syncing pack", self.pack_path(w.pack), e))?;
+        if let Err(e) = w.file.sync_data() {
+            let err = Error::io("syncing pack", self.pack_path(w.pack), e);
+            self.discard(guard);
+            return Err(err);
+        }
         if w.new_pack {
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io("syncing", &self.dir, e))?;
+            if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
+                self.discard(guard);
+                return Err(Error::io("syncing", &self.dir, e));
+            }
             w.new_pack = false;
         }
         let cf = self.cf()?;
@@ -364,7 +405,27 @@ impl PackStore {
         self.batch_write(batch)?;
         w.batch.clear();
         w.pending.clear();
+        w.flushed = w.len;
         Ok(())
+    }
+
+    /// After a failed append or pack sync: drop every record not yet
+    /// indexed, cutting the pack back to its indexed length, or removing it
+    /// if nothing in it is indexed; the next append starts a new pack.
+    fn discard(&self, guard: &mut Option<Writer>) {
+        let Some(w) = guard.take() else { return };
+        let path = self.pack_path(w.pack);
+        let done = if w.flushed > PACK_HEADER_LEN {
+            w.file.set_len(w.flushed)
+        } else {
+            self.forget_pack(w.pack);
+            std::fs::remove_file(&path)
+        };
+        match done {
+            Ok(()) => tracing::warn!(pack = w.pack, objects = w.pending.len(), "dropped the objects not yet indexed from the pack"),
+            // Left as unindexed bytes, which gc reclaims.
+            Err(e) => tracing::error!(pack = w.pack, error = %e, path = %path.display(), "cutting back the pack to its indexed length failed"),
+        }
     }
 
     /// The pack currently being written, if any (gc must not delete it).
@@ -505,6 +566,19 @@ impl PackStore {
     }
 }
 
+impl Drop for PackStore {
+    /// Objects never flushed are not in the store (see [`ObjectStore`]):
+    /// their bytes go too, rather than wait for gc (a failed import or
+    /// checkpoint ends here, other threads having appended after the error).
+    fn drop(&mut self) {
+        let guard = self.writer.get_mut().unwrap_or_else(|e| e.into_inner());
+        if guard.as_ref().is_some_and(|w| w.len > w.flushed) {
+            let mut g = guard.take();
+            self.discard(&mut g);
+        }
+    }
+}
+
 impl ObjectStore for PackStore {
     fn get(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Vec<u8>>> {
         let Some(e) = self.entry(id)? else { return Ok(None) };
@@ -530,8 +604,8 @@ impl ObjectStore for PackStore {
         // Compress outside the writer lock so several threads compress at once.
         let z = zstd::bulk::compress(bytes, self.level).ok().filter(|z| z.len() + z.len() / 32 < bytes.len());
         match z {
-            Some(z) => self.append_raw(kind, id, CODEC_ZSTD, bytes.len() as u32, &z),
-            None => self.append_raw(kind, id, CODEC_RAW, bytes.len() as u32, bytes),
+            Some(z) => self.append(kind, id, CODEC_ZSTD, bytes.len() as u32, &z, PACK_RESERVE),
+            None => self.append(kind, id, CODEC_RAW, bytes.len() as u32, bytes, PACK_RESERVE),
         }
     }
 

@@ -18,24 +18,55 @@
 //!
 //! Every namespace operation is one [`Batch`], applied atomically: after a
 //! crash the overlay shows the operation entirely or not at all.
+//!
+//! A failed write (a full partition) puts RocksDB 7.8 into its background
+//! error state: it refuses every later write, and syncing the log that failed
+//! aborts the process (an assertion in its file writer; so [`MetaDb::sync`]
+//! syncs the log files itself). So the first failed commit marks the
+//! database failed; nothing is written through that instance again, and the
+//! next write reopens it (close, open: the log is replayed up to the last
+//! whole batch, which covers every acknowledged one) once the partition has
+//! [`REOPEN_ROOM`] free, releasing the reserve file (`meta.reserve`,
+//! [`RESERVE_LEN`]) if that is what it takes. Opening releases it the same
+//! way when the partition is full, so a full partition never keeps the
+//! overlay from mounting.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use rocksdb::{Options, WriteBatch, DB};
 
 use super::record::{dirent_key, window_key, Dirent, Inode};
 use super::sums::WindowSums;
+use super::space::{free_space, keep_reserve, release, reserve_path};
 use crate::digest::{ChunkId, Digest, FileId, TreeId};
 use crate::error::{Error, Result};
 use crate::tree::Content;
 
+mod recover;
+
 const CFS: [&str; 6] = ["inodes", "dirents", "windows", "meta", "inline", "sums"];
 
+/// The database's write buffer (every column family's memtables together):
+/// what it may have to write out as a table when it is (re)opened.
+const WRITE_BUFFER: usize = 4 << 20;
+/// Free bytes the partition needs before a failed database is reopened.
+pub const REOPEN_ROOM: u64 = WRITE_BUFFER as u64 + (1 << 20);
+/// Size of the reserve file, released when opening needs the room.
+pub const RESERVE_LEN: u64 = REOPEN_ROOM;
+
 pub struct MetaDb {
-    db: DB,
+    /// `None` only between closing a failed instance and a reopen that failed.
+    db: RwLock<Option<DB>>,
+    path: PathBuf,
+    /// A write or sync through the open instance failed (see the module doc).
+    failed: AtomicBool,
+    /// The reserve file holds its [`RESERVE_LEN`] bytes.
+    reserved: AtomicBool,
+    /// The WAL files whose directory entries the last sync made durable.
+    logs_synced: Mutex<Vec<std::ffi::OsString>>,
     /// Batches committed, and how many of them the last WAL sync covered:
     /// a sync with nothing new to make durable costs nothing.
     committed: AtomicU64,
@@ -57,20 +88,50 @@ struct Known {
     parents: HashSet<u64>,
 }
 
-pub struct Batch(WriteBatch);
+/// A write batch, and the node records it replaced in memory (see
+/// [`Batch::remember`]).
+pub struct Batch(WriteBatch, Vec<(u64, Inode)>);
+
+impl Batch {
+    /// The in-memory record of `ino` before this batch changed it, put back
+    /// if the batch fails to commit.
+    pub fn remember(&mut self, ino: u64, old: Inode) {
+        self.1.push((ino, old));
+    }
+
+    /// The records to put back, oldest first (put back in reverse order).
+    pub fn take_undo(&mut self) -> Vec<(u64, Inode)> {
+        std::mem::take(&mut self.1)
+    }
+}
+
+/// A read lock on the open database instance.
+struct DbRef<'a>(RwLockReadGuard<'a, Option<DB>>);
+
+impl std::ops::Deref for DbRef<'_> {
+    type Target = DB;
+    fn deref(&self) -> &DB {
+        match &*self.0 {
+            Some(db) => db,
+            // `MetaDb::db` hands out a `DbRef` only over `Some`, and the read
+            // lock it holds keeps it so.
+            None => unreachable!("DbRef over a closed database"),
+        }
+    }
+}
 
 impl MetaDb {
-    /// Open the database; `create` makes a new one, `upgrade` adds the
-    /// column families an older overlay lacks (`inline`, `sums`).
-    pub fn open(path: &Path, create: bool, upgrade: bool) -> Result<Self> {
+    /// Open the database in `path` with the overlay's options.
+    fn open_db(path: &Path, create: bool, upgrade: bool) -> Result<DB> {
         let mut o = Options::default();
+        crate::repo::quiet_info_log(&mut o);
         o.create_if_missing(create);
         o.create_missing_column_families(create || upgrade);
         o.set_keep_log_file_num(4);
         // Small memtables: each is preallocated on the guest partition as log space.
-        o.set_write_buffer_size(4 << 20);
-        o.set_db_write_buffer_size(4 << 20);
-        o.set_max_total_wal_size(4 << 20);
+        o.set_write_buffer_size(WRITE_BUFFER);
+        o.set_db_write_buffer_size(WRITE_BUFFER);
+        o.set_max_total_wal_size(WRITE_BUFFER as u64);
         o.set_manifest_preallocation_size(64 << 10);
         o.set_compression_type(rocksdb::DBCompressionType::None);
         // Writes are serialised by the overlay lock already: no concurrent
@@ -86,24 +147,60 @@ impl MetaDb {
         o.set_paranoid_checks(true);
         o.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
         let cfs = CFS.iter().map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, if *n == "inodes" { inode_options(&o) } else { o.clone() }));
-        let db = DB::open_cf_descriptors(&o, path, cfs)?;
+        crate::repo::room_to_open(path, "opening the overlay database in")?;
+        DB::open_cf_descriptors(&o, path, cfs).map_err(|e| Error::db("opening the overlay database", path, e))
+    }
+
+    /// Open the database; `create` makes a new one, `upgrade` adds the
+    /// column families an older overlay lacks (`inline`, `sums`). On a full partition the
+    /// reserve file makes room first (see the module doc).
+    pub fn open(path: &Path, create: bool, upgrade: bool) -> Result<Self> {
+        let reserve = reserve_path(path);
+        if free_space(path) < REOPEN_ROOM {
+            release(&reserve);
+        }
+        let db = Self::open_db(path, create, upgrade)?;
+        let reserved = AtomicBool::new(keep_reserve(&reserve));
         let known = Mutex::new(load_known(&db)?);
-        Ok(MetaDb { db, committed: AtomicU64::new(0), synced: AtomicU64::new(0), known })
+        Ok(MetaDb { db: RwLock::new(Some(db)), path: path.to_path_buf(), failed: AtomicBool::new(false), reserved, logs_synced: Mutex::new(Vec::new()), committed: AtomicU64::new(0), synced: AtomicU64::new(0), known })
+    }
+
+    /// The open instance (reads go on through a failed one: RocksDB serves them).
+    fn db(&self) -> Result<DbRef<'_>> {
+        let g = self.db.read().unwrap_or_else(|e| e.into_inner());
+        if g.is_some() {
+            return Ok(DbRef(g));
+        }
+        drop(g);
+        {
+            // Closed by a reopen whose open failed: try again.
+            let mut w = self.db.write().unwrap_or_else(|e| e.into_inner());
+            if w.is_none() {
+                self.reopen(&mut w).map_err(|e| Error::Overlay { path: self.path.clone(), why: format!("the overlay database could not be reopened after a failed write: {}", crate::overlay::error_chain(&e)) })?;
+            }
+        }
+        let g = self.db.read().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            return Err(self.closed());
+        }
+        Ok(DbRef(g))
+    }
+
+    fn closed(&self) -> Error {
+        Error::Overlay { path: self.path.clone(), why: "the overlay database is closed after a failed write; it reopens once the partition has room".into() }
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, Known> {
         self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
-        cf(&self.db, name)
-    }
-
     pub fn inode(&self, ino: u64) -> Result<Option<Inode>> {
         if !self.known().inodes.contains(&ino) {
             return Ok(None);
         }
-        match self.db.get_pinned_cf(self.cf("inodes")?, ino.to_be_bytes())? {
+        let db = self.db()?;
+        let v = db.get_pinned_cf(cf(&db, "inodes")?, ino.to_be_bytes())?;
+        match v {
             Some(v) => Ok(Some(Inode::decode(&v)?)),
             None => Ok(None),
         }
@@ -113,7 +210,9 @@ impl MetaDb {
         if !self.known().parents.contains(&parent) {
             return Ok(None);
         }
-        match self.db.get_pinned_cf(self.cf("dirents")?, dirent_key(parent, name))? {
+        let db = self.db()?;
+        let v = db.get_pinned_cf(cf(&db, "dirents")?, dirent_key(parent, name))?;
+        match v {
             Some(v) => Ok(Some(Dirent::decode(&v)?)),
             None => Ok(None),
         }
@@ -126,7 +225,8 @@ impl MetaDb {
         if !self.known().parents.contains(&parent) {
             return Ok(out);
         }
-        let it = self.db.iterator_cf(self.cf("dirents")?, rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward));
+        let db = self.db()?;
+        let it = db.iterator_cf(cf(&db, "dirents")?, rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward));
         for item in it {
             let (k, v) = item?;
             if !k.starts_with(&prefix) {
@@ -140,24 +240,26 @@ impl MetaDb {
     /// The inline bytes of file `ino` (one whose base is `Base::Inline`);
     /// none written yet reads as empty.
     pub fn inline(&self, ino: u64) -> Result<Vec<u8>> {
-        Ok(self.db.get_cf(self.cf("inline")?, ino.to_be_bytes())?.unwrap_or_default())
+        let db = self.db()?;
+        Ok(db.get_cf(cf(&db, "inline")?, ino.to_be_bytes())?.unwrap_or_default())
     }
 
     pub fn put_inline(&self, b: &mut Batch, ino: u64, bytes: &[u8]) -> Result<()> {
-        b.0.put_cf(self.cf("inline")?, ino.to_be_bytes(), bytes);
+        b.0.put_cf(cf(&*self.db()?, "inline")?, ino.to_be_bytes(), bytes);
         Ok(())
     }
 
     /// `ino`'s bytes moved to its data file (written before this commits).
     pub fn delete_inline(&self, b: &mut Batch, ino: u64) -> Result<()> {
-        b.0.delete_cf(self.cf("inline")?, ino.to_be_bytes());
+        b.0.delete_cf(cf(&*self.db()?, "inline")?, ino.to_be_bytes());
         Ok(())
     }
 
     pub fn windows(&self, ino: u64) -> Result<HashSet<u64>> {
         let prefix = ino.to_be_bytes();
         let mut out = HashSet::new();
-        let it = self.db.iterator_cf(self.cf("windows")?, rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward));
+        let db = self.db()?;
+        let it = db.iterator_cf(cf(&db, "windows")?, rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward));
         for item in it {
             let (k, _) = item?;
             if !k.starts_with(&prefix) || k.len() != 16 {
@@ -174,7 +276,8 @@ impl MetaDb {
     pub fn sums(&self, ino: u64) -> Result<HashMap<u64, WindowSums>> {
         let prefix = ino.to_be_bytes();
         let mut out = HashMap::new();
-        let it = self.db.iterator_cf(self.cf("sums")?, rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward));
+        let db = self.db()?;
+        let it = db.iterator_cf(cf(&db, "sums")?, rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward));
         for item in it {
             let (k, v) = item?;
             if !k.starts_with(&prefix) || k.len() != 16 {
@@ -189,9 +292,9 @@ impl MetaDb {
     /// Record window `w`'s sums (none left: the record goes).
     pub fn put_sums(&self, b: &mut Batch, ino: u64, w: u64, s: &WindowSums) -> Result<()> {
         if s.is_empty() {
-            b.0.delete_cf(self.cf("sums")?, window_key(ino, w));
+            b.0.delete_cf(cf(&*self.db()?, "sums")?, window_key(ino, w));
         } else {
-            b.0.put_cf(self.cf("sums")?, window_key(ino, w), s.encode());
+            b.0.put_cf(cf(&*self.db()?, "sums")?, window_key(ino, w), s.encode());
         }
         Ok(())
     }
@@ -207,7 +310,8 @@ impl MetaDb {
         let mut ro = rocksdb::ReadOptions::default();
         ro.set_total_order_seek(true);
         ro.fill_cache(false);
-        for item in self.db.iterator_cf_opt(self.cf(cf)?, ro, rocksdb::IteratorMode::Start) {
+        let db = self.db()?;
+        for item in db.iterator_cf_opt(self::cf(&db, cf)?, ro, rocksdb::IteratorMode::Start) {
             let (k, v) = item?;
             f(&k, &v)?;
         }
@@ -216,18 +320,20 @@ impl MetaDb {
 
     /// Delete one key of column family `cf` (repairs drop bad records).
     pub(crate) fn delete_raw(&self, b: &mut Batch, cf: &str, key: &[u8]) -> Result<()> {
-        b.0.delete_cf(self.cf(cf)?, key);
+        b.0.delete_cf(self::cf(&*self.db()?, cf)?, key);
         Ok(())
     }
 
     pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_cf(self.cf("meta")?, key)?)
+        let db = self.db()?;
+        Ok(db.get_cf(cf(&db, "meta")?, key)?)
     }
 
     /// Inodes recorded as unlinked-while-open.
     pub fn orphans(&self) -> Result<Vec<u64>> {
         let mut out = Vec::new();
-        for item in self.db.prefix_iterator_cf(self.cf("meta")?, b"orphan/") {
+        let db = self.db()?;
+        for item in db.prefix_iterator_cf(cf(&db, "meta")?, b"orphan/") {
             let (k, _) = item?;
             if !k.starts_with(b"orphan/") || k.len() != 15 {
                 break;
@@ -243,7 +349,8 @@ impl MetaDb {
     pub fn dirty(&self) -> Result<(HashSet<u64>, bool)> {
         let mut set = HashSet::new();
         let mut all = false;
-        for item in self.db.prefix_iterator_cf(self.cf("meta")?, b"dirty/") {
+        let db = self.db()?;
+        for item in db.prefix_iterator_cf(cf(&db, "meta")?, b"dirty/") {
             let (k, _) = item?;
             if !k.starts_with(b"dirty/") {
                 break;
@@ -264,7 +371,8 @@ impl MetaDb {
     /// The fold memo (see `State::memo`).
     pub fn memos(&self) -> Result<HashMap<u64, Folded>> {
         let mut out = HashMap::new();
-        for item in self.db.prefix_iterator_cf(self.cf("meta")?, b"memo/") {
+        let db = self.db()?;
+        for item in db.prefix_iterator_cf(cf(&db, "meta")?, b"memo/") {
             let (k, v) = item?;
             if !k.starts_with(b"memo/") {
                 break;
@@ -276,17 +384,18 @@ impl MetaDb {
     }
 
     pub fn delete_meta(&self, b: &mut Batch, key: &[u8]) -> Result<()> {
-        b.0.delete_cf(self.cf("meta")?, key);
+        b.0.delete_cf(cf(&*self.db()?, "meta")?, key);
         Ok(())
     }
 
     pub fn batch(&self) -> Batch {
-        Batch(WriteBatch::default())
+        Batch(WriteBatch::default(), Vec::new())
     }
 
     /// Apply a batch atomically (written to the WAL, not yet synced).
     pub fn commit(&self, b: Batch) -> Result<()> {
-        self.db.write(b.0)?;
+        self.ready()?;
+        self.db()?.write(b.0).map_err(|e| self.failed("writing the overlay database in", e))?;
         self.committed.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -294,41 +403,47 @@ impl MetaDb {
     /// Write every memtable to table files, so that nothing lives only in
     /// the log (a clean close: see `Overlay`'s `UNCLEAN` marker).
     pub fn flush_all(&self) -> Result<()> {
+        let db = self.db()?;
         for name in CFS {
-            self.db.flush_cf(self.cf(name)?)?;
+            db.flush_cf(cf(&db, name)?).map_err(|e| Error::db("flushing the overlay database", &self.path, e))?;
         }
         Ok(())
     }
 
-    /// Make every committed batch durable: one fsync of the WAL, none when
-    /// nothing was committed since the last sync.
+    /// Make every committed batch durable: an fdatasync of the WAL files,
+    /// none when nothing was committed since the last sync. Done here, not by
+    /// RocksDB's `SyncWAL`: that aborts the process when a write that failed
+    /// on a full partition, in another thread, left its log writer in error
+    /// (an assertion in 7.8), and nothing here can order the two.
     pub fn sync(&self) -> Result<()> {
         // Every batch counted here is already in the WAL file.
         let upto = self.committed.load(Ordering::SeqCst);
         if self.synced.load(Ordering::SeqCst) >= upto {
             return Ok(());
         }
-        self.db.flush_wal(true)?;
+        // Also through a failed instance: its log files hold every batch
+        // committed.
+        self.sync_logs().map_err(|e| Error::io("syncing the overlay database in", &self.path, e))?;
         self.synced.fetch_max(upto, Ordering::SeqCst);
         Ok(())
     }
 
     pub fn put_inode(&self, b: &mut Batch, ino: u64, i: &Inode) -> Result<()> {
         self.known().inodes.insert(ino);
-        b.0.put_cf(self.cf("inodes")?, ino.to_be_bytes(), i.encode());
+        b.0.put_cf(cf(&*self.db()?, "inodes")?, ino.to_be_bytes(), i.encode());
         Ok(())
     }
 
     /// Forget an inode entirely: its record, its windows and sums, its own dirents.
     pub fn delete_inode(&self, b: &mut Batch, ino: u64) -> Result<()> {
-        b.0.delete_cf(self.cf("inodes")?, ino.to_be_bytes());
+        b.0.delete_cf(cf(&*self.db()?, "inodes")?, ino.to_be_bytes());
         self.delete_keys_from(b, "windows", &window_key(ino, 0), &ino.to_be_bytes())?;
         self.delete_keys_from(b, "sums", &window_key(ino, 0), &ino.to_be_bytes())?;
         if self.known().parents.contains(&ino) {
             self.delete_keys_from(b, "dirents", &ino.to_be_bytes(), &ino.to_be_bytes())?;
         }
-        b.0.delete_cf(self.cf("meta")?, orphan_key(ino));
-        b.0.delete_cf(self.cf("inline")?, ino.to_be_bytes());
+        b.0.delete_cf(cf(&*self.db()?, "meta")?, orphan_key(ino));
+        b.0.delete_cf(cf(&*self.db()?, "inline")?, ino.to_be_bytes());
         Ok(())
     }
 
@@ -338,8 +453,9 @@ impl MetaDb {
     /// so each one left there slows all later lookups (10,000 unlinks made
     /// an `rm -rf` of them take 14 s).
     fn delete_keys_from(&self, b: &mut Batch, cf: &str, from: &[u8], prefix: &[u8]) -> Result<()> {
-        let cf = self.cf(cf)?;
-        let mut it = self.db.raw_iterator_cf(cf);
+        let db = self.db()?;
+        let cf = self::cf(&db, cf)?;
+        let mut it = db.raw_iterator_cf(cf);
         it.seek(from);
         while let Some(k) = it.key() {
             if !k.starts_with(prefix) {
@@ -353,17 +469,17 @@ impl MetaDb {
 
     pub fn put_dirent(&self, b: &mut Batch, parent: u64, name: &[u8], d: Dirent) -> Result<()> {
         self.known().parents.insert(parent);
-        b.0.put_cf(self.cf("dirents")?, dirent_key(parent, name), d.encode());
+        b.0.put_cf(cf(&*self.db()?, "dirents")?, dirent_key(parent, name), d.encode());
         Ok(())
     }
 
     pub fn delete_dirent(&self, b: &mut Batch, parent: u64, name: &[u8]) -> Result<()> {
-        b.0.delete_cf(self.cf("dirents")?, dirent_key(parent, name));
+        b.0.delete_cf(cf(&*self.db()?, "dirents")?, dirent_key(parent, name));
         Ok(())
     }
 
     pub fn put_window(&self, b: &mut Batch, ino: u64, w: u64) -> Result<()> {
-        b.0.put_cf(self.cf("windows")?, window_key(ino, w), []);
+        b.0.put_cf(cf(&*self.db()?, "windows")?, window_key(ino, w), []);
         Ok(())
     }
 
@@ -373,12 +489,12 @@ impl MetaDb {
     }
 
     pub fn put_meta(&self, b: &mut Batch, key: &[u8], v: &[u8]) -> Result<()> {
-        b.0.put_cf(self.cf("meta")?, key, v);
+        b.0.put_cf(cf(&*self.db()?, "meta")?, key, v);
         Ok(())
     }
 
     pub fn mark_orphan(&self, b: &mut Batch, ino: u64) -> Result<()> {
-        b.0.put_cf(self.cf("meta")?, orphan_key(ino), []);
+        b.0.put_cf(cf(&*self.db()?, "meta")?, orphan_key(ino), []);
         Ok(())
     }
 }

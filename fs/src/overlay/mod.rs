@@ -29,6 +29,7 @@ mod memo;
 mod open;
 mod prefetch;
 mod readout;
+mod space;
 pub mod db;
 pub mod ns;
 pub mod path;
@@ -40,6 +41,7 @@ mod upgrade;
 pub use adopt::Adopted;
 pub use path::ImagePath;
 pub use readout::ReadOut;
+pub use space::make_room;
 pub use record::{Base, Dirent, Inode};
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -58,6 +60,11 @@ pub const ROOT_INO: u64 = 1;
 /// with ENOSPC below it, so the database can always record what was written
 /// and reopen after a crash.
 pub const SPACE_RESERVE: u64 = 8 << 20;
+/// Metadata changes that grow the overlay (a new name, an attribute, an
+/// xattr) are refused with ENOSPC below this much free space: a part of
+/// [`SPACE_RESERVE`], so they go on after data is refused, and the database
+/// keeps the room it needs to flush, and to reopen after a failed write.
+pub const META_RESERVE: u64 = db::REOPEN_ROOM;
 const BASE_BIT: u64 = 1 << 62;
 /// 2: small files the guest creates keep their bytes in the database
 /// (`inline`); 3: data files carry block checksums (`sums`). Older
@@ -70,7 +77,7 @@ fn posix(e: i32) -> Error {
     Error::Posix(e)
 }
 
-use crate::error::chain as error_chain;
+pub(crate) use crate::error::chain as error_chain;
 
 /// The inode number of an image entry at `path` (stable across mounts).
 pub fn base_ino(path: &[u8], e: &Entry) -> u64 {
@@ -482,23 +489,6 @@ impl Overlay {
         }
         out.extend(bi.map(listed_base));
         Ok(out)
-    }
-
-    /// Whether writing `n` more bytes would cut into [`SPACE_RESERVE`].
-    pub(crate) fn low_on_space(&self, n: u64) -> bool {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        // Trust the running estimate while it is far above the reserve.
-        if *free > n + 4 * SPACE_RESERVE {
-            *free -= n;
-            return false;
-        }
-        *free = self.statfs().map_or(u64::MAX, |s| s.blocks_available() as u64 * s.fragment_size() as u64);
-        *free <= SPACE_RESERVE + n.min(SPACE_RESERVE)
-    }
-
-    /// Filesystem statistics of the overlay's partition.
-    pub fn statfs(&self) -> Result<nix::sys::statvfs::Statvfs> {
-        nix::sys::statvfs::statvfs(&self.dir).map_err(|e| Error::io("statfs", &self.dir, e.into()))
     }
 
     /// Make everything written so far durable: syncfs of the overlay's

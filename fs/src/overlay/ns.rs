@@ -1,7 +1,9 @@
 //! Namespace operations: create, link, unlink, rmdir, rename, attributes and
 //! xattrs. Each is one atomic batch; image entries are never copied, only
 //! described by records (a whiteout for a deletion, an inode record for a
-//! changed attribute).
+//! changed attribute). An operation that grows the overlay checks for room
+//! ([`Overlay::room_for_metadata`]) after its own checks and before it
+//! changes anything, so a refusal leaves no trace; removals always run.
 
 use super::db::Batch;
 use super::{acl, now, posix, Base, Dirent, Inode, Node, Overlay, State};
@@ -60,12 +62,27 @@ impl Overlay {
         self.mark_changed(st, b, ino, false)?;
         self.db.put_inode(b, ino, &inode)?;
         match st.nodes.get_mut(&ino) {
-            Some(n) => n.inode = inode,
+            Some(n) => b.remember(ino, std::mem::replace(&mut n.inode, inode)),
             None => {
                 st.nodes.insert(ino, Box::new(Node::new(inode, 0)));
             }
         }
         Ok(())
+    }
+
+    /// Commit `b`; if that fails, the nodes it changed in memory are put
+    /// back as they were, so the refused operation leaves no trace.
+    fn commit_or_undo(&self, st: &mut State, mut b: Batch) -> Result<()> {
+        let undo = b.take_undo();
+        let r = self.db.commit(b);
+        if r.is_err() {
+            for (ino, old) in undo.into_iter().rev() {
+                if let Some(n) = st.nodes.get_mut(&ino) {
+                    n.inode = old;
+                }
+            }
+        }
+        r
     }
 
     fn alloc_ino(&self, st: &mut State, b: &mut Batch) -> Result<u64> {
@@ -119,6 +136,7 @@ impl Overlay {
         if self.resolve(&mut st, parent, name)?.is_some() {
             return Err(posix(libc::EEXIST));
         }
+        self.room_for_metadata()?;
         let p = self.node(&mut st, parent)?.inode.clone();
         let t = now();
         let mut mode = n.mode & 0o7777;
@@ -168,7 +186,7 @@ impl Overlay {
         self.db.put_dirent(&mut b, parent, name, Dirent::Child { ino, kind: n.kind })?;
         self.write_inode(&mut st, &mut b, ino, inode.clone())?;
         self.touch_dir(&mut st, &mut b, parent, if n.kind == Kind::Dir { 1 } else { 0 }, t)?;
-        self.db.commit(b)?;
+        self.commit_or_undo(&mut st, b)?;
         if let Some(node) = st.nodes.get_mut(&ino) {
             node.lookups += 1;
             node.parent = parent;
@@ -186,6 +204,7 @@ impl Overlay {
         if self.resolve(&mut st, parent, name)?.is_some() {
             return Err(posix(libc::EEXIST));
         }
+        self.room_for_metadata()?;
         let t = now();
         inode.nlink += 1;
         inode.ctime = t;
@@ -193,7 +212,7 @@ impl Overlay {
         self.db.put_dirent(&mut b, parent, name, Dirent::Child { ino, kind: inode.kind })?;
         self.write_inode(&mut st, &mut b, ino, inode.clone())?;
         self.touch_dir(&mut st, &mut b, parent, 0, t)?;
-        self.db.commit(b)?;
+        self.commit_or_undo(&mut st, b)?;
         let n = self.node(&mut st, ino)?;
         n.lookups += 1;
         n.parent = parent;
@@ -213,7 +232,7 @@ impl Overlay {
         if inode.nlink == 0 && (!held || inode.kind == Kind::Dir) {
             self.db.delete_inode(b, ino)?;
             if let Some(n) = st.nodes.get_mut(&ino) {
-                n.inode = inode;
+                b.remember(ino, std::mem::replace(&mut n.inode, inode));
             }
             return Ok(true);
         }
@@ -235,7 +254,7 @@ impl Overlay {
         self.remove_name(&mut st, &mut b, parent, name)?;
         let purge = self.drop_link(&mut st, &mut b, ino, t)?;
         self.touch_dir(&mut st, &mut b, parent, 0, t)?;
-        self.db.commit(b)?;
+        self.commit_or_undo(&mut st, b)?;
         if purge {
             self.drop_data(ino);
         }
@@ -259,7 +278,7 @@ impl Overlay {
         self.remove_name(&mut st, &mut b, parent, name)?;
         self.drop_link(&mut st, &mut b, ino, t)?;
         self.touch_dir(&mut st, &mut b, parent, -1, t)?;
-        self.db.commit(b)?;
+        self.commit_or_undo(&mut st, b)?;
         Ok(())
     }
 
@@ -273,6 +292,7 @@ impl Overlay {
         let mut st = self.lock();
         let (src, sinode) = self.resolve(&mut st, p1, n1)?.ok_or_else(|| posix(libc::ENOENT))?;
         let dst = self.resolve(&mut st, p2, n2)?;
+        self.room_for_metadata()?;
         let t = now();
         let mut b = self.db.batch();
         let sdir = sinode.kind == Kind::Dir;
@@ -291,7 +311,7 @@ impl Overlay {
             if p1 != p2 {
                 self.touch_dir(&mut st, &mut b, p2, d2, t)?;
             }
-            self.db.commit(b)?;
+            self.commit_or_undo(&mut st, b)?;
             self.node(&mut st, src)?.parent = p2;
             self.node(&mut st, dino)?.parent = p1;
             return Ok(());
@@ -329,7 +349,7 @@ impl Overlay {
         if p1 != p2 || p2_delta != 0 {
             self.touch_dir(&mut st, &mut b, p2, p2_delta, t)?;
         }
-        self.db.commit(b)?;
+        self.commit_or_undo(&mut st, b)?;
         if let Some(ino) = replaced {
             self.drop_data(ino);
         }
@@ -339,8 +359,10 @@ impl Overlay {
 
     /// chmod, chown, utimens and truncate.
     pub fn setattr(&self, ino: u64, a: SetAttr) -> Result<Inode> {
-        if let Some(size) = a.size {
-            self.truncate(ino, size)?;
+        match a.size {
+            Some(size) => self.truncate(ino, size)?,
+            // A truncate is let through: it is how a full partition is emptied.
+            None => self.room_for_metadata()?,
         }
         let mut st = self.lock();
         let mut i = self.node(&mut st, ino)?.inode.clone();
@@ -383,7 +405,7 @@ impl Overlay {
         i.ctime = t;
         let mut b = self.db.batch();
         self.write_inode(&mut st, &mut b, ino, i.clone())?;
-        self.db.commit(b)?;
+        self.commit_or_undo(&mut st, b)?;
         Ok(i)
     }
 
@@ -422,6 +444,7 @@ impl Overlay {
             (Err(_), f) if f & libc::XATTR_REPLACE != 0 => return Err(posix(libc::ENODATA)),
             _ => {}
         }
+        self.room_for_metadata()?;
         let keep = !access.as_ref().is_some_and(acl::is_minimal);
         if let Some(a) = &access {
             i.mode = (i.mode & !0o777) | acl::mode_bits(a);
@@ -437,7 +460,7 @@ impl Overlay {
         i.ctime = now();
         let mut b = self.db.batch();
         self.write_inode(&mut st, &mut b, ino, i)?;
-        self.db.commit(b)
+        self.commit_or_undo(&mut st, b)
     }
 
     pub fn removexattr(&self, ino: u64, name: &[u8]) -> Result<()> {
@@ -448,6 +471,6 @@ impl Overlay {
         i.ctime = now();
         let mut b = self.db.batch();
         self.write_inode(&mut st, &mut b, ino, i)?;
-        self.db.commit(b)
+        self.commit_or_undo(&mut st, b)
     }
 }

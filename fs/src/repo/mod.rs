@@ -224,8 +224,53 @@ fn open_index(path: &Path, read_only: bool) -> Result<DB> {
     open_db(path, read_only).map_err(|e| Error::from_index(&idx, e))
 }
 
+/// Free bytes a writable open of a database needs: its info log's header
+/// (tens of KiB), a MANIFEST and an OPTIONS file, the replay of a log left
+/// by a crash. Below it the open is refused with ENOSPC before RocksDB runs.
+pub(crate) const OPEN_ROOM: u64 = 1 << 20;
+
+/// Options every database on a partition that can fill up needs. RocksDB
+/// 7.8 aborts the process (an assertion in its file writer) at the second
+/// line it fails to append to its info log (`LOG`), so that log gets only
+/// what it writes at open (the header, while [`OPEN_ROOM`] is free) and
+/// fatal errors: no events, warnings or periodic statistics, which it would
+/// write exactly when the partition is full. Errors still reach lvrepo as the
+/// statuses RocksDB returns.
+pub(crate) fn quiet_info_log(opts: &mut Options) {
+    opts.set_log_level(rocksdb::LogLevel::Fatal);
+    opts.set_stats_dump_period_sec(0);
+}
+
+/// ENOSPC, naming the partition, if a database in `dir` has no room to open.
+pub(crate) fn room_to_open(dir: &Path, what: &'static str) -> Result<()> {
+    let probe = dir.ancestors().find(|p| p.exists()).unwrap_or(dir);
+    match free_bytes(probe, |f| f < OPEN_ROOM) {
+        Some(f) if f < OPEN_ROOM => Err(Error::io(what, dir, std::io::Error::from_raw_os_error(libc::ENOSPC))),
+        _ => Ok(()),
+    }
+}
+
+/// Free bytes (for an unprivileged writer) on the partition holding `path`
+/// (`None` if statfs fails). If that is `short`, once more after a syncfs:
+/// blocks of files deleted in a journal transaction not yet committed (ext4)
+/// count as free only after the commit, which ext4's own allocator forces
+/// before it says ENOSPC.
+pub(crate) fn free_bytes(path: &Path, short: impl Fn(u64) -> bool) -> Option<u64> {
+    let read = || nix::sys::statvfs::statvfs(path).ok().map(|s| s.blocks_available() as u64 * s.fragment_size() as u64);
+    let f = read()?;
+    if !short(f) {
+        return Some(f);
+    }
+    if let Ok(d) = File::open(path) {
+        // SAFETY: syncfs on a descriptor we own; no memory is passed.
+        unsafe { libc::syncfs(d.as_raw_fd()) };
+    }
+    read()
+}
+
 fn open_db(path: &Path, read_only: bool) -> Result<DB> {
     let mut opts = Options::default();
+    quiet_info_log(&mut opts);
     opts.create_if_missing(!read_only);
     opts.create_missing_column_families(!read_only);
     opts.set_compression_type(rocksdb::DBCompressionType::None);
@@ -247,7 +292,8 @@ fn open_db(path: &Path, read_only: bool) -> Result<DB> {
     let db = if read_only {
         DB::open_cf_descriptors_read_only(&opts, &idx, cf_descriptors(&opts, cfs), false)?
     } else {
-        DB::open_cf_descriptors(&opts, &idx, cf_descriptors(&opts, cfs))?
+        room_to_open(&idx, "opening the index in")?;
+        DB::open_cf_descriptors(&opts, &idx, cf_descriptors(&opts, cfs)).map_err(|e| Error::db("opening the index in", &idx, e))?
     };
     Ok(db)
 }

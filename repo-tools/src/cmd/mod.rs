@@ -70,7 +70,7 @@ pub fn run(cli: &Cli) -> Result<()> {
                 ([img, mp], None) => (Some(img.to_string_lossy().into_owned()), mp),
                 _ => return Err(crate::Exit(crate::exit::USAGE, "usage: mount IMAGE --overlay DIR MOUNTPOINT | mount --guest NAME MOUNTPOINT".into()).into()),
             };
-            mount::run(cli, image.as_deref(), overlay.as_deref(), guest.as_deref(), mountpoint, *foreground, cache_mib.map(|m| (m as usize) << 20), MountOptions { threads: *threads, uring: !*no_uring, handoff: !*no_handoff, seclabel: *seclabel, flags, source: String::new() })
+            mount::run(cli, image.as_deref(), overlay.as_deref(), guest.as_deref(), mountpoint, *foreground, cache_mib.map(|m| (m as usize) << 20), MountOptions { threads: *threads, uring: !*no_uring, handoff: !*no_handoff, seclabel: *seclabel, flags, source: String::new(), root_daemon: false })
         }
         Command::Umount { mountpoint } => umount::run(mountpoint),
         Command::Nbd(c) => nbd::run(cli, c),

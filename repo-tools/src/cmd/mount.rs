@@ -2,6 +2,8 @@
 //! FUSE. Without --foreground it starts itself again in the background (as a
 //! session leader, logging to DIR/daemon.log) and returns once the mount is
 //! live, or fails with the daemon's error.
+//! Started as `@lvrepo` (the initrd does), it is a root storage daemon:
+//! see docs/boot.md.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -44,6 +46,7 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
         return spawn_daemon(&state_dir, mountpoint);
     }
     let sigs = block_termination_signals()?;
+    opts.root_daemon = root_daemon_arg0().is_some();
     let repo = super::open(cli, false)?;
     let cache = Arc::new(Cached::sized_to_memory(repo.shared_store(), cache));
     tracing::info!(budget_mib = cache.budget() >> 20, "chunk cache");
@@ -104,6 +107,9 @@ fn spawn_daemon(overlay: &Path, mountpoint: &Path) -> Result<()> {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     args.push("--foreground".into());
     let mut cmd = Command::new(std::env::current_exe()?);
+    if let Some(arg0) = root_daemon_arg0() {
+        std::os::unix::process::CommandExt::arg0(&mut cmd, arg0);
+    }
     cmd.args(&args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
     unsafe {
@@ -132,6 +138,13 @@ fn spawn_daemon(overlay: &Path, mountpoint: &Path) -> Result<()> {
         std::thread::sleep(Duration::from_millis(5));
     }
     bail!("mount did not appear at {} within 60 s", mountpoint.display())
+}
+
+/// argv[0] when it starts with '@': systemd's mark of a root storage daemon
+/// (spared by the shutdown killing spree; docs/boot.md), which the initrd
+/// gives the daemon of the root filesystem. The background daemon keeps it.
+fn root_daemon_arg0() -> Option<std::ffi::OsString> {
+    std::env::args_os().next().filter(|a| a.as_encoded_bytes().first() == Some(&b'@'))
 }
 
 /// Whether `mountpoint` is an lvrepo FUSE mount (per /proc/self/mountinfo).
