@@ -115,6 +115,19 @@ pub enum Error {
     /// wrong (and where, for data: the byte range).
     #[error("{path} is damaged: {why}")]
     OverlayDamaged { path: PathBuf, why: String },
+    #[error("backup of guest {guest}: {why}")]
+    BackupConflict { guest: String, why: String },
+    /// A stream (`lvrepo receive`) that is damaged, truncated or not ours.
+    #[error("bad stream: {0}")]
+    BadStream(String),
+    /// An incremental stream whose base the receiver does not hold.
+    #[error("the stream is incremental on {base}, which this repository does not hold: send a full stream or one based on something it holds")]
+    StreamBaseMissing { base: crate::digest::Digest },
+    #[error("the stream was already received: this repository holds every ref it carries")]
+    AlreadyReceived,
+    /// The repository is append-only: deletes and overwrites are refused.
+    #[error("{0} is append-only: it refuses deletes and overwrites")]
+    AppendOnly(PathBuf),
 }
 
 /// How a stored object failed its check.
@@ -172,17 +185,17 @@ impl Error {
 
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::ImageNotFound(_) | Error::PathNotFound { .. } | Error::GuestNotFound(_) | Error::CheckpointNotFound { .. } => ErrorClass::NotFound,
-            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } | Error::IndexDamaged { .. } | Error::IndexIncomplete(_) | Error::IndexUnlisted(_) | Error::Unsound { .. } | Error::BadFile { .. } | Error::OverlayDamaged { .. } => {
+            Error::ImageNotFound(_) | Error::PathNotFound { .. } | Error::GuestNotFound(_) | Error::CheckpointNotFound { .. } | Error::StreamBaseMissing { .. } => ErrorClass::NotFound,
+            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } | Error::IndexDamaged { .. } | Error::IndexIncomplete(_) | Error::IndexUnlisted(_) | Error::Unsound { .. } | Error::BadFile { .. } | Error::OverlayDamaged { .. } | Error::BadStream(_) => {
                 ErrorClass::Damaged
             }
             Error::Db(e) if db_damage(e) => ErrorClass::Damaged,
             // The overlay keeps its database's error as text (RocksDB's
             // messages name their kind first, as `db_damage` reads them).
             Error::Overlay { why, .. } if why.contains("Corruption: ") => ErrorClass::Damaged,
-            Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) => ErrorClass::Exists,
+            Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) | Error::BackupConflict { .. } | Error::AlreadyReceived => ErrorClass::Exists,
             Error::GuestBusy(_) | Error::ImageInUse { .. } => ErrorClass::Busy,
-            Error::NotPermitted(_) => ErrorClass::NotPermitted,
+            Error::NotPermitted(_) | Error::AppendOnly(_) => ErrorClass::NotPermitted,
             Error::BadImageName(_) => ErrorClass::Usage,
             Error::Locked(_) => ErrorClass::Busy,
             _ => ErrorClass::Other,

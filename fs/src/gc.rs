@@ -93,6 +93,7 @@ pub fn gc_marking(repo: &Repository, marking: &dyn ObjectStore, roots: &[TreeId]
 
 fn sweep(repo: &Repository, live: HashSet<Digest>, progress: &dyn Progress) -> Result<GcReport> {
     repo.writable()?;
+    repo.refuse_if_append_only()?;
     let mut report = GcReport { bytes_before: repo.disk_usage()?, ..Default::default() };
     let packs = repo.packs();
     let entries = packs.entries()?;

@@ -8,6 +8,7 @@
 //! - [`repo`]: the repository directory, its format version and image refs;
 //! - [`import`], [`export`], [`diff`], [`verify`], [`gc`], [`stats`]: operations.
 
+pub mod backup;
 pub mod chunker;
 pub mod diff;
 pub mod digest;
@@ -24,6 +25,7 @@ pub mod perms;
 pub mod reach;
 pub mod repo;
 pub mod stats;
+pub mod stream;
 pub mod tree;
 pub mod verify;
 pub mod walk;

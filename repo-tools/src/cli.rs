@@ -24,7 +24,12 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a new, empty repository at --repo.
-    Init,
+    Init {
+        /// A backup target that refuses deletes and overwrites (delete,
+        /// forget, gc: exit 77); undone only by hand on the target.
+        #[arg(long)]
+        append_only: bool,
+    },
     /// Import a directory, a tar file, or a tar stream on stdin ("-") as an image.
     Import {
         /// A directory, a .tar file, or "-" for a tar stream on stdin.
@@ -198,6 +203,95 @@ pub enum Command {
     /// a checkpoint (read-only); stop a server.
     #[command(subcommand)]
     Nbd(NbdCmd),
+    /// Back a guest up to another repository: checkpoint it (mounted or not)
+    /// unless --no-checkpoint, then copy its checkpoints and only the objects
+    /// the target lacks. Resumable: a rerun sends only what did not land.
+    Backup {
+        guest: String,
+        /// The backup repository (a local path).
+        #[arg(long, value_name = "REPO")]
+        to: PathBuf,
+        /// Back up the existing checkpoints only.
+        #[arg(long)]
+        no_checkpoint: bool,
+        /// Message of the checkpoint taken first.
+        #[arg(short, long, default_value = "backup")]
+        message: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild a guest from a backup repository: its checkpoint history, and
+    /// its state at a checkpoint (default: the newest).
+    Restore {
+        guest: String,
+        /// The backup repository (a local path).
+        #[arg(long, value_name = "REPO")]
+        from: PathBuf,
+        #[arg(long, value_name = "N")]
+        checkpoint: Option<u32>,
+        /// Name of the restored guest (default: GUEST).
+        #[arg(long = "as", value_name = "NAME")]
+        as_name: Option<String>,
+        /// The restored guest's directory (absent or empty).
+        #[arg(long, value_name = "DIR")]
+        overlay: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the guests' checkpoints a backup repository (--repo) holds.
+    Backups {
+        guest: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a stream of an image, or of a guest's checkpoints (a registered
+    /// guest of that name wins), to stdout or -o FILE (docs/format.md).
+    Send {
+        /// IMAGE[:VERSION] or GUEST.
+        what: String,
+        /// Incremental: leave out what this reaches (a guest's checkpoint
+        /// number; an image's IMAGE:VERSION or VERSION). The receiver must hold it.
+        #[arg(long, value_name = "CHECKPOINT|IMAGE")]
+        since: Option<String>,
+        /// Write to FILE (complete or absent) instead of stdout.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// A JSON report on stdout (with -o only).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a stream from FILE or stdin ("-"): images are published, guest
+    /// checkpoints recorded as backups; nothing is visible unless all of it verifies.
+    Receive {
+        #[arg(default_value = "-")]
+        input: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retention on a backup repository (--repo): keep the checkpoints of
+    /// GUEST any rule keeps, forget the others, then gc. Refused (exit 77) on
+    /// an append-only repository.
+    Forget {
+        guest: String,
+        /// The newest N.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_last: u32,
+        /// The newest checkpoint of each of the newest N hours that have one.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_hourly: u32,
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_daily: u32,
+        /// Weeks start on Monday (UTC).
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_weekly: u32,
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_monthly: u32,
+        /// Show what would be forgotten; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write man pages (one per command) into a directory.
     Man {
         #[arg(long, value_name = "DIR")]

@@ -17,7 +17,7 @@ mod ops;
 mod view;
 mod volume;
 
-pub use ops::{Checkpoint, GuestHandle};
+pub use ops::{Checkpoint, GuestHandle, CHECKPOINT as CHECKPOINT_REF};
 pub use view::CheckpointView;
 pub use volume::{changed_ranges, Range};
 

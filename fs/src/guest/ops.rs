@@ -14,7 +14,7 @@ use crate::repo::{ImageRecord, ImageRef, Repository};
 /// A checkpoint as listed by `lvrepo log`.
 pub type Checkpoint = ImageRecord;
 
-const CHECKPOINT: &str = "checkpoint";
+pub const CHECKPOINT: &str = "checkpoint";
 
 /// An open guest. Writable handles hold the guest's lock.
 pub struct GuestHandle {
@@ -32,6 +32,13 @@ impl GuestHandle {
     /// Create guest `name` from `image` with its directory at `dir` (absent or
     /// empty). Instant: an empty overlay and a registry entry, no copying.
     pub fn create(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path) -> Result<GuestHandle> {
+        Self::create_filled(repo, name, image, dir, |_| Ok(()))
+    }
+
+    /// [`Self::create`], with `fill` run on the new guest-local store before
+    /// the guest is registered (restore puts its checkpoints there). If it
+    /// fails, the directory is left as it was, as for any failed create.
+    pub fn create_filled(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path, fill: impl FnOnce(&Repository) -> Result<()>) -> Result<GuestHandle> {
         if !valid_guest_name(name) {
             return Err(Error::BadImageName(name.to_string()));
         }
@@ -47,6 +54,7 @@ impl GuestHandle {
         let guard = lock(&dir, name)?;
         let made = (|| {
             let local = Repository::init(&dir.join("store"))?;
+            fill(&local)?;
             let state = GuestState { base: image.root_tree(), generation: 1 };
             let rec = GuestRecord { name: name.to_string(), image: image.label(), dir: dir.clone(), created: now(), volume: image.volume };
             let g = GuestHandle { rec, state, local, _lock: Some(guard) };

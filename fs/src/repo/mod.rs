@@ -6,7 +6,8 @@
 //! `packs/pack-NNNNNNNN.pack`, `index/` (RocksDB: column families `objects`,
 //! `refs`, `meta`), `lock`.
 
-mod refs;
+mod append_only;
+pub(crate) mod refs;
 
 pub use refs::{ImageRecord, ImageRef};
 

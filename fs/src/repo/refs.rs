@@ -77,7 +77,7 @@ impl ImageRecord {
     }
 }
 
-fn key(name: &str, version: u32) -> Vec<u8> {
+pub(crate) fn key(name: &str, version: u32) -> Vec<u8> {
     let mut k = prefix(name);
     k.extend_from_slice(&version.to_be_bytes());
     k
@@ -151,6 +151,7 @@ impl Repository {
     /// Remove an image ref; its data stays until `gc`.
     pub fn delete_image(&self, r: &ImageRef) -> Result<ImageRecord> {
         self.writable()?;
+        self.refuse_if_append_only()?;
         let rec = self.resolve(r)?;
         let cf = self.cf(CF_REFS)?;
         let mut b = WriteBatch::default();

@@ -14,10 +14,20 @@ pub fn run(cli: &Cli, action: Option<&CheckpointCmd>, name: Option<&str>, messag
         return prune(cli, name, *keep);
     }
     let Some(name) = name else { bail!(crate::Exit(crate::exit::USAGE, "name the guest to checkpoint".into())) };
+    let cp = take(cli, name, message)?;
+    if json {
+        return print_json(&cp);
+    }
+    println!("checkpoint {} of {name}: {}", cp.version, cp.root.0);
+    Ok(())
+}
+
+/// Checkpoint guest `name`: through its daemon when mounted, here otherwise.
+pub fn take(cli: &Cli, name: &str, message: &str) -> Result<guest::Checkpoint> {
     let p = super::repo_path(cli)?;
     let rec = guest::find(&p, name)?;
     refuse_unsound(cli, &p, name)?;
-    let cp = match call(&rec.dir, &Request::Checkpoint { message: message.to_string() })? {
+    Ok(match call(&rec.dir, &Request::Checkpoint { message: message.to_string() })? {
         Some(v) => serde_json::from_value(v)?,
         None => {
             // Holds gc off until the checkpoint is recorded.
@@ -25,12 +35,7 @@ pub fn run(cli: &Cli, action: Option<&CheckpointCmd>, name: Option<&str>, messag
             let mut g = GuestHandle::open(&p, name, true)?;
             g.checkpoint_offline(view.shared(), message)?
         }
-    };
-    if json {
-        return print_json(&cp);
-    }
-    println!("checkpoint {} of {name}: {}", cp.version, cp.root.0);
-    Ok(())
+    })
 }
 
 /// A checkpoint reuses the objects of the guest's base and of its latest

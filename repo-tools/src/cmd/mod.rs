@@ -1,12 +1,15 @@
 //! One file per command; `run` dispatches. Shared helpers open the repository
 //! and split `IMAGE:PATH` arguments.
 
+mod backup;
+mod backups;
 mod cat;
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod completions;
 mod delete;
 mod diff;
 mod export;
+mod forget;
 mod fsck;
 mod gc;
 mod guest;
@@ -18,7 +21,10 @@ mod ls;
 mod man;
 mod mount;
 mod nbd;
+mod receive;
+mod restore;
 mod rollback;
+mod send;
 mod stats;
 mod umount;
 mod verify;
@@ -34,7 +40,7 @@ use crate::cli::{Cli, Command};
 
 pub fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
-        Command::Init => init::run(cli),
+        Command::Init { append_only } => init::run(cli, *append_only),
         Command::Import { source, image, message, parent, volume, json } => import::run(cli, source, image, message, parent.as_deref(), *volume, *json),
         Command::Delete { image, force } => delete::run(cli, image, *force),
         Command::Images { json } => images::run(cli, *json),
@@ -68,6 +74,15 @@ pub fn run(cli: &Cli) -> Result<()> {
         }
         Command::Umount { mountpoint } => umount::run(mountpoint),
         Command::Nbd(c) => nbd::run(cli, c),
+        Command::Backup { guest, to, no_checkpoint, message, json } => backup::run(cli, guest, to, *no_checkpoint, message, *json),
+        Command::Restore { guest, from, checkpoint, as_name, overlay, json } => restore::run(cli, guest, from, *checkpoint, as_name.as_deref(), overlay, *json),
+        Command::Backups { guest, json } => backups::run(cli, guest.as_deref(), *json),
+        Command::Send { what, since, output, json } => send::run(cli, what, since.as_deref(), output.as_deref(), *json),
+        Command::Receive { input, json } => receive::run(cli, input, *json),
+        Command::Forget { guest, keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, dry_run, json } => {
+            let policy = lvrepo_fs::backup::KeepPolicy { last: *keep_last, hourly: *keep_hourly, daily: *keep_daily, weekly: *keep_weekly, monthly: *keep_monthly };
+            forget::run(cli, guest, policy, *dry_run, *json)
+        }
         Command::Man { out } => man::run(out),
         Command::Completions { shell } => completions::run(*shell),
     }

@@ -8,7 +8,7 @@ use super::cuts::record_file_body;
 
 /// Image for the exactness tests: the hostile fixture (every node kind, odd
 /// names, sparse files, ACLs, caps, devices, hardlinks) plus a small "system".
-fn build_system(src: &Path) {
+pub(super) fn build_system(src: &Path) {
     let d = |r: &str| src.join(r);
     for dir in ["etc/conf.d", "data", "hl", "opt/app/bin", "opt/app/lib", "opt/app/share/doc", "opt/app/etc", "var/cache/sub", "usr"] {
         mkdir(&d(dir));
@@ -43,7 +43,7 @@ fn build_system(src: &Path) {
 }
 
 /// Changes of every kind, part A.
-fn change_a(m: &Mounted) {
+pub(super) fn change_a(m: &Mounted) {
     let p = |r: &str| m.p(r);
     // Content: a write inside a window of an image file, append, truncate, extend.
     write_at(&p("data/big"), 70_000, &[0xAB; 1000]);

@@ -1,0 +1,27 @@
+//! `lvrepo receive [FILE|-] [--json]`: apply a stream; nothing is visible
+//! until the whole stream is received and verified.
+
+use std::io::BufReader;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::cli::Cli;
+use crate::output::print_json;
+
+pub fn run(cli: &Cli, input: &Path, json: bool) -> Result<()> {
+    let repo = super::open(cli, true)?;
+    let r = if input == Path::new("-") {
+        lvrepo_fs::stream::receive(&repo, BufReader::new(std::io::stdin()))?
+    } else {
+        let f = std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+        lvrepo_fs::stream::receive(&repo, BufReader::new(f))?
+    };
+    if json {
+        return print_json(&r);
+    }
+    if !cli.quiet {
+        eprintln!("received {}: {} objects, {} new", r.published.join(", "), r.objects, r.new_objects);
+    }
+    Ok(())
+}

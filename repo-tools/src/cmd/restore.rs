@@ -1,0 +1,24 @@
+//! `lvrepo restore GUEST --from REPO [--checkpoint N] [--as NAME] --overlay DIR`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use lvrepo_fs::Repository;
+use serde_json::json;
+
+use crate::cli::Cli;
+use crate::output::{human_bytes, print_json};
+
+pub fn run(cli: &Cli, name: &str, from: &Path, checkpoint: Option<u32>, as_name: Option<&str>, overlay: &Path, json: bool) -> Result<()> {
+    let p = super::repo_path(cli)?;
+    let src = Repository::open(from, false).with_context(|| format!("opening backup repository {}", from.display()))?;
+    let as_name = as_name.unwrap_or(name);
+    let (g, stats) = lvrepo_fs::backup::restore(&p, &src, name, checkpoint, as_name, overlay)?;
+    if json {
+        return print_json(&json!({ "guest": g.rec, "state": g.state, "copied": stats }));
+    }
+    if !cli.quiet {
+        eprintln!("restored {name} as {as_name} in {}: copied {} objects ({}), {} were here", g.dir().display(), stats.objects, human_bytes(stats.bytes), stats.skipped);
+    }
+    Ok(())
+}
