@@ -3,7 +3,8 @@
 # tree, list it, change it, import the change as version 2, diff, verify, export,
 # then mount it with a private overlay, change it, unmount, remount, see the change;
 # then a guest: create, mount, change, checkpoint, change more, roll back, diff;
-# verify and fsck; then a block volume served over NBD, checkpointed, rolled back.
+# back it up to a second site and restore it; verify and fsck; then a block
+# volume served over NBD, checkpointed, rolled back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -78,6 +79,18 @@ test "$(cat "$work/mnt/srv-app")" = "installed app"
 test -e "$work/mnt/usr/bin/tar" && test "$(cat "$work/mnt/srv-app")" = "installed app"
 "$L" umount "$work/mnt"
 "$L" stats
+
+# Disaster recovery: back up the guest to a second site (only its own bytes
+# travel when the site has the image), list, restore it there as a new guest.
+"$L" --repo "$work/site" init
+"$L" backup web01 --to "$work/site"
+"$L" backups web01 --repo "$work/site"
+"$L" send sample:2 -o "$work/sample.stream" && "$L" --repo "$work/site" receive "$work/sample.stream"
+"$L" backup web01 --to "$work/site"
+"$L" restore web01 --from "$work/site" --as web02 --overlay "$work/guests/web02"
+"$L" mount --guest web02 "$work/mnt"
+test "$(cat "$work/mnt/srv-app")" = "installed app"
+"$L" umount "$work/mnt"
 
 # Health: every object of the repository and every guest's store, and every
 # guest overlay's data checksums; a guest's own check.
