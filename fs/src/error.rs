@@ -105,6 +105,10 @@ pub enum Error {
     Posix(i32),
     #[error("overlay {path}: {why}")]
     Overlay { path: PathBuf, why: String },
+    /// A guest's directory is not on this host (its partition not attached):
+    /// gc cannot see what its checkpoints use.
+    #[error("guest {guest}: its directory {dir} is not present (attach its partition); gc needs every guest's checkpoints")]
+    GuestAbsent { guest: String, dir: PathBuf },
     /// The caller may not read or change this (lvrepo's files are root-only).
     #[error("{0}: permission denied (lvrepo's repositories and overlays are readable by root only; run as root or through the lvrepo service)")]
     NotPermitted(PathBuf),

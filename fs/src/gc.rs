@@ -55,6 +55,10 @@ pub fn gc_repository(repo: &Repository, progress: &dyn Progress) -> Result<GcRep
     let _guard = crate::repo::GcGuard::take(repo.path(), true)?;
     let mut guests = Vec::new();
     for g in crate::guest::list(repo.path())? {
+        if !g.dir.exists() {
+            // Its checkpoints (in its own store) may use any object here.
+            return Err(Error::GuestAbsent { guest: g.name.clone(), dir: g.dir.clone() });
+        }
         let h = crate::guest::GuestHandle::open(repo.path(), &g.name, false)?;
         let store = h.store(repo.shared_store());
         guests.push((h.roots()?, store));

@@ -80,6 +80,9 @@ pub struct VerifyReport {
     pub checkpoints: u64,
     pub damaged: Vec<Damage>,
     pub problems: Vec<Problem>,
+    /// Guests whose directory is not present on this host (a partition not
+    /// attached, as for a guest booted elsewhere): not checked, not damage.
+    pub absent: Vec<String>,
     #[serde(skip)]
     pub stores: Vec<StoreInfo>,
 }
@@ -97,6 +100,11 @@ pub fn verify(repo: &Repository, progress: &dyn Progress) -> Result<VerifyReport
     let (records, mut problems) = registered_guests(repo.path());
     let mut guests: Vec<GuestHandle> = Vec::new();
     for rec in records {
+        if !rec.dir.exists() {
+            tracing::warn!(guest = %rec.name, dir = %rec.dir.display(), "guest directory not present (partition not attached?): not checked");
+            report.absent.push(rec.name.clone());
+            continue;
+        }
         match GuestHandle::open(repo.path(), &rec.name, false) {
             Ok(h) => guests.push(h),
             Err(e) => problems.push(Problem { store: format!("guest {}", rec.name), path: rec.dir.display().to_string(), problem: chain(&e) }),

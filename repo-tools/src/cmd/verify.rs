@@ -84,6 +84,9 @@ fn print_text(report: &VerifyReport, repaired: &[(String, lvrepo_fs::Digest)]) {
     for p in &report.problems {
         println!("DAMAGED {} {}: {}", p.store, p.path, p.problem);
     }
+    for g in &report.absent {
+        println!("SKIPPED guest {g}: its directory is not present (partition not attached?)");
+    }
     println!(
         "{} objects ({}) in {} images checked, {} guests ({} checkpoints), {} damaged, {} other problems",
         report.objects,
