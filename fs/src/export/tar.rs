@@ -96,7 +96,7 @@ impl<W: Write> TarX<'_, W> {
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(e.size);
                 let r = FileReader::new(self.store, e)?;
-                self.b.append_data(&mut h, p, r).map_err(|er| unwrap_store_error(er))?;
+                self.b.append_data(&mut h, p, r).map_err(unwrap_store_error)?;
                 self.stats.bytes += e.size;
                 self.progress.advance(e.size);
             }

@@ -195,7 +195,7 @@ impl PackStore {
     }
 
     fn cf(&self) -> Result<&rocksdb::ColumnFamily> {
-        self.db.cf_handle(self.cf).ok_or_else(|| Error::Decode { what: "index", why: "column family missing" })
+        self.db.cf_handle(self.cf).ok_or(Error::Decode { what: "index", why: "column family missing" })
     }
 
     /// The index entry for `id`, including objects not yet flushed.
@@ -339,7 +339,7 @@ impl PackStore {
         if guard.is_none() {
             *guard = Some(self.new_writer()?);
         }
-        let w = guard.as_mut().ok_or_else(|| Error::ReadOnly)?;
+        let w = guard.as_mut().ok_or(Error::ReadOnly)?;
         let stored_len = payload.len() as u32;
         let header = record_header(kind, codec, raw_len, stored_len, id);
         let mut rec = Vec::with_capacity(RECORD_HEADER_LEN + payload.len());

@@ -38,7 +38,7 @@ impl Overlay {
             }
         }
         let (content, limit) = match &inode.base {
-            Base::File { content, limit } => (content.clone(), *limit),
+            Base::File { content, limit } => (*content, *limit),
             // All its bytes are the guest's.
             _ => {
                 if off < end {

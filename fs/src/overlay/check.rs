@@ -225,7 +225,7 @@ impl Overlay {
     /// what was lost.
     fn salvage(&self, ino: u64, i: &Inode, s: u64, e: u64) -> Result<String> {
         let mut st = self.lock();
-        let f = self.data_file(&mut st, ino, true)?.ok_or_else(|| Error::Posix(libc::EIO))?;
+        let f = self.data_file(&mut st, ino, true)?.ok_or(Error::Posix(libc::EIO))?;
         let (limit, image) = match i.base {
             Base::File { limit, .. } => (limit.min(i.size), true),
             _ => (0, false),

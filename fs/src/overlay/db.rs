@@ -595,7 +595,7 @@ pub(crate) fn open_read_only(path: &Path) -> Result<DB> {
 
 /// A column family of the overlay database.
 fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily> {
-    db.cf_handle(name).ok_or_else(|| Error::Decode { what: "overlay database", why: "column family missing" })
+    db.cf_handle(name).ok_or(Error::Decode { what: "overlay database", why: "column family missing" })
 }
 
 /// Every inode with a record and every directory with a dirent.
@@ -607,7 +607,7 @@ fn load_known(db: &DB) -> Result<Known> {
     ro.set_total_order_seek(true);
     for item in db.iterator_cf_opt(cf(db, "inodes")?, ro, rocksdb::IteratorMode::Start) {
         let (ino, _) = item?;
-        k.inodes.insert(key(&ino).ok_or_else(|| Error::Decode { what: "overlay database", why: "short inode key" })?);
+        k.inodes.insert(key(&ino).ok_or(Error::Decode { what: "overlay database", why: "short inode key" })?);
     }
     // One seek per directory, not a step per dirent.
     let mut it = db.raw_iterator_cf(cf(db, "dirents")?);

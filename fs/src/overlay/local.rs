@@ -36,7 +36,7 @@ impl Overlay {
         if node.sums.is_none() {
             node.sums = Some(self.db.sums(ino)?);
         }
-        node.sums.as_mut().ok_or_else(|| Error::Posix(libc::EIO))
+        node.sums.as_mut().ok_or(Error::Posix(libc::EIO))
     }
 
     /// Bytes `[p, p + len)` of `ino`'s data file (`f`; `None`: there is

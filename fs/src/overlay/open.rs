@@ -34,11 +34,10 @@ impl Overlay {
         let damaged = |path: PathBuf, why: String| Error::OverlayDamaged { path, why };
         // A database with records but no FORMAT: FORMAT was lost (a new
         // overlay writes it right after its first two records).
-        if fresh && (existing || dir.join("meta").join("CURRENT").exists()) {
-            if existing || has_records(&dir.join("meta")) {
+        if fresh && (existing || dir.join("meta").join("CURRENT").exists())
+            && (existing || has_records(&dir.join("meta"))) {
                 return Err(damaged(fmt, "missing: the overlay's format is unknown; nothing was changed".into()));
             }
-        }
         let mut from = OVERLAY_FORMAT;
         if fresh {
             std::fs::create_dir_all(dir.join("data")).map_err(|e| Error::io("creating", dir, e))?;

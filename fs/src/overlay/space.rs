@@ -126,7 +126,7 @@ pub(crate) fn keep_reserve(reserve: &Path) -> bool {
     // Never at the cost of refusing data writes; not yet while there is
     // plenty of room (the partition's own free space is the reserve then).
     let free = free_space(reserve);
-    if free < RESERVE_LEN + SPACE_RESERVE || free > RESERVE_BELOW {
+    if !(RESERVE_LEN + SPACE_RESERVE..=RESERVE_BELOW).contains(&free) {
         return false;
     }
     // SAFETY: fallocate on a descriptor we own; no memory is passed.

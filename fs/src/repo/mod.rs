@@ -118,7 +118,7 @@ impl Repository {
     }
 
     pub(crate) fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
-        self.db.cf_handle(name).ok_or_else(|| Error::Decode { what: "index", why: "column family missing" })
+        self.db.cf_handle(name).ok_or(Error::Decode { what: "index", why: "column family missing" })
     }
 
     pub(crate) fn writable(&self) -> Result<()> {
@@ -256,7 +256,7 @@ pub(crate) fn room_to_open(dir: &Path, what: &'static str) -> Result<()> {
 /// count as free only after the commit, which ext4's own allocator forces
 /// before it says ENOSPC.
 pub(crate) fn free_bytes(path: &Path, short: impl Fn(u64) -> bool) -> Option<u64> {
-    let read = || nix::sys::statvfs::statvfs(path).ok().map(|s| s.blocks_available() as u64 * s.fragment_size() as u64);
+    let read = || nix::sys::statvfs::statvfs(path).ok().map(|s| s.blocks_available() * s.fragment_size());
     let f = read()?;
     if !short(f) {
         return Some(f);
