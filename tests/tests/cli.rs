@@ -225,3 +225,22 @@ fn a_closed_pipe_is_a_quiet_exit() {
         assert!(err.is_empty(), "lvrepo {args:?} | head printed: {err}");
     }
 }
+
+/// `export IMAGE OUT.tar.zst` writes a zstd-compressed tar that imports back
+/// to the same root; other compressed names are refused (exit 2) instead of
+/// being taken for a directory to create.
+#[test]
+fn compressed_tar_by_extension() {
+    let r = two_versions();
+    let zst = r.scratch("out.tar.zst");
+    r.ok([std::ffi::OsStr::new("export"), std::ffi::OsStr::new("app:2"), zst.as_os_str()]);
+    let out = Command::new("zstd").arg("-t").arg(&zst).output().unwrap();
+    assert!(out.status.success(), "{}", report("zstd -t", &out));
+    r.ok([std::ffi::OsStr::new("import"), zst.as_os_str(), std::ffi::OsStr::new("--image"), std::ffi::OsStr::new("back:1")]);
+    assert!(r.ok(["diff", "app:2", "back:1"]).is_empty(), "a .tar.zst round trip changed the image");
+    for name in ["out.tar.gz", "out.tgz", "out.tar.xz"] {
+        let p = r.scratch(name);
+        r.fails([std::ffi::OsStr::new("export"), std::ffi::OsStr::new("app:2"), p.as_os_str()], 2);
+        assert!(!p.exists(), "export to {name} created something");
+    }
+}

@@ -1,5 +1,6 @@
-//! `lvrepo export IMAGE DEST`: to a directory (absent or empty), a `.tar` file,
-//! or `-` (tar on stdout). A volume (image or volume guest) is written as a
+//! `lvrepo export IMAGE DEST`: to a directory (absent or empty), a `.tar` or
+//! `.tar.zst` file, or `-` (tar on stdout, refused to a terminal); other
+//! compressed names are refused rather than taken for a directory. A volume (image or volume guest) is written as a
 //! raw disk (sparse: its holes are not written) to a file or `-`.
 
 use std::path::Path;
@@ -35,18 +36,34 @@ pub fn run(cli: &Cli, image: &str, dest: &Path) -> Result<()> {
     let bar = Bar::bytes(cli.quiet || dest == Path::new("-"), "exporting");
     bar.set_total(img.logical_bytes);
     let root = img.root_tree();
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let zst = name.ends_with(".tar.zst") || name.ends_with(".tzst");
+    if let Some(ext) = [".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2"].iter().find(|e| name.ends_with(*e)) {
+        bail!(crate::Exit(crate::exit::USAGE, format!("{ext} is not written by lvrepo: name a .tar or .tar.zst file, or pipe `lvrepo export IMAGE - | gzip`")));
+    }
     let stats = if dest == Path::new("-") {
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            bail!(crate::Exit(crate::exit::USAGE, "refusing to write a tar archive to a terminal: redirect stdout or name a file".into()));
+        }
         export_tar(repo.objects(), &root, std::io::stdout().lock(), &bar)?
-    } else if dest.extension().is_some_and(|e| e == "tar") {
+    } else if name.ends_with(".tar") || zst {
         if dest.symlink_metadata().is_ok() {
             return Err(lvrepo_fs::Error::DestinationNotEmpty(dest.to_path_buf()).into());
         }
         // Only a complete archive gets the requested name.
-        let tmp = dest.with_extension("tar.partial");
+        let tmp = dest.with_file_name(format!("{name}.partial"));
         let write = || -> Result<lvrepo_fs::export::ExportStats> {
             let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
             let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-            let s = export_tar(repo.objects(), &root, &mut w, &bar)?;
+            let s = if zst {
+                // zstd-compressed tar (`tar --zstd -xf`, `zstd -d`).
+                let mut z = zstd::Encoder::new(&mut w, 3)?;
+                let s = export_tar(repo.objects(), &root, &mut z, &bar)?;
+                z.finish()?;
+                s
+            } else {
+                export_tar(repo.objects(), &root, &mut w, &bar)?
+            };
             w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
             std::fs::rename(&tmp, dest)?;
             Ok(s)

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use lvrepo_fs::import::{import_dir, import_tar};
 use lvrepo_fs::{ImageRef, ImportTarget};
 
@@ -29,7 +29,17 @@ pub fn run(cli: &Cli, source: &Path, image: &str, message: &str, parent: Option<
     } else {
         let f = std::fs::File::open(source).with_context(|| format!("opening {}", source.display()))?;
         lvrepo_fs::Progress::set_total(&bar, f.metadata().map(|m| m.len()).unwrap_or(0));
-        import_tar(&repo, std::io::BufReader::with_capacity(1 << 20, f), &target, &bar).with_context(|| format!("importing {}", source.display()))?
+        let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+        let magic = std::io::BufRead::fill_buf(&mut r).map(|b| b.get(..4).map(<[u8]>::to_vec).unwrap_or_default()).unwrap_or_default();
+        if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            // A zstd-compressed tar (as `export IMAGE OUT.tar.zst` writes).
+            import_tar(&repo, zstd::Decoder::with_buffer(r)?, &target, &bar)
+        } else if magic.starts_with(&[0x1f, 0x8b]) || magic.starts_with(b"BZh") || magic.starts_with(&[0xfd, b'7', b'z', b'X']) {
+            bail!(crate::Exit(crate::exit::USAGE, format!("{} is compressed: decompress it into `lvrepo import - ...` (e.g. zcat FILE | lvrepo import - --image NAME)", source.display())));
+        } else {
+            import_tar(&repo, r, &target, &bar)
+        }
+        .with_context(|| format!("importing {}", source.display()))?
     };
     bar.finish();
     if json {
