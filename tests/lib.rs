@@ -13,6 +13,20 @@ pub use debootstrap::bookworm_minbase;
 pub use fixture::build_hostile_tree;
 pub use manifest::{compare, compare_with, manifest, CompareOpts, Manifest};
 
+/// The newest kernel under /boot (for QEMU boot tests) and its version.
+pub fn newest_kernel() -> (std::path::PathBuf, String) {
+    let mut kernels: Vec<std::path::PathBuf> = std::fs::read_dir("/boot")
+        .expect("/boot")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .collect();
+    kernels.sort();
+    let k = kernels.pop().expect("no kernel in /boot: scripts/setup.sh installs linux-image-amd64");
+    let ver = k.file_name().map(|n| n.to_string_lossy().trim_start_matches("vmlinuz-").to_string()).unwrap_or_default();
+    (k, ver)
+}
+
 /// Fail fast (instead of producing confusing errors) when not root.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.

@@ -22,19 +22,6 @@ fn initrd_dir() -> PathBuf {
 }
 
 /// The newest kernel under /boot: (vmlinuz, version).
-fn kernel() -> (PathBuf, String) {
-    let mut kernels: Vec<PathBuf> = std::fs::read_dir("/boot")
-        .expect("/boot")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-        .collect();
-    kernels.sort();
-    let k = kernels.pop().expect("no kernel in /boot: scripts/setup.sh installs linux-image-amd64");
-    let ver = k.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
-    (k, ver)
-}
-
 fn run(what: &str, c: &mut Command) -> String {
     let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(out.status.success(), "{}", report(what, &out));
@@ -49,7 +36,7 @@ fn initrd() -> &'static Path {
         let dir = tempfile::Builder::new().prefix("lvrepo-initrd").tempdir().unwrap().keep();
         run("initrd/install.sh", Command::new("bash").arg(initrd_dir().join("install.sh")));
         let img = dir.join("initrd.img");
-        let (_, ver) = kernel();
+        let (_, ver) = lvrepo_tests::newest_kernel();
         run("mkinitramfs", Command::new("mkinitramfs").arg("-o").arg(&img).arg(&ver).env("LVREPO_BIN", lvrepo_bin()));
         let list = run("lsinitramfs", Command::new("lsinitramfs").arg(&img));
         for want in ["usr/bin/lvrepo", "usr/bin/@lvrepo", "scripts/lvrepo", "conf/conf.d/lvrepo", "usr/lib/lvrepo-boot.sh", "/fuse.ko", "/ext4.ko", "librocksdb"] {
@@ -104,7 +91,7 @@ fn uuid(disk: &Path) -> String {
 
 /// Boot once; the console. The VM must power off by itself.
 fn boot(initrd: &Path, repo: &Path, overlay: &Path, cmdline: &str, label: &str) -> String {
-    let (k, _) = kernel();
+    let (k, _) = lvrepo_tests::newest_kernel();
     let mut c = Command::new("qemu-system-x86_64");
     c.args(["-machine", "q35,accel=tcg", "-cpu", "max", "-m", "1024", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"])
         .arg("-kernel")
@@ -294,7 +281,7 @@ fn dracut_builds_the_lvrepo_initrd_and_it_boots() {
     run("initrd/install.sh", Command::new("bash").arg(initrd_dir().join("install.sh")));
     let r = Lvrepo::init();
     let img = r.scratch("dracut.img");
-    let (_, ver) = kernel();
+    let (_, ver) = lvrepo_tests::newest_kernel();
     // Not host-only: the build host is not the guest. udev-rules loads the
     // virtio disk drivers and makes the by-label links.
     run(

@@ -14,15 +14,7 @@ use lvrepo_tests::{report, require_root, Lvrepo};
 
 /// The newest kernel and its initrd under /boot.
 fn kernel() -> (PathBuf, PathBuf) {
-    let mut kernels: Vec<PathBuf> = std::fs::read_dir("/boot")
-        .expect("/boot")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-        .collect();
-    kernels.sort();
-    let k = kernels.pop().expect("no kernel in /boot: scripts/setup.sh installs linux-image-amd64");
-    let ver = k.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
+    let (k, ver) = lvrepo_tests::newest_kernel();
     let initrd = PathBuf::from(format!("/boot/initrd.img-{ver}"));
     assert!(initrd.is_file(), "no initrd for {}: run update-initramfs -c -k {ver}", k.display());
     (k, initrd)

@@ -11,6 +11,17 @@ use super::*;
 use super::rollback::{build_system, change_a};
 
 /// A repository of its own (a backup site or another host), in `w`'s scratch.
+/// Create guest `g1` of the world's image and make change A in it (mounted,
+/// then unmounted); the manifest of that state.
+pub(super) fn changed_guest(w: &World) -> Manifest {
+    let g = w.guest("g1");
+    let m = g.mount();
+    change_a(&m);
+    let m1 = m.manifest();
+    m.umount();
+    m1
+}
+
 pub(super) fn site(w: &World, name: &str, with_image: bool) -> Lvrepo {
     let r = Lvrepo::at(w.r.scratch(name));
     r.ok(["init"]);
@@ -190,14 +201,7 @@ fn bad_restores_and_conflicting_backups_are_refused_and_leave_nothing() {
 #[test]
 fn interrupted_backup_and_restore_leave_nothing_visible_and_resume() {
     let w = World::new(true, build_system);
-    let g = w.guest("g1");
-    let m1;
-    {
-        let m = g.mount();
-        change_a(&m);
-        m1 = m.manifest();
-        m.umount();
-    }
+    let m1 = changed_guest(&w);
     let s = site(&w, "site", false);
     let to = s.repo().to_str().expect("utf-8 temp path").to_string();
     run_to_failpoint(&w.r, &["backup", "g1", "--to", &to], "backup-before-publish");

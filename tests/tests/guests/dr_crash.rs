@@ -4,8 +4,8 @@
 //! rerun completes with the exact guest.
 
 use super::*;
-use super::dr::{held, site, Mount};
-use super::rollback::{build_system, change_a};
+use super::dr::{changed_guest, held, site, Mount};
+use super::rollback::build_system;
 
 /// A random instant within `d` (and at least 1 ms).
 fn within(rng: &mut Rng, d: Duration) -> Duration {
@@ -15,14 +15,7 @@ fn within(rng: &mut Rng, d: Duration) -> Duration {
 #[test]
 fn kill9_of_backup_receive_and_restore_leaves_targets_consistent_and_reruns_complete() {
     let w = World::new(true, build_system);
-    let g = w.guest("g1");
-    let m1;
-    {
-        let m = g.mount();
-        change_a(&m);
-        m1 = m.manifest();
-        m.umount();
-    }
+    let m1 = changed_guest(&w);
     w.r.ok(["checkpoint", "g1"]);
     let mut rng = Rng::new(seed("dr_crash"));
     let probe = site(&w, "probe", false);
