@@ -43,11 +43,17 @@ pub(super) fn wait_exit(pid: i32) -> Result<()> {
 }
 
 /// Whether `pid` has exited and only waits to be reaped (a detached
-/// daemon's parent is init, which may take its time).
+/// daemon's parent is init, which may take its time). Every thread counts:
+/// the leader turns zombie first while others may still be finishing an
+/// fsync, and their file table keeps the guest's lock until the last one
+/// is gone.
 fn is_zombie(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return true };
-    // "PID (COMM) STATE ...": COMM may hold spaces and parentheses.
-    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|st| st == "Z" || st == "X")
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return true };
+    tasks.flatten().all(|t| {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else { return true };
+        // "PID (COMM) STATE ...": COMM may hold spaces and parentheses.
+        stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_none_or(|st| st == "Z" || st == "X")
+    })
 }
 
 /// The daemon serving `mountpoint`, found among processes whose command
