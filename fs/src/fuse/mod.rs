@@ -90,6 +90,16 @@ impl LvFs {
         }
     }
 
+    /// The attributes of `ino`, with `st_blocks` counting what a regular
+    /// file holds (its holes not counted).
+    fn attr(&self, ino: u64, i: &Inode) -> FileAttr {
+        let mut a = attr(ino, i);
+        if i.kind == Kind::File {
+            a.blocks = blocks_or_size(&self.live.get(), ino, i.size);
+        }
+        a
+    }
+
     /// An xattr this mount does not support: `security.selinux` unless it
     /// serves labels. Answering EOPNOTSUPP (not ENODATA) matters: `ls -l`
     /// asks for every file's label until a device says it has none, and each
@@ -195,6 +205,15 @@ pub fn attr(ino: u64, i: &Inode) -> FileAttr {
     }
 }
 
+/// `st_blocks` of file `ino`; on an error (a damaged file index, which
+/// reading names) the size's worth, so a listing still works.
+fn blocks_or_size(ov: &Overlay, ino: u64, size: u64) -> u64 {
+    ov.blocks(ino).unwrap_or_else(|e| {
+        tracing::warn!(ino, error = %e, "st_blocks: counting the size");
+        size.div_ceil(512)
+    })
+}
+
 /// What readdirplus sends for "." and ".." (the kernel ignores all but the
 /// number and the type).
 fn dot_attr(ino: INodeNo) -> FileAttr {
@@ -222,9 +241,9 @@ fn name(n: &OsStr) -> &[u8] {
 }
 
 macro_rules! reply_entry {
-    ($reply:expr, $r:expr) => {
+    ($fs:expr, $reply:expr, $r:expr) => {
         match $r {
-            Ok((ino, i)) => $reply.entry(&TTL, &attr(ino, &i), Generation(0)),
+            Ok((ino, i)) => $reply.entry(&TTL, &$fs.attr(ino, &i), Generation(0)),
             Err(e) => $reply.error(errno(&e)),
         }
     };
@@ -279,7 +298,7 @@ impl Filesystem for LvFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
         self.plus.lookup(parent.0);
-        reply_entry!(reply, self.live.get().lookup(parent.0, name(n)))
+        reply_entry!(self, reply, self.live.get().lookup(parent.0, name(n)))
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -288,7 +307,7 @@ impl Filesystem for LvFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.live.get().getattr(ino.0) {
-            Ok(i) => reply.attr(&TTL, &attr(ino.0, &i)),
+            Ok(i) => reply.attr(&TTL, &self.attr(ino.0, &i)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -314,7 +333,7 @@ impl Filesystem for LvFs {
     ) {
         let a = SetAttr { mode, uid, gid, size, atime: atime.map(stamp), mtime: mtime.map(stamp), kill_suidgid };
         match self.live.get().setattr(ino.0, a) {
-            Ok(i) => reply.attr(&TTL, &attr(ino.0, &i)),
+            Ok(i) => reply.attr(&TTL, &self.attr(ino.0, &i)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -331,12 +350,12 @@ impl Filesystem for LvFs {
         let r = Kind::from_mode(mode).ok_or(Error::Posix(libc::EINVAL)).and_then(|kind| {
             self.live.get().create_masked(parent.0, name(n), NewNode { kind, mode, uid: req.uid(), gid: req.gid(), rdev: rdev.into(), target: b"" }, umask)
         });
-        reply_entry!(reply, r)
+        reply_entry!(self, reply, r)
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let nn = NewNode { kind: Kind::Dir, mode, uid: req.uid(), gid: req.gid(), rdev: 0, target: b"" };
-        reply_entry!(reply, self.live.get().create_masked(parent.0, name(n), nn, umask))
+        reply_entry!(self, reply, self.live.get().create_masked(parent.0, name(n), nn, umask))
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
@@ -350,7 +369,7 @@ impl Filesystem for LvFs {
     fn symlink(&self, req: &Request, parent: INodeNo, n: &OsStr, target: &Path, reply: ReplyEntry) {
         let t = target.as_os_str().as_bytes();
         let nn = NewNode { kind: Kind::Symlink, mode: 0o777, uid: req.uid(), gid: req.gid(), rdev: 0, target: t };
-        reply_entry!(reply, self.live.get().create(parent.0, name(n), nn))
+        reply_entry!(self, reply, self.live.get().create(parent.0, name(n), nn))
     }
 
     fn rename(&self, _req: &Request, parent: INodeNo, n: &OsStr, newparent: INodeNo, newname: &OsStr, flags: RenameFlags, reply: ReplyEmpty) {
@@ -358,7 +377,7 @@ impl Filesystem for LvFs {
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        reply_entry!(reply, self.live.get().link(ino.0, newparent.0, name(newname)))
+        reply_entry!(self, reply, self.live.get().link(ino.0, newparent.0, name(newname)))
     }
 
     /// Files are not opened either (where the kernel allows it): ENOSYS
@@ -476,7 +495,10 @@ impl Filesystem for LvFs {
                 continue;
             }
             match ov.lookup_listed(ino.0, l, gen, attr) {
-                Ok((cino, a)) => {
+                Ok((cino, mut a)) => {
+                    if a.kind == FileType::RegularFile {
+                        a.blocks = blocks_or_size(&ov, cino, a.size);
+                    }
                     if reply.add(INodeNo(cino), *c, n, &TTL, &a, Generation(0)) {
                         // Not sent: the kernel will not forget it.
                         ov.forget(cino, 1);
@@ -567,7 +589,7 @@ impl Filesystem for LvFs {
         match ov.create_masked(parent.0, name(n), nn, umask).and_then(|(ino, i)| ov.open_file(ino).map(|_| (ino, i))) {
             Ok((ino, i)) => {
                 let fh = FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed));
-                reply.created(&TTL, &attr(ino, &i), Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE)
+                reply.created(&TTL, &self.attr(ino, &i), Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE)
             }
             Err(e) => reply.error(errno(&e)),
         }

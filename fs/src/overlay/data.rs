@@ -86,7 +86,7 @@ impl Overlay {
         }
     }
 
-    fn windows<'a>(&self, node: &'a mut Node, ino: u64) -> Result<&'a mut std::collections::HashSet<u64>> {
+    pub(super) fn windows<'a>(&self, node: &'a mut Node, ino: u64) -> Result<&'a mut std::collections::HashSet<u64>> {
         if node.windows.is_none() {
             node.windows = Some(self.db.windows(ino)?);
         }
@@ -497,14 +497,15 @@ impl Overlay {
     /// holes, what lies past a truncated base and unwritten ranges of the
     /// overlay data file are holes; the end of the file counts as a hole.
     pub fn seek_data_hole(&self, ino: u64, off: u64, hole: bool) -> Result<u64> {
-        let (size, limit, wins, extents, file, is_inline) = {
+        let (size, limit, wins, extents, file, inline_len) = {
             let mut st = self.lock();
             let node = self.node(&mut st, ino)?;
             if node.inode.kind != Kind::File {
                 return Err(posix(libc::EINVAL));
             }
             let size = node.inode.size;
-            let is_inline = node.inode.base == Base::Inline;
+            // An inline file holds its stored bytes; past them, a hole.
+            let inline_len = if node.inode.base == Base::Inline { Some((self.db.inline(ino)?.len() as u64).min(size)) } else { None };
             let limit = match node.inode.base {
                 Base::File { limit, .. } => Some(limit),
                 _ => None,
@@ -519,14 +520,17 @@ impl Overlay {
                 Some(_) => Some(self.windows(node, ino)?.clone()),
                 None => None,
             };
-            (size, limit.unwrap_or(0), wins, extents, file, is_inline)
+            (size, limit.unwrap_or(0), wins, extents, file, inline_len)
         };
         if off >= size {
             return Err(posix(libc::ENXIO));
         }
-        if is_inline {
-            // All data (holes are optional): the file is small.
-            return Ok(if hole { size } else { off });
+        if let Some(have) = inline_len {
+            return match (hole, off < have) {
+                (true, true) => Ok(have),
+                (true, false) | (false, true) => Ok(off),
+                (false, false) => Err(posix(libc::ENXIO)),
+            };
         }
         let not_found = || if hole { Ok(size) } else { Err(posix(libc::ENXIO)) };
         let Some(wins) = wins else {

@@ -23,6 +23,7 @@ pub(crate) mod acl;
 mod adopt;
 pub mod blockmap;
 pub mod check;
+mod blocks;
 mod data;
 mod local;
 mod memo;

@@ -8,6 +8,7 @@ mod attrs;
 mod damage;
 mod io;
 mod names;
+mod sparse;
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
