@@ -14,6 +14,7 @@ pub mod diff;
 pub mod digest;
 pub mod error;
 pub mod export;
+pub mod filecache;
 pub mod fuse;
 pub mod gc;
 pub mod guest;

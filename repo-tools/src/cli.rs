@@ -196,6 +196,16 @@ pub enum Command {
         /// Mount read-only (the same as -o ro).
         #[arg(long)]
         read_only: bool,
+        /// The host file cache: unchanged image files, decompressed and
+        /// verified, shared by every guest on the host. Read-only opens of
+        /// them are FUSE passthrough onto it: native reads, one page-cache
+        /// copy per host (docs/overlay.md). Usually /var/cache/lvrepo/files.
+        #[arg(long, value_name = "DIR", env = "LVREPO_FILE_CACHE")]
+        file_cache: Option<PathBuf>,
+        /// Most MiB the host file cache holds; least recently used files
+        /// are removed past it.
+        #[arg(long, value_name = "MIB", default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
+        file_cache_mib: u64,
     },
     /// Unmount an lvrepo mount and wait for its daemon to finish writing.
     Umount { mountpoint: PathBuf },

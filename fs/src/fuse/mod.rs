@@ -71,6 +71,9 @@ pub struct LvFs {
     /// (capabilities it announces at INIT); older kernels fail the open.
     zero_open: bool,
     zero_opendir: bool,
+    /// Passthrough onto the host file cache; `None` without a cache or
+    /// when the kernel does not offer it.
+    passthrough: Option<passthrough::Passthrough>,
 }
 
 /// The SELinux label's xattr name.
@@ -87,6 +90,7 @@ impl LvFs {
             seclabel: opts.seclabel,
             zero_open: false,
             zero_opendir: false,
+            passthrough: opts.file_cache.clone().map(passthrough::Passthrough::new),
         }
     }
 
@@ -281,8 +285,18 @@ impl Filesystem for LvFs {
             | InitFlags::FUSE_DONT_MASK
             | InitFlags::FUSE_DO_READDIRPLUS;
         let want = if self.uring { want | InitFlags::FUSE_OVER_IO_URING } else { want };
+        // Passthrough needs OPEN answered (the backing file is attached
+        // there), so such a mount does not take the no-open shortcut.
+        let want = if self.passthrough.is_some() && config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH) && config.set_max_stack_depth(1).is_ok() {
+            want | InitFlags::FUSE_PASSTHROUGH
+        } else {
+            if self.passthrough.take().is_some() {
+                tracing::warn!("the kernel offers no FUSE passthrough: the host file cache is not used");
+            }
+            want
+        };
         let _ = config.add_capabilities(want & config.capabilities());
-        self.zero_open = config.capabilities().contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
+        self.zero_open = self.passthrough.is_none() && config.capabilities().contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
         self.zero_opendir = config.capabilities().contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
         Ok(())
     }
@@ -380,22 +394,32 @@ impl Filesystem for LvFs {
         reply_entry!(self, reply, self.live.get().link(ino.0, newparent.0, name(newname)))
     }
 
-    /// Files are not opened either (where the kernel allows it): ENOSYS
-    /// tells the kernel to stop sending OPEN and RELEASE, two of the four
-    /// round trips of a `touch`, and to keep each file's pages
-    /// (FOPEN_KEEP_CACHE). Nothing is lost: requests name the inode, reads
-    /// and writes keep the overlay data file's descriptor in the node table
-    /// ([`OPEN_DATA_FILES`](crate::overlay)), and an unlinked file's last
-    /// close is its FORGET (an open file pins the kernel's inode). It rules
-    /// out FUSE passthrough, which needs an OPEN to attach the backing file;
-    /// no lvrepo file has one (image bytes are chunks).
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    /// Files are not opened either (where the kernel allows it) unless the
+    /// mount has a host file cache: ENOSYS tells the kernel to stop sending
+    /// OPEN and RELEASE, two of the four round trips of a `touch`, and to
+    /// keep each file's pages (FOPEN_KEEP_CACHE). Nothing is lost: requests
+    /// name the inode, reads and writes keep the overlay data file's
+    /// descriptor in the node table ([`OPEN_DATA_FILES`](crate::overlay)),
+    /// and an unlinked file's last close is its FORGET (an open file pins
+    /// the kernel's inode). With a host file cache, OPEN is answered, and a
+    /// read-only open of an unchanged image file is passthrough onto its
+    /// cached copy (see [`passthrough`]).
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         if self.zero_open {
             return reply.error(Errno::ENOSYS);
         }
-        match self.live.get().open_file(ino.0) {
-            Ok(()) => reply.opened(FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed)), FopenFlags::FOPEN_KEEP_CACHE),
-            Err(e) => reply.error(errno(&e)),
+        let ov = self.live.get();
+        if let Err(e) = ov.open_file(ino.0) {
+            return reply.error(errno(&e));
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        match &self.passthrough {
+            Some(pt) => {
+                if !pt.open(&ov, ino.0, flags.0 & libc::O_ACCMODE == libc::O_RDONLY, fh, reply) {
+                    let _ = ov.release(ino.0);
+                }
+            }
+            None => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
         }
     }
 
@@ -420,7 +444,10 @@ impl Filesystem for LvFs {
         reply.error(Errno::ENOSYS);
     }
 
-    fn release(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _flags: OpenFlags, _lo: Option<fuser::LockOwner>, _flush: bool, reply: ReplyEmpty) {
+    fn release(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _flags: OpenFlags, _lo: Option<fuser::LockOwner>, _flush: bool, reply: ReplyEmpty) {
+        if let Some(pt) = &self.passthrough {
+            pt.release(fh.0);
+        }
         reply_empty!(reply, self.live.get().release(ino.0))
     }
 
@@ -641,6 +668,7 @@ impl Filesystem for LvFs {
 
 mod live;
 mod mount;
+mod passthrough;
 mod plus;
 mod shutdown;
 pub use live::{Live, Switch};

@@ -37,6 +37,9 @@ pub struct MountOptions {
     /// power goes), sync the overlay and freeze its filesystem, so it is
     /// clean on disk whenever the machine stops after that.
     pub root_daemon: bool,
+    /// Serve read-only opens of unchanged image files by FUSE passthrough
+    /// onto this host file cache (when the kernel offers passthrough).
+    pub file_cache: Option<std::sync::Arc<crate::filecache::FileCache>>,
 }
 
 /// Per-mount flags the kernel enforces; the defaults are a root filesystem's
@@ -89,7 +92,7 @@ impl MountFlags {
 
 impl Default for MountOptions {
     fn default() -> Self {
-        MountOptions { threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8), uring: true, handoff: true, seclabel: false, flags: MountFlags::default(), source: "lvrepo".into(), root_daemon: false }
+        MountOptions { threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8), uring: true, handoff: true, seclabel: false, flags: MountFlags::default(), source: "lvrepo".into(), root_daemon: false, file_cache: None }
     }
 }
 

@@ -13,6 +13,20 @@ use crate::chunker::CHUNK_SIZE;
 use crate::error::{Error, Result};
 
 impl Overlay {
+    /// The image content of file `ino` if the guest has not changed its
+    /// bytes (no window copied up, not truncated or extended): what the
+    /// host file cache can serve for it.
+    pub fn pristine_file(&self, ino: u64) -> Result<Option<(crate::tree::Content, u64)>> {
+        let mut st = self.lock();
+        let node = self.node(&mut st, ino)?;
+        let (kind, size) = (node.inode.kind, node.inode.size);
+        let Base::File { content, limit } = node.inode.base.clone() else { return Ok(None) };
+        if kind != Kind::File || limit != size || !self.windows(node, ino)?.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((content, size)))
+    }
+
     /// `st_blocks` (512-byte units) of inode `ino`.
     pub fn blocks(&self, ino: u64) -> Result<u64> {
         let mut st = self.lock();

@@ -55,7 +55,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Verify { json, overlays, repair_from } => verify::run(cli, *json, *overlays, repair_from),
         Command::Gc { json } => gc::run(cli, *json),
         Command::Stats { json } => stats::run(cli, *json),
-        Command::Mount { operands, overlay, guest, foreground, threads, no_uring, no_handoff, seclabel, cache_mib, options, read_only } => {
+        Command::Mount { operands, overlay, guest, foreground, threads, no_uring, no_handoff, seclabel, cache_mib, options, read_only, file_cache, file_cache_mib } => {
             let mut flags = MountFlags { read_only: *read_only, ..Default::default() };
             for o in options.iter().filter(|o| !o.is_empty()) {
                 if !flags.apply(o) {
@@ -70,7 +70,7 @@ pub fn run(cli: &Cli) -> Result<()> {
                 ([img, mp], None) => (Some(img.to_string_lossy().into_owned()), mp),
                 _ => return Err(crate::Exit(crate::exit::USAGE, "usage: mount IMAGE --overlay DIR MOUNTPOINT | mount --guest NAME MOUNTPOINT".into()).into()),
             };
-            mount::run(cli, image.as_deref(), overlay.as_deref(), guest.as_deref(), mountpoint, *foreground, cache_mib.map(|m| (m as usize) << 20), MountOptions { threads: *threads, uring: !*no_uring, handoff: !*no_handoff, seclabel: *seclabel, flags, source: String::new(), root_daemon: false })
+            mount::run(cli, image.as_deref(), overlay.as_deref(), guest.as_deref(), mountpoint, *foreground, cache_mib.map(|m| (m as usize) << 20), MountOptions { threads: *threads, uring: !*no_uring, handoff: !*no_handoff, seclabel: *seclabel, flags, source: String::new(), root_daemon: false, file_cache: None }, file_cache.as_deref().map(|d| (d, *file_cache_mib << 20)))
         }
         Command::Umount { mountpoint } => umount::run(mountpoint),
         Command::Nbd(c) => nbd::run(cli, c),

@@ -24,7 +24,8 @@ use crate::cli::Cli;
 #[allow(clippy::too_many_arguments)]
 /// `cache`: the most bytes of the chunk cache all FUSE threads share (`None`:
 /// sized to the machine's memory).
-pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option<&str>, mountpoint: &Path, foreground: bool, cache: Option<usize>, mut opts: MountOptions) -> Result<()> {
+/// `file_cache`: the host file cache's directory and budget in bytes.
+pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option<&str>, mountpoint: &Path, foreground: bool, cache: Option<usize>, mut opts: MountOptions, file_cache: Option<(&Path, u64)>) -> Result<()> {
     if !mountpoint.is_dir() {
         bail!("mountpoint {} is not a directory", mountpoint.display());
     }
@@ -47,6 +48,9 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
     }
     let sigs = block_termination_signals()?;
     opts.root_daemon = root_daemon_arg0().is_some();
+    if let Some((dir, budget)) = file_cache {
+        opts.file_cache = Some(Arc::new(lvrepo_fs::filecache::FileCache::open(dir, budget)?));
+    }
     let repo = super::open(cli, false)?;
     let cache = Arc::new(Cached::sized_to_memory(repo.shared_store(), cache));
     tracing::info!(budget_mib = cache.budget() >> 20, "chunk cache");
