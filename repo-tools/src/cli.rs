@@ -79,6 +79,24 @@ pub enum Command {
         #[arg(value_name = "IMAGE:PATH")]
         target: std::ffi::OsString,
     },
+    /// Fill the host file cache with an image's files (all, or those below
+    /// each PATH) ahead of the guests that read them (see mount --file-cache).
+    Prefetch {
+        /// The image, NAME[:VERSION].
+        image: String,
+        /// Paths in the image (directories are taken whole); default: all.
+        #[arg(value_name = "PATH")]
+        paths: Vec<std::ffi::OsString>,
+        /// The host file cache directory.
+        #[arg(long, value_name = "DIR", env = "LVREPO_FILE_CACHE", default_value = lvrepo_fs::filecache::DEFAULT_DIR)]
+        file_cache: PathBuf,
+        /// Most MiB the host file cache holds.
+        #[arg(long, value_name = "MIB", default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
+        file_cache_mib: u64,
+        /// Print the counts as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Export an image to a directory (absent or empty) or a tar file (*.tar, or "-").
     Export {
         image: String,

@@ -157,3 +157,26 @@ fn a_damaged_cached_copy_is_never_served() {
     assert!(g.log().contains("damaged cached file"), "no log line names the damage:\n{}", g.log());
     m.umount();
 }
+
+#[test]
+fn prefetch_fills_the_cache_ahead_of_guests() {
+    let g = Guest::new(image);
+    let fc = g.r.scratch("filecache");
+    let fca = fc.to_str().unwrap();
+    // One path: only that file.
+    g.r.ok(["prefetch", &g.image, "/big", "--file-cache", fca]);
+    assert_eq!(cached(&fc).len(), 1);
+    assert_eq!(read(&cached_of_size(&fc, BIG as u64)), read(&g.src("big")));
+    // A path the image lacks: not found, exit 3.
+    g.r.fails(["prefetch", &g.image, "/no/such", "--file-cache", fca], 3);
+    // The whole image, as JSON.
+    let v = g.r.json(["prefetch", &g.image, "--file-cache", fca, "--json"]);
+    assert_eq!(v["files"], 4, "{v}");
+    assert_eq!(cached(&fc).len(), 4);
+    let m = g.mount_with(&["--file-cache", fca]);
+    for name in ["big", "small", "sparse", "true"] {
+        assert_eq!(read(&m.p(name)), read(&g.src(name)), "{name}");
+    }
+    m.umount();
+    assert_eq!(cached(&fc).len(), 4, "the mount filled nothing new");
+}

@@ -21,6 +21,7 @@ mod ls;
 mod man;
 mod mount;
 mod nbd;
+mod prefetch;
 mod receive;
 mod restore;
 mod rollback;
@@ -46,6 +47,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Images { json } => images::run(cli, *json),
         Command::Ls { target, recursive, json } => ls::run(cli, target, *recursive, *json),
         Command::Cat { target } => cat::run(cli, target),
+        Command::Prefetch { image, paths, file_cache, file_cache_mib, json } => prefetch::run(cli, image, paths, file_cache, *file_cache_mib << 20, *json),
         Command::Export { image, dest } => export::run(cli, image, dest),
         Command::Diff { from, to, json } => diff::run(cli, from, to.as_deref(), *json),
         Command::Guest(g) => guest::run(cli, g),
