@@ -33,6 +33,9 @@ use crate::object::{get_required_shared, ObjectStore};
 use crate::tree::file::leaf_extents;
 use crate::tree::Content;
 
+/// The largest file the cache takes (and at most a quarter of its budget).
+pub const MAX_FILE: u64 = 1 << 30;
+
 /// The default directory of the host file cache.
 pub const DEFAULT_DIR: &str = "/var/cache/lvrepo/files";
 
@@ -74,6 +77,11 @@ impl FileCache {
             Content::File(f) => format!("f{}-{size}", f.0.to_hex()),
             Content::None | Content::Tree(_) => return Ok(None),
         };
+        // A first open fills the whole file: a huge one (a disk image in the
+        // tree) stays with the daemon, which reads only what is asked.
+        if size > MAX_FILE.min(self.budget / 4) {
+            return Ok(None);
+        }
         let path = self.dir.join("objects").join(&key[1..3]).join(&key);
         let extents = leaf_extents(store, content, size)?;
         if let Ok(f) = File::open(&path) {
@@ -159,6 +167,9 @@ impl FileCache {
                 let bytes = get_required_shared(store, ObjectKind::Chunk, &chunk.0)?;
                 let n = (*len as usize).min(bytes.len()).min(size.saturating_sub(*off) as usize);
                 f.write_all_at(&bytes[..n], *off).map_err(|e| Error::io("writing a host cache file", &tmp, e))?;
+                // The kernel reads this file from now on: the daemon's chunk
+                // cache need not keep the chunk.
+                store.read_through(&chunk.0);
             }
             f.set_len(size).map_err(|e| Error::io("writing a host cache file", &tmp, e))?;
             std::fs::rename(&tmp, path).map_err(|e| Error::io("publishing a host cache file", path, e))

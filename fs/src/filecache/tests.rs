@@ -105,7 +105,7 @@ fn a_crashed_fills_temporary_is_removed_and_never_used() {
 fn eviction_keeps_the_cache_within_its_budget() {
     let t = tempfile::tempdir().unwrap();
     let store = MemStore::new();
-    let c = cache(t.path(), 3 << 20);
+    let c = cache(t.path(), 4 << 20);
     let mut files = Vec::new();
     for i in 0..8u8 {
         let d = pattern(i + 10, 1 << 20);
@@ -116,7 +116,7 @@ fn eviction_keeps_the_cache_within_its_budget() {
         // An open descriptor keeps its bytes even if the file is evicted.
         files.push((f, d));
         let held: u64 = c.scan().iter().map(|f| f.1).sum();
-        assert!(held <= (3 << 20) + (1 << 20), "cache holds {held} bytes");
+        assert!(held <= (4 << 20) + (1 << 20), "cache holds {held} bytes");
     }
     for (f, d) in &files {
         assert_eq!(&read_all(f), d);
@@ -130,4 +130,15 @@ fn files_without_bytes_are_not_cached() {
     let store = MemStore::new();
     let c = cache(t.path(), 1 << 30);
     assert!(c.get(&store, &Content::None, 0).unwrap().is_none());
+}
+
+#[test]
+fn files_past_a_quarter_of_the_budget_are_left_to_the_daemon() {
+    let t = tempfile::tempdir().unwrap();
+    let store = MemStore::new();
+    let (content, size, _) = sparse(&store);
+    let c = cache(t.path(), 4 * size - 1);
+    assert!(c.get(&store, &content, size).unwrap().is_none());
+    let c = cache(t.path(), 4 * size);
+    assert!(c.get(&store, &content, size).unwrap().is_some());
 }
