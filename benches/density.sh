@@ -82,7 +82,7 @@ mount_one() { # contender index mountpoint
         kernel-overlayfs) mkdir -p "$SCRATCH/u$i" "$SCRATCH/w$i"
             mount -t overlay overlay -o "lowerdir=$TREE,upperdir=$SCRATCH/u$i,workdir=$SCRATCH/w$i" "$mp" ;;
         fuse-overlayfs) mkdir -p "$SCRATCH/u$i" "$SCRATCH/w$i"
-            fuse-overlayfs -o "lowerdir=$TREE,upperdir=$SCRATCH/u$i,workdir=$SCRATCH/w$i" "$mp" ;;
+            fuse-overlayfs -o "lowerdir=$TREE,upperdir=$SCRATCH/u$i,workdir=$SCRATCH/w$i" "$mp" 2>/dev/null ;;
         lvrepo) "$LV" --repo "$R" mount img:1 --overlay "$SCRATCH/o$i" "$mp" ;;
         lvrepo-fc) "$LV" --repo "$R" mount img:1 --overlay "$SCRATCH/o$i" --file-cache "$SCRATCH/fc" "$mp" ;;
     esac
