@@ -130,8 +130,10 @@ if [[ $IDLE -gt 0 ]]; then
     for i in $(seq 1 "$IDLE"); do mount_one lvrepo "$i" "$SCRATCH/m$i"; done
     sleep 2
     m1=$(mem_mib)
-    rss=$(for p in $(pgrep -f "$LV --repo $R mount"); do awk '/^VmRSS/ {print $2}' "/proc/$p/status"; done | awk '{s += $1} END {printf "%d", s / 1024}')
+    # PSS: shared pages (the binary, librocksdb) split among the daemons.
+    pss=$(for p in $(pgrep -f "$LV --repo $R mount"); do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"; done | awk '{s += $1} END {printf "%d", s / 1024}')
+    anon=$(for p in $(pgrep -f "$LV --repo $R mount"); do awk '/^RssAnon/ {print $2}' "/proc/$p/status"; done | awk '{s += $1} END {printf "%d", s / 1024}')
     echo
-    printf 'idle: %d lvrepo guests mounted: +%d MiB (Cached+AnonPages), daemons RSS %d MiB total, %.1f MiB per guest (target: <= 2)\n' "$IDLE" $((m1 - m0)) "$rss" "$(echo "$rss / $IDLE" | bc -l)"
+    printf 'idle: %d lvrepo guests mounted: +%d MiB (Cached+AnonPages), daemons PSS %d MiB (%.1f per guest; target <= 2), anonymous %d MiB (%.1f per guest)\n' "$IDLE" $((m1 - m0)) "$pss" "$(echo "$pss / $IDLE" | bc -l)" "$anon" "$(echo "$anon / $IDLE" | bc -l)"
     for i in $(seq 1 "$IDLE"); do umount_one lvrepo "$SCRATCH/m$i"; done
 fi
