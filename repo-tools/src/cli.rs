@@ -48,19 +48,35 @@ pub enum Command {
         /// All-zero blocks are not stored. Serve its guests with `lvrepo nbd serve`.
         #[arg(long)]
         volume: bool,
+        /// Leave out what matches PATTERN (repeatable): a name (`*.log`,
+        /// `cache`) at any depth, or a path from the source's root when it
+        /// has a `/` (`/var/cache`, `usr/**/*.pyc`); `*`, `?`, `[a-z]`, `**`
+        /// (also across `/`), `\` escapes. An excluded directory goes whole.
+        #[arg(long, value_name = "PATTERN")]
+        exclude: Vec<std::ffi::OsString>,
+        /// Do not descend into directories on other filesystems than the
+        /// source directory's (mount points are kept, empty).
+        #[arg(long, short = 'x')]
+        one_file_system: bool,
         #[arg(long)]
         json: bool,
     },
     /// Delete an image version (NAME:VERSION); gc then reclaims what only it used.
     /// An image a guest stands on is refused (exit 6) unless --force.
     Delete {
+        /// The image version to delete, NAME:VERSION.
+        #[arg(value_name = "NAME:VERSION")]
         image: String,
         /// Delete even if guests stand on it (gc still keeps what they use).
         #[arg(long)]
         force: bool,
+        #[arg(long)]
+        json: bool,
     },
-    /// List images.
+    /// List images: every version, or the versions of image NAME.
     Images {
+        /// Only the versions of this image.
+        name: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -79,9 +95,14 @@ pub enum Command {
         #[arg(value_name = "IMAGE:PATH")]
         target: std::ffi::OsString,
     },
-    /// Export an image to a directory (absent or empty) or a tar file (*.tar, or "-").
+    /// Export an image, or the directory PATH of it, to a directory (absent
+    /// or empty), a tar file (*.tar, *.tar.zst), or "-" (tar on stdout).
     Export {
-        image: String,
+        /// IMAGE[:VERSION][:PATH] (PATH: a directory of the image; default /),
+        /// or a volume guest.
+        #[arg(value_name = "IMAGE[:PATH]")]
+        image: std::ffi::OsString,
+        /// A directory (absent or empty), FILE.tar, FILE.tar.zst, or "-".
         dest: PathBuf,
     },
     /// Show what changed: between two images (IMAGE IMAGE), or what guest NAME
@@ -89,8 +110,13 @@ pub enum Command {
     Diff {
         /// An image, or a guest name.
         from: String,
-        /// An image; for a guest: a checkpoint number or an image (default: its image).
+        /// An image; for a guest: a checkpoint number, another guest (its
+        /// current state) or an image (default: its image).
         to: Option<String>,
+        /// Only counts: paths added, removed, changed in content, in metadata
+        /// (volumes: changed ranges and bytes).
+        #[arg(long)]
+        stat: bool,
         #[arg(long)]
         json: bool,
     },
@@ -115,10 +141,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Roll a guest back to a checkpoint (number or root id prefix).
+    /// Roll a guest back to a checkpoint (its number, or a prefix of its root
+    /// id starting with `b3:`).
     Rollback {
+        /// The guest.
         name: String,
+        /// A checkpoint number (`lvrepo log GUEST`), or `b3:` and a prefix of its root id.
         checkpoint: String,
+        #[arg(long)]
+        json: bool,
         /// A volume guest served over NBD with clients connected: disconnect them
         /// (otherwise the rollback is refused, exit 6).
         #[arg(long)]
@@ -140,8 +171,11 @@ pub enum Command {
         #[arg(long, value_name = "DIR|TAR|REPO")]
         repair_from: Vec<std::path::PathBuf>,
     },
-    /// Remove what no image references.
+    /// Remove what no image, guest or checkpoint references.
     Gc {
+        /// Report what would be removed; remove nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },
@@ -338,7 +372,34 @@ pub enum GuestCmd {
         json: bool,
     },
     /// Delete a guest and its directory (refused while mounted).
-    Rm { name: String },
+    Rm {
+        /// The guest.
+        name: String,
+    },
+    /// Rename a guest (refused while mounted, exit 6). Its directory stays
+    /// where it is; backups made under the old name keep it.
+    Rename {
+        /// The guest's name now.
+        old: String,
+        /// Its new name.
+        new: String,
+    },
+    /// A new guest whose state is a checkpoint of another (an empty overlay
+    /// over it; the source's own objects are copied into the new guest's
+    /// store, the image's stay shared). Without :CHECKPOINT, the source is
+    /// checkpointed first (mounted or not) and that checkpoint is cloned.
+    Clone {
+        /// The source guest, and a checkpoint number.
+        #[arg(value_name = "GUEST[:CHECKPOINT]")]
+        source: String,
+        /// The new guest's name.
+        name: String,
+        /// The new guest's directory [default: /var/lib/lvrepo/guests/NAME].
+        #[arg(long, value_name = "DIR")]
+        overlay: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a guest's own files (STATE, overlay database and data, store);
     /// exit 4 if anything is damaged. Not while mounted.
     Fsck {
@@ -388,8 +449,24 @@ pub enum NbdCmd {
 pub enum CheckpointCmd {
     /// Keep the newest N checkpoints of a guest; reclaim what only the others used.
     Prune {
+        /// The guest (not mounted).
         name: String,
-        #[arg(long)]
+        /// How many of the newest checkpoints to keep (0: none).
+        #[arg(long, value_name = "N")]
         keep: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete one checkpoint of a guest (not mounted) and reclaim what only
+    /// it used. The newest is refused (exit 6); one the guest was rolled back
+    /// to may go: its tree stays as long as the guest's state sits on it.
+    Delete {
+        /// The guest.
+        name: String,
+        /// The checkpoint number.
+        #[arg(value_name = "N")]
+        checkpoint: String,
+        #[arg(long)]
+        json: bool,
     },
 }

@@ -28,6 +28,7 @@ mod dr_stream;
 mod dr_retention;
 mod dr_crash;
 mod lifecycle;
+mod manage;
 mod rollback;
 mod safety;
 

@@ -1,0 +1,158 @@
+//! Commands operators of ostree, restic and zfs expect: `gc --dry-run`,
+//! `images NAME`, `diff --stat`, `export IMAGE:PATH`, `import --exclude` and
+//! `--one-file-system`, `delete --json`.
+
+use std::ffi::OsStr;
+
+use lvrepo_tests::{report, require_root, Lvrepo};
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+fn tree(r: &Lvrepo) -> std::path::PathBuf {
+    let src = r.scratch("src");
+    for d in ["etc/app", "var/cache/apt", "var/log", "usr/lib"] {
+        std::fs::create_dir_all(src.join(d)).unwrap();
+    }
+    for (p, c) in [("etc/app/conf", "c\n"), ("etc/hosts", "h\n"), ("var/cache/apt/x.deb", "deb\n"), ("var/log/syslog.log", "log\n"), ("var/log/keep", "k\n"), ("usr/lib/a.pyc", "pyc\n"), ("usr/lib/a.py", "py\n")] {
+        std::fs::write(src.join(p), c).unwrap();
+    }
+    src
+}
+
+fn paths(r: &Lvrepo, image: &str) -> Vec<String> {
+    let v = r.json(["ls", image, "-R", "--json"]);
+    v.as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn gc_dry_run_removes_nothing_and_says_what_gc_removes() {
+    require_root();
+    let r = Lvrepo::init();
+    let src = tree(&r);
+    r.import(&src, "a:1");
+    std::fs::write(src.join("big"), lvrepo_tests::fixture::pseudo_random(3, 3 << 20)).unwrap();
+    r.import(&src, "a:2");
+    r.ok(["delete", "a:2"]);
+    let before = r.json(["stats", "--json"]);
+    let dry = r.json(["gc", "--dry-run", "--json"]);
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert!(dry["removed_objects"].as_u64().unwrap() > 0, "{dry}");
+    assert_eq!(r.json(["stats", "--json"]), before, "gc --dry-run changed the repository");
+    let text = r.ok(["gc", "-n"]);
+    assert!(text.contains("would remove") && text.contains("dry run"), "{text}");
+    let real = r.json(["gc", "--json"]);
+    for k in ["removed_objects", "removed_bytes", "packs_deleted", "packs_rewritten"] {
+        assert_eq!(dry[k], real[k], "dry run and gc disagree on {k}: {dry} vs {real}");
+    }
+    assert!(real.get("dry_run").is_none(), "{real}");
+    let again = r.json(["gc", "--dry-run", "--json"]);
+    assert_eq!(again["removed_objects"], 0, "{again}");
+}
+
+#[test]
+fn images_of_one_name_and_delete_json() {
+    require_root();
+    let r = Lvrepo::init();
+    let src = tree(&r);
+    r.import(&src, "a:1");
+    r.import(&src, "a:2");
+    r.import(&src, "b:1");
+    let v = r.json(["images", "a", "--json"]);
+    let labels: Vec<String> = v.as_array().unwrap().iter().map(|i| format!("{}:{}", i["name"].as_str().unwrap(), i["version"])).collect();
+    assert_eq!(labels, ["a:1", "a:2"]);
+    let text = r.ok(["images", "b"]);
+    assert!(text.contains("b:1") && !text.contains("a:1"), "{text}");
+    r.fails(["images", "nosuch"], 3);
+    let d = r.json(["delete", "a:1", "--json"]);
+    assert_eq!((d["deleted"]["name"].as_str(), d["deleted"]["version"].as_u64()), (Some("a"), Some(1)), "{d}");
+    assert_eq!(d["guests"], serde_json::json!([]));
+}
+
+#[test]
+fn diff_stat_counts() {
+    require_root();
+    let r = Lvrepo::init();
+    let src = tree(&r);
+    r.import(&src, "a:1");
+    std::fs::write(src.join("etc/hosts"), "changed\n").unwrap();
+    std::fs::write(src.join("etc/new"), "n\n").unwrap();
+    std::fs::remove_file(src.join("usr/lib/a.pyc")).unwrap();
+    r.import(&src, "a:2");
+    let full = r.json(["diff", "a:1", "a:2", "--json"]);
+    let st = r.json(["diff", "a:1", "a:2", "--stat", "--json"]);
+    let n = |c: &str| full.as_array().unwrap().iter().filter(|e| e["change"] == c).count();
+    assert_eq!(st, serde_json::json!({ "added": n("added"), "removed": n("removed"), "content": n("content"), "metadata": n("metadata") }));
+    assert_eq!((n("added"), n("removed"), n("content")), (1, 1, 1));
+    let text = r.ok(["diff", "a:1", "a:2", "--stat"]);
+    assert!(text.starts_with("1 added, 1 removed, 1 changed in content"), "{text}");
+}
+
+#[test]
+fn export_a_subtree() {
+    require_root();
+    let r = Lvrepo::init();
+    let src = tree(&r);
+    r.import(&src, "a:1");
+    let out = r.scratch("etc-out");
+    r.ok([os("export"), os("a:1:/etc"), out.as_os_str()]);
+    assert_eq!(std::fs::read(out.join("app/conf")).unwrap(), b"c\n");
+    assert_eq!(std::fs::read(out.join("hosts")).unwrap(), b"h\n");
+    assert!(!out.join("var").exists() && !out.join("etc").exists());
+    let tar = r.scratch("log.tar");
+    r.ok([os("export"), os("a:1:var/log"), tar.as_os_str()]);
+    r.ok([os("import"), tar.as_os_str(), os("--image"), os("log:1")]);
+    assert_eq!(paths(&r, "log:1"), ["/keep", "/syslog.log"]);
+    let e = r.fails([os("export"), os("a:1:/etc/hosts"), r.scratch("h").as_os_str()], 2);
+    assert!(e.contains("not a directory") && e.contains("cat"), "{e}");
+    r.fails([os("export"), os("a:1:/nope"), r.scratch("n").as_os_str()], 3);
+}
+
+#[test]
+fn import_excludes_patterns_from_directories_and_tar() {
+    require_root();
+    let r = Lvrepo::init();
+    let src = tree(&r);
+    let ex = ["--exclude", "*.log", "--exclude", "/var/cache", "--exclude", "usr/**/*.pyc"];
+    let mut args = vec![os("import"), src.as_os_str(), os("--image"), os("d:1")];
+    args.extend(ex.iter().map(|s| os(s)));
+    r.ok(&args);
+    let want = ["/etc", "/etc/app", "/etc/app/conf", "/etc/hosts", "/usr", "/usr/lib", "/usr/lib/a.py", "/var", "/var/log", "/var/log/keep"];
+    assert_eq!(paths(&r, "d:1"), want);
+    // The same patterns on a tar stream of the same tree.
+    let tar = std::process::Command::new("tar").arg("-C").arg(&src).args(["-cf", "-", "."]).output().unwrap();
+    assert!(tar.status.success(), "{}", report("tar", &tar));
+    let mut args = vec!["import", "-", "--image", "t:1"];
+    args.extend(ex);
+    let out = r.run_stdin(&args, Some(&tar.stdout));
+    assert!(out.status.success(), "{}", report("import - --exclude", &out));
+    assert_eq!(paths(&r, "t:1"), want);
+    let e = r.fails([os("import"), src.as_os_str(), os("--image"), os("x:1"), os("--exclude"), os("[ab")], 2);
+    assert!(e.contains("invalid exclude pattern"), "{e}");
+}
+
+#[test]
+fn import_one_file_system_keeps_mount_points_empty() {
+    require_root();
+    let r = Lvrepo::init();
+    let src = tree(&r);
+    let mnt = src.join("var/tmpfs");
+    std::fs::create_dir(&mnt).unwrap();
+    let st = std::process::Command::new("mount").args(["-t", "tmpfs", "lvrepo-test"]).arg(&mnt).status().unwrap();
+    assert!(st.success(), "mount tmpfs");
+    struct Umount(std::path::PathBuf);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Umount(mnt.clone());
+    std::fs::write(mnt.join("other-fs"), b"x").unwrap();
+    r.ok([os("import"), src.as_os_str(), os("--image"), os("all:1")]);
+    assert!(paths(&r, "all:1").contains(&"/var/tmpfs/other-fs".to_string()));
+    r.ok([os("import"), src.as_os_str(), os("--image"), os("one:1"), os("--one-file-system")]);
+    let p = paths(&r, "one:1");
+    assert!(p.contains(&"/var/tmpfs".to_string()) && !p.iter().any(|x| x.starts_with("/var/tmpfs/")), "{p:?}");
+    assert!(p.contains(&"/etc/hosts".to_string()), "{p:?}");
+}
