@@ -82,6 +82,7 @@ pub enum Command {
     },
     /// List a directory of an image (IMAGE or IMAGE:PATH; IMAGE is NAME or NAME:VERSION).
     Ls {
+        /// The directory: IMAGE[:VERSION][:PATH] (default /).
         #[arg(value_name = "IMAGE[:PATH]")]
         target: std::ffi::OsString,
         /// List recursively.
@@ -92,6 +93,7 @@ pub enum Command {
     },
     /// Write a file of an image to stdout (verified; damaged data is an error).
     Cat {
+        /// The file: IMAGE[:VERSION]:PATH.
         #[arg(value_name = "IMAGE:PATH")]
         target: std::ffi::OsString,
     },
@@ -130,6 +132,7 @@ pub enum Command {
         action: Option<CheckpointCmd>,
         /// The guest.
         name: Option<String>,
+        /// A message recorded with the checkpoint.
         #[arg(short, long, default_value = "")]
         message: String,
         #[arg(long)]
@@ -137,6 +140,7 @@ pub enum Command {
     },
     /// List a guest's checkpoints.
     Log {
+        /// The guest.
         name: String,
         #[arg(long)]
         json: bool,
@@ -186,9 +190,10 @@ pub enum Command {
     },
     /// Mount an image with a private writable overlay, or a guest (FUSE):
     /// `mount IMAGE --overlay DIR MOUNTPOINT` or `mount --guest NAME MOUNTPOINT`.
+    #[command(override_usage = "lvrepo mount [OPTIONS] IMAGE --overlay DIR MOUNTPOINT\n       lvrepo mount [OPTIONS] --guest NAME MOUNTPOINT")]
     Mount {
         /// IMAGE MOUNTPOINT, or just MOUNTPOINT with --guest.
-        #[arg(value_name = "IMAGE] [MOUNTPOINT", num_args = 1..=2, required = true)]
+        #[arg(value_name = "IMAGE|MOUNTPOINT", num_args = 1..=2, required = true)]
         operands: Vec<PathBuf>,
         /// The overlay directory on the guest's own partition (created if absent).
         #[arg(long, value_name = "DIR", conflicts_with = "guest")]
@@ -232,7 +237,10 @@ pub enum Command {
         read_only: bool,
     },
     /// Unmount an lvrepo mount and wait for its daemon to finish writing.
-    Umount { mountpoint: PathBuf },
+    Umount {
+        /// Where the image or guest is mounted.
+        mountpoint: PathBuf,
+    },
     /// Block volumes over NBD: serve a volume guest (read-write), or an image or
     /// a checkpoint (read-only); stop a server.
     #[command(subcommand)]
@@ -241,6 +249,7 @@ pub enum Command {
     /// unless --no-checkpoint, then copy its checkpoints and only the objects
     /// the target lacks. Resumable: a rerun sends only what did not land.
     Backup {
+        /// The guest to back up.
         guest: String,
         /// The backup repository (a local path).
         #[arg(long, value_name = "REPO")]
@@ -257,10 +266,12 @@ pub enum Command {
     /// Rebuild a guest from a backup repository: its checkpoint history, and
     /// its state at a checkpoint (default: the newest).
     Restore {
+        /// The guest, as the backup repository names it.
         guest: String,
         /// The backup repository (a local path).
         #[arg(long, value_name = "REPO")]
         from: PathBuf,
+        /// The checkpoint to restore the state of (default: the newest).
         #[arg(long, value_name = "N")]
         checkpoint: Option<u32>,
         /// Name of the restored guest (default: GUEST).
@@ -274,6 +285,7 @@ pub enum Command {
     },
     /// List the guests' checkpoints a backup repository (--repo) holds.
     Backups {
+        /// Only this guest's checkpoints.
         guest: Option<String>,
         #[arg(long)]
         json: bool,
@@ -297,6 +309,7 @@ pub enum Command {
     /// Apply a stream from FILE or stdin ("-"): images are published, guest
     /// checkpoints recorded as backups; nothing is visible unless all of it verifies.
     Receive {
+        /// The stream: a file, or "-" for stdin.
         #[arg(default_value = "-")]
         input: PathBuf,
         #[arg(long)]
@@ -306,6 +319,7 @@ pub enum Command {
     /// GUEST any rule keeps, forget the others, then gc. Refused (exit 77) on
     /// an append-only repository.
     Forget {
+        /// The guest whose backed-up checkpoints to thin out.
         guest: String,
         /// The newest N.
         #[arg(long, default_value_t = 0, value_name = "N")]
@@ -313,11 +327,13 @@ pub enum Command {
         /// The newest checkpoint of each of the newest N hours that have one.
         #[arg(long, default_value_t = 0, value_name = "N")]
         keep_hourly: u32,
+        /// The newest checkpoint of each of the newest N days (UTC) that have one.
         #[arg(long, default_value_t = 0, value_name = "N")]
         keep_daily: u32,
         /// Weeks start on Monday (UTC).
         #[arg(long, default_value_t = 0, value_name = "N")]
         keep_weekly: u32,
+        /// The newest checkpoint of each of the newest N months (UTC) that have one.
         #[arg(long, default_value_t = 0, value_name = "N")]
         keep_monthly: u32,
         /// Show what would be forgotten; change nothing.
@@ -328,11 +344,13 @@ pub enum Command {
     },
     /// Write man pages (one per command) into a directory.
     Man {
+        /// The directory to write the pages to (created if absent).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
     /// Print a shell completion script.
     Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
 }
@@ -341,7 +359,10 @@ pub enum Command {
 pub enum GuestCmd {
     /// Create a guest from an image, instantly (an empty overlay, no copy).
     Create {
+        /// The new guest's name: letters, digits, '.', '_', '-', starting with
+        /// a letter or digit, not a command's name.
         name: String,
+        /// The image it starts from (without VERSION: the latest).
         #[arg(long, value_name = "IMAGE[:VERSION]")]
         image: String,
         /// The guest's directory on its own partition [default: /var/lib/lvrepo/guests/NAME].
@@ -367,6 +388,7 @@ pub enum GuestCmd {
     },
     /// Show one guest.
     Show {
+        /// The guest.
         name: String,
         #[arg(long)]
         json: bool,
@@ -403,6 +425,7 @@ pub enum GuestCmd {
     /// Check a guest's own files (STATE, overlay database and data, store);
     /// exit 4 if anything is damaged. Not while mounted.
     Fsck {
+        /// The guest (not mounted).
         name: String,
         /// Salvage what is sound and list what was lost.
         #[arg(long)]
@@ -440,6 +463,7 @@ pub enum NbdCmd {
     },
     /// Stop the server of a guest (clients get ESHUTDOWN, writes are flushed).
     Stop {
+        /// The guest whose server to stop.
         #[arg(long, value_name = "NAME")]
         guest: String,
     },
@@ -469,4 +493,30 @@ pub enum CheckpointCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The command tree as users meet it: [`Cli`]'s, with every command's
+/// Examples (`examples.rs`) after its options and a description of each
+/// `--json` flag.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    decorate(Cli::command(), "")
+}
+
+/// Decorate `c` (at `path` below `lvrepo`) and its subcommands; the tree's
+/// depth is the CLI's own (three levels), not input.
+fn decorate(mut c: clap::Command, path: &str) -> clap::Command {
+    if let Some(ex) = crate::examples::examples(path) {
+        let lines: String = ex.lines().map(|l| format!("  {l}\n")).collect();
+        c = c.after_help(format!("Examples:\n{lines}"));
+    }
+    if c.get_arguments().any(|a| a.get_id() == "json" && a.get_help().is_none()) {
+        c = c.mut_arg("json", |a| a.help("Print the result as JSON on stdout (fields: docs/operations.md)"));
+    }
+    let subs: Vec<String> = c.get_subcommands().map(|s| s.get_name().to_string()).collect();
+    for name in subs {
+        let sub_path = if path.is_empty() { name.clone() } else { format!("{path} {name}") };
+        c = c.mut_subcommand(name, |s| decorate(s, &sub_path));
+    }
+    c
 }

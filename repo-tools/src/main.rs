@@ -7,13 +7,14 @@
 mod cli;
 mod control;
 mod cmd;
+mod examples;
 mod mount_helper;
 mod output;
 mod progress;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use lvrepo_fs::ErrorClass;
 
 pub use cli::{Cli, Command};
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
     if std::path::Path::new(&argv0).file_name().is_some_and(|n| n.to_string_lossy().starts_with("mount.")) {
         return mount_helper::main();
     }
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&cli::command().get_matches()).unwrap_or_else(|e| e.exit());
     if !is_daemon(&cli.command) {
         // `lvrepo ls -R | head`: a closed pipe ends the command quietly, as
         // it does every Unix tool (Rust ignores SIGPIPE, so each write would

@@ -156,3 +156,26 @@ fn import_one_file_system_keeps_mount_points_empty() {
     assert!(p.contains(&"/var/tmpfs".to_string()) && !p.iter().any(|x| x.starts_with("/var/tmpfs/")), "{p:?}");
     assert!(p.contains(&"/etc/hosts".to_string()), "{p:?}");
 }
+
+/// `man --out DIR` writes a page per command and subcommand with its
+/// sections, and `--help` of every command ends with Examples.
+#[test]
+fn man_pages_and_help_examples() {
+    let r = Lvrepo::at("/nonexistent-lvrepo-test");
+    let dir = tempfile::tempdir().unwrap();
+    r.ok([os("man"), os("--out"), dir.path().as_os_str()]);
+    for page in ["lvrepo", "lvrepo-guest", "lvrepo-guest-create", "lvrepo-checkpoint-delete", "lvrepo-nbd-serve", "lvrepo-mount"] {
+        let text = std::fs::read_to_string(dir.path().join(format!("{page}.1"))).unwrap_or_else(|e| panic!("{page}.1: {e}"));
+        for sec in [".SH SYNOPSIS", ".SH EXAMPLES", ".SH \"EXIT STATUS\"", ".SH ENVIRONMENT", ".SH FILES"] {
+            assert!(text.contains(sec), "{page}.1 lacks {sec}");
+        }
+    }
+    for cmd in [&["import"][..], &["guest", "create"], &["checkpoint", "prune"], &["mount"]] {
+        let mut args: Vec<&str> = cmd.to_vec();
+        args.push("--help");
+        let help = r.ok(&args);
+        assert!(help.contains("\nExamples:\n  lvrepo "), "lvrepo {cmd:?} --help has no examples:\n{help}");
+    }
+    let help = r.ok(["mount", "--help"]);
+    assert!(help.contains("Usage: lvrepo mount [OPTIONS] IMAGE --overlay DIR MOUNTPOINT"), "{help}");
+}
