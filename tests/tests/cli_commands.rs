@@ -179,3 +179,86 @@ fn man_pages_and_help_examples() {
     let help = r.ok(["mount", "--help"]);
     assert!(help.contains("Usage: lvrepo mount [OPTIONS] IMAGE --overlay DIR MOUNTPOINT"), "{help}");
 }
+
+/// `-v`, `-vv`, `-vvv` each add lines of their level; an invalid
+/// `LVREPO_LOG` is a usage error (exit 2), not ignored.
+#[test]
+fn log_levels_say_something_and_a_bad_filter_is_refused() {
+    require_root();
+    let r = Lvrepo::init();
+    let src = tree(&r);
+    r.import(&src, "a:1");
+    let levels = |v: &[&str]| {
+        let mut args = vec!["cat", "a:1:/etc/hosts"];
+        args.extend(v);
+        let out = r.run(&args);
+        assert!(out.status.success(), "{}", report("cat", &out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert_eq!(levels(&[]), "");
+    let (v1, v2, v3) = (levels(&["-v"]), levels(&["-vv"]), levels(&["-vvv"]));
+    assert!(v1.contains(" INFO ") && !v1.contains(" DEBUG "), "-v:\n{v1}");
+    assert!(v2.contains(" DEBUG ") && !v2.contains(" TRACE "), "-vv:\n{v2}");
+    assert!(v3.contains(" TRACE ") && v3.contains("object read"), "-vvv:\n{v3}");
+    for bad in ["bogus[", "lvrepo=notalevel"] {
+        let out = std::process::Command::new(lvrepo_tests::lvrepo_bin()).env("LVREPO_LOG", bad).arg("--repo").arg(r.repo()).arg("images").output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "LVREPO_LOG={bad}: {}", report("images", &out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("invalid LVREPO_LOG filter"), "{}", report("images", &out));
+    }
+    let out = std::process::Command::new(lvrepo_tests::lvrepo_bin()).env("LVREPO_LOG", "lvrepo_fs=trace").arg("--repo").arg(r.repo()).args(["cat", "a:1:/etc/hosts"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TRACE"), "{}", report("LVREPO_LOG=lvrepo_fs=trace", &out));
+}
+
+/// With stderr the journal stream systemd names in JOURNAL_STREAM, logs go to
+/// journald as structured entries. journald is played by a socket bound at
+/// its address in a private mount namespace (a tmpfs over /run).
+#[test]
+fn logs_go_to_journald_when_stderr_is_the_journal() {
+    require_root();
+    let r = Lvrepo::init();
+    let script = r#"
+import os, socket, subprocess, sys, tempfile
+os.makedirs("/run/systemd/journal", exist_ok=True)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/run/systemd/journal/socket")
+err = tempfile.TemporaryFile()
+st = os.fstat(err.fileno())
+env = dict(os.environ, JOURNAL_STREAM="%d:%d" % (st.st_dev, st.st_ino))
+code = subprocess.call(sys.argv[1:], stderr=err, env=env)
+s.setblocking(False)
+while True:
+    try:
+        d = s.recv(1 << 20)
+    except BlockingIOError:
+        break
+    # journald's native format: KEY=VALUE lines, or KEY, a 64-bit LE length and the value.
+    out, i = [], 0
+    while i < len(d):
+        nl = d.index(b"\n", i)
+        line = d[i:nl]
+        if b"=" in line:
+            out.append(line); i = nl + 1
+        else:
+            n = int.from_bytes(d[nl + 1:nl + 9], "little")
+            out.append(line + b"=" + d[nl + 9:nl + 9 + n]); i = nl + 10 + n
+    sys.stdout.write(b"\n".join(out).decode("utf-8", "replace") + "\n--\n")
+err.seek(0)
+sys.stdout.write("STDERR:" + err.read().decode() + "\nCODE:%d\n" % code)
+"#;
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", "mount -t tmpfs lvrepo-test /run && exec python3 -c \"$0\" \"$@\""])
+        .arg(script)
+        .arg(lvrepo_tests::lvrepo_bin())
+        .args(["-v", "--repo"])
+        .arg(r.repo())
+        .arg("images")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("CODE:0"), "{}", report("unshare … lvrepo images", &out));
+    let entry = text.split("\n--\n").find(|e| e.contains("MESSAGE=repository opened")).unwrap_or_else(|| panic!("no journal entry for 'repository opened':\n{text}"));
+    for field in ["PRIORITY=5", "SYSLOG_IDENTIFIER=lvrepo", &format!("PATH={}", r.repo().display())] {
+        assert!(entry.lines().any(|l| l == field), "journal entry lacks {field}:\n{entry}");
+    }
+    assert!(!text.contains("STDERR:lvrepo") && !text.contains("repository opened path="), "logged to stderr too:\n{text}");
+}

@@ -99,7 +99,9 @@ pub fn repo_path(cli: &Cli) -> Result<PathBuf> {
 
 pub fn open(cli: &Cli, writable: bool) -> Result<Repository> {
     let p = repo_path(cli)?;
-    Repository::open(&p, writable).with_context(|| format!("opening repository {}", p.display()))
+    let repo = Repository::open(&p, writable).with_context(|| format!("opening repository {}", p.display()))?;
+    tracing::info!(path = %p.display(), writable, "repository opened");
+    Ok(repo)
 }
 
 /// Split `IMAGE[:VERSION][:PATH]`: the part after the second colon (or after

@@ -31,6 +31,7 @@ mod lifecycle;
 mod manage;
 mod rollback;
 mod safety;
+mod systemd;
 
 use common::{daemon_pid, is_mounted, lazy_umount, seed, wait_gone, Rng};
 use std::collections::BTreeSet;
