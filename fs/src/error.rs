@@ -90,6 +90,15 @@ pub enum Error {
     DestinationNotEmpty(PathBuf),
     #[error("guest {0} not found")]
     GuestNotFound(String),
+    /// A guest name that cannot be used (see [`crate::guest::check_guest_name`]).
+    #[error("invalid guest name {name:?}: {why} (a guest name is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit)")]
+    BadGuestName { name: String, why: &'static str },
+    /// An `--exclude` pattern that does not parse.
+    #[error("invalid exclude pattern {pattern:?}: {why}")]
+    BadPattern { pattern: String, why: &'static str },
+    /// A checkpoint that cannot be deleted, and why.
+    #[error("checkpoint {checkpoint} of guest {guest} cannot be deleted: {why}")]
+    CheckpointInUse { guest: String, checkpoint: u32, why: &'static str },
     #[error("guest {0} already exists")]
     GuestExists(String),
     #[error("guest {0} is busy (mounted, or another command works on it)")]
@@ -198,9 +207,9 @@ impl Error {
             // messages name their kind first, as `db_damage` reads them).
             Error::Overlay { why, .. } if why.contains("Corruption: ") => ErrorClass::Damaged,
             Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) | Error::BackupConflict { .. } | Error::AlreadyReceived => ErrorClass::Exists,
-            Error::GuestBusy(_) | Error::ImageInUse { .. } => ErrorClass::Busy,
+            Error::GuestBusy(_) | Error::ImageInUse { .. } | Error::CheckpointInUse { .. } => ErrorClass::Busy,
             Error::NotPermitted(_) | Error::AppendOnly(_) => ErrorClass::NotPermitted,
-            Error::BadImageName(_) => ErrorClass::Usage,
+            Error::BadImageName(_) | Error::BadGuestName { .. } | Error::BadPattern { .. } => ErrorClass::Usage,
             Error::Locked(_) => ErrorClass::Busy,
             _ => ErrorClass::Other,
         }

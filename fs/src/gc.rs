@@ -34,6 +34,9 @@ pub struct GcReport {
     /// Repository size on disk before and after: the space really reclaimed.
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// A `--dry-run` report: nothing was removed; `bytes_after` is an estimate.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// Abort here if the named failpoint is set (crash tests).
@@ -53,6 +56,45 @@ pub fn failpoint(name: &str) {
 pub fn gc_repository(repo: &Repository, progress: &dyn Progress) -> Result<GcReport> {
     repo.writable()?;
     let _guard = crate::repo::GcGuard::take(repo.path(), true)?;
+    let live = mark_repository(repo, progress)?;
+    sweep(repo, live, progress)
+}
+
+/// What [`gc_repository`] would remove, removing nothing (no lock taken:
+/// the report is of this moment).
+pub fn gc_repository_dry_run(repo: &Repository, progress: &dyn Progress) -> Result<GcReport> {
+    let live = mark_repository(repo, progress)?;
+    let packs = repo.packs();
+    let entries = packs.entries()?;
+    let mut r = GcReport { bytes_before: repo.disk_usage()?, dry_run: true, ..Default::default() };
+    for (id, e) in &entries {
+        if live.contains(id) {
+            r.live_objects += 1;
+        } else {
+            r.removed_objects += 1;
+            r.removed_bytes += u64::from(e.stored_len);
+        }
+    }
+    let (rewrite, live_bytes) = packs_to_rewrite(repo, &entries, &live)?;
+    let mut freed = 0;
+    for p in packs.packs()? {
+        let len = std::fs::metadata(packs.pack_path(p)).map(|m| m.len()).unwrap_or(0);
+        let kept = live_bytes.get(&p).copied().unwrap_or(0);
+        if kept == 0 && Some(p) != packs.current_pack() {
+            r.packs_deleted += 1;
+            freed += len;
+        } else if rewrite.contains(&p) {
+            r.packs_rewritten += 1;
+            freed += len.saturating_sub(PACK_HEADER_LEN + kept);
+        }
+    }
+    r.bytes_after = r.bytes_before.saturating_sub(freed);
+    Ok(r)
+}
+
+/// Every object the repository's images and its guests (base and
+/// checkpoints, through each guest's store) reach.
+fn mark_repository(repo: &Repository, progress: &dyn Progress) -> Result<HashSet<Digest>> {
     let mut guests = Vec::new();
     for g in crate::guest::list(repo.path())? {
         if !g.dir.exists() {
@@ -64,13 +106,18 @@ pub fn gc_repository(repo: &Repository, progress: &dyn Progress) -> Result<GcRep
         guests.push((h.roots()?, store));
     }
     let extra: Vec<(&dyn ObjectStore, TreeId)> = guests.iter().flat_map(|(roots, s)| roots.iter().map(move |r| (&**s as &dyn ObjectStore, *r))).collect();
-    gc(repo, &extra, progress)
+    mark(repo, &extra, progress)
 }
 
 /// Collect `repo`, keeping everything its images reference plus everything
 /// reachable from `extra` roots, each read through its own store (a guest's
 /// checkpoints reference objects in the shared repository and in its own).
 pub fn gc(repo: &Repository, extra: &[(&dyn ObjectStore, TreeId)], progress: &dyn Progress) -> Result<GcReport> {
+    let live = mark(repo, extra, progress)?;
+    sweep(repo, live, progress)
+}
+
+fn mark(repo: &Repository, extra: &[(&dyn ObjectStore, TreeId)], progress: &dyn Progress) -> Result<HashSet<Digest>> {
     let mut live: HashSet<Digest> = HashSet::new();
     for img in repo.images()? {
         progress.note(&format!("marking {}", img.label()));
@@ -79,7 +126,7 @@ pub fn gc(repo: &Repository, extra: &[(&dyn ObjectStore, TreeId)], progress: &dy
     for (store, r) in extra {
         crate::reach::mark(*store, r, &mut live)?;
     }
-    sweep(repo, live, progress)
+    Ok(live)
 }
 
 /// Collect `repo` (a guest-local store) keeping what `roots` reach when read
@@ -95,16 +142,14 @@ pub fn gc_marking(repo: &Repository, marking: &dyn ObjectStore, roots: &[TreeId]
     sweep(repo, live, progress)
 }
 
-fn sweep(repo: &Repository, live: HashSet<Digest>, progress: &dyn Progress) -> Result<GcReport> {
-    repo.writable()?;
-    repo.refuse_if_append_only()?;
-    let mut report = GcReport { bytes_before: repo.disk_usage()?, ..Default::default() };
+/// The packs a sweep rewrites (garbage is at least a tenth of the pack),
+/// and the live bytes of every pack.
+fn packs_to_rewrite(repo: &Repository, entries: &[(Digest, IndexEntry)], live: &HashSet<Digest>) -> Result<(HashSet<u32>, HashMap<u32, u64>)> {
     let packs = repo.packs();
-    let entries = packs.entries()?;
     // Garbage per pack is measured against the pack file's size, not the index:
     // bytes whose index entries an earlier gc dropped still count.
     let mut live_bytes: HashMap<u32, u64> = HashMap::new();
-    for (id, e) in &entries {
+    for (id, e) in entries {
         if live.contains(id) {
             *live_bytes.entry(e.pack).or_default() += u64::from(e.stored_len) + RECORD_HEADER_LEN as u64;
         }
@@ -115,12 +160,21 @@ fn sweep(repo: &Repository, live: HashSet<Digest>, progress: &dyn Progress) -> R
         let len = std::fs::metadata(packs.pack_path(p)).map(|m| m.len()).unwrap_or(0);
         let live_b = live_bytes.get(&p).copied().unwrap_or(0);
         let dead = len.saturating_sub(PACK_HEADER_LEN + live_b);
-        // Rewrite packs where garbage is at least a tenth of the pack.
         if live_b > 0 && dead * 10 >= len && Some(p) != current {
             rewrite.insert(p);
         }
     }
-    let per_pack = live_bytes;
+    Ok((rewrite, live_bytes))
+}
+
+fn sweep(repo: &Repository, live: HashSet<Digest>, progress: &dyn Progress) -> Result<GcReport> {
+    repo.writable()?;
+    repo.refuse_if_append_only()?;
+    let mut report = GcReport { bytes_before: repo.disk_usage()?, ..Default::default() };
+    let packs = repo.packs();
+    let entries = packs.entries()?;
+    let current = packs.current_pack();
+    let (rewrite, per_pack) = packs_to_rewrite(repo, &entries, &live)?;
     progress.set_total(rewrite.iter().map(|p| per_pack.get(p).copied().unwrap_or(0)).sum());
     for (id, e) in &entries {
         if rewrite.contains(&e.pack) && live.contains(id) {

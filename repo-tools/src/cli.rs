@@ -48,24 +48,41 @@ pub enum Command {
         /// All-zero blocks are not stored. Serve its guests with `lvrepo nbd serve`.
         #[arg(long)]
         volume: bool,
+        /// Leave out what matches PATTERN (repeatable): a name (`*.log`,
+        /// `cache`) at any depth, or a path from the source's root when it
+        /// has a `/` (`/var/cache`, `usr/**/*.pyc`); `*`, `?`, `[a-z]`, `**`
+        /// (also across `/`), `\` escapes. An excluded directory goes whole.
+        #[arg(long, value_name = "PATTERN")]
+        exclude: Vec<std::ffi::OsString>,
+        /// Do not descend into directories on other filesystems than the
+        /// source directory's (mount points are kept, empty).
+        #[arg(long, short = 'x')]
+        one_file_system: bool,
         #[arg(long)]
         json: bool,
     },
     /// Delete an image version (NAME:VERSION); gc then reclaims what only it used.
     /// An image a guest stands on is refused (exit 6) unless --force.
     Delete {
+        /// The image version to delete, NAME:VERSION.
+        #[arg(value_name = "NAME:VERSION")]
         image: String,
         /// Delete even if guests stand on it (gc still keeps what they use).
         #[arg(long)]
         force: bool,
+        #[arg(long)]
+        json: bool,
     },
-    /// List images.
+    /// List images: every version, or the versions of image NAME.
     Images {
+        /// Only the versions of this image.
+        name: Option<String>,
         #[arg(long)]
         json: bool,
     },
     /// List a directory of an image (IMAGE or IMAGE:PATH; IMAGE is NAME or NAME:VERSION).
     Ls {
+        /// The directory: IMAGE[:VERSION][:PATH] (default /).
         #[arg(value_name = "IMAGE[:PATH]")]
         target: std::ffi::OsString,
         /// List recursively.
@@ -76,6 +93,7 @@ pub enum Command {
     },
     /// Write a file of an image to stdout (verified; damaged data is an error).
     Cat {
+        /// The file: IMAGE[:VERSION]:PATH.
         #[arg(value_name = "IMAGE:PATH")]
         target: std::ffi::OsString,
     },
@@ -97,9 +115,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Export an image to a directory (absent or empty) or a tar file (*.tar, or "-").
+    /// Export an image, or the directory PATH of it, to a directory (absent
+    /// or empty), a tar file (*.tar, *.tar.zst), or "-" (tar on stdout).
     Export {
-        image: String,
+        /// IMAGE[:VERSION][:PATH] (PATH: a directory of the image; default /),
+        /// or a volume guest.
+        #[arg(value_name = "IMAGE[:PATH]")]
+        image: std::ffi::OsString,
+        /// A directory (absent or empty), FILE.tar, FILE.tar.zst, or "-".
         dest: PathBuf,
     },
     /// Show what changed: between two images (IMAGE IMAGE), or what guest NAME
@@ -107,8 +130,13 @@ pub enum Command {
     Diff {
         /// An image, or a guest name.
         from: String,
-        /// An image; for a guest: a checkpoint number or an image (default: its image).
+        /// An image; for a guest: a checkpoint number, another guest (its
+        /// current state) or an image (default: its image).
         to: Option<String>,
+        /// Only counts: paths added, removed, changed in content, in metadata
+        /// (volumes: changed ranges and bytes).
+        #[arg(long)]
+        stat: bool,
         #[arg(long)]
         json: bool,
     },
@@ -122,6 +150,7 @@ pub enum Command {
         action: Option<CheckpointCmd>,
         /// The guest.
         name: Option<String>,
+        /// A message recorded with the checkpoint.
         #[arg(short, long, default_value = "")]
         message: String,
         #[arg(long)]
@@ -129,14 +158,20 @@ pub enum Command {
     },
     /// List a guest's checkpoints.
     Log {
+        /// The guest.
         name: String,
         #[arg(long)]
         json: bool,
     },
-    /// Roll a guest back to a checkpoint (number or root id prefix).
+    /// Roll a guest back to a checkpoint (its number, or a prefix of its root
+    /// id starting with `b3:`).
     Rollback {
+        /// The guest.
         name: String,
+        /// A checkpoint number (`lvrepo log GUEST`), or `b3:` and a prefix of its root id.
         checkpoint: String,
+        #[arg(long)]
+        json: bool,
         /// A volume guest served over NBD with clients connected: disconnect them
         /// (otherwise the rollback is refused, exit 6).
         #[arg(long)]
@@ -158,8 +193,11 @@ pub enum Command {
         #[arg(long, value_name = "DIR|TAR|REPO")]
         repair_from: Vec<std::path::PathBuf>,
     },
-    /// Remove what no image references.
+    /// Remove what no image, guest or checkpoint references.
     Gc {
+        /// Report what would be removed; remove nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },
@@ -170,9 +208,10 @@ pub enum Command {
     },
     /// Mount an image with a private writable overlay, or a guest (FUSE):
     /// `mount IMAGE --overlay DIR MOUNTPOINT` or `mount --guest NAME MOUNTPOINT`.
+    #[command(override_usage = "lvrepo mount [OPTIONS] IMAGE --overlay DIR MOUNTPOINT\n       lvrepo mount [OPTIONS] --guest NAME MOUNTPOINT")]
     Mount {
         /// IMAGE MOUNTPOINT, or just MOUNTPOINT with --guest.
-        #[arg(value_name = "IMAGE] [MOUNTPOINT", num_args = 1..=2, required = true)]
+        #[arg(value_name = "IMAGE|MOUNTPOINT", num_args = 1..=2, required = true)]
         operands: Vec<PathBuf>,
         /// The overlay directory on the guest's own partition (created if absent).
         #[arg(long, value_name = "DIR", conflicts_with = "guest")]
@@ -226,7 +265,10 @@ pub enum Command {
         file_cache_mib: u64,
     },
     /// Unmount an lvrepo mount and wait for its daemon to finish writing.
-    Umount { mountpoint: PathBuf },
+    Umount {
+        /// Where the image or guest is mounted.
+        mountpoint: PathBuf,
+    },
     /// Block volumes over NBD: serve a volume guest (read-write), or an image or
     /// a checkpoint (read-only); stop a server.
     #[command(subcommand)]
@@ -235,6 +277,7 @@ pub enum Command {
     /// unless --no-checkpoint, then copy its checkpoints and only the objects
     /// the target lacks. Resumable: a rerun sends only what did not land.
     Backup {
+        /// The guest to back up.
         guest: String,
         /// The backup repository (a local path).
         #[arg(long, value_name = "REPO")]
@@ -251,10 +294,12 @@ pub enum Command {
     /// Rebuild a guest from a backup repository: its checkpoint history, and
     /// its state at a checkpoint (default: the newest).
     Restore {
+        /// The guest, as the backup repository names it.
         guest: String,
         /// The backup repository (a local path).
         #[arg(long, value_name = "REPO")]
         from: PathBuf,
+        /// The checkpoint to restore the state of (default: the newest).
         #[arg(long, value_name = "N")]
         checkpoint: Option<u32>,
         /// Name of the restored guest (default: GUEST).
@@ -268,6 +313,7 @@ pub enum Command {
     },
     /// List the guests' checkpoints a backup repository (--repo) holds.
     Backups {
+        /// Only this guest's checkpoints.
         guest: Option<String>,
         #[arg(long)]
         json: bool,
@@ -291,6 +337,7 @@ pub enum Command {
     /// Apply a stream from FILE or stdin ("-"): images are published, guest
     /// checkpoints recorded as backups; nothing is visible unless all of it verifies.
     Receive {
+        /// The stream: a file, or "-" for stdin.
         #[arg(default_value = "-")]
         input: PathBuf,
         #[arg(long)]
@@ -300,6 +347,7 @@ pub enum Command {
     /// GUEST any rule keeps, forget the others, then gc. Refused (exit 77) on
     /// an append-only repository.
     Forget {
+        /// The guest whose backed-up checkpoints to thin out.
         guest: String,
         /// The newest N.
         #[arg(long, default_value_t = 0, value_name = "N")]
@@ -307,11 +355,13 @@ pub enum Command {
         /// The newest checkpoint of each of the newest N hours that have one.
         #[arg(long, default_value_t = 0, value_name = "N")]
         keep_hourly: u32,
+        /// The newest checkpoint of each of the newest N days (UTC) that have one.
         #[arg(long, default_value_t = 0, value_name = "N")]
         keep_daily: u32,
         /// Weeks start on Monday (UTC).
         #[arg(long, default_value_t = 0, value_name = "N")]
         keep_weekly: u32,
+        /// The newest checkpoint of each of the newest N months (UTC) that have one.
         #[arg(long, default_value_t = 0, value_name = "N")]
         keep_monthly: u32,
         /// Show what would be forgotten; change nothing.
@@ -322,11 +372,13 @@ pub enum Command {
     },
     /// Write man pages (one per command) into a directory.
     Man {
+        /// The directory to write the pages to (created if absent).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
     /// Print a shell completion script.
     Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
 }
@@ -335,7 +387,10 @@ pub enum Command {
 pub enum GuestCmd {
     /// Create a guest from an image, instantly (an empty overlay, no copy).
     Create {
+        /// The new guest's name: letters, digits, '.', '_', '-', starting with
+        /// a letter or digit, not a command's name.
         name: String,
+        /// The image it starts from (without VERSION: the latest).
         #[arg(long, value_name = "IMAGE[:VERSION]")]
         image: String,
         /// The guest's directory on its own partition [default: /var/lib/lvrepo/guests/NAME].
@@ -361,15 +416,44 @@ pub enum GuestCmd {
     },
     /// Show one guest.
     Show {
+        /// The guest.
         name: String,
         #[arg(long)]
         json: bool,
     },
     /// Delete a guest and its directory (refused while mounted).
-    Rm { name: String },
+    Rm {
+        /// The guest.
+        name: String,
+    },
+    /// Rename a guest (refused while mounted, exit 6). Its directory stays
+    /// where it is; backups made under the old name keep it.
+    Rename {
+        /// The guest's name now.
+        old: String,
+        /// Its new name.
+        new: String,
+    },
+    /// A new guest whose state is a checkpoint of another (an empty overlay
+    /// over it; the source's own objects are copied into the new guest's
+    /// store, the image's stay shared). Without :CHECKPOINT, the source is
+    /// checkpointed first (mounted or not) and that checkpoint is cloned.
+    Clone {
+        /// The source guest, and a checkpoint number.
+        #[arg(value_name = "GUEST[:CHECKPOINT]")]
+        source: String,
+        /// The new guest's name.
+        name: String,
+        /// The new guest's directory [default: /var/lib/lvrepo/guests/NAME].
+        #[arg(long, value_name = "DIR")]
+        overlay: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a guest's own files (STATE, overlay database and data, store);
     /// exit 4 if anything is damaged. Not while mounted.
     Fsck {
+        /// The guest (not mounted).
         name: String,
         /// Salvage what is sound and list what was lost.
         #[arg(long)]
@@ -407,6 +491,7 @@ pub enum NbdCmd {
     },
     /// Stop the server of a guest (clients get ESHUTDOWN, writes are flushed).
     Stop {
+        /// The guest whose server to stop.
         #[arg(long, value_name = "NAME")]
         guest: String,
     },
@@ -416,8 +501,50 @@ pub enum NbdCmd {
 pub enum CheckpointCmd {
     /// Keep the newest N checkpoints of a guest; reclaim what only the others used.
     Prune {
+        /// The guest (not mounted).
         name: String,
-        #[arg(long)]
+        /// How many of the newest checkpoints to keep (0: none).
+        #[arg(long, value_name = "N")]
         keep: usize,
+        #[arg(long)]
+        json: bool,
     },
+    /// Delete one checkpoint of a guest (not mounted) and reclaim what only
+    /// it used. The newest is refused (exit 6); one the guest was rolled back
+    /// to may go: its tree stays as long as the guest's state sits on it.
+    Delete {
+        /// The guest.
+        name: String,
+        /// The checkpoint number.
+        #[arg(value_name = "N")]
+        checkpoint: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The command tree as users meet it: [`Cli`]'s, with every command's
+/// Examples (`examples.rs`) after its options and a description of each
+/// `--json` flag.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    decorate(Cli::command(), "")
+}
+
+/// Decorate `c` (at `path` below `lvrepo`) and its subcommands; the tree's
+/// depth is the CLI's own (three levels), not input.
+fn decorate(mut c: clap::Command, path: &str) -> clap::Command {
+    if let Some(ex) = crate::examples::examples(path) {
+        let lines: String = ex.lines().map(|l| format!("  {l}\n")).collect();
+        c = c.after_help(format!("Examples:\n{lines}"));
+    }
+    if c.get_arguments().any(|a| a.get_id() == "json" && a.get_help().is_none()) {
+        c = c.mut_arg("json", |a| a.help("Print the result as JSON on stdout (fields: docs/operations.md)"));
+    }
+    let subs: Vec<String> = c.get_subcommands().map(|s| s.get_name().to_string()).collect();
+    for name in subs {
+        let sub_path = if path.is_empty() { name.clone() } else { format!("{path} {name}") };
+        c = c.mut_subcommand(name, |s| decorate(s, &sub_path));
+    }
+    c
 }

@@ -7,13 +7,15 @@
 mod cli;
 mod control;
 mod cmd;
+mod examples;
+mod logging;
 mod mount_helper;
 mod output;
 mod progress;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use lvrepo_fs::ErrorClass;
 
 pub use cli::{Cli, Command};
@@ -48,7 +50,7 @@ fn main() -> ExitCode {
     if std::path::Path::new(&argv0).file_name().is_some_and(|n| n.to_string_lossy().starts_with("mount.")) {
         return mount_helper::main();
     }
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&cli::command().get_matches()).unwrap_or_else(|e| e.exit());
     if !is_daemon(&cli.command) {
         // `lvrepo ls -R | head`: a closed pipe ends the command quietly, as
         // it does every Unix tool (Rust ignores SIGPIPE, so each write would
@@ -57,8 +59,15 @@ fn main() -> ExitCode {
         // SAFETY: restoring the default disposition of one signal.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
-    init_tracing(cli.verbose, cli.quiet);
-    match cmd::run(&cli) {
+    if let Err(e) = logging::init(cli.verbose, cli.quiet) {
+        eprintln!("lvrepo: {e}");
+        return ExitCode::from(exit::USAGE);
+    }
+    let start = std::time::Instant::now();
+    tracing::debug!(version = env!("CARGO_PKG_VERSION"), args = ?std::env::args_os().skip(1).collect::<Vec<_>>(), "lvrepo starting");
+    let r = cmd::run(&cli);
+    tracing::debug!(ms = start.elapsed().as_millis() as u64, ok = r.is_ok(), "lvrepo finished");
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let code = exit_code(&err);
@@ -102,20 +111,4 @@ pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
         }
     }
     exit::ERROR
-}
-
-fn init_tracing(verbose: u8, quiet: bool) {
-    use tracing_subscriber::EnvFilter;
-    let default = match (quiet, verbose) {
-        (true, _) => "error",
-        (_, 0) => "warn",
-        (_, 1) => "info",
-        (_, 2) => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_env("LVREPO_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    // A daemon's stderr is its log file on the overlay partition: when that is
-    // full, a failed log write must not turn into a panic (eprintln).
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).with_target(false).log_internal_errors(false).init();
 }

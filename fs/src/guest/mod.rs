@@ -13,11 +13,13 @@
 
 pub mod fold;
 pub mod fsck;
+mod manage;
 mod ops;
 mod view;
 mod volume;
 
 pub use ops::{Checkpoint, GuestHandle, CHECKPOINT as CHECKPOINT_REF};
+pub use manage::{clone_checkpoint, fold_pair, rename};
 pub use view::CheckpointView;
 pub use volume::{changed_ranges, Range};
 
@@ -51,9 +53,31 @@ pub struct GuestState {
     pub generation: u64,
 }
 
-/// Guest names: like image names.
+/// Guest names: 1-128 letters, digits, `.`, `_` and `-`, starting with a
+/// letter or digit (a name is a file name in the registry, and must not read
+/// as an option or a hidden file).
 pub fn valid_guest_name(n: &str) -> bool {
-    !n.is_empty() && n.len() <= 128 && !n.starts_with('.') && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    check_guest_name(n).is_ok()
+}
+
+/// [`valid_guest_name`], saying what is wrong.
+pub fn check_guest_name(n: &str) -> Result<()> {
+    let why = if n.is_empty() {
+        "empty"
+    } else if n.len() > 128 {
+        "longer than 128 characters"
+    } else if n.contains('/') {
+        "contains '/'"
+    } else if n.starts_with('-') {
+        "starts with '-'"
+    } else if n.starts_with('.') {
+        "starts with '.'"
+    } else if !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        "contains a character other than letters, digits, '.', '_' and '-'"
+    } else {
+        return Ok(());
+    };
+    Err(Error::BadGuestName { name: n.to_string(), why })
 }
 
 fn registry_dir(repo: &Path) -> PathBuf {
@@ -77,7 +101,11 @@ pub fn list(repo: &Path) -> Result<Vec<GuestRecord>> {
         let p = ent.path();
         if p.extension().is_some_and(|e| e == "json") {
             let text = std::fs::read(&p).map_err(|e| Error::io("reading", &p, e))?;
-            out.push(serde_json::from_slice(&text).map_err(|_| Error::BadFile { what: "guest record", path: p.clone() })?);
+            let mut rec: GuestRecord = serde_json::from_slice(&text).map_err(|_| Error::BadFile { what: "guest record", path: p.clone() })?;
+            if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
+                rec.name = stem.to_string();
+            }
+            out.push(rec);
         }
     }
     out.sort_by(|a: &GuestRecord, b| a.name.cmp(&b.name));
@@ -85,9 +113,14 @@ pub fn list(repo: &Path) -> Result<Vec<GuestRecord>> {
 }
 
 pub fn find(repo: &Path, name: &str) -> Result<GuestRecord> {
+    if !valid_guest_name(name) {
+        // Never a path outside the registry (`a/../../x`).
+        return Err(Error::GuestNotFound(name.to_string()));
+    }
     let p = record_path(repo, name);
     match std::fs::read(&p) {
-        Ok(t) => serde_json::from_slice(&t).map_err(|_| Error::BadFile { what: "guest record", path: p.clone() }),
+        // The file's name is the guest's (a rename renames the file first).
+        Ok(t) => serde_json::from_slice(&t).map(|r: GuestRecord| GuestRecord { name: name.to_string(), ..r }).map_err(|_| Error::BadFile { what: "guest record", path: p.clone() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::GuestNotFound(name.to_string())),
         Err(e) => Err(Error::io("reading", p, e)),
     }

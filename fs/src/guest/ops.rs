@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{find, lock, register, valid_guest_name, write_atomic, GuestLock, GuestRecord, GuestState};
+use super::{check_guest_name, find, lock, register, write_atomic, GuestLock, GuestRecord, GuestState};
 use crate::diff::{diff_trees, DiffEntry};
 use crate::digest::{ImageId, TreeId};
 use crate::error::{Error, Result};
@@ -39,9 +39,7 @@ impl GuestHandle {
     /// the guest is registered (restore puts its checkpoints there). If it
     /// fails, the directory is left as it was, as for any failed create.
     pub fn create_filled(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path, fill: impl FnOnce(&Repository) -> Result<()>) -> Result<GuestHandle> {
-        if !valid_guest_name(name) {
-            return Err(Error::BadImageName(name.to_string()));
-        }
+        check_guest_name(name)?;
         if find(repo.path(), name).is_ok() {
             return Err(Error::GuestExists(name.to_string()));
         }

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use super::filter::ImportFilter;
 use super::walk::{rel_path, walk};
 use super::{link_label, precheck, publish, ImportStats, ImportTarget, Progress};
 use crate::chunker::CHUNK_SIZE;
@@ -27,15 +28,24 @@ const READ_BLOCK: u64 = 16 * CHUNK_SIZE;
 
 /// Import the directory `src` as a new image.
 pub fn import_dir(repo: &Repository, src: &Path, target: &ImportTarget, progress: &dyn Progress) -> Result<(ImageRecord, ImportStats)> {
+    import_dir_filtered(repo, src, target, &ImportFilter::default(), progress)
+}
+
+/// [`import_dir`], leaving out what `filter` excludes.
+pub fn import_dir_filtered(repo: &Repository, src: &Path, target: &ImportTarget, filter: &ImportFilter, progress: &dyn Progress) -> Result<(ImageRecord, ImportStats)> {
     precheck(repo, target)?;
-    let (root, stats) = store_dir(repo.objects(), src, progress)?;
+    let (root, stats) = store_dir_filtered(repo.objects(), src, filter, progress)?;
     let rec = publish(repo, target, root, &stats)?;
     Ok((rec, stats))
 }
 
 /// Store `src` as a root tree in `store` (no image is published).
 pub fn store_dir(store: &dyn ObjectStore, src: &Path, progress: &dyn Progress) -> Result<(crate::digest::TreeId, ImportStats)> {
-    let mut nodes = walk(store, src, progress)?;
+    store_dir_filtered(store, src, &ImportFilter::default(), progress)
+}
+
+fn store_dir_filtered(store: &dyn ObjectStore, src: &Path, filter: &ImportFilter, progress: &dyn Progress) -> Result<(crate::digest::TreeId, ImportStats)> {
+    let mut nodes = walk(store, src, filter, progress)?;
 
     // Hardlink sets: inodes seen more than once inside the tree.
     let mut sets: HashMap<(u64, u64), Vec<usize>> = HashMap::new();

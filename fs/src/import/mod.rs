@@ -4,12 +4,14 @@
 //! garbage that `gc` reclaims) and never damages existing images.
 
 pub(crate) mod dir;
+mod filter;
 pub(crate) mod tar;
 mod volume;
 mod walk;
 
-pub use self::dir::import_dir;
-pub use self::tar::import_tar;
+pub use self::dir::{import_dir, import_dir_filtered};
+pub use self::filter::{ImportFilter, Pattern};
+pub use self::tar::{import_tar, import_tar_filtered};
 pub use self::volume::{import_volume, store_volume};
 
 use crate::digest::{ImageId, TreeId};

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
+use super::filter::ImportFilter;
 use super::{link_label, precheck, publish, ImportStats, ImportTarget, Progress};
 use crate::chunker::CHUNK_SIZE;
 use crate::error::{Error, Result};
@@ -57,8 +58,14 @@ impl DNode {
 
 /// Import a tar stream as a new image.
 pub fn import_tar(repo: &Repository, input: impl Read, target: &ImportTarget, progress: &dyn Progress) -> Result<(ImageRecord, ImportStats)> {
+    import_tar_filtered(repo, input, target, &ImportFilter::default(), progress)
+}
+
+/// [`import_tar`], leaving out the entries `filter` excludes (and those
+/// below an excluded directory; a hardlink to an excluded file too).
+pub fn import_tar_filtered(repo: &Repository, input: impl Read, target: &ImportTarget, filter: &ImportFilter, progress: &dyn Progress) -> Result<(ImageRecord, ImportStats)> {
     precheck(repo, target)?;
-    let (root, stats) = store_tar(repo.objects(), input, progress)?;
+    let (root, stats) = store_tar_filtered(repo.objects(), input, filter, progress)?;
     let rec = publish(repo, target, root, &stats)?;
     Ok((rec, stats))
 }
@@ -81,7 +88,11 @@ impl<R: Read> Read for Tail<R> {
     }
 }
 
-pub fn store_tar(store: &dyn ObjectStore, mut input: impl Read, progress: &dyn Progress) -> Result<(crate::digest::TreeId, ImportStats)> {
+pub fn store_tar(store: &dyn ObjectStore, input: impl Read, progress: &dyn Progress) -> Result<(crate::digest::TreeId, ImportStats)> {
+    store_tar_filtered(store, input, &ImportFilter::default(), progress)
+}
+
+fn store_tar_filtered(store: &dyn ObjectStore, mut input: impl Read, filter: &ImportFilter, progress: &dyn Progress) -> Result<(crate::digest::TreeId, ImportStats)> {
     // Not a tar at all (a wrong file, binary garbage): one clear line,
     // before the tar reader's messages quote the garbage.
     let mut first = [0u8; 512];
@@ -132,6 +143,9 @@ pub fn store_tar(store: &dyn ObjectStore, mut input: impl Read, progress: &dyn P
             return Err(unsafe_entry("PAX size overrides are not supported"));
         }
         let comps = normalize(&raw_path).ok_or_else(|| unsafe_entry("path has a '..' component"))?;
+        if filter.excludes_within(&comps) || etype == T::Link && normalize(&link_target).is_some_and(|t| filter.excludes_within(&t)) {
+            continue;
+        }
         // A PAX number that does not parse (or does not fit a uid) is an
         // error, never silently replaced by the header's value.
         let num = |key: &[u8], why| match ext(key) {

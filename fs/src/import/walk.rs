@@ -21,6 +21,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use super::dir::{entry_from, store_file};
+use super::filter::ImportFilter;
 use super::Progress;
 use crate::error::{Error, Result};
 use crate::object::ObjectStore;
@@ -53,7 +54,7 @@ struct Level {
 
 /// The arena of everything below `src` (the root first; `src` itself is
 /// followed if it is a symlink, nothing below it is).
-pub(super) fn walk(store: &dyn ObjectStore, src: &Path, progress: &dyn Progress) -> Result<Vec<Node>> {
+pub(super) fn walk(store: &dyn ObjectStore, src: &Path, filter: &ImportFilter, progress: &dyn Progress) -> Result<Vec<Node>> {
     let meta = std::fs::metadata(src).map_err(|e| Error::io("reading", src, e))?;
     if !meta.is_dir() {
         return Err(Error::NotSupported { path: src.display().to_string(), why: "not a directory" });
@@ -65,7 +66,8 @@ pub(super) fn walk(store: &dyn ObjectStore, src: &Path, progress: &dyn Progress)
     let mut nodes = vec![root];
     let fd = open_dir(None, src.as_os_str().as_bytes()).map_err(|e| Error::io("opening", src, e))?;
     check_same(&fd, (meta.dev(), meta.ino())).map_err(|e| Error::io("opening", src, e))?;
-    let subdirs = list(store, &mut nodes, 0, &fd, src, progress)?;
+    let scope = Scope { filter, dev: meta.dev() };
+    let subdirs = list(store, &mut nodes, 0, &fd, src, &scope, progress)?;
     let mut stack = vec![Level { fd: Some(fd), id: (meta.dev(), meta.ino()), node: 0, subdirs: subdirs.into_iter() }];
     while let Some(level) = stack.last_mut() {
         let Some(fd) = level.fd.as_ref().map(AsRawFd::as_raw_fd) else {
@@ -86,7 +88,7 @@ pub(super) fn walk(store: &dyn ObjectStore, src: &Path, progress: &dyn Progress)
         let err = |e| Error::io("opening", shown(&nodes, src, idx), e);
         let sub = open_dir(Some(fd), &name).map_err(err)?;
         check_same(&sub, id).map_err(err)?;
-        let subdirs = list(store, &mut nodes, idx, &sub, src, progress)?;
+        let subdirs = list(store, &mut nodes, idx, &sub, src, &scope, progress)?;
         stack.push(Level { fd: Some(sub), id, node: idx, subdirs: subdirs.into_iter() });
         if stack.len() > OPEN_DIRS {
             let far = stack.len() - OPEN_DIRS - 1;
@@ -98,9 +100,16 @@ pub(super) fn walk(store: &dyn ObjectStore, src: &Path, progress: &dyn Progress)
     Ok(nodes)
 }
 
-/// Add the entries of directory `dir` (arena index, open as `fd`); return
-/// its subdirectories, in name order.
-fn list(store: &dyn ObjectStore, nodes: &mut Vec<Node>, dir: usize, fd: &OwnedFd, src: &Path, progress: &dyn Progress) -> Result<Vec<(usize, Vec<u8>, (u64, u64))>> {
+/// What the walk leaves out: the filter, and the source's device (for
+/// `one_file_system`).
+struct Scope<'a> {
+    filter: &'a ImportFilter,
+    dev: u64,
+}
+
+/// Add the entries of directory `dir` (arena index, open as `fd`) that the
+/// filter keeps; return the subdirectories to walk, in name order.
+fn list(store: &dyn ObjectStore, nodes: &mut Vec<Node>, dir: usize, fd: &OwnedFd, src: &Path, scope: &Scope, progress: &dyn Progress) -> Result<Vec<(usize, Vec<u8>, (u64, u64))>> {
     let here = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
     let rd = std::fs::read_dir(&here).map_err(|e| Error::io("listing", shown(nodes, src, dir), e))?;
     let mut names: Vec<Vec<u8>> = Vec::new();
@@ -109,7 +118,15 @@ fn list(store: &dyn ObjectStore, nodes: &mut Vec<Node>, dir: usize, fd: &OwnedFd
     }
     names.sort();
     let mut subdirs = Vec::new();
+    // The directory's path from the source, for anchored patterns.
+    let prefix = if scope.filter.exclude.is_empty() { Vec::new() } else { rel_path(nodes, dir) };
     for name in names {
+        if !scope.filter.exclude.is_empty() {
+            let rel = if prefix.is_empty() { name.clone() } else { [&prefix[..], b"/", &name[..]].concat() };
+            if scope.filter.excludes(&rel) {
+                continue;
+            }
+        }
         let p = here.join(OsStr::from_bytes(&name));
         // Errors name the real path, not the /proc one.
         let real = || shown(nodes, src, dir).join(OsStr::from_bytes(&name));
@@ -130,7 +147,9 @@ fn list(store: &dyn ObjectStore, nodes: &mut Vec<Node>, dir: usize, fd: &OwnedFd
             stored = Some(newb);
         }
         let idx = nodes.len();
-        if entry.kind == Kind::Dir {
+        // Another filesystem's directory (with --one-file-system) is kept
+        // as an empty directory, as tar keeps mount points.
+        if entry.kind == Kind::Dir && !(scope.filter.one_file_system && meta.dev() != scope.dev) {
             subdirs.push((idx, name, (meta.dev(), meta.ino())));
         }
         nodes.push(Node { entry, path, parent: dir, children: Vec::new(), inode, stored });

@@ -27,6 +27,7 @@ impl<S: ObjectStore> ObjectStore for Verified<S> {
             tracing::error!(chunk = %id, kind = kind.name(), "object fails verification");
             return Err(Error::Damaged { kind, id: *id, why: DamageKind::HashMismatch });
         }
+        tracing::trace!(chunk = %id, kind = kind.name(), bytes = bytes.len(), "object read and verified");
         Ok(Some(bytes))
     }
     fn contains(&self, id: &Digest) -> Result<bool> {

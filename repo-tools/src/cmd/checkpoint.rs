@@ -1,4 +1,5 @@
-//! `lvrepo checkpoint NAME [-m MSG]` and `lvrepo checkpoint prune NAME --keep N`.
+//! `lvrepo checkpoint NAME [-m MSG]`, `lvrepo checkpoint prune NAME --keep N`
+//! and `lvrepo checkpoint delete NAME N` (the last two: unmounted guests).
 //! A mounted guest is checkpointed by its daemon (a consistent cut under the
 //! engine's lock); an unmounted one here, then rebased on the checkpoint.
 
@@ -10,8 +11,10 @@ use crate::control::{call, Request};
 use crate::output::print_json;
 
 pub fn run(cli: &Cli, action: Option<&CheckpointCmd>, name: Option<&str>, message: &str, json: bool) -> Result<()> {
-    if let Some(CheckpointCmd::Prune { name, keep }) = action {
-        return prune(cli, name, *keep);
+    match action {
+        Some(CheckpointCmd::Prune { name, keep, json }) => return prune(cli, name, *keep, *json),
+        Some(CheckpointCmd::Delete { name, checkpoint, json }) => return delete(cli, name, checkpoint, *json),
+        None => {}
     }
     let Some(name) = name else { bail!(crate::Exit(crate::exit::USAGE, "name the guest to checkpoint".into())) };
     let cp = take(cli, name, message)?;
@@ -52,13 +55,33 @@ fn refuse_unsound(cli: &Cli, p: &std::path::Path, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn prune(cli: &Cli, name: &str, keep: usize) -> Result<()> {
+fn prune(cli: &Cli, name: &str, keep: usize, json: bool) -> Result<()> {
     let p = super::repo_path(cli)?;
     let repo = super::open(cli, false)?;
     let mut g = GuestHandle::open(&p, name, true)?;
     let dropped = g.prune(super::shared(&repo), keep)?;
+    if json {
+        let kept: Vec<u32> = g.checkpoints()?.iter().map(|c| c.version).collect();
+        return print_json(&serde_json::json!({ "guest": name, "deleted": dropped.iter().map(|c| c.version).collect::<Vec<_>>(), "kept": kept }));
+    }
     if !cli.quiet {
         eprintln!("pruned {} checkpoints of {name}, kept {keep}", dropped.len());
+    }
+    Ok(())
+}
+
+fn delete(cli: &Cli, name: &str, which: &str, json: bool) -> Result<()> {
+    let p = super::repo_path(cli)?;
+    let repo = super::open(cli, false)?;
+    // Writable: the guest's lock (a mounted guest is busy, exit 6).
+    let mut g = GuestHandle::open(&p, name, true)?;
+    let cp = g.delete_checkpoint(super::shared(&repo), which)?;
+    if json {
+        return print_json(&serde_json::json!({ "guest": name, "deleted": [cp.version], "kept": g.checkpoints()?.iter().map(|c| c.version).collect::<Vec<_>>() }));
+    }
+    if !cli.quiet {
+        let note = if cp.root_tree() == g.state.base { " (the guest's state sits on it: its tree stays until the next checkpoint or rollback)" } else { "" };
+        eprintln!("deleted checkpoint {} of {name}{note}", cp.version);
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use lvrepo_fs::ImageRef;
 
 use crate::cli::Cli;
 
-pub fn run(cli: &Cli, image: &str, force: bool) -> Result<()> {
+pub fn run(cli: &Cli, image: &str, force: bool, json: bool) -> Result<()> {
     let r: ImageRef = image.parse()?;
     if r.version.is_none() {
         bail!(crate::Exit(crate::exit::USAGE, format!("name the version to delete: {image}:VERSION")));
@@ -26,6 +26,9 @@ pub fn run(cli: &Cli, image: &str, force: bool) -> Result<()> {
         tracing::warn!(image = %img.label(), users = %users.join(", "), "deleting an image guests stand on (--force)");
     }
     let rec = repo.delete_image(&r)?;
+    if json {
+        return crate::output::print_json(&serde_json::json!({ "deleted": rec, "guests": users }));
+    }
     if !cli.quiet {
         eprintln!("deleted {}; run `lvrepo gc` to reclaim its space", rec.label());
     }

@@ -1,8 +1,10 @@
-//! `lvrepo diff IMAGE IMAGE`, and `lvrepo diff GUEST [CHECKPOINT|IMAGE]`: added
-//! (A), removed (D), content-changed (C) and metadata-only (M) paths. A guest
-//! is compared as it is now (its live overlay, through its daemon if mounted)
-//! against its image by default. Volumes (guests and images) are compared
-//! by byte ranges of their disk (`C OFFSET LENGTH`).
+//! `lvrepo diff IMAGE IMAGE`, and `lvrepo diff GUEST [CHECKPOINT|GUEST|IMAGE]`:
+//! added (A), removed (D), content-changed (C) and metadata-only (M) paths,
+//! or their counts (`--stat`). A guest is compared as it is now (its live
+//! overlay, through its daemon if mounted) against its image by default; a
+//! name is a guest before it is an image. Two guests are compared unmounted
+//! (both folded in memory here). Volumes (guests and images) are compared by
+//! byte ranges of their disk (`C OFFSET LENGTH`).
 
 use anyhow::{bail, Result};
 use lvrepo_fs::diff::DiffEntry;
@@ -15,7 +17,7 @@ use crate::cli::Cli;
 use crate::control::{call, Request};
 use crate::output::print_json;
 
-pub fn run(cli: &Cli, from: &str, to: Option<&str>, json: bool) -> Result<()> {
+pub fn run(cli: &Cli, from: &str, to: Option<&str>, stat: bool, json: bool) -> Result<()> {
     let p = super::repo_path(cli)?;
     let repo = super::open(cli, false)?;
     let rows: Vec<(String, String)> = match guest::find(&p, from) {
@@ -24,6 +26,7 @@ pub fn run(cli: &Cli, from: &str, to: Option<&str>, json: bool) -> Result<()> {
             let against: TreeId = match to {
                 None => super::resolve(&repo, &g.rec.image)?.root_tree(),
                 Some(t) if t.parse::<u32>().is_ok() || t.starts_with("b3:") => g.checkpoint(t)?.root_tree(),
+                Some(t) if guest::find(&p, t).is_ok() => return guests(cli, &g, t, stat, json),
                 Some(t) => super::resolve(&repo, t)?.root_tree(),
             };
             if rec.volume {
@@ -31,7 +34,7 @@ pub fn run(cli: &Cli, from: &str, to: Option<&str>, json: bool) -> Result<()> {
                     Some(v) => serde_json::from_value(v)?,
                     None => g.diff_ranges_live(super::shared(&repo), None, against)?,
                 };
-                return print_ranges(&ranges, json);
+                return print_ranges(&ranges, stat, json);
             }
             match call(&rec.dir, &Request::Diff { against: against.to_string() })? {
                 Some(v) => serde_json::from_value(v)?,
@@ -43,17 +46,48 @@ pub fn run(cli: &Cli, from: &str, to: Option<&str>, json: bool) -> Result<()> {
             let a = super::resolve(&repo, from)?;
             let b = super::resolve(&repo, to)?;
             if a.volume && b.volume {
-                return print_ranges(&lvrepo_fs::guest::changed_ranges(repo.objects(), &a.root_tree(), &b.root_tree())?, json);
+                return print_ranges(&lvrepo_fs::guest::changed_ranges(repo.objects(), &a.root_tree(), &b.root_tree())?, stat, json);
             }
             rows(&lvrepo_fs::diff::diff_trees(repo.objects(), &a.root_tree(), &b.root_tree())?)
         }
         Err(e) => return Err(e.into()),
     };
+    print_rows(&rows, stat, json)
+}
+
+/// What guest `a` (as it is now) changed against guest `b` (as it is now),
+/// as `diff GUEST IMAGE` is against the image; both unmounted.
+fn guests(cli: &Cli, a: &GuestHandle, b: &str, stat: bool, json: bool) -> Result<()> {
+    let p = super::repo_path(cli)?;
+    for g in [a.rec.name.as_str(), b] {
+        if super::guest::is_mounted(&guest::find(&p, g)?) {
+            bail!(crate::Exit(crate::exit::BUSY, format!("guest {g} is mounted: two guests are compared unmounted (or checkpoint it and compare against the checkpoint)")));
+        }
+    }
+    let repo = super::open(cli, false)?;
+    let hb = GuestHandle::open(&p, b, false)?;
+    let (store, ta, tb) = guest::fold_pair(a, &hb, super::shared(&repo))?;
+    if a.rec.volume && hb.rec.volume {
+        return print_ranges(&lvrepo_fs::guest::changed_ranges(&*store, &tb, &ta)?, stat, json);
+    }
+    print_rows(&rows(&lvrepo_fs::diff::diff_trees(&*store, &tb, &ta)?), stat, json)
+}
+
+fn print_rows(rows: &[(String, String)], stat: bool, json: bool) -> Result<()> {
+    if stat {
+        let count = |c: &str| rows.iter().filter(|(_, x)| x == c).count();
+        let (a, d, c, m) = (count("added"), count("removed"), count("content"), count("metadata"));
+        if json {
+            return print_json(&json!({ "added": a, "removed": d, "content": c, "metadata": m }));
+        }
+        println!("{a} added, {d} removed, {c} changed in content, {m} in metadata only");
+        return Ok(());
+    }
     if json {
         let v: Vec<_> = rows.iter().map(|(p, c)| json!({ "path": p, "change": c })).collect();
         return print_json(&v);
     }
-    for (path, change) in &rows {
+    for (path, change) in rows {
         let letter = match change.as_str() {
             "added" => 'A',
             "removed" => 'D',
@@ -67,7 +101,15 @@ pub fn run(cli: &Cli, from: &str, to: Option<&str>, json: bool) -> Result<()> {
 
 /// Changed byte ranges of a volume: `C OFFSET LENGTH` lines, or JSON
 /// `[{"offset", "length"}]`.
-fn print_ranges(ranges: &[Range], json: bool) -> Result<()> {
+fn print_ranges(ranges: &[Range], stat: bool, json: bool) -> Result<()> {
+    if stat {
+        let bytes: u64 = ranges.iter().map(|r| r.length).sum();
+        if json {
+            return print_json(&json!({ "ranges": ranges.len(), "bytes": bytes }));
+        }
+        println!("{} changed ranges, {bytes} bytes", ranges.len());
+        return Ok(());
+    }
     if json {
         return print_json(&ranges);
     }

@@ -1,4 +1,5 @@
-//! `lvrepo guest create|list|show|rm` (`fsck`: see `fsck.rs`).
+//! `lvrepo guest create|list|show|rm|rename` (`fsck`: see `fsck.rs`,
+//! `clone`: `guest_clone.rs`).
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -17,11 +18,14 @@ pub fn run(cli: &Cli, cmd: &GuestCmd) -> Result<()> {
         GuestCmd::Show { name, json } => show(cli, name, *json),
         GuestCmd::Rm { name } => rm(cli, name),
         GuestCmd::Fsck { name, repair, json } => super::fsck::run(cli, name, *repair, *json),
+        GuestCmd::Rename { old, new } => rename(cli, old, new),
+        GuestCmd::Clone { source, name, overlay, json } => super::guest_clone::run(cli, source, name, overlay.clone(), *json),
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn create(cli: &Cli, name: &str, image: &str, overlay: Option<PathBuf>, set: &[String], files: &[String], values: Option<&PathBuf>, json: bool) -> Result<()> {
+    super::names::check_new_guest(name)?;
     // gc waits until the guest is registered (and its image a root gc keeps).
     let _guard = lvrepo_fs::repo::GcGuard::take(&super::repo_path(cli)?, false)?;
     let repo = super::open(cli, false)?;
@@ -77,7 +81,21 @@ fn split_kv(s: &str) -> Result<(String, String)> {
     Ok((k.to_string(), v.to_string()))
 }
 
-fn is_mounted(g: &guest::GuestRecord) -> bool {
+fn rename(cli: &Cli, old: &str, new: &str) -> Result<()> {
+    super::names::check_new_guest(new)?;
+    let p = super::repo_path(cli)?;
+    let rec = guest::find(&p, old)?;
+    if is_mounted(&rec) {
+        bail!(crate::Exit(crate::exit::BUSY, format!("guest {old} is mounted; unmount it first")));
+    }
+    guest::rename(&p, old, new)?;
+    if !cli.quiet {
+        eprintln!("renamed guest {old} to {new} (its directory stays {})", rec.dir.display());
+    }
+    Ok(())
+}
+
+pub(crate) fn is_mounted(g: &guest::GuestRecord) -> bool {
     std::os::unix::net::UnixStream::connect(crate::control::socket_path(&g.dir)).is_ok()
 }
 

@@ -1,13 +1,21 @@
-//! `lvrepo images`: list every image version.
+//! `lvrepo images [NAME]`: list every image version, or those of NAME
+//! (exit 3 when there is none).
 
 use anyhow::Result;
 
 use crate::cli::Cli;
 use crate::output::{human_bytes, print_json, utc};
 
-pub fn run(cli: &Cli, json: bool) -> Result<()> {
+pub fn run(cli: &Cli, name: Option<&str>, json: bool) -> Result<()> {
     let repo = super::open(cli, false)?;
-    let images = repo.images()?;
+    let mut images = repo.images()?;
+    if let Some(n) = name {
+        let r: lvrepo_fs::ImageRef = n.parse()?;
+        images.retain(|i| i.name == r.name && r.version.is_none_or(|v| v == i.version));
+        if images.is_empty() {
+            return Err(lvrepo_fs::Error::ImageNotFound(n.to_string()).into());
+        }
+    }
     if json {
         return print_json(&images);
     }

@@ -13,12 +13,14 @@ mod forget;
 mod fsck;
 mod gc;
 mod guest;
+mod guest_clone;
 mod images;
 mod import;
 mod init;
 mod log;
 mod ls;
 mod man;
+pub(crate) mod names;
 mod mount;
 mod nbd;
 mod prefetch;
@@ -42,20 +44,23 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Init { append_only } => init::run(cli, *append_only),
-        Command::Import { source, image, message, parent, volume, json } => import::run(cli, source, image, message, parent.as_deref(), *volume, *json),
-        Command::Delete { image, force } => delete::run(cli, image, *force),
-        Command::Images { json } => images::run(cli, *json),
+        Command::Import { source, image, message, parent, volume, exclude, one_file_system, json } => {
+            let filter = import::filter(exclude, *one_file_system)?;
+            import::run(cli, source, image, message, parent.as_deref(), *volume, &filter, *json)
+        }
+        Command::Delete { image, force, json } => delete::run(cli, image, *force, *json),
+        Command::Images { name, json } => images::run(cli, name.as_deref(), *json),
         Command::Ls { target, recursive, json } => ls::run(cli, target, *recursive, *json),
         Command::Cat { target } => cat::run(cli, target),
         Command::Prefetch { image, paths, file_cache, file_cache_mib, json } => prefetch::run(cli, image, paths, file_cache, *file_cache_mib << 20, *json),
         Command::Export { image, dest } => export::run(cli, image, dest),
-        Command::Diff { from, to, json } => diff::run(cli, from, to.as_deref(), *json),
+        Command::Diff { from, to, stat, json } => diff::run(cli, from, to.as_deref(), *stat, *json),
         Command::Guest(g) => guest::run(cli, g),
         Command::Checkpoint { action, name, message, json } => checkpoint::run(cli, action.as_ref(), name.as_deref(), message, *json),
         Command::Log { name, json } => log::run(cli, name, *json),
-        Command::Rollback { name, checkpoint, disconnect } => rollback::run(cli, name, checkpoint, *disconnect),
+        Command::Rollback { name, checkpoint, disconnect, json } => rollback::run(cli, name, checkpoint, *disconnect, *json),
         Command::Verify { json, overlays, repair_from } => verify::run(cli, *json, *overlays, repair_from),
-        Command::Gc { json } => gc::run(cli, *json),
+        Command::Gc { dry_run, json } => gc::run(cli, *dry_run, *json),
         Command::Stats { json } => stats::run(cli, *json),
         Command::Mount { operands, overlay, guest, foreground, threads, no_uring, no_handoff, seclabel, cache_mib, options, read_only, file_cache, file_cache_mib } => {
             let mut flags = MountFlags { read_only: *read_only, ..Default::default() };
@@ -96,7 +101,9 @@ pub fn repo_path(cli: &Cli) -> Result<PathBuf> {
 
 pub fn open(cli: &Cli, writable: bool) -> Result<Repository> {
     let p = repo_path(cli)?;
-    Repository::open(&p, writable).with_context(|| format!("opening repository {}", p.display()))
+    let repo = Repository::open(&p, writable).with_context(|| format!("opening repository {}", p.display()))?;
+    tracing::info!(path = %p.display(), writable, "repository opened");
+    Ok(repo)
 }
 
 /// Split `IMAGE[:VERSION][:PATH]`: the part after the second colon (or after

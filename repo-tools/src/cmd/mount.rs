@@ -99,10 +99,35 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
         }
     };
     std::fs::write(state_dir.join("daemon.pid"), format!("{}\n", std::process::id())).context("writing daemon.pid")?;
+    notify_when_mounted(mountpoint, &opts.source);
     let r = mount_foreground(live, mountpoint, &opts, sigs);
     let _ = std::fs::remove_file(state_dir.join("daemon.pid"));
     let _ = std::fs::remove_file(crate::control::socket_path(&state_dir));
     Ok(r?)
+}
+
+/// Under systemd (`Type=notify`), send READY=1 once the mount is live: the
+/// session mounts inside `mount_foreground`, so a thread watches for the
+/// mount to appear (as `spawn_daemon` does for a background daemon).
+fn notify_when_mounted(mountpoint: &Path, source: &str) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let (mp, source) = (mountpoint.to_path_buf(), source.to_string());
+    let watch = move || {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if is_fuse_mount(&mp).unwrap_or(false) {
+                crate::logging::notify_ready(&format!("serving {source} at {}", mp.display()));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        tracing::warn!(path = %mp.display(), "the mount did not appear within 60 s: no readiness sent");
+    };
+    if let Err(e) = std::thread::Builder::new().name("sd-notify".into()).spawn(watch) {
+        tracing::warn!(error = %e, "no sd_notify thread");
+    }
 }
 
 fn spawn_daemon(overlay: &Path, mountpoint: &Path) -> Result<()> {

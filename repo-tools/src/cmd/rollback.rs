@@ -9,7 +9,7 @@ use lvrepo_fs::guest::{self, GuestHandle};
 use crate::cli::Cli;
 use crate::control::{call, Request};
 
-pub fn run(cli: &Cli, name: &str, checkpoint: &str, disconnect: bool) -> Result<()> {
+pub fn run(cli: &Cli, name: &str, checkpoint: &str, disconnect: bool, json: bool) -> Result<()> {
     let p = super::repo_path(cli)?;
     let rec = guest::find(&p, name)?;
     // Resolve here, so a wrong checkpoint is "not found" (exit 3) either way.
@@ -32,6 +32,9 @@ pub fn run(cli: &Cli, name: &str, checkpoint: &str, disconnect: bool) -> Result<
             "unmounted"
         }
     };
+    if json {
+        return crate::output::print_json(&serde_json::json!({ "guest": name, "checkpoint": cp.version, "root": cp.root, "mounted": how != "unmounted" }));
+    }
     if !cli.quiet {
         eprintln!("guest {name} rolled back to checkpoint {} ({}), {how}", cp.version, cp.root.0);
     }

@@ -28,8 +28,10 @@ mod dr_stream;
 mod dr_retention;
 mod dr_crash;
 mod lifecycle;
+mod manage;
 mod rollback;
 mod safety;
+mod systemd;
 
 use common::{daemon_pid, is_mounted, lazy_umount, seed, wait_gone, Rng};
 use std::collections::BTreeSet;
