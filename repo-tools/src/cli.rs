@@ -301,6 +301,38 @@ pub enum Command {
     Completions {
         shell: clap_complete::Shell,
     },
+    /// Publish a guest's state as a new image: its current state (checkpointed
+    /// first, mounted or not) or checkpoint N. Only what the repository lacks
+    /// (the guest's own objects) is copied.
+    Harvest {
+        guest: String,
+        #[arg(long, value_name = "N")]
+        checkpoint: Option<String>,
+        /// NAME or NAME:VERSION (without VERSION: the next version).
+        #[arg(long, value_name = "NAME[:VERSION]")]
+        image: String,
+        #[arg(short, long, default_value = "")]
+        message: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move an unmounted guest onto another image version keeping its changes
+    /// (three-way merge). Paths both changed are listed; without --prefer the
+    /// rebase is then refused (exit 7) and nothing changes. Mounted: exit 6.
+    Rebase {
+        guest: String,
+        /// The new image, NAME[:VERSION].
+        #[arg(long, value_name = "IMAGE")]
+        image: String,
+        /// Show what would happen (conflicts included); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Resolve conflicts for the guest's version or the image's.
+        #[arg(long, value_name = "guest|image")]
+        prefer: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

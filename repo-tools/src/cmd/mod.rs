@@ -13,6 +13,7 @@ mod forget;
 mod fsck;
 mod gc;
 mod guest;
+mod harvest;
 mod images;
 mod import;
 mod init;
@@ -21,6 +22,7 @@ mod ls;
 mod man;
 mod mount;
 mod nbd;
+mod rebase;
 mod receive;
 mod restore;
 mod rollback;
@@ -85,6 +87,8 @@ pub fn run(cli: &Cli) -> Result<()> {
         }
         Command::Man { out } => man::run(out),
         Command::Completions { shell } => completions::run(*shell),
+        Command::Harvest { guest, checkpoint, image, message, json } => harvest::run(cli, guest, checkpoint.as_deref(), image, message, *json),
+        Command::Rebase { guest, image, dry_run, prefer, json } => rebase::run(cli, guest, image, *dry_run, prefer.as_deref(), *json),
     }
 }
 

@@ -32,6 +32,8 @@ pub fn run(cli: &Cli, name: &str, checkpoint: &str, disconnect: bool) -> Result<
             "unmounted"
         }
     };
+    // A checkpoint from before a rebase stands on the image it had then.
+    guest::record_rollback(&p, name, cp.version)?;
     if !cli.quiet {
         eprintln!("guest {name} rolled back to checkpoint {} ({}), {how}", cp.version, cp.root.0);
     }
