@@ -109,7 +109,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List a guest's checkpoints.
+    /// List a guest's checkpoints, or an image's versions and channels.
     Log {
         name: String,
         #[arg(long)]
@@ -300,6 +300,15 @@ pub enum Command {
     /// Print a shell completion script.
     Completions {
         shell: clap_complete::Shell,
+    },
+    /// Point a channel (a movable name: web:stable) at an image version:
+    /// `tag NAME:VERSION NAME:CHANNEL`. NAME:CHANNEL then works wherever an
+    /// image is named; `log NAME` shows the channels and where they pointed.
+    Tag {
+        #[arg(value_name = "NAME:VERSION")]
+        image: String,
+        #[arg(value_name = "NAME:CHANNEL")]
+        channel: String,
     },
     /// Publish a guest's state as a new image: its current state (checkpointed
     /// first, mounted or not) or checkpoint N. Only what the repository lacks

@@ -252,3 +252,36 @@ fn rebase_reapplies_personalisation_and_refuses_a_mounted_guest() {
     assert_eq!(fs::read(m.p("etc/b")).unwrap(), b"beta version 2\n");
     m.umount();
 }
+
+// ─────────────────────────── channels ───────────────────────────
+
+#[test]
+fn tag_moves_a_channel_that_names_a_version_everywhere_and_log_shows_it() {
+    let (w, _) = two_versions();
+    w.r.ok(["tag", "img:1", "img:stable"]);
+    let g = guest_of(&w, "ch", "img:stable", &[]);
+    assert_eq!(g.show()["guest"]["image"], "img:1", "a guest records the version the channel named");
+    w.r.ok(["tag", "img:2", "img:stable"]);
+    w.r.ok(["rebase", "ch", "--image", "img:stable"]);
+    assert_eq!(g.show()["guest"]["image"], "img:2");
+    let m = g.mount();
+    assert_eq!(fs::read(m.p("usr/x")).unwrap(), b"x version 2\n");
+    m.umount();
+    w.r.ok(["tag", "img:1", "img:old"]);
+
+    let log = w.r.json(["log", "img", "--json"]);
+    let versions: Vec<(u64, Value)> = log["versions"].as_array().unwrap().iter().map(|v| (v["version"].as_u64().unwrap(), v["tags"].clone())).collect();
+    assert_eq!(versions, vec![(1, serde_json::json!(["old"])), (2, serde_json::json!(["stable"]))], "{log}");
+    let stable = log["channels"].as_array().unwrap().iter().find(|c| c["channel"] == "stable").unwrap_or_else(|| panic!("no stable in {log}")).clone();
+    assert_eq!(stable["version"], 2);
+    assert_eq!(stable["history"].as_array().map(|h| h.iter().map(|m| m[0].clone()).collect::<Vec<_>>()), Some(vec![serde_json::json!(1)]), "{stable}");
+    let text = w.r.ok(["log", "img"]);
+    assert!(text.lines().any(|l| l.starts_with("img:2") && l.ends_with("[stable]")), "{text}");
+    assert!(text.contains("img:stable -> img:2"), "{text}");
+
+    w.r.fails(["tag", "img:9", "img:stable"], 3);
+    w.r.fails(["tag", "img:1", "img:7"], 2);
+    w.r.fails(["tag", "img:1", "other:stable"], 2);
+    w.r.fails(["guest", "create", "x", "--image", "img:nosuch", "--overlay", w.r.scratch("x").to_str().unwrap()], 3);
+    w.r.fails(["log", "nosuch"], 3);
+}
