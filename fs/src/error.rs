@@ -138,6 +138,10 @@ pub enum Error {
     StreamBaseMissing { base: crate::digest::Digest },
     #[error("the stream was already received: this repository holds every ref it carries")]
     AlreadyReceived,
+    /// A rebase both of whose sides (the guest, the new image) changed the
+    /// same paths differently; refused, nothing changed.
+    #[error("rebase of guest {guest} onto {image}: {} paths were changed both by the guest and by the image, first {}; nothing was changed (pass --prefer guest or --prefer image to choose)", .paths.len(), first_path(.paths))]
+    RebaseConflict { guest: String, image: String, paths: Vec<Vec<u8>> },
     /// The repository is append-only: deletes and overwrites are refused.
     #[error("{0} is append-only: it refuses deletes and overwrites")]
     AppendOnly(PathBuf),
@@ -169,6 +173,12 @@ pub enum ErrorClass {
     Usage,
     /// Refused for lack of permission (exit 77).
     NotPermitted,
+    /// Two changes that cannot both be kept (exit 7).
+    Conflict,
+}
+
+fn first_path(p: &[Vec<u8>]) -> String {
+    p.first().map_or_else(String::new, |p| crate::walk::escape_path(p))
 }
 
 impl Error {
@@ -210,6 +220,7 @@ impl Error {
             Error::GuestBusy(_) | Error::ImageInUse { .. } | Error::CheckpointInUse { .. } => ErrorClass::Busy,
             Error::NotPermitted(_) | Error::AppendOnly(_) => ErrorClass::NotPermitted,
             Error::BadImageName(_) | Error::BadGuestName { .. } | Error::BadPattern { .. } => ErrorClass::Usage,
+            Error::RebaseConflict { .. } => ErrorClass::Conflict,
             Error::Locked(_) => ErrorClass::Busy,
             _ => ErrorClass::Other,
         }

@@ -19,6 +19,7 @@ pub mod fuse;
 pub mod gc;
 pub mod guest;
 pub mod import;
+pub mod merge;
 pub mod nbd;
 pub mod object;
 pub mod overlay;

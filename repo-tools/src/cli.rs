@@ -156,7 +156,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List a guest's checkpoints.
+    /// List a guest's checkpoints, or an image's versions and channels.
     Log {
         /// The guest.
         name: String,
@@ -380,6 +380,47 @@ pub enum Command {
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
+    },
+    /// Point a channel (a movable name: web:stable) at an image version:
+    /// `tag NAME:VERSION NAME:CHANNEL`. NAME:CHANNEL then works wherever an
+    /// image is named; `log NAME` shows the channels and where they pointed.
+    Tag {
+        #[arg(value_name = "NAME:VERSION")]
+        image: String,
+        #[arg(value_name = "NAME:CHANNEL")]
+        channel: String,
+    },
+    /// Publish a guest's state as a new image: its current state (checkpointed
+    /// first, mounted or not) or checkpoint N. Only what the repository lacks
+    /// (the guest's own objects) is copied.
+    Harvest {
+        guest: String,
+        #[arg(long, value_name = "N")]
+        checkpoint: Option<String>,
+        /// NAME or NAME:VERSION (without VERSION: the next version).
+        #[arg(long, value_name = "NAME[:VERSION]")]
+        image: String,
+        #[arg(short, long, default_value = "")]
+        message: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move an unmounted guest onto another image version keeping its changes
+    /// (three-way merge). Paths both changed are listed; without --prefer the
+    /// rebase is then refused (exit 7) and nothing changes. Mounted: exit 6.
+    Rebase {
+        guest: String,
+        /// The new image, NAME[:VERSION].
+        #[arg(long, value_name = "IMAGE")]
+        image: String,
+        /// Show what would happen (conflicts included); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Resolve conflicts for the guest's version or the image's.
+        #[arg(long, value_name = "guest|image")]
+        prefer: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 

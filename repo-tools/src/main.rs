@@ -106,6 +106,7 @@ pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
                 ErrorClass::Busy => exit::BUSY,
                 ErrorClass::Usage => exit::USAGE,
                 ErrorClass::NotPermitted => exit::NOT_PERMITTED,
+                ErrorClass::Conflict => exit::CONFLICT,
                 ErrorClass::Other => continue,
             };
         }

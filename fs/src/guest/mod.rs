@@ -14,12 +14,16 @@
 pub mod fold;
 pub mod fsck;
 mod manage;
+mod harvest;
 mod ops;
+mod rebase;
 mod view;
 mod volume;
 
 pub use ops::{Checkpoint, GuestHandle, CHECKPOINT as CHECKPOINT_REF};
 pub use manage::{clone_checkpoint, fold_pair, rename};
+pub use harvest::{harvest, Harvested};
+pub use rebase::{image_at, personal_files, record_rollback, RebaseReport};
 pub use view::CheckpointView;
 pub use volume::{changed_ranges, Range};
 
@@ -43,6 +47,24 @@ pub struct GuestRecord {
     /// A volume guest (its image is a block volume; served over NBD).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub volume: bool,
+    /// Personalisation values given at creation (`--set KEY=VALUE`), in
+    /// order; a rebase writes their files again ([`personal_files`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub personal: Vec<(String, String)>,
+    /// Rebases, oldest first: a rollback sets `image` to the one the
+    /// checkpoint it goes to stood on ([`rebase::image_at`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rebases: Vec<Rebased>,
+}
+
+/// One rebase of a guest: checkpoint `checkpoint` (taken by the rebase)
+/// and those before it stand on `from`, those after it on `to`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rebased {
+    pub checkpoint: u32,
+    pub from: String,
+    pub to: String,
+    pub time: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -156,6 +178,13 @@ pub(crate) fn register(repo: &Repository, rec: &GuestRecord) -> Result<()> {
     })?;
     f.write_all(&json).and_then(|_| f.sync_all()).map_err(|e| Error::io("writing", &p, e))?;
     File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("syncing", &dir, e))
+}
+
+/// Replace a registered guest's record (atomically: a crash leaves the old
+/// record or the new one).
+pub(crate) fn rewrite_record(repo: &Path, rec: &GuestRecord) -> Result<()> {
+    let json = serde_json::to_vec_pretty(rec).map_err(|_| Error::Decode { what: "guest record", why: "unencodable" })?;
+    write_atomic(&record_path(repo, &rec.name), &json)
 }
 
 pub(crate) fn unregister(repo: &Path, name: &str) -> Result<()> {

@@ -39,6 +39,16 @@ impl GuestHandle {
     /// the guest is registered (restore puts its checkpoints there). If it
     /// fails, the directory is left as it was, as for any failed create.
     pub fn create_filled(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path, fill: impl FnOnce(&Repository) -> Result<()>) -> Result<GuestHandle> {
+        Self::create_inner(repo, name, image, dir, Vec::new(), fill)
+    }
+
+    /// [`Self::create`], recording personalisation values `KEY=VALUE` (a
+    /// rebase writes their files again: [`super::personal_files`]).
+    pub fn create_personal(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path, personal: Vec<(String, String)>) -> Result<GuestHandle> {
+        Self::create_inner(repo, name, image, dir, personal, |_| Ok(()))
+    }
+
+    fn create_inner(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path, personal: Vec<(String, String)>, fill: impl FnOnce(&Repository) -> Result<()>) -> Result<GuestHandle> {
         check_guest_name(name)?;
         if find(repo.path(), name).is_ok() {
             return Err(Error::GuestExists(name.to_string()));
@@ -54,7 +64,7 @@ impl GuestHandle {
             let local = Repository::init(&dir.join("store"))?;
             fill(&local)?;
             let state = GuestState { base: image.root_tree(), generation: 1 };
-            let rec = GuestRecord { name: name.to_string(), image: image.label(), dir: dir.clone(), created: now(), volume: image.volume };
+            let rec = GuestRecord { name: name.to_string(), image: image.label(), dir: dir.clone(), created: now(), volume: image.volume, personal, rebases: Vec::new() };
             let g = GuestHandle { rec, state, local, _lock: Some(guard) };
             // The first generation exists before the STATE that names it.
             drop(Overlay::open(&g.overlay_dir(), g.store(repo.shared_store()), g.state.base)?);

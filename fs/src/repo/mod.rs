@@ -7,6 +7,7 @@
 //! `refs`, `meta`), `lock`.
 
 mod append_only;
+pub mod channels;
 pub(crate) mod refs;
 
 pub use refs::{ImageRecord, ImageRef};

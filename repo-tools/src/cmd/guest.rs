@@ -41,14 +41,7 @@ fn create(cli: &Cli, name: &str, image: &str, overlay: Option<PathBuf>, set: &[S
     for s in set {
         pairs.push(split_kv(s)?);
     }
-    let mut put: Vec<(Vec<u8>, Vec<u8>, u32)> = Vec::new();
-    if let Some((_, h)) = pairs.iter().rev().find(|(k, _)| k == "hostname") {
-        put.push((b"/etc/hostname".to_vec(), format!("{h}\n").into_bytes(), 0o644));
-    }
-    if !pairs.is_empty() {
-        let conf: String = pairs.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-        put.push((b"/etc/lvrepo/guest.conf".to_vec(), conf.into_bytes(), 0o600));
-    }
+    let mut put = guest::personal_files(&pairs);
     for f in files {
         let (dest, src) = f.split_once('=').with_context(|| format!("--file wants DEST=SRC, got {f}"))?;
         if !dest.starts_with('/') {
@@ -59,7 +52,7 @@ fn create(cli: &Cli, name: &str, image: &str, overlay: Option<PathBuf>, set: &[S
         put.push((std::ffi::OsStr::new(dest).as_bytes().to_vec(), bytes, mode));
     }
     let dir = overlay.unwrap_or_else(|| PathBuf::from("/var/lib/lvrepo/guests").join(name));
-    let g = GuestHandle::create(&repo, name, &img, &dir)?;
+    let g = GuestHandle::create_personal(&repo, name, &img, &dir, pairs)?;
     if !put.is_empty() {
         g.personalise(super::shared(&repo), &put)?;
     }

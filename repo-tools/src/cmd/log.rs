@@ -1,14 +1,20 @@
-//! `lvrepo log NAME`: a guest's checkpoints, oldest first.
+//! `lvrepo log NAME`: a guest's checkpoints, oldest first; or, when no guest
+//! has that name, an image's versions and channels.
 
 use anyhow::Result;
 use lvrepo_fs::guest::GuestHandle;
+use serde_json::json;
 
 use crate::cli::Cli;
 use crate::output::{print_json, utc};
 
 pub fn run(cli: &Cli, name: &str, json: bool) -> Result<()> {
     let p = super::repo_path(cli)?;
-    let g = GuestHandle::open(&p, name, false)?;
+    let g = match GuestHandle::open(&p, name, false) {
+        Ok(g) => g,
+        Err(lvrepo_fs::Error::GuestNotFound(_)) => return image_log(cli, name, json),
+        Err(e) => return Err(e.into()),
+    };
     let cps = g.checkpoints()?;
     if json {
         return print_json(&cps);
@@ -16,6 +22,33 @@ pub fn run(cli: &Cli, name: &str, json: bool) -> Result<()> {
     for c in cps {
         let current = if c.root_tree() == g.state.base { " (current base)" } else { "" };
         println!("{:>4}  {}  {}  {}{current}", c.version, utc(c.created), c.root.0, c.message);
+    }
+    Ok(())
+}
+
+/// The versions of image `name` (oldest first) with the channels pointing
+/// at each, then every channel's moves.
+fn image_log(cli: &Cli, name: &str, json: bool) -> Result<()> {
+    let repo = super::open(cli, false)?;
+    let versions: Vec<_> = repo.images()?.into_iter().filter(|i| i.name == name).collect();
+    let channels = repo.channels(name)?;
+    if versions.is_empty() && channels.is_empty() {
+        return Err(lvrepo_fs::Error::ImageNotFound(name.to_string()).into());
+    }
+    let tags_of = |v: u32| -> Vec<&str> { channels.iter().filter(|c| c.version == v).map(|c| c.channel.as_str()).collect() };
+    if json {
+        let vs: Vec<_> = versions.iter().map(|i| json!({ "version": i.version, "created": i.created, "message": i.message, "parent": i.parent, "root": i.root, "tags": tags_of(i.version) })).collect();
+        return print_json(&json!({ "image": name, "versions": vs, "channels": channels }));
+    }
+    for i in &versions {
+        let tags = tags_of(i.version);
+        let tags = if tags.is_empty() { String::new() } else { format!("  [{}]", tags.join(", ")) };
+        println!("{:<24} {}  {}{tags}", i.label(), utc(i.created), i.message);
+    }
+    for c in &channels {
+        let moves: Vec<String> = c.history.iter().map(|(v, t)| format!("{v} at {}", utc(*t))).collect();
+        let before = if moves.is_empty() { String::new() } else { format!(" (before: {})", moves.join(", ")) };
+        println!("{}:{} -> {}:{} since {}{before}", c.name, c.channel, c.name, c.version, utc(c.time));
     }
     Ok(())
 }

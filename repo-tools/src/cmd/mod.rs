@@ -14,6 +14,7 @@ mod fsck;
 mod gc;
 mod guest;
 mod guest_clone;
+mod harvest;
 mod images;
 mod import;
 mod init;
@@ -24,11 +25,13 @@ pub(crate) mod names;
 mod mount;
 mod nbd;
 mod prefetch;
+mod rebase;
 mod receive;
 mod restore;
 mod rollback;
 mod send;
 mod stats;
+mod tag;
 mod umount;
 mod verify;
 mod volume;
@@ -92,6 +95,9 @@ pub fn run(cli: &Cli) -> Result<()> {
         }
         Command::Man { out } => man::run(out),
         Command::Completions { shell } => completions::run(*shell),
+        Command::Tag { image, channel } => tag::run(cli, image, channel),
+        Command::Harvest { guest, checkpoint, image, message, json } => harvest::run(cli, guest, checkpoint.as_deref(), image, message, *json),
+        Command::Rebase { guest, image, dry_run, prefer, json } => rebase::run(cli, guest, image, *dry_run, prefer.as_deref(), *json),
     }
 }
 
@@ -133,7 +139,13 @@ pub fn shared(repo: &Repository) -> std::sync::Arc<dyn lvrepo_fs::ObjectStore> {
     repo.shared_store()
 }
 
+/// `NAME`, `NAME:VERSION` or `NAME:CHANNEL` (a channel set by `tag`).
 pub fn resolve(repo: &Repository, image: &str) -> Result<ImageRecord> {
+    if let Some((name, ch)) = image.split_once(':') {
+        if lvrepo_fs::repo::channels::valid_channel(ch) {
+            return Ok(repo.resolve_channel(name, ch)?);
+        }
+    }
     let r: ImageRef = image.parse()?;
     Ok(repo.resolve(&r)?)
 }

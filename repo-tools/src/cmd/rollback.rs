@@ -32,6 +32,8 @@ pub fn run(cli: &Cli, name: &str, checkpoint: &str, disconnect: bool, json: bool
             "unmounted"
         }
     };
+    // A checkpoint from before a rebase stands on the image it had then.
+    guest::record_rollback(&p, name, cp.version)?;
     if json {
         return crate::output::print_json(&serde_json::json!({ "guest": name, "checkpoint": cp.version, "root": cp.root, "mounted": how != "unmounted" }));
     }

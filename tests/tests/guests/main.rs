@@ -27,6 +27,7 @@ mod dr;
 mod dr_stream;
 mod dr_retention;
 mod dr_crash;
+mod fleet;
 mod lifecycle;
 mod manage;
 mod rollback;

@@ -1,0 +1,184 @@
+//! Rebase: move an unmounted guest onto another version of its image,
+//! keeping its own changes (a three-way merge, [`crate::merge`]: base = the
+//! image the guest stands on, theirs = the new image, ours = its state).
+//!
+//! Order, so that a refusal or a crash leaves the old state or the new one:
+//! 1. plan: fold the guest's state into a scratch store in memory and merge;
+//!    conflicts without `prefer` refuse here, and `dry_run` stops here
+//!    (nothing written);
+//! 2. checkpoint the guest (fold into its store, record; a rollback target);
+//! 3. merge again over the checkpoint, writing trees to the guest's store;
+//!    write the personalisation files into the merged tree; flush;
+//! 4. switch the guest onto the result (a new overlay generation; the
+//!    `STATE` rename is the commit point);
+//! 5. rewrite the guest's record to name the new image. A crash between 4
+//!    and 5 leaves a record naming the old image: a rebase run again finds
+//!    the image's changes already made (same entries on both sides) and
+//!    completes it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::digest::TreeId;
+use crate::error::{Error, Result};
+use crate::merge::{merge3, Prefer};
+use crate::object::{Layered, MemStore, ObjectStore};
+use crate::repo::ImageRecord;
+use crate::tree::file::ContentBuilder;
+use crate::tree::{load_root, store_root, Content, Entry, Kind, Timestamp, Tree};
+
+use super::GuestHandle;
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RebaseReport {
+    pub guest: String,
+    pub from: String,
+    pub to: String,
+    pub dry_run: bool,
+    /// Paths both sides changed (resolved by `--prefer` when one was given).
+    #[serde(skip)]
+    pub conflicts: Vec<Vec<u8>>,
+    /// Directories the merge read (both sides changed something below them).
+    pub dirs_merged: u64,
+    /// The checkpoint taken before the rebase (roll back to it to undo).
+    pub checkpoint: Option<u32>,
+    pub root: Option<crate::digest::ImageId>,
+}
+
+/// The files personalisation values put into a guest: `hostname` →
+/// `/etc/hostname`, every pair → `/etc/lvrepo/guest.conf`, as
+/// `(path, bytes, mode)`.
+pub fn personal_files(pairs: &[(String, String)]) -> Vec<(Vec<u8>, Vec<u8>, u32)> {
+    let mut put = Vec::new();
+    if let Some((_, h)) = pairs.iter().rev().find(|(k, _)| k == "hostname") {
+        put.push((b"/etc/hostname".to_vec(), format!("{h}\n").into_bytes(), 0o644));
+    }
+    if !pairs.is_empty() {
+        let conf: String = pairs.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        put.push((b"/etc/lvrepo/guest.conf".to_vec(), conf.into_bytes(), 0o600));
+    }
+    put
+}
+
+impl GuestHandle {
+    /// Rebase this guest (opened writable, not mounted) from image `old`
+    /// (the one it stands on) onto `new`; see the module doc for the steps.
+    /// Conflicts without `prefer` are [`Error::RebaseConflict`], nothing
+    /// changed.
+    pub fn rebase(&mut self, repo: &std::path::Path, shared: Arc<dyn ObjectStore>, old: &ImageRecord, new: &ImageRecord, prefer: Option<Prefer>, dry_run: bool) -> Result<RebaseReport> {
+        if self.rec.volume || new.volume || old.volume {
+            return Err(Error::NotSupported { path: self.rec.name.clone(), why: "volume guests and images cannot be rebased" });
+        }
+        let files = personal_files(&self.rec.personal);
+        let forced: HashSet<Vec<u8>> = files.iter().map(|f| f.0.clone()).collect();
+        let (base, theirs) = (old.root_tree(), new.root_tree());
+        let store = self.store(shared.clone());
+        let scratch = Layered::new(MemStore::new(), store.clone());
+        let ours = {
+            let ov = self.overlay(store.clone())?;
+            let mut st = ov.lock();
+            super::fold::fold(&ov, &mut st, &scratch)?.0
+        };
+        let plan = merge3(&scratch, &scratch, &base, &theirs, &ours, prefer, &forced)?;
+        let mut report = RebaseReport { guest: self.rec.name.clone(), from: old.label(), to: new.label(), dry_run, conflicts: plan.conflicts, dirs_merged: plan.dirs_merged, checkpoint: None, root: None };
+        if !report.conflicts.is_empty() && prefer.is_none() {
+            return Err(Error::RebaseConflict { guest: self.rec.name.clone(), image: new.label(), paths: report.conflicts });
+        }
+        if dry_run {
+            return Ok(report);
+        }
+        let cp = self.checkpoint_offline(shared, &format!("before rebase onto {}", new.label()))?;
+        report.checkpoint = Some(cp.version);
+        let merged = merge3(&*store, &*store, &base, &theirs, &cp.root_tree(), prefer, &forced)?;
+        let mut root = merged.root;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| Timestamp { sec: d.as_secs() as i64, nsec: d.subsec_nanos() }).unwrap_or_default();
+        for (path, bytes, mode) in &files {
+            root = put_file(&*store, root, path, bytes, *mode, now)?;
+        }
+        self.local().objects().flush()?;
+        self.switch_base(root, store)?;
+        let mut rec = self.rec.clone();
+        rec.image = new.label();
+        rec.rebases.push(super::Rebased { checkpoint: cp.version, from: old.label(), to: new.label(), time: now.sec });
+        super::rewrite_record(repo, &rec)?;
+        self.rec = rec;
+        report.root = Some(crate::digest::ImageId(root));
+        tracing::info!(guest = %self.rec.name, image = %new.label(), checkpoint = cp.version, "rebased guest");
+        Ok(report)
+    }
+}
+
+/// The image a guest stood on at its checkpoint `n`: the `from` of the
+/// first rebase at or after it, else the image of its latest rebase (or the
+/// one it was created from).
+pub fn image_at(rec: &super::GuestRecord, n: u32) -> String {
+    match rec.rebases.iter().find(|r| r.checkpoint >= n) {
+        Some(r) => r.from.clone(),
+        None => rec.rebases.last().map_or_else(|| rec.image.clone(), |r| r.to.clone()),
+    }
+}
+
+/// After a rollback of guest `name` to checkpoint `n`: its record names the
+/// image that checkpoint stands on (a rebase's three-way merge needs it).
+pub fn record_rollback(repo: &std::path::Path, name: &str, n: u32) -> Result<()> {
+    let mut rec = super::find(repo, name)?;
+    let image = image_at(&rec, n);
+    if image != rec.image {
+        rec.image = image;
+        super::rewrite_record(repo, &rec)?;
+    }
+    Ok(())
+}
+
+/// Root tree `root` with the file at `path` (absolute, `/`-separated bytes)
+/// holding `bytes` (owner root, `mode`, mtime `now`), replacing what was
+/// there; missing directories are made 0755. Stored in `store`. Only the
+/// trees on the path are read and written.
+fn put_file(store: &dyn ObjectStore, root: TreeId, path: &[u8], bytes: &[u8], mode: u32, now: Timestamp) -> Result<TreeId> {
+    let comps: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+    let Some((last, parents)) = comps.split_last() else { return Ok(root) };
+    let listing = |e: &Entry| -> Result<Tree> {
+        match e.content {
+            Content::Tree(id) => Tree::load(store, &id),
+            _ => Ok(Tree::default()),
+        }
+    };
+    let new_dir = |name: &[u8]| {
+        let mut d = Entry::new(name.to_vec(), Kind::Dir);
+        (d.mode, d.mtime) = (0o755, now);
+        d
+    };
+    // The directories on the path with their listings, root first.
+    let mut chain: Vec<(Entry, Tree)> = Vec::new();
+    let mut cur = load_root(store, &root)?;
+    for c in parents {
+        let t = listing(&cur)?;
+        let next = match t.get(c) {
+            Some(e) if e.kind == Kind::Dir => e.clone(),
+            Some(_) => return Err(Error::NotSupported { path: crate::walk::escape_path(path), why: "a directory on the path of a personalisation file is not a directory" }),
+            None => new_dir(c),
+        };
+        chain.push((cur, t));
+        cur = next;
+    }
+    let mut t = listing(&cur)?;
+    if t.get(last).is_some_and(|e| e.kind == Kind::Dir) {
+        return Err(Error::NotSupported { path: crate::walk::escape_path(path), why: "a personalisation file is a directory here" });
+    }
+    let mut f = Entry::new(last.to_vec(), Kind::File);
+    (f.mode, f.mtime, f.size) = (mode, now, bytes.len() as u64);
+    let mut b = ContentBuilder::new(store);
+    b.push(0, bytes)?;
+    f.content = b.finish(f.size)?;
+    let mut child = f;
+    loop {
+        t.entries.retain(|e| e.name != child.name);
+        t.entries.push(child);
+        t.sort();
+        cur.content = Content::Tree(t.store(store)?);
+        match chain.pop() {
+            Some((parent, pt)) => (child, cur, t) = (cur, parent, pt),
+            None => return store_root(store, cur),
+        }
+    }
+}
