@@ -9,22 +9,28 @@
 //! A copy interrupted before `flush` leaves objects no ref names (garbage for
 //! gc); run again, it skips what already landed.
 //!
+//! Objects move in their stored (compressed) form: read through a
+//! `Verified` source, which decodes and hashes each before handing it out,
+//! and kept as they are, never compressed again.
+//!
 //! The walk is iterative (an explicit stack): tree depth is user data.
 
 use std::collections::HashSet;
 
 use crate::digest::{Digest, ObjectKind, TreeId};
-use crate::error::Result;
-use crate::object::{get_required, ObjectStore};
+use crate::error::{Error, Result};
+use crate::object::ObjectStore;
 use crate::tree::file::visit_objects;
 use crate::tree::{Content, Tree};
 
 /// What a copy moved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CopyStats {
-    /// Objects written to the destination and their (uncompressed) bytes.
+    /// Objects written to the destination, their (uncompressed) bytes, and
+    /// their bytes as stored (compressed).
     pub objects: u64,
     pub bytes: u64,
+    pub stored_bytes: u64,
     /// Objects the destination already held (not sent).
     pub skipped: u64,
 }
@@ -33,14 +39,15 @@ impl CopyStats {
     pub fn add(&mut self, o: CopyStats) {
         self.objects += o.objects;
         self.bytes += o.bytes;
+        self.stored_bytes += o.stored_bytes;
         self.skipped += o.skipped;
     }
 }
 
 /// Copy every object `root` reaches in `src` that `dst` lacks into `dst`
 /// (not flushed: the caller flushes before publishing anything that names
-/// them). Every object is read through `src` (a `Verified` store checks it
-/// against its id) and stored under that id.
+/// them). Every object is read through `src` in stored form (a `Verified`
+/// store checks it against its id) and stored under that id as it is.
 pub fn copy_closure(src: &dyn ObjectStore, dst: &dyn ObjectStore, root: &TreeId, stats: &mut CopyStats) -> Result<()> {
     // Objects written or found present in this run.
     let mut done: HashSet<Digest> = HashSet::new();
@@ -111,10 +118,11 @@ fn copy_content(src: &dyn ObjectStore, dst: &dyn ObjectStore, c: &Content, done:
 }
 
 fn copy_one(src: &dyn ObjectStore, dst: &dyn ObjectStore, kind: ObjectKind, id: &Digest, stats: &mut CopyStats) -> Result<()> {
-    let bytes = get_required(src, kind, id)?;
-    if dst.put(kind, id, &bytes)? {
+    let obj = src.get_stored(kind, id)?.ok_or(Error::Missing { kind, id: *id })?;
+    if dst.put_stored(kind, id, &obj)? {
         stats.objects += 1;
-        stats.bytes += bytes.len() as u64;
+        stats.bytes += u64::from(obj.raw_len);
+        stats.stored_bytes += obj.payload.len() as u64;
     } else {
         stats.skipped += 1;
     }

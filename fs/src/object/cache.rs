@@ -222,6 +222,13 @@ impl<S: ObjectStore> ObjectStore for Cached<S> {
     fn put(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<bool> {
         self.inner.put(kind, id, bytes)
     }
+    /// Past the cache: it holds decoded bytes, a copy wants the stored form.
+    fn get_stored(&self, kind: ObjectKind, id: &Digest) -> Result<Option<super::Stored>> {
+        self.inner.get_stored(kind, id)
+    }
+    fn put_stored(&self, kind: ObjectKind, id: &Digest, obj: &super::Stored) -> Result<bool> {
+        self.inner.put_stored(kind, id, obj)
+    }
     fn flush(&self) -> Result<()> {
         self.inner.flush()
     }

@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use super::ObjectStore;
+use super::{ObjectStore, Stored};
 use crate::digest::{Digest, ObjectKind};
 use crate::error::Result;
 
@@ -45,6 +45,14 @@ impl<S: ObjectStore, C: ObjectStore> ObjectStore for Confirmed<S, C> {
     }
     fn put(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<bool> {
         let stored = self.inner.put(kind, id, bytes)?;
+        self.put_here.lock().unwrap_or_else(|e| e.into_inner()).insert(*id);
+        Ok(stored)
+    }
+    fn get_stored(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Stored>> {
+        self.inner.get_stored(kind, id)
+    }
+    fn put_stored(&self, kind: ObjectKind, id: &Digest, obj: &Stored) -> Result<bool> {
+        let stored = self.inner.put_stored(kind, id, obj)?;
         self.put_here.lock().unwrap_or_else(|e| e.into_inner()).insert(*id);
         Ok(stored)
     }

@@ -3,7 +3,7 @@
 //! checkpoints on its own partition while deduplicating against the shared,
 //! read-only repository.
 
-use super::ObjectStore;
+use super::{ObjectStore, Stored};
 use crate::digest::{Digest, ObjectKind};
 use crate::error::Result;
 
@@ -30,6 +30,18 @@ impl<U: ObjectStore, L: ObjectStore> ObjectStore for Layered<U, L> {
             Some(b) => Ok(Some(b)),
             None => self.lower.get_shared(kind, id),
         }
+    }
+    fn get_stored(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Stored>> {
+        match self.upper.get_stored(kind, id)? {
+            Some(b) => Ok(Some(b)),
+            None => self.lower.get_stored(kind, id),
+        }
+    }
+    fn put_stored(&self, kind: ObjectKind, id: &Digest, obj: &Stored) -> Result<bool> {
+        if self.lower.contains(id)? {
+            return Ok(false);
+        }
+        self.upper.put_stored(kind, id, obj)
     }
     fn contains(&self, id: &Digest) -> Result<bool> {
         Ok(self.upper.contains(id)? || self.lower.contains(id)?)

@@ -15,6 +15,7 @@ mod confirmed;
 mod layered;
 mod mem;
 mod pack;
+mod stored;
 mod verify;
 
 pub use cache::Cached;
@@ -22,12 +23,13 @@ pub use confirmed::Confirmed;
 pub use layered::Layered;
 pub use mem::MemStore;
 pub use pack::{IndexEntry, PackStore, PACK_HEADER_LEN, RECORD_HEADER_LEN};
+pub use stored::{Codec, Stored};
 pub use verify::Verified;
 
 use std::sync::Arc;
 
 use crate::digest::{Digest, ObjectKind};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A content-addressed object store.
 ///
@@ -51,6 +53,21 @@ pub trait ObjectStore: Send + Sync {
     }
     fn contains(&self, id: &Digest) -> Result<bool>;
     fn put(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<bool>;
+    /// `get` in the stored form (possibly compressed), for a copy to
+    /// another store that keeps it as it is (same contract as `get`: checked
+    /// only through [`Verified`]). The default gives `get`'s bytes raw.
+    /// Wrappers forward it.
+    fn get_stored(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Stored>> {
+        Ok(self.get(kind, id)?.map(Stored::raw))
+    }
+    /// `put` of an object in stored form, kept as given (a copy trusts the
+    /// codec choice of the store it came from). The caller guarantees that
+    /// `obj` decodes to bytes hashing to `id` ([`Stored::verify`]). The
+    /// default decodes it and `put`s the bytes. Wrappers forward it.
+    fn put_stored(&self, kind: ObjectKind, id: &Digest, obj: &Stored) -> Result<bool> {
+        let bytes = obj.decode().map_err(|why| Error::Damaged { kind, id: *id, why })?;
+        self.put(kind, id, &bytes)
+    }
     fn flush(&self) -> Result<()>;
     /// A hint, never needed for correctness: a sequential reader is past
     /// object `id` and does not expect to read it again soon. A cache may let
@@ -76,6 +93,12 @@ impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
     fn put(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<bool> {
         (**self).put(kind, id, bytes)
     }
+    fn get_stored(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Stored>> {
+        (**self).get_stored(kind, id)
+    }
+    fn put_stored(&self, kind: ObjectKind, id: &Digest, obj: &Stored) -> Result<bool> {
+        (**self).put_stored(kind, id, obj)
+    }
     fn flush(&self) -> Result<()> {
         (**self).flush()
     }
@@ -98,7 +121,7 @@ pub fn put_object(store: &dyn ObjectStore, kind: ObjectKind, bytes: &[u8]) -> Re
 pub fn get_required(store: &dyn ObjectStore, kind: ObjectKind, id: &Digest) -> Result<Vec<u8>> {
     store
         .get(kind, id)?
-        .ok_or(crate::error::Error::Missing { kind, id: *id })
+        .ok_or(Error::Missing { kind, id: *id })
 }
 
 /// [`get_required`] through [`ObjectStore::get_shared`]: for reads that use
@@ -106,7 +129,7 @@ pub fn get_required(store: &dyn ObjectStore, kind: ObjectKind, id: &Digest) -> R
 pub fn get_required_shared(store: &dyn ObjectStore, kind: ObjectKind, id: &Digest) -> Result<Arc<Vec<u8>>> {
     store
         .get_shared(kind, id)?
-        .ok_or(crate::error::Error::Missing { kind, id: *id })
+        .ok_or(Error::Missing { kind, id: *id })
 }
 
 #[cfg(test)]
@@ -140,6 +163,18 @@ pub(crate) mod conformance {
         store.flush().unwrap();
         assert_eq!(store.get(ObjectKind::Chunk, &nid).unwrap().unwrap(), noise);
         assert_eq!(store.get(ObjectKind::Tree, &eid).unwrap().unwrap(), b"");
+        // The stored form round-trips: into the same store (a no-op) and
+        // as a new object of either codec.
+        let got = store.get_stored(ObjectKind::Chunk, &nid).unwrap().unwrap();
+        got.verify(ObjectKind::Chunk, &nid).unwrap();
+        assert!(!store.put_stored(ObjectKind::Chunk, &nid, &got).unwrap(), "held: a no-op");
+        let text = b"stored form ".repeat(400);
+        let tid = ObjectKind::Chunk.hash(&text);
+        assert!(store.put_stored(ObjectKind::Chunk, &tid, &Stored::encode(&text, 3)).unwrap());
+        store.flush().unwrap();
+        assert_eq!(store.get(ObjectKind::Chunk, &tid).unwrap().unwrap(), text);
+        assert_eq!(store.get_stored(ObjectKind::Chunk, &tid).unwrap().unwrap().decode().unwrap(), text);
+        assert_eq!(store.get_stored(ObjectKind::Tree, &tid).unwrap(), None, "another kind is absent");
         // get_shared gives the same bytes, again and again (a cache's
         // buffer is shared, never handed out for change).
         for _ in 0..2 {

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use rocksdb::{WriteBatch, WriteOptions, DB};
 
-use super::ObjectStore;
+use super::{Codec, ObjectStore, Stored};
 use crate::digest::{Digest, ObjectKind, DIGEST_LEN};
 use crate::error::{DamageKind, Error, Result};
 
@@ -40,9 +40,6 @@ const PACK_TARGET: u64 = 512 << 20;
 /// needs room to commit and close, and a guest's store shares its partition
 /// with the guest's overlay, whose database keeps its own reserve there.
 const PACK_RESERVE: u64 = 8 << 20;
-/// Codec byte values.
-const CODEC_RAW: u8 = 0;
-const CODEC_ZSTD: u8 = 1;
 
 /// Where an object lives. On disk (index value) as 24 bytes, little-endian:
 /// `pack u32 | offset u64 (of the record header) | stored_len u32 | raw_len u32 |
@@ -274,19 +271,13 @@ impl PackStore {
     /// Read and decode one record. The payload is not hashed here (that is
     /// [`super::Verified`]'s job).
     pub fn read_entry(&self, id: &Digest, e: &IndexEntry) -> Result<Vec<u8>> {
-        let damaged = |why| Error::Damaged { kind: e.kind, id: *id, why };
-        let payload = self.read_payload(id, e)?;
-        match e.codec {
-            CODEC_RAW => Ok(payload),
-            CODEC_ZSTD => {
-                let out = decompress(&payload, e.raw_len as usize).map_err(|_| damaged(DamageKind::Undecodable))?;
-                if out.len() != e.raw_len as usize {
-                    return Err(damaged(DamageKind::Undecodable));
-                }
-                Ok(out)
-            }
-            _ => Err(damaged(DamageKind::BadHeader)),
-        }
+        self.read_stored(id, e)?.decode().map_err(|why| Error::Damaged { kind: e.kind, id: *id, why })
+    }
+
+    /// Read one record in its stored form (not decoded, not hashed).
+    pub fn read_stored(&self, id: &Digest, e: &IndexEntry) -> Result<Stored> {
+        let codec = Codec::from_u8(e.codec).ok_or(Error::Damaged { kind: e.kind, id: *id, why: DamageKind::BadHeader })?;
+        Ok(Stored { codec, raw_len: e.raw_len, payload: self.read_payload(id, e)? })
     }
 
     fn new_writer(&self) -> Result<Writer> {
@@ -434,6 +425,18 @@ impl PackStore {
     }
 }
 
+impl PackStore {
+    /// Whether a put of `id` stores anything: not when it is held, except
+    /// that an id verify found damaged is written again, not deduplicated
+    /// against (the import that brings its bytes heals it).
+    fn wants(&self, id: &Digest) -> Result<bool> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        Ok(!self.contains(id)? || self.marked_damaged(id)?)
+    }
+}
+
 /// What [`PackStore::scan`] could not read: the entry's id when its key
 /// decoded, and why.
 pub type ScanProblem = (Option<Digest>, Error);
@@ -513,11 +516,8 @@ impl PackStore {
     /// record is damaged); the next flush repoints the index entry. The
     /// caller has checked `id == kind.hash(bytes)`.
     pub fn rewrite(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<()> {
-        let z = zstd::bulk::compress(bytes, self.level).ok().filter(|z| z.len() + z.len() / 32 < bytes.len());
-        match z {
-            Some(z) => self.append_raw(kind, id, CODEC_ZSTD, bytes.len() as u32, &z)?,
-            None => self.append_raw(kind, id, CODEC_RAW, bytes.len() as u32, bytes)?,
-        };
+        let s = Stored::encode(bytes, self.level);
+        self.append_raw(kind, id, s.codec as u8, s.raw_len, &s.payload)?;
         Ok(())
     }
 
@@ -593,20 +593,26 @@ impl ObjectStore for PackStore {
     }
 
     fn put(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<bool> {
-        if self.read_only {
-            return Err(Error::ReadOnly);
-        }
-        // An id verify found damaged is written again, not deduplicated
-        // against (the import that brings its bytes heals it).
-        if self.contains(id)? && !self.marked_damaged(id)? {
+        if !self.wants(id)? {
             return Ok(false);
         }
         // Compress outside the writer lock so several threads compress at once.
-        let z = zstd::bulk::compress(bytes, self.level).ok().filter(|z| z.len() + z.len() / 32 < bytes.len());
-        match z {
-            Some(z) => self.append(kind, id, CODEC_ZSTD, bytes.len() as u32, &z, PACK_RESERVE),
-            None => self.append(kind, id, CODEC_RAW, bytes.len() as u32, bytes, PACK_RESERVE),
+        let s = Stored::encode(bytes, self.level);
+        self.append(kind, id, s.codec as u8, s.raw_len, &s.payload, PACK_RESERVE)
+    }
+
+    fn get_stored(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Stored>> {
+        match self.entry(id)? {
+            Some(e) if e.kind == kind => self.read_stored(id, &e).map(Some),
+            _ => Ok(None),
         }
+    }
+
+    fn put_stored(&self, kind: ObjectKind, id: &Digest, obj: &Stored) -> Result<bool> {
+        if !self.wants(id)? {
+            return Ok(false);
+        }
+        self.append(kind, id, obj.codec as u8, obj.raw_len, &obj.payload, PACK_RESERVE)
     }
 
     fn flush(&self) -> Result<()> {
@@ -624,23 +630,4 @@ fn complete_table(p: &Path) -> bool {
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let mut b = [0u8; 8];
     len >= 8 && f.read_exact_at(&mut b, len - 8).is_ok() && MAGIC.contains(&u64::from_le_bytes(b))
-}
-
-/// zstd decompression with one context per thread: a fresh context per
-/// record (a large zeroed allocation) showed up in profiles of cold walks,
-/// which read one small tree per directory.
-fn decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
-    thread_local! {
-        static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
-    }
-    DCTX.with(|c| {
-        let mut c = c.try_borrow_mut().map_err(std::io::Error::other)?;
-        if c.is_none() {
-            *c = Some(zstd::bulk::Decompressor::new()?);
-        }
-        match c.as_mut() {
-            Some(d) => d.decompress(payload, capacity),
-            None => zstd::bulk::decompress(payload, capacity),
-        }
-    })
 }

@@ -1,7 +1,7 @@
 //! Verification wrapper: every object read is checked against its id, so damaged
 //! bytes become an error naming the object and are never served as data.
 
-use super::ObjectStore;
+use super::{ObjectStore, Stored};
 use crate::digest::{Digest, ObjectKind};
 use crate::error::{DamageKind, Error, Result};
 
@@ -29,6 +29,20 @@ impl<S: ObjectStore> ObjectStore for Verified<S> {
         }
         tracing::trace!(chunk = %id, kind = kind.name(), bytes = bytes.len(), "object read and verified");
         Ok(Some(bytes))
+    }
+    /// Decoded and hashed here; the caller gets the stored form only.
+    fn get_stored(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Stored>> {
+        let Some(obj) = self.inner.get_stored(kind, id)? else {
+            return Ok(None);
+        };
+        if let Err(e) = obj.verify(kind, id) {
+            tracing::error!(chunk = %id, kind = kind.name(), "object fails verification");
+            return Err(e);
+        }
+        Ok(Some(obj))
+    }
+    fn put_stored(&self, kind: ObjectKind, id: &Digest, obj: &Stored) -> Result<bool> {
+        self.inner.put_stored(kind, id, obj)
     }
     fn contains(&self, id: &Digest) -> Result<bool> {
         self.inner.contains(id)

@@ -1,17 +1,19 @@
-//! Streams (format v1): a self-describing byte stream carrying refs and the
+//! Streams (format v2): a self-describing byte stream carrying refs and the
 //! objects a receiver lacks, for pipes (ssh) and files (air-gapped DR).
 //! Layer: operations; reads and writes go through [`ObjectStore`] only.
 //!
 //! Layout (docs/format.md#streams): `"LVSTREAM"`, version u32 LE, then
 //! records `tag u8 | len u32 LE | body`:
 //! - `H` once, first: [`StreamHeader`] as JSON (kind, base);
-//! - `O` per object: `kind u8 | id [32] | bytes` (uncompressed), children
-//!   before the objects naming them;
+//! - per object, children before the objects naming them, in the form the
+//!   sender's store keeps it: `O` `kind u8 | id [32] | bytes` (uncompressed)
+//!   or (v2) `Z` `kind u8 | id [32] | raw_len u32 LE | zstd payload`;
 //! - `R` once, after the objects: [`StreamRefs`] as JSON;
 //! - `T` last: `objects u64 LE | BLAKE3 of every byte before this record`.
 //!
-//! Invariant on receive: every object is re-hashed in its kind's domain
-//! before it is stored; no ref is written until the trailer's hash and
+//! Invariant on receive: every object is decoded and re-hashed in its
+//! kind's domain before it is stored (a `Z` payload is then stored as it
+//! came, not compressed again); no ref is written until the trailer's hash and
 //! count match and every ref's closure is present. Objects are flushed every
 //! 64 MiB as they arrive (checked, but named by no ref: garbage for gc), so
 //! a rerun after an interruption does not store them again; a truncated,
@@ -28,16 +30,20 @@ use std::io::{Read, Write};
 use crate::backup::BackupGuest;
 use crate::digest::{Digest, ObjectKind, TreeId, DIGEST_LEN};
 use crate::error::{Error, Result};
+use crate::object::{Codec, Stored};
 use crate::repo::ImageRecord;
 
 pub const STREAM_MAGIC: &[u8; 8] = b"LVSTREAM";
-pub const STREAM_VERSION: u32 = 1;
+pub const STREAM_VERSION: u32 = 2;
+/// Version 1 streams (no `Z` records) are still read.
+pub const STREAM_VERSION_MIN: u32 = 1;
 /// The largest record a receiver accepts (objects are at most a few MiB; a
 /// larger length is damage, not something to allocate).
 pub const MAX_RECORD: u32 = 64 << 20;
 
 const TAG_HEADER: u8 = b'H';
 const TAG_OBJECT: u8 = b'O';
+const TAG_ZSTD_OBJECT: u8 = b'Z';
 const TAG_REFS: u8 = b'R';
 const TAG_TRAILER: u8 = b'T';
 
@@ -105,9 +111,12 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
-    pub(crate) fn object(&mut self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn object(&mut self, kind: ObjectKind, id: &Digest, obj: &Stored) -> Result<()> {
         self.objects += 1;
-        self.record(TAG_OBJECT, &[&[kind as u8], id.as_bytes(), bytes])
+        match obj.codec {
+            Codec::Raw => self.record(TAG_OBJECT, &[&[kind as u8], id.as_bytes(), &obj.payload]),
+            Codec::Zstd => self.record(TAG_ZSTD_OBJECT, &[&[kind as u8], id.as_bytes(), &obj.raw_len.to_le_bytes(), &obj.payload]),
+        }
     }
 
     /// The refs record and the trailer; flushes the output.
@@ -137,7 +146,8 @@ fn write_err(e: std::io::Error) -> Error {
 /// One record read from a stream.
 pub(crate) enum Record {
     Header(StreamHeader),
-    Object(ObjectKind, Digest, Vec<u8>),
+    /// Checked: it decodes to bytes that hash to the id.
+    Object(ObjectKind, Digest, Stored),
     Refs(StreamRefs),
     /// The trailer checked out: object count and hash matched.
     End,
@@ -149,6 +159,7 @@ pub(crate) struct Reader<R: Read> {
     hash: blake3::Hasher,
     objects: u64,
     ended: bool,
+    pub(crate) version: u32,
 }
 
 impl<R: Read> Reader<R> {
@@ -159,12 +170,12 @@ impl<R: Read> Reader<R> {
             return Err(bad("not an lvrepo stream (bad magic)"));
         }
         let version = u32::from_le_bytes([start[8], start[9], start[10], start[11]]);
-        if version != STREAM_VERSION {
-            return Err(bad(format!("stream format version {version}; this lvrepo reads version {STREAM_VERSION}")));
+        if !(STREAM_VERSION_MIN..=STREAM_VERSION).contains(&version) {
+            return Err(bad(format!("stream format version {version}; this lvrepo reads versions {STREAM_VERSION_MIN} to {STREAM_VERSION}")));
         }
         let mut hash = blake3::Hasher::new();
         hash.update(&start);
-        Ok(Reader { input, hash, objects: 0, ended: false })
+        Ok(Reader { input, hash, objects: 0, ended: false, version })
     }
 
     pub(crate) fn next(&mut self) -> Result<Record> {
@@ -187,23 +198,37 @@ impl<R: Read> Reader<R> {
         match head[0] {
             TAG_HEADER => Ok(Record::Header(serde_json::from_slice(&body).map_err(|_| bad("header record is not valid JSON"))?)),
             TAG_REFS => Ok(Record::Refs(serde_json::from_slice(&body).map_err(|_| bad("refs record is not valid JSON"))?)),
-            TAG_OBJECT => {
-                if body.len() < 1 + DIGEST_LEN {
-                    return Err(bad("object record too short"));
-                }
-                let kind = ObjectKind::from_u8(body[0]).ok_or_else(|| bad(format!("unknown object kind {}", body[0])))?;
-                let mut id = [0u8; DIGEST_LEN];
-                id.copy_from_slice(&body[1..1 + DIGEST_LEN]);
-                let id = Digest(id);
-                body.drain(..1 + DIGEST_LEN);
-                if kind.hash(&body) != id {
-                    return Err(Error::Damaged { kind, id, why: crate::error::DamageKind::HashMismatch });
-                }
-                self.objects += 1;
-                Ok(Record::Object(kind, id, body))
-            }
+            TAG_OBJECT => self.object(body, false),
+            TAG_ZSTD_OBJECT if self.version >= 2 => self.object(body, true),
             t => Err(bad(format!("unknown record tag {t:#04x}"))),
         }
+    }
+
+    /// An object record's body: `kind | id | [raw_len u32 |] payload`.
+    fn object(&mut self, mut body: Vec<u8>, zstd: bool) -> Result<Record> {
+        let head = 1 + DIGEST_LEN + if zstd { 4 } else { 0 };
+        if body.len() < head {
+            return Err(bad("object record too short"));
+        }
+        let kind = ObjectKind::from_u8(body[0]).ok_or_else(|| bad(format!("unknown object kind {}", body[0])))?;
+        let mut id = [0u8; DIGEST_LEN];
+        id.copy_from_slice(&body[1..1 + DIGEST_LEN]);
+        let id = Digest(id);
+        let obj = if zstd {
+            let raw_len = u32::from_le_bytes([body[head - 4], body[head - 3], body[head - 2], body[head - 1]]);
+            // Decoding allocates raw_len: bounded like a record.
+            if raw_len > MAX_RECORD {
+                return Err(bad(format!("object of {raw_len} bytes (damaged length)")));
+            }
+            body.drain(..head);
+            Stored { codec: Codec::Zstd, raw_len, payload: body }
+        } else {
+            body.drain(..head);
+            Stored::raw(body)
+        };
+        obj.verify(kind, &id)?;
+        self.objects += 1;
+        Ok(Record::Object(kind, id, obj))
     }
 
     fn trailer(&mut self, body: &[u8]) -> Result<Record> {
@@ -237,4 +262,53 @@ fn read_exact(r: &mut impl Read, buf: &mut [u8], what: &str) -> Result<()> {
             Error::io("reading", "the stream", e)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream of `version` with one object record and a correct trailer.
+    fn stream(version: u32, tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut s = STREAM_MAGIC.to_vec();
+        s.extend_from_slice(&version.to_le_bytes());
+        for (t, b) in [(TAG_HEADER, &br#"{"kind":"image","base":null}"#[..]), (tag, body)] {
+            s.push(t);
+            s.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            s.extend_from_slice(b);
+        }
+        let h = *blake3::hash(&s).as_bytes();
+        s.push(TAG_TRAILER);
+        s.extend_from_slice(&40u32.to_le_bytes());
+        s.extend_from_slice(&1u64.to_le_bytes());
+        s.extend_from_slice(&h);
+        s
+    }
+
+    fn first_object(s: &[u8]) -> Result<Stored> {
+        let mut r = Reader::new(s)?;
+        assert!(matches!(r.next()?, Record::Header(_)));
+        let Record::Object(_, _, obj) = r.next()? else { panic!("not an object") };
+        assert!(matches!(r.next()?, Record::End));
+        Ok(obj)
+    }
+
+    #[test]
+    fn version_1_streams_are_read_and_compressed_records_are_checked() {
+        let text = b"an object ".repeat(300);
+        let id = ObjectKind::Chunk.hash(&text);
+        let plain = [&[ObjectKind::Chunk as u8][..], id.as_bytes(), &text].concat();
+        let z = Stored::encode(&text, 3);
+        let packed = [&[ObjectKind::Chunk as u8][..], id.as_bytes(), &z.raw_len.to_le_bytes(), &z.payload].concat();
+        assert_eq!(first_object(&stream(1, TAG_OBJECT, &plain)).unwrap().decode().unwrap(), text, "v1 uncompressed");
+        assert_eq!(first_object(&stream(2, TAG_ZSTD_OBJECT, &packed)).unwrap(), z, "v2 compressed, kept as sent");
+        assert!(matches!(first_object(&stream(1, TAG_ZSTD_OBJECT, &packed)), Err(Error::BadStream(_))), "no Z in v1");
+        let mut bad = packed.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x21;
+        assert!(matches!(first_object(&stream(2, TAG_ZSTD_OBJECT, &bad)), Err(Error::Damaged { .. })));
+        let mut short = packed.clone();
+        short[33..37].copy_from_slice(&(z.raw_len - 1).to_le_bytes());
+        assert!(matches!(first_object(&stream(2, TAG_ZSTD_OBJECT, &short)), Err(Error::Damaged { .. })), "a wrong length is damage");
+    }
 }

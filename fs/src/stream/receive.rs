@@ -42,14 +42,20 @@ pub fn receive(repo: &Repository, input: impl Read) -> Result<ReceiveReport> {
     let mut unflushed = 0usize;
     loop {
         match r.next()? {
-            Record::Object(kind, id, bytes) => {
+            Record::Object(kind, id, obj) => {
                 if refs.is_some() {
                     return Err(bad("an object after the refs record"));
                 }
                 report.objects += 1;
-                if store.put(kind, &id, &bytes)? {
+                // Version 1 sent every object uncompressed: compress it here.
+                // Later versions send the sender's stored form: keep it.
+                let new = match r.version {
+                    1 => store.put(kind, &id, &obj.payload)?,
+                    _ => store.put_stored(kind, &id, &obj)?,
+                };
+                if new {
                     report.new_objects += 1;
-                    unflushed += bytes.len();
+                    unflushed += obj.payload.len();
                 }
                 // Checked objects land as they come (no ref names them yet:
                 // garbage for gc until published), so a receive run again

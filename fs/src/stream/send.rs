@@ -9,7 +9,7 @@ use crate::backup::{copy_closure, BackupGuest, CopyStats};
 use crate::digest::{Digest, ObjectKind, TreeId};
 use crate::error::{Error, Result};
 use crate::guest::GuestHandle;
-use crate::object::ObjectStore;
+use crate::object::{ObjectStore, Stored};
 use crate::repo::{ImageRecord, Repository};
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -39,10 +39,14 @@ impl ObjectStore for Sink<'_> {
         Ok(self.base.contains(id) || self.sent.lock().unwrap_or_else(|e| e.into_inner()).contains(id))
     }
     fn put(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<bool> {
+        self.put_stored(kind, id, &Stored::raw(bytes.to_vec()))
+    }
+    /// Sent as stored: a compressed object crosses compressed.
+    fn put_stored(&self, kind: ObjectKind, id: &Digest, obj: &Stored) -> Result<bool> {
         if !self.sent.lock().unwrap_or_else(|e| e.into_inner()).insert(*id) {
             return Ok(false);
         }
-        self.w.lock().unwrap_or_else(|e| e.into_inner()).object(kind, id, bytes)?;
+        self.w.lock().unwrap_or_else(|e| e.into_inner()).object(kind, id, obj)?;
         Ok(true)
     }
     fn flush(&self) -> Result<()> {

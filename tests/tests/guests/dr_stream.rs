@@ -46,17 +46,22 @@ fn records(s: &[u8]) -> Vec<(u8, Vec<u8>)> {
     out
 }
 
+/// Object records: uncompressed (`O`) or as the sender stored them (`Z`).
+fn is_object(tag: u8) -> bool {
+    tag == b'O' || tag == b'Z'
+}
+
 /// A well-framed stream of `recs` with a correct trailer: hostile content
 /// that no framing check can catch.
 fn build(recs: &[(u8, Vec<u8>)]) -> Vec<u8> {
     let mut s = b"LVSTREAM".to_vec();
-    s.extend_from_slice(&1u32.to_le_bytes());
+    s.extend_from_slice(&2u32.to_le_bytes());
     for (tag, body) in recs {
         s.push(*tag);
         s.extend_from_slice(&(body.len() as u32).to_le_bytes());
         s.extend_from_slice(body);
     }
-    let n = recs.iter().filter(|(t, _)| *t == b'O').count() as u64;
+    let n = recs.iter().filter(|(t, _)| is_object(*t)).count() as u64;
     let h = *blake3::hash(&s).as_bytes();
     s.push(b'T');
     s.extend_from_slice(&40u32.to_le_bytes());
@@ -102,21 +107,39 @@ fn image_streams_round_trip_and_bad_streams_change_nothing() {
         refused(&rx, &s, &[4], &format!("the stream with a bit flipped at {at}"));
     }
     let mut s = full.clone();
-    s[8..12].copy_from_slice(&2u32.to_le_bytes());
-    let err = refused(&rx, &s, &[4], "a version 2 stream");
-    assert!(err.contains("version 2"), "{err}");
+    s[8..12].copy_from_slice(&3u32.to_le_bytes());
+    let err = refused(&rx, &s, &[4], "a version 3 stream");
+    assert!(err.contains("version 3"), "{err}");
     let mut s = full.clone();
     s.push(0);
     refused(&rx, &s, &[4], "a stream with bytes after its trailer");
     // Well framed but hostile: an object that does not hash to its id, an
     // object left out, an image name that is a path.
     let recs = records(&full);
-    let first_obj = recs.iter().position(|(t, _)| *t == b'O').expect("an object record");
-    let mut bad = recs.clone();
-    let last = bad[first_obj].1.len() - 1;
-    bad[first_obj].1[last] ^= 0x55;
-    let err = refused(&rx, &build(&bad), &[4], "an object whose bytes do not match its id");
-    assert!(err.contains("does not match its id"), "{err}");
+    let first_obj = recs.iter().position(|(t, _)| is_object(*t)).expect("an object record");
+    // Objects cross compressed, as the sender's store keeps them.
+    assert!(recs.iter().any(|(t, _)| *t == b'Z'), "compressed objects cross compressed");
+    // A damaged object of either form: its bytes are decoded and hashed
+    // before anything is stored.
+    for tag in [b'O', b'Z'] {
+        // The payload starts after kind, id (and, compressed, its length).
+        let start = if tag == b'Z' { 37 } else { 33 };
+        let Some(at) = recs.iter().position(|(t, b)| *t == tag && b.len() > start) else { continue };
+        let len = recs[at].1.len();
+        for pos in [len - 1, start + (len - start) / 2] {
+            let mut bad = recs.clone();
+            bad[at].1[pos] ^= 0x55;
+            let err = refused(&rx, &build(&bad), &[4], &format!("a {} object damaged at {pos}", tag as char));
+            assert!(err.contains("does not match its id") || err.contains("does not decode"), "{err}");
+        }
+    }
+    // A compressed object claiming a huge decoded length: refused, not allocated.
+    if let Some(at) = recs.iter().position(|(t, _)| *t == b'Z') {
+        let mut bad = recs.clone();
+        bad[at].1[33..37].copy_from_slice(&u32::MAX.to_le_bytes());
+        let err = refused(&rx, &build(&bad), &[4], "a compressed object of 4 GiB");
+        assert!(err.contains("damaged length"), "{err}");
+    }
     let mut bad = recs.clone();
     bad.remove(first_obj);
     let err = refused(&rx, &build(&bad), &[4], "a stream missing an object its refs need");
