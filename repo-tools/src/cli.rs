@@ -87,8 +87,9 @@ pub enum Command {
     /// Show what changed: between two images (IMAGE IMAGE), or what guest NAME
     /// changed against its image, a checkpoint number, or another image.
     Diff {
-        /// An image, or a guest name.
-        from: String,
+        /// An image, or a guest name. Inside a guest booted with its root on
+        /// lvrepo (no repository given): what to compare this root against.
+        from: Option<String>,
         /// An image; for a guest: a checkpoint number or an image (default: its image).
         to: Option<String>,
         #[arg(long)]
@@ -111,14 +112,17 @@ pub enum Command {
     },
     /// List a guest's checkpoints.
     Log {
-        name: String,
+        /// The guest (inside a guest booted with its root on lvrepo: this root).
+        name: Option<String>,
         #[arg(long)]
         json: bool,
     },
     /// Roll a guest back to a checkpoint (number or root id prefix).
     Rollback {
+        /// The guest (inside a guest booted with its root on lvrepo, with no
+        /// repository given, it may be left out: this root).
         name: String,
-        checkpoint: String,
+        checkpoint: Option<String>,
         /// A volume guest served over NBD with clients connected: disconnect them
         /// (otherwise the rollback is refused, exit 6).
         #[arg(long)]

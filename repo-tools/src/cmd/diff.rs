@@ -2,30 +2,40 @@
 //! (A), removed (D), content-changed (C) and metadata-only (M) paths. A guest
 //! is compared as it is now (its live overlay, through its daemon if mounted)
 //! against its image by default. Volumes (guests and images) are compared
-//! by byte ranges of their disk (`C OFFSET LENGTH`).
+//! by byte ranges of their disk (`C OFFSET LENGTH`). Inside a guest booted
+//! with its root on lvrepo, `lvrepo diff [AGAINST]` asks the root's daemon.
 
 use anyhow::{bail, Result};
 use lvrepo_fs::diff::DiffEntry;
 use lvrepo_fs::guest::{self, GuestHandle, Range};
 use lvrepo_fs::walk::escape_path;
-use lvrepo_fs::TreeId;
+use lvrepo_fs::{Repository, TreeId};
 use serde_json::json;
 
 use crate::cli::Cli;
-use crate::control::{call, Request};
+use crate::control::{self, call, Request, RootRequest};
 use crate::output::print_json;
 
-pub fn run(cli: &Cli, from: &str, to: Option<&str>, json: bool) -> Result<()> {
+pub fn run(cli: &Cli, from: Option<&str>, to: Option<&str>, json: bool) -> Result<()> {
+    if control::this_root(cli) {
+        // Inside a guest booted with its root on lvrepo: `diff [AGAINST]` (or
+        // `diff NAME [AGAINST]` as on the host), by the root's daemon.
+        let guest = control::root_guest(None)?;
+        let against = match (from, to) {
+            (Some(f), t) if f == guest => t,
+            (f, None) => f,
+            (f, Some(_)) => bail!(crate::Exit(crate::exit::USAGE, format!("this root is guest {guest}, not {}", f.unwrap_or_default()))),
+        };
+        let rows: Vec<(String, String)> = serde_json::from_value(control::call_root(&RootRequest::Diff { against: against.map(str::to_string) })?)?;
+        return print_rows(&rows, json);
+    }
+    let Some(from) = from else { bail!(crate::Exit(crate::exit::USAGE, "name a guest, or two images".into())) };
     let p = super::repo_path(cli)?;
     let repo = super::open(cli, false)?;
     let rows: Vec<(String, String)> = match guest::find(&p, from) {
         Ok(rec) => {
             let g = GuestHandle::open(&p, from, false)?;
-            let against: TreeId = match to {
-                None => super::resolve(&repo, &g.rec.image)?.root_tree(),
-                Some(t) if t.parse::<u32>().is_ok() || t.starts_with("b3:") => g.checkpoint(t)?.root_tree(),
-                Some(t) => super::resolve(&repo, t)?.root_tree(),
-            };
+            let against = against(&repo, &g, to)?;
             if rec.volume {
                 let ranges: Vec<Range> = match call(&rec.dir, &Request::Diff { against: against.to_string() })? {
                     Some(v) => serde_json::from_value(v)?,
@@ -49,11 +59,26 @@ pub fn run(cli: &Cli, from: &str, to: Option<&str>, json: bool) -> Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
+    print_rows(&rows, json)
+}
+
+/// What guest `g` is compared against: a checkpoint (number or `b3:` root
+/// id prefix), another image, or (`None`) its own image.
+pub fn against(repo: &Repository, g: &GuestHandle, to: Option<&str>) -> Result<TreeId> {
+    Ok(match to {
+        None => super::resolve(repo, &g.rec.image)?.root_tree(),
+        Some(t) if t.parse::<u32>().is_ok() || t.starts_with("b3:") => g.checkpoint(t)?.root_tree(),
+        Some(t) => super::resolve(repo, t)?.root_tree(),
+    })
+}
+
+/// Diff rows as `A path` lines, or JSON `[{"path", "change"}]`.
+fn print_rows(rows: &[(String, String)], json: bool) -> Result<()> {
     if json {
         let v: Vec<_> = rows.iter().map(|(p, c)| json!({ "path": p, "change": c })).collect();
         return print_json(&v);
     }
-    for (path, change) in &rows {
+    for (path, change) in rows {
         let letter = match change.as_str() {
             "added" => 'A',
             "removed" => 'D',

@@ -20,6 +20,7 @@ mod log;
 mod ls;
 mod man;
 mod mount;
+mod mount_control;
 mod nbd;
 mod receive;
 mod restore;
@@ -47,11 +48,11 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Ls { target, recursive, json } => ls::run(cli, target, *recursive, *json),
         Command::Cat { target } => cat::run(cli, target),
         Command::Export { image, dest } => export::run(cli, image, dest),
-        Command::Diff { from, to, json } => diff::run(cli, from, to.as_deref(), *json),
+        Command::Diff { from, to, json } => diff::run(cli, from.as_deref(), to.as_deref(), *json),
         Command::Guest(g) => guest::run(cli, g),
         Command::Checkpoint { action, name, message, json } => checkpoint::run(cli, action.as_ref(), name.as_deref(), message, *json),
-        Command::Log { name, json } => log::run(cli, name, *json),
-        Command::Rollback { name, checkpoint, disconnect } => rollback::run(cli, name, checkpoint, *disconnect),
+        Command::Log { name, json } => log::run(cli, name.as_deref(), *json),
+        Command::Rollback { name, checkpoint, disconnect } => rollback::run(cli, name, checkpoint.as_deref(), *disconnect),
         Command::Verify { json, overlays, repair_from } => verify::run(cli, *json, *overlays, repair_from),
         Command::Gc { json } => gc::run(cli, *json),
         Command::Stats { json } => stats::run(cli, *json),
