@@ -128,8 +128,9 @@ pub enum Command {
     /// Show what changed: between two images (IMAGE IMAGE), or what guest NAME
     /// changed against its image, a checkpoint number, or another image.
     Diff {
-        /// An image, or a guest name.
-        from: String,
+        /// An image, or a guest name. Inside a guest booted with its root on
+        /// lvrepo (no repository given): what to compare this root against.
+        from: Option<String>,
         /// An image; for a guest: a checkpoint number, another guest (its
         /// current state) or an image (default: its image).
         to: Option<String>,
@@ -158,18 +159,19 @@ pub enum Command {
     },
     /// List a guest's checkpoints, or an image's versions and channels.
     Log {
-        /// The guest.
-        name: String,
+        /// The guest or image (inside a guest booted with its root on lvrepo: this root).
+        name: Option<String>,
         #[arg(long)]
         json: bool,
     },
     /// Roll a guest back to a checkpoint (its number, or a prefix of its root
     /// id starting with `b3:`).
     Rollback {
-        /// The guest.
+        /// The guest (inside a guest booted with its root on lvrepo, with no
+        /// repository given, it may be left out: this root).
         name: String,
         /// A checkpoint number (`lvrepo log GUEST`), or `b3:` and a prefix of its root id.
-        checkpoint: String,
+        checkpoint: Option<String>,
         #[arg(long)]
         json: bool,
         /// A volume guest served over NBD with clients connected: disconnect them

@@ -46,16 +46,37 @@ fn initrd() -> &'static Path {
     })
 }
 
+/// Put this build's lvrepo (stripped) in `tree` as /usr/bin/lvrepo, with the
+/// libraries it needs that the tree lacks: what a distribution package
+/// installed in the image gives the guest (docs/boot.md).
+fn install_lvrepo(tree: &Path) {
+    let bin = tree.join("usr/bin/lvrepo");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    run("strip", Command::new("strip").arg("-o").arg(&bin).arg(lvrepo_bin()));
+    for l in run("ldd", Command::new("ldd").arg(lvrepo_bin())).lines() {
+        // "libx.so => /lib/.../libx.so (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+        let Some(lib) = l.split_whitespace().find(|w| w.starts_with('/')) else { continue };
+        let dest = tree.join(lib.trim_start_matches('/'));
+        if !dest.exists() {
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(lib, &dest).unwrap_or_else(|e| panic!("copying {lib}: {e}"));
+        }
+    }
+}
+
 /// The guest's root tree: busybox, lvrepo-shutdown and an init that appends
 /// the boot's label (lvrepo.test=LABEL) to /log, prints /log and the
-/// hostname, has the daemon make the overlay clean, and powers off.
+/// hostname, has the daemon make the overlay clean, and powers off. With
+/// lvrepo.incmd on the command line it first runs the in-guest commands
+/// (the image must hold lvrepo: [`install_lvrepo`]): checkpoint, log, a
+/// write, diff against the checkpoint, rollback to it, and what is left.
 fn root_tree(dir: &Path) {
     for d in ["bin", "proc", "sys", "dev", "etc", "run"] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("busybox-static (scripts/setup.sh)");
     std::fs::copy(initrd_dir().join("lvrepo-shutdown"), dir.join("bin/lvrepo-shutdown")).unwrap();
-    for a in ["sh", "cat", "head", "grep", "sleep", "kill"] {
+    for a in ["sh", "cat", "head", "grep", "sleep", "kill", "sed", "tr", "ls"] {
         std::os::unix::fs::symlink("busybox", dir.join("bin").join(a)).unwrap();
     }
     let init = "#!/bin/busybox sh\n\
@@ -66,6 +87,15 @@ fn root_tree(dir: &Path) {
         echo \"$L\" >> /log\n\
         echo \"LVREPO-LOG: $(busybox tr '\\n' ' ' < /log)\"\n\
         echo \"LVREPO-HOST: $(cat /etc/hostname 2>/dev/null)\"\n\
+        if grep -q lvrepo.incmd /proc/cmdline; then\n\
+          echo a > /incmd-a\n\
+          o=$(/usr/bin/lvrepo checkpoint -m x 2>&1); echo \"LVREPO-CP: rc=$? $o\" | tr '\\n' ' '; echo\n\
+          /usr/bin/lvrepo log 2>&1 | sed 's/^/LVREPO-GLOG: /'\n\
+          echo b > /incmd-b\n\
+          /usr/bin/lvrepo diff 2 2>&1 | sed 's/^/LVREPO-DIFF: /'\n\
+          o=$(/usr/bin/lvrepo rollback 2 2>&1); echo \"LVREPO-RB: rc=$? $o\" | tr '\\n' ' '; echo\n\
+          echo \"LVREPO-LEFT: $(ls / | grep incmd | tr '\\n' ' ')\"\n\
+        fi\n\
         lvrepo-shutdown\n\
         busybox poweroff -f -n\n";
     std::fs::write(dir.join("init"), init).unwrap();
@@ -166,16 +196,25 @@ impl Drop for Loop {
     }
 }
 
-fn image_with_init(r: &Lvrepo, image: &str) {
+/// `with_lvrepo`: the image holds lvrepo, for the in-guest commands.
+fn image_with_init(r: &Lvrepo, image: &str, with_lvrepo: bool) {
     let tree = r.scratch(&format!("tree-{}", image.replace(':', "-")));
     root_tree(&tree);
+    if with_lvrepo {
+        install_lvrepo(&tree);
+    }
     r.import(&tree, image);
+}
+
+/// The console's `KEY: value` lines, in order.
+fn lines<'a>(console: &'a str, key: &str) -> Vec<&'a str> {
+    console.lines().filter_map(|l| l.split(key).nth(1)).map(str::trim).collect()
 }
 
 /// Image boot:1 in the repository, the repository disk, and a blank overlay
 /// partition labelled lvov.
 fn image_disks(r: &Lvrepo) -> (PathBuf, PathBuf) {
-    image_with_init(r, "boot:1");
+    image_with_init(r, "boot:1", false);
     let ov = r.scratch("overlay.ext4");
     blank_partition(&ov, "lvov");
     (repo_disk(r), ov)
@@ -202,10 +241,10 @@ fn tier1_a_write_on_a_blank_overlay_partition_survives_a_reboot_and_the_host_rea
 }
 
 #[test]
-fn tier1_a_guest_on_its_partition_is_checkpointed_and_rolled_back_by_the_host() {
+fn tier1_a_guest_on_its_partition_is_checkpointed_and_rolled_back_in_the_guest_and_by_the_host() {
     require_root();
     let r = Lvrepo::init();
-    image_with_init(&r, "boot:1");
+    image_with_init(&r, "boot:1", true);
     let ov = r.scratch("guest.ext4");
     blank_partition(&ov, "lvguest");
     // The guest's directory is a top-level directory of its partition.
@@ -222,8 +261,31 @@ fn tier1_a_guest_on_its_partition_is_checkpointed_and_rolled_back_by_the_host() 
         let _p = Loop::mount(&ov, &at);
         r.ok(["checkpoint", "vm", "-m", "after the first boot"]);
     }
-    let (log, _) = boot_ok(&repo_disk(&r), &ov, cmd, "two");
-    assert_eq!(log, "one two");
+    // In the guest, its own commands reach the root's daemon: a checkpoint
+    // (2), the log, a diff against it and a rollback to it while running.
+    let console = boot(initrd(), &repo_disk(&r), &ov, &format!("{cmd} lvrepo.incmd"), "two");
+    assert_eq!(line(&console, "LVREPO-LOG:"), "one two");
+    assert!(line(&console, "LVREPO-CP:").starts_with("rc=0 checkpoint 2 of vm: b3:"), "{console}");
+    let glog = lines(&console, "LVREPO-GLOG:");
+    assert!(glog.len() == 2 && glog[0].contains("after the first boot") && glog[1].contains("  x"), "in-guest lvrepo log:\n{console}");
+    assert!(lines(&console, "LVREPO-DIFF:").contains(&"A /incmd-b"), "in-guest lvrepo diff 2:\n{console}");
+    assert!(line(&console, "LVREPO-RB:").starts_with("rc=0 guest vm rolled back to checkpoint 2"), "{console}");
+    assert_eq!(line(&console, "LVREPO-LEFT:"), "incmd-a", "the in-guest rollback to 2 removes what was written after it");
+    assert_eq!(line(&console, "lvrepo-shutdown:"), "overlay clean", "{console}");
+    assert_clean(&ov);
+    {
+        // The host sees the checkpoint the guest took.
+        let _p = Loop::mount(&ov, &at);
+        let log = r.ok(["log", "vm", "--json"]);
+        let cps: serde_json::Value = serde_json::from_str(&log).unwrap();
+        assert_eq!((cps[1]["version"].as_u64(), cps[1]["message"].as_str()), (Some(2), Some("x")), "{log}");
+        let mnt = r.scratch("vm-mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        r.ok([OsStr::new("mount"), OsStr::new("--guest"), OsStr::new("vm"), mnt.as_os_str()]);
+        let (a, b) = (mnt.join("incmd-a").exists(), mnt.join("incmd-b").exists());
+        r.ok([OsStr::new("umount"), mnt.as_os_str()]);
+        assert_eq!((a, b), (true, false), "the host sees the guest's rolled-back state");
+    }
     {
         let _p = Loop::mount(&ov, &at);
         r.ok(["rollback", "vm", "1"]);

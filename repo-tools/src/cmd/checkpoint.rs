@@ -2,12 +2,14 @@
 //! and `lvrepo checkpoint delete NAME N` (the last two: unmounted guests).
 //! A mounted guest is checkpointed by its daemon (a consistent cut under the
 //! engine's lock); an unmounted one here, then rebased on the checkpoint.
+//! Inside a guest booted with its root on lvrepo, `lvrepo checkpoint` (no
+//! repository, no name) asks the daemon serving the root (docs/boot.md).
 
 use anyhow::{bail, Result};
 use lvrepo_fs::guest::{self, CheckpointView, GuestHandle};
 
 use crate::cli::{CheckpointCmd, Cli};
-use crate::control::{call, Request};
+use crate::control::{self, call, Request, RootRequest};
 use crate::output::print_json;
 
 pub fn run(cli: &Cli, action: Option<&CheckpointCmd>, name: Option<&str>, message: &str, json: bool) -> Result<()> {
@@ -16,8 +18,14 @@ pub fn run(cli: &Cli, action: Option<&CheckpointCmd>, name: Option<&str>, messag
         Some(CheckpointCmd::Delete { name, checkpoint, json }) => return delete(cli, name, checkpoint, *json),
         None => {}
     }
-    let Some(name) = name else { bail!(crate::Exit(crate::exit::USAGE, "name the guest to checkpoint".into())) };
-    let cp = take(cli, name, message)?;
+    let (name, cp): (String, guest::Checkpoint) = if control::this_root(cli) {
+        // Inside a guest booted with its root on lvrepo: its daemon's.
+        let name = control::root_guest(name)?;
+        (name, serde_json::from_value(control::call_root(&RootRequest::Checkpoint { message: message.to_string() })?)?)
+    } else {
+        let Some(name) = name else { bail!(crate::Exit(crate::exit::USAGE, "name the guest to checkpoint".into())) };
+        (name.to_string(), take(cli, name, message)?)
+    };
     if json {
         return print_json(&cp);
     }
@@ -29,7 +37,7 @@ pub fn run(cli: &Cli, action: Option<&CheckpointCmd>, name: Option<&str>, messag
 pub fn take(cli: &Cli, name: &str, message: &str) -> Result<guest::Checkpoint> {
     let p = super::repo_path(cli)?;
     let rec = guest::find(&p, name)?;
-    refuse_unsound(cli, &p, name)?;
+    refuse_unsound(&super::open(cli, false)?, &GuestHandle::open(&p, name, false)?)?;
     Ok(match call(&rec.dir, &Request::Checkpoint { message: message.to_string() })? {
         Some(v) => serde_json::from_value(v)?,
         None => {
@@ -44,14 +52,13 @@ pub fn take(cli: &Cli, name: &str, message: &str) -> Result<guest::Checkpoint> {
 /// A checkpoint reuses the objects of the guest's base and of its latest
 /// checkpoint (the fold memo): refuse, before anything changes, when those
 /// in the guest's store are damaged or missing (exit 4).
-fn refuse_unsound(cli: &Cli, p: &std::path::Path, name: &str) -> Result<()> {
-    let h = GuestHandle::open(p, name, false)?;
-    let repo = super::open(cli, false)?;
+pub fn refuse_unsound(repo: &lvrepo_fs::Repository, h: &GuestHandle) -> Result<()> {
+    let name = &h.rec.name;
     let mut roots = vec![(h.state.base, format!("guest {name} base"))];
     if let Some(last) = h.checkpoints()?.into_iter().max_by_key(|c| c.version).filter(|c| c.root_tree() != h.state.base) {
         roots.push((last.root_tree(), format!("guest {name} checkpoint {}", last.version)));
     }
-    lvrepo_fs::verify::refuse_unsound(&h, &repo, &roots, "checkpoint")?;
+    lvrepo_fs::verify::refuse_unsound(h, repo, &roots, "checkpoint")?;
     Ok(())
 }
 

@@ -5,30 +5,45 @@
 //! name is a guest before it is an image. Two guests are compared unmounted
 //! (both folded in memory here). Volumes (guests and images) are compared by
 //! byte ranges of their disk (`C OFFSET LENGTH`).
+//! Inside a guest booted with its root on lvrepo, `lvrepo diff [AGAINST]`
+//! asks the root's daemon.
 
 use anyhow::{bail, Result};
 use lvrepo_fs::diff::DiffEntry;
 use lvrepo_fs::guest::{self, GuestHandle, Range};
 use lvrepo_fs::walk::escape_path;
-use lvrepo_fs::TreeId;
+use lvrepo_fs::{Repository, TreeId};
 use serde_json::json;
 
 use crate::cli::Cli;
-use crate::control::{call, Request};
+use crate::control::{self, call, Request, RootRequest};
 use crate::output::print_json;
 
-pub fn run(cli: &Cli, from: &str, to: Option<&str>, stat: bool, json: bool) -> Result<()> {
+pub fn run(cli: &Cli, from: Option<&str>, to: Option<&str>, stat: bool, json: bool) -> Result<()> {
+    if control::this_root(cli) {
+        // Inside a guest booted with its root on lvrepo: `diff [AGAINST]` (or
+        // `diff NAME [AGAINST]` as on the host), by the root's daemon.
+        let guest = control::root_guest(None)?;
+        let against = match (from, to) {
+            (Some(f), t) if f == guest => t,
+            (f, None) => f,
+            (f, Some(_)) => bail!(crate::Exit(crate::exit::USAGE, format!("this root is guest {guest}, not {}", f.unwrap_or_default()))),
+        };
+        let rows: Vec<(String, String)> = serde_json::from_value(control::call_root(&RootRequest::Diff { against: against.map(str::to_string) })?)?;
+        return print_rows(&rows, stat, json);
+    }
+    let Some(from) = from else { bail!(crate::Exit(crate::exit::USAGE, "name a guest, or two images".into())) };
     let p = super::repo_path(cli)?;
     let repo = super::open(cli, false)?;
     let rows: Vec<(String, String)> = match guest::find(&p, from) {
         Ok(rec) => {
             let g = GuestHandle::open(&p, from, false)?;
-            let against: TreeId = match to {
-                None => super::resolve(&repo, &g.rec.image)?.root_tree(),
-                Some(t) if t.parse::<u32>().is_ok() || t.starts_with("b3:") => g.checkpoint(t)?.root_tree(),
-                Some(t) if guest::find(&p, t).is_ok() => return guests(cli, &g, t, stat, json),
-                Some(t) => super::resolve(&repo, t)?.root_tree(),
-            };
+            if let Some(t) = to.filter(|t| t.parse::<u32>().is_err() && !t.starts_with("b3:")) {
+                if guest::find(&p, t).is_ok() {
+                    return guests(cli, &g, t, stat, json);
+                }
+            }
+            let against = against(&repo, &g, to)?;
             if rec.volume {
                 let ranges: Vec<Range> = match call(&rec.dir, &Request::Diff { against: against.to_string() })? {
                     Some(v) => serde_json::from_value(v)?,
@@ -71,6 +86,16 @@ fn guests(cli: &Cli, a: &GuestHandle, b: &str, stat: bool, json: bool) -> Result
         return print_ranges(&lvrepo_fs::guest::changed_ranges(&*store, &tb, &ta)?, stat, json);
     }
     print_rows(&rows(&lvrepo_fs::diff::diff_trees(&*store, &tb, &ta)?), stat, json)
+}
+
+/// What guest `g` is compared against: a checkpoint (number or `b3:` root
+/// id prefix), another image, or (`None`) its own image.
+pub fn against(repo: &Repository, g: &GuestHandle, to: Option<&str>) -> Result<TreeId> {
+    Ok(match to {
+        None => super::resolve(repo, &g.rec.image)?.root_tree(),
+        Some(t) if t.parse::<u32>().is_ok() || t.starts_with("b3:") => g.checkpoint(t)?.root_tree(),
+        Some(t) => super::resolve(repo, t)?.root_tree(),
+    })
 }
 
 fn print_rows(rows: &[(String, String)], stat: bool, json: bool) -> Result<()> {

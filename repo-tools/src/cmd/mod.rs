@@ -23,6 +23,7 @@ mod ls;
 mod man;
 pub(crate) mod names;
 mod mount;
+mod mount_control;
 mod nbd;
 mod prefetch;
 mod rebase;
@@ -57,11 +58,11 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Cat { target } => cat::run(cli, target),
         Command::Prefetch { image, paths, file_cache, file_cache_mib, json } => prefetch::run(cli, image, paths, file_cache, *file_cache_mib << 20, *json),
         Command::Export { image, dest } => export::run(cli, image, dest),
-        Command::Diff { from, to, stat, json } => diff::run(cli, from, to.as_deref(), *stat, *json),
+        Command::Diff { from, to, stat, json } => diff::run(cli, from.as_deref(), to.as_deref(), *stat, *json),
         Command::Guest(g) => guest::run(cli, g),
         Command::Checkpoint { action, name, message, json } => checkpoint::run(cli, action.as_ref(), name.as_deref(), message, *json),
-        Command::Log { name, json } => log::run(cli, name, *json),
-        Command::Rollback { name, checkpoint, disconnect, json } => rollback::run(cli, name, checkpoint, *disconnect, *json),
+        Command::Log { name, json } => log::run(cli, name.as_deref(), *json),
+        Command::Rollback { name, checkpoint, disconnect, json } => rollback::run(cli, name, checkpoint.as_deref(), *disconnect, *json),
         Command::Verify { json, overlays, repair_from } => verify::run(cli, *json, *overlays, repair_from),
         Command::Gc { dry_run, json } => gc::run(cli, *dry_run, *json),
         Command::Stats { json } => stats::run(cli, *json),

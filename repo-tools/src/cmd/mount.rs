@@ -14,10 +14,8 @@ use anyhow::{bail, Context, Result};
 use lvrepo_fs::fuse::{block_termination_signals, mount_foreground, Live, MountOptions};
 use lvrepo_fs::object::Cached;
 use lvrepo_fs::overlay::Overlay;
-use lvrepo_fs::guest::{CheckpointView, GuestHandle};
-use lvrepo_fs::{ObjectStore, TreeId};
-
-use crate::control::Request;
+use lvrepo_fs::guest::GuestHandle;
+use lvrepo_fs::ObjectStore;
 
 use crate::cli::Cli;
 
@@ -62,30 +60,12 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
             let g = GuestHandle::open(&p, name, true)?;
             let store = g.store(shared.clone());
             let live = Live::new(Arc::new(g.overlay(store.clone()).with_context(|| format!("opening overlay of guest {name}"))?));
-            let g = Mutex::new(g);
-            let live2 = live.clone();
-            let p = p.clone();
-            crate::control::serve(&state_dir, move |req| {
-                let mut g = g.lock().unwrap_or_else(|e| e.into_inner());
-                match req {
-                    Request::Checkpoint { message } => {
-                        // gc waits until this checkpoint is recorded, and
-                        // what it skips storing is checked against the
-                        // repository as it is now (not as at mount time).
-                        let view = CheckpointView::open(&p)?;
-                        Ok(serde_json::to_value(g.checkpoint_live(&live2.current(), &*g.store(view.confirm(shared.clone())), &message)?)?)
-                    }
-                    Request::Diff { against } => {
-                        let t: TreeId = against.parse()?;
-                        Ok(serde_json::to_value(super::diff::rows(&g.diff_live(shared.clone(), Some(&live2.current()), t)?))?)
-                    }
-                    Request::Rollback { checkpoint, .. } => {
-                        let cp = g.checkpoint(&checkpoint)?;
-                        g.rollback_live(&live2, shared.clone(), &cp)?;
-                        Ok(serde_json::to_value(cp)?)
-                    }
-                }
-            })?;
+            let served = super::mount_control::Served { repo: p.clone(), guest: Arc::new(Mutex::new(g)), live: live.clone(), shared: shared.clone() };
+            let host = served.clone();
+            crate::control::serve(&state_dir, move |req| host.host(req))?;
+            if opts.root_daemon {
+                crate::control::serve_root(move |req| served.this_root(req))?;
+            }
             tracing::info!(guest = name, "serving guest");
             opts.source = format!("guest:{name}");
             live
@@ -95,6 +75,9 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
             let img = super::resolve(&repo, image)?;
             tracing::info!(image = %img.label(), overlay = %state_dir.display(), "serving");
             opts.source = img.label();
+            if opts.root_daemon {
+                crate::control::serve_root(super::mount_control::image_root(img.label(), &state_dir))?;
+            }
             Live::new(Arc::new(Overlay::open(&state_dir, shared, img.root_tree()).with_context(|| format!("opening overlay {}", state_dir.display()))?))
         }
     };

@@ -3,13 +3,32 @@
 //! is one atomic rename). A mounted guest is rolled back by its daemon, which
 //! pauses requests for the switch and then invalidates the kernel's caches.
 
-use anyhow::Result;
-use lvrepo_fs::guest::{self, GuestHandle};
+use anyhow::{bail, Result};
+use lvrepo_fs::guest::{self, Checkpoint, GuestHandle};
+use lvrepo_fs::Repository;
 
 use crate::cli::Cli;
-use crate::control::{call, Request};
+use crate::control::{self, call, Request, RootRequest};
 
-pub fn run(cli: &Cli, name: &str, checkpoint: &str, disconnect: bool, json: bool) -> Result<()> {
+pub fn run(cli: &Cli, name: &str, checkpoint: Option<&str>, disconnect: bool, json: bool) -> Result<()> {
+    if control::this_root(cli) {
+        // Inside a guest booted with its root on lvrepo: `rollback CHECKPOINT`
+        // (or `rollback NAME CHECKPOINT` as on the host), by the root's daemon.
+        let (named, which) = match checkpoint {
+            Some(c) => (Some(name), c),
+            None => (None, name),
+        };
+        let guest = control::root_guest(named)?;
+        let cp: Checkpoint = serde_json::from_value(control::call_root(&RootRequest::Rollback { checkpoint: which.to_string() })?)?;
+        if json {
+            return crate::output::print_json(&serde_json::json!({ "guest": guest, "checkpoint": cp.version, "root": cp.root, "mounted": true }));
+        }
+        if !cli.quiet {
+            eprintln!("guest {guest} rolled back to checkpoint {} ({}), while running", cp.version, cp.root.0);
+        }
+        return Ok(());
+    }
+    let Some(checkpoint) = checkpoint else { bail!(crate::Exit(crate::exit::USAGE, "name the checkpoint to roll back to".into())) };
     let p = super::repo_path(cli)?;
     let rec = guest::find(&p, name)?;
     // Resolve here, so a wrong checkpoint is "not found" (exit 3) either way.
@@ -18,9 +37,7 @@ pub fn run(cli: &Cli, name: &str, checkpoint: &str, disconnect: bool, json: bool
         let cp = h.checkpoint(checkpoint)?;
         // Refuse before anything changes when what the checkpoint needs from
         // the guest's store is damaged or missing (exit 4).
-        let repo = super::open(cli, false)?;
-        let label = format!("guest {name} checkpoint {}", cp.version);
-        lvrepo_fs::verify::refuse_unsound(&h, &repo, &[(cp.root_tree(), label)], "rollback")?;
+        refuse_unsound(&super::open(cli, false)?, &h, &cp)?;
         cp
     };
     let how = match call(&rec.dir, &Request::Rollback { checkpoint: cp.version.to_string(), disconnect })? {
@@ -40,5 +57,13 @@ pub fn run(cli: &Cli, name: &str, checkpoint: &str, disconnect: bool, json: bool
     if !cli.quiet {
         eprintln!("guest {name} rolled back to checkpoint {} ({}), {how}", cp.version, cp.root.0);
     }
+    Ok(())
+}
+
+/// Refuse, before anything changes, when what checkpoint `cp` needs from
+/// the guest's store is damaged or missing (exit 4).
+pub fn refuse_unsound(repo: &Repository, h: &GuestHandle, cp: &Checkpoint) -> Result<()> {
+    let label = format!("guest {} checkpoint {}", h.rec.name, cp.version);
+    lvrepo_fs::verify::refuse_unsound(h, repo, &[(cp.root_tree(), label)], "rollback")?;
     Ok(())
 }
