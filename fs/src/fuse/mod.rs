@@ -414,11 +414,7 @@ impl Filesystem for LvFs {
         }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         match &self.passthrough {
-            Some(pt) => {
-                if !pt.open(&ov, ino.0, flags.0 & libc::O_ACCMODE == libc::O_RDONLY, fh, reply) {
-                    let _ = ov.release(ino.0);
-                }
-            }
+            Some(pt) => pt.open(&ov, ino.0, flags.0 & libc::O_ACCMODE == libc::O_RDONLY, fh, reply),
             None => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
         }
     }

@@ -9,16 +9,16 @@
 //! - a read-only open of a file the guest has not changed, while no cached
 //!   descriptor is open, is passthrough (one backing file per inode while
 //!   such opens last);
-//! - any other open while passthrough descriptors are open fails with
-//!   ETXTBSY (as writing a running executable does): the writer cannot
-//!   share the read-only backing file, and the kernel allows nothing else;
-//! - otherwise the open is cached, as without passthrough.
+//! - any other open is cached, as without passthrough. While passthrough
+//!   descriptors are open, Linux refuses it (EIO: the writer cannot share
+//!   the read-only backing file). The kernel decides, not this table: a
+//!   close is synchronous in the kernel but its RELEASE reaches the daemon
+//!   later, so only the kernel knows whether a reader is still there.
 //!
-//! So what a descriptor opened before the guest's first write sees
-//! afterwards does not arise while it is open: the write waits for readers
-//! to close (kernel overlayfs lets the write happen and the old descriptor
-//! keep reading the image's bytes). Opens after the readers close read and
-//! write through the daemon as always.
+//! So a write to an unchanged image file waits until its passthrough
+//! readers have closed it (kernel overlayfs lets the write happen and the
+//! old descriptor keep reading the image's bytes). Opens after the write
+//! read and write through the daemon as always.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -56,9 +56,8 @@ impl Passthrough {
         Passthrough { cache, inodes: Mutex::new(HashMap::new()), handles: Mutex::new(HashMap::new()) }
     }
 
-    /// Answer the OPEN of `ino` as handle `fh`; false if it was refused
-    /// (the handle is not open).
-    pub(crate) fn open(&self, ov: &Overlay, ino: u64, read_only: bool, fh: u64, reply: ReplyOpen) -> bool {
+    /// Answer the OPEN of `ino` as handle `fh`.
+    pub(crate) fn open(&self, ov: &Overlay, ino: u64, read_only: bool, fh: u64, reply: ReplyOpen) {
         // The cached file is found (or filled) before the table is locked:
         // a fill may take a while and must not hold up other opens.
         let pristine = if read_only { ov.pristine_file(ino).ok().flatten() } else { None };
@@ -82,10 +81,6 @@ impl Passthrough {
                 }
             }
             if m.backing.is_some() { Mode::Passthrough } else { Mode::Cached }
-        } else if m.passthrough > 0 {
-            drop(inodes);
-            reply.error(fuser::Errno::from_i32(libc::ETXTBSY));
-            return false;
         } else {
             Mode::Cached
         };
@@ -98,7 +93,6 @@ impl Passthrough {
             (Mode::Passthrough, Some((id, _))) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), id),
             _ => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
         }
-        true
     }
 
     /// Handle `fh` is closed.
