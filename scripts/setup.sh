@@ -42,8 +42,9 @@ if ! command -v cargo >/dev/null; then
   [ -x "$HOME/.cargo/bin/cargo" ] || { echo "setup: cargo not found; install Rust with rustup first" >&2; exit 1; }
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
-# Peers' test suites run against our mounts (tests/tests/pjdfstest.rs, fsx.rs).
-for tool in pjdfstest@0.2.2 fsx@0.3.2; do
+# Peers' test suites run against our mounts (tests/tests/pjdfstest.rs, fsx.rs);
+# cargo-deb builds the Debian package (scripts/deb.sh, tests/tests/deb.rs).
+for tool in pjdfstest@0.2.2 fsx@0.3.2 cargo-deb@3.8.0; do
   command -v "${tool%@*}" >/dev/null || cargo install --locked --quiet "$tool"
 done
 # FUSE over io_uring (Linux 6.14+): the daemon then serves each CPU's requests
