@@ -387,8 +387,10 @@ pub enum Command {
     /// `tag NAME:VERSION NAME:CHANNEL`. NAME:CHANNEL then works wherever an
     /// image is named; `log NAME` shows the channels and where they pointed.
     Tag {
+        /// The version the channel names from now on.
         #[arg(value_name = "NAME:VERSION")]
         image: String,
+        /// The channel: NAME and a word that is not all digits (web:stable).
         #[arg(value_name = "NAME:CHANNEL")]
         channel: String,
     },
@@ -396,12 +398,15 @@ pub enum Command {
     /// first, mounted or not) or checkpoint N. Only what the repository lacks
     /// (the guest's own objects) is copied.
     Harvest {
+        /// The guest whose state becomes the image.
         guest: String,
+        /// Publish checkpoint N instead of the current state.
         #[arg(long, value_name = "N")]
         checkpoint: Option<String>,
         /// NAME or NAME:VERSION (without VERSION: the next version).
         #[arg(long, value_name = "NAME[:VERSION]")]
         image: String,
+        /// The new version's message.
         #[arg(short, long, default_value = "")]
         message: String,
         #[arg(long)]
@@ -411,6 +416,7 @@ pub enum Command {
     /// (three-way merge). Paths both changed are listed; without --prefer the
     /// rebase is then refused (exit 7) and nothing changes. Mounted: exit 6.
     Rebase {
+        /// The guest to move (unmounted).
         guest: String,
         /// The new image, NAME[:VERSION].
         #[arg(long, value_name = "IMAGE")]
