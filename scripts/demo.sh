@@ -92,6 +92,28 @@ test -e "$work/mnt/usr/bin/tar" && test "$(cat "$work/mnt/srv-app")" = "installe
 test "$(cat "$work/mnt/srv-app")" = "installed app"
 "$L" umount "$work/mnt"
 
+# Fleet: publish a guest's state as a new image version, name it on a
+# channel, and move another guest onto it keeping that guest's own changes.
+"$L" harvest web01 --image sample -m "web01's app, harvested"
+"$L" tag sample:3 sample:stable
+"$L" log sample
+"$L" guest create web03 --image sample:1 --overlay "$work/guests/web03"
+"$L" mount --guest web03 "$work/mnt"
+echo "web03's own note" > "$work/mnt/note"
+"$L" umount "$work/mnt"
+"$L" rebase web03 --image sample:stable --dry-run
+"$L" rebase web03 --image sample:stable
+"$L" mount --guest web03 "$work/mnt"
+test "$(cat "$work/mnt/note")" = "web03's own note" && test "$(cat "$work/mnt/srv-app")" = "installed app"
+"$L" umount "$work/mnt"
+
+# Many guests of one image: unchanged image files come from one verified
+# copy per host (FUSE passthrough onto the host file cache).
+"$L" prefetch sample:stable --file-cache "$work/filecache"
+"$L" mount --guest web03 --file-cache "$work/filecache" "$work/mnt"
+cmp "$work/mnt/usr/bin/bash" "$work/golden2/usr/bin/bash"
+"$L" umount "$work/mnt"
+
 # Health: every object of the repository and every guest's store, and every
 # guest overlay's data checksums; a guest's own check.
 "$L" verify --overlays
