@@ -271,7 +271,7 @@ impl PackStore {
     /// Read and decode one record. The payload is not hashed here (that is
     /// [`super::Verified`]'s job).
     pub fn read_entry(&self, id: &Digest, e: &IndexEntry) -> Result<Vec<u8>> {
-        self.read_stored(id, e)?.decode().map_err(|why| Error::Damaged { kind: e.kind, id: *id, why })
+        self.read_stored(id, e)?.into_decoded().map_err(|why| Error::Damaged { kind: e.kind, id: *id, why })
     }
 
     /// Read one record in its stored form (not decoded, not hashed).
@@ -435,6 +435,15 @@ impl PackStore {
         }
         Ok(!self.contains(id)? || self.marked_damaged(id)?)
     }
+
+    /// Append `bytes` compressed, or raw when that saves too little.
+    /// Compressed outside the writer lock, so several threads compress at once.
+    fn append_encoded(&self, kind: ObjectKind, id: &Digest, bytes: &[u8], reserve: u64) -> Result<bool> {
+        match super::stored::compressed(bytes, self.level) {
+            Some(z) => self.append(kind, id, Codec::Zstd as u8, bytes.len() as u32, &z, reserve),
+            None => self.append(kind, id, Codec::Raw as u8, bytes.len() as u32, bytes, reserve),
+        }
+    }
 }
 
 /// What [`PackStore::scan`] could not read: the entry's id when its key
@@ -516,8 +525,7 @@ impl PackStore {
     /// record is damaged); the next flush repoints the index entry. The
     /// caller has checked `id == kind.hash(bytes)`.
     pub fn rewrite(&self, kind: ObjectKind, id: &Digest, bytes: &[u8]) -> Result<()> {
-        let s = Stored::encode(bytes, self.level);
-        self.append_raw(kind, id, s.codec as u8, s.raw_len, &s.payload)?;
+        self.append_encoded(kind, id, bytes, 0)?;
         Ok(())
     }
 
@@ -596,9 +604,7 @@ impl ObjectStore for PackStore {
         if !self.wants(id)? {
             return Ok(false);
         }
-        // Compress outside the writer lock so several threads compress at once.
-        let s = Stored::encode(bytes, self.level);
-        self.append(kind, id, s.codec as u8, s.raw_len, &s.payload, PACK_RESERVE)
+        self.append_encoded(kind, id, bytes, PACK_RESERVE)
     }
 
     fn get_stored(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Stored>> {

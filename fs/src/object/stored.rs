@@ -41,10 +41,9 @@ impl Stored {
         Stored { codec: Codec::Raw, raw_len: bytes.len() as u32, payload: bytes }
     }
 
-    /// `bytes` compressed at `level`, or kept raw when that saves less than
-    /// about 3% (not worth a decompression on every read).
+    /// `bytes` compressed at `level`, or kept raw (see [`compressed`]).
     pub fn encode(bytes: &[u8], level: i32) -> Stored {
-        match zstd::bulk::compress(bytes, level).ok().filter(|z| z.len() + z.len() / 32 < bytes.len()) {
+        match compressed(bytes, level) {
             Some(z) => Stored { codec: Codec::Zstd, raw_len: bytes.len() as u32, payload: z },
             None => Stored::raw(bytes.to_vec()),
         }
@@ -53,14 +52,18 @@ impl Stored {
     /// The object's bytes: exactly `raw_len` of them, or the payload is
     /// damaged. Not hashed (see [`Stored::verify`]).
     pub fn decode(&self) -> std::result::Result<Vec<u8>, DamageKind> {
-        let out = match self.codec {
-            Codec::Raw => self.payload.clone(),
-            Codec::Zstd => decompress(&self.payload, self.raw_len as usize).map_err(|_| DamageKind::Undecodable)?,
-        };
-        if out.len() != self.raw_len as usize {
-            return Err(DamageKind::Undecodable);
+        match self.codec {
+            Codec::Raw => self.clone().into_decoded(),
+            Codec::Zstd => check_len(decompress(&self.payload, self.raw_len as usize).map_err(|_| DamageKind::Undecodable)?, self.raw_len),
         }
-        Ok(out)
+    }
+
+    /// [`Stored::decode`], moving a raw payload instead of copying it.
+    pub fn into_decoded(self) -> std::result::Result<Vec<u8>, DamageKind> {
+        match self.codec {
+            Codec::Raw => check_len(self.payload, self.raw_len),
+            Codec::Zstd => self.decode(),
+        }
     }
 
     /// Decode and hash in `kind`'s domain: damage is an error naming `id`.
@@ -76,6 +79,19 @@ impl Stored {
         }
         Ok(())
     }
+}
+
+fn check_len(out: Vec<u8>, raw_len: u32) -> std::result::Result<Vec<u8>, DamageKind> {
+    if out.len() != raw_len as usize {
+        return Err(DamageKind::Undecodable);
+    }
+    Ok(out)
+}
+
+/// `bytes` compressed at `level`, or `None` when that saves less than about
+/// 3% (not worth a decompression on every read): such objects are kept raw.
+pub(crate) fn compressed(bytes: &[u8], level: i32) -> Option<Vec<u8>> {
+    zstd::bulk::compress(bytes, level).ok().filter(|z| z.len() + z.len() / 32 < bytes.len())
 }
 
 /// zstd decompression with one context per thread: a fresh context per
