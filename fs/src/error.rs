@@ -133,6 +133,9 @@ pub enum Error {
     /// same paths differently; refused, nothing changed.
     #[error("rebase of guest {guest} onto {image}: {} paths were changed both by the guest and by the image, first {}; nothing was changed (pass --prefer guest or --prefer image to choose)", .paths.len(), first_path(.paths))]
     RebaseConflict { guest: String, image: String, paths: Vec<Vec<u8>> },
+    /// The audit log's chain is broken at `line` (1-based; 0: its head file).
+    #[error("audit log {path} line {line}: {why}")]
+    AuditDamaged { path: PathBuf, line: usize, why: String },
     /// The repository is append-only: deletes and overwrites are refused.
     #[error("{0} is append-only: it refuses deletes and overwrites")]
     AppendOnly(PathBuf),
@@ -200,7 +203,7 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::ImageNotFound(_) | Error::PathNotFound { .. } | Error::GuestNotFound(_) | Error::CheckpointNotFound { .. } | Error::StreamBaseMissing { .. } => ErrorClass::NotFound,
-            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } | Error::IndexDamaged { .. } | Error::IndexIncomplete(_) | Error::IndexUnlisted(_) | Error::Unsound { .. } | Error::BadFile { .. } | Error::OverlayDamaged { .. } | Error::BadStream(_) => {
+            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } | Error::IndexDamaged { .. } | Error::IndexIncomplete(_) | Error::IndexUnlisted(_) | Error::Unsound { .. } | Error::BadFile { .. } | Error::OverlayDamaged { .. } | Error::BadStream(_) | Error::AuditDamaged { .. } => {
                 ErrorClass::Damaged
             }
             Error::Db(e) if db_damage(e) => ErrorClass::Damaged,

@@ -8,6 +8,7 @@
 //! - [`repo`]: the repository directory, its format version and image refs;
 //! - [`import`], [`export`], [`diff`], [`verify`], [`gc`], [`stats`]: operations.
 
+pub mod audit;
 pub mod backup;
 pub mod chunker;
 pub mod diff;

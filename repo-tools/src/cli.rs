@@ -310,6 +310,19 @@ pub enum Command {
         #[arg(value_name = "NAME:CHANNEL")]
         channel: String,
     },
+    /// The audit log: every state-changing command, who ran it, on what, and
+    /// its result (hash-chained; `audit verify` checks the chain, exit 4).
+    #[command(args_conflicts_with_subcommands = true)]
+    Audit {
+        #[command(subcommand)]
+        action: Option<AuditCmd>,
+        /// Only entries from then on: seconds since the epoch, YYYY-MM-DD[THH:MM[:SS]]
+        /// (UTC), or an age (30m, 12h, 7d).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Publish a guest's state as a new image: its current state (checkpointed
     /// first, mounted or not) or checkpoint N. Only what the repository lacks
     /// (the guest's own objects) is copied.
@@ -433,4 +446,10 @@ pub enum CheckpointCmd {
         #[arg(long)]
         keep: usize,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Check the chain: exit 4 naming the first entry removed, edited or unreadable.
+    Verify,
 }

@@ -4,6 +4,7 @@
 //! 4 damaged data found, 5 already exists, 6 busy (another writer or in
 //! use), 7 conflict, 77 not permitted.
 
+mod audit;
 mod cli;
 mod control;
 mod cmd;
@@ -58,7 +59,11 @@ fn main() -> ExitCode {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     init_tracing(cli.verbose, cli.quiet);
-    match cmd::run(&cli) {
+    let outcome = cmd::run(&cli);
+    if !is_daemon(&cli.command) {
+        audit::record(&cli, &outcome);
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let code = exit_code(&err);

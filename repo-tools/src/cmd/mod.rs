@@ -1,6 +1,7 @@
 //! One file per command; `run` dispatches. Shared helpers open the repository
 //! and split `IMAGE:PATH` arguments.
 
+mod audit;
 mod backup;
 mod backups;
 mod cat;
@@ -89,6 +90,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Man { out } => man::run(out),
         Command::Completions { shell } => completions::run(*shell),
         Command::Tag { image, channel } => tag::run(cli, image, channel),
+        Command::Audit { action, since, json } => audit::run(cli, action.is_some(), since.as_deref(), *json),
         Command::Harvest { guest, checkpoint, image, message, json } => harvest::run(cli, guest, checkpoint.as_deref(), image, message, *json),
         Command::Rebase { guest, image, dry_run, prefer, json } => rebase::run(cli, guest, image, *dry_run, prefer.as_deref(), *json),
     }

@@ -285,3 +285,58 @@ fn tag_moves_a_channel_that_names_a_version_everywhere_and_log_shows_it() {
     w.r.fails(["guest", "create", "x", "--image", "img:nosuch", "--overlay", w.r.scratch("x").to_str().unwrap()], 3);
     w.r.fails(["log", "nosuch"], 3);
 }
+
+// ─────────────────────────── audit ───────────────────────────
+
+#[test]
+fn audit_records_every_change_and_verify_detects_an_edited_or_removed_entry() {
+    let (w, _) = two_versions();
+    let g = w.guest("au");
+    assert_eq!(g.checkpoint("one"), 1);
+    let m = g.mount();
+    put(&m.p("etc/b"), b"guest\n");
+    m.umount();
+    w.r.fails(["rebase", "au", "--image", "img:2"], 7);
+    w.r.ok(["tag", "img:2", "img:stable"]);
+    w.r.ok(["images"]);
+    w.r.ok(["log", "au"]);
+    let all = w.r.json(["audit", "--json"]);
+    let rows: Vec<(String, String, String)> = all.as_array().unwrap().iter().map(|e| (e["command"].as_str().unwrap().into(), e["target"].as_str().unwrap().into(), e["result"].as_str().unwrap().into())).collect();
+    let cmds: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    // img:1 and img:2 were imported by the harness; reads are not recorded.
+    assert_eq!(cmds, ["init", "import", "import", "guest create", "checkpoint", "mount", "umount", "rebase", "tag"], "{all}");
+    assert_eq!(rows[7].1, "au img:2");
+    assert!(rows[7].2.starts_with("exit 7: "), "a refused rebase is recorded with its result: {:?}", rows[7]);
+    assert_eq!(rows[8].2, "ok");
+    let first = &all[0];
+    assert_eq!(first["uid"], 0);
+    assert_eq!(first["user"], "root");
+    assert!(w.r.json(["audit", "--since", "1h", "--json"]).as_array().unwrap().len() == rows.len());
+    assert!(w.r.json(["audit", "--since", "4000000000", "--json"]).as_array().unwrap().is_empty());
+    w.r.fails(["audit", "--since", "yesterday"], 2);
+    w.r.ok(["audit", "verify"]);
+
+    let log = w.r.repo().join("audit.log");
+    let good = fs::read_to_string(&log).expect("read audit.log");
+    let lines: Vec<&str> = good.lines().collect();
+    // Edited: entry 8's result says the rebase went through.
+    let edited = good.replacen(lines[7], &lines[7].replace("exit 7: ", "ok; "), 1);
+    fs::write(&log, &edited).expect("write");
+    let e = w.r.fails(["audit", "verify"], 4);
+    assert!(e.contains("line 8") && e.contains("entry 8 was edited"), "{e}");
+    // Removed: entry 5 gone.
+    let removed: String = lines.iter().enumerate().filter(|(i, _)| *i != 4).map(|(_, l)| format!("{l}\n")).collect();
+    fs::write(&log, removed).expect("write");
+    let e = w.r.fails(["audit", "verify"], 4);
+    assert!(e.contains("line 5") && e.contains("entry 5 was removed"), "{e}");
+    // The newest removed: the head file knows.
+    let newest_gone: String = lines[..lines.len() - 1].iter().map(|l| format!("{l}\n")).collect();
+    fs::write(&log, newest_gone).expect("write");
+    let e = w.r.fails(["audit", "verify"], 4);
+    assert!(e.contains("newest entries were removed"), "{e}");
+    fs::write(&log, &good).expect("write");
+    w.r.ok(["audit", "verify"]);
+    // Appending goes on from the restored log.
+    w.r.ok(["tag", "img:1", "img:old"]);
+    w.r.ok(["audit", "verify"]);
+}
