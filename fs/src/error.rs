@@ -136,6 +136,10 @@ pub enum Error {
     /// The audit log's chain is broken at `line` (1-based; 0: its head file).
     #[error("audit log {path} line {line}: {why}")]
     AuditDamaged { path: PathBuf, line: usize, why: String },
+    #[error("group {0} not found")]
+    GroupNotFound(String),
+    #[error("group {0} already exists")]
+    GroupExists(String),
     /// The repository is append-only: deletes and overwrites are refused.
     #[error("{0} is append-only: it refuses deletes and overwrites")]
     AppendOnly(PathBuf),
@@ -202,7 +206,7 @@ impl Error {
 
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::ImageNotFound(_) | Error::PathNotFound { .. } | Error::GuestNotFound(_) | Error::CheckpointNotFound { .. } | Error::StreamBaseMissing { .. } => ErrorClass::NotFound,
+            Error::ImageNotFound(_) | Error::PathNotFound { .. } | Error::GuestNotFound(_) | Error::GroupNotFound(_) | Error::CheckpointNotFound { .. } | Error::StreamBaseMissing { .. } => ErrorClass::NotFound,
             Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } | Error::IndexDamaged { .. } | Error::IndexIncomplete(_) | Error::IndexUnlisted(_) | Error::Unsound { .. } | Error::BadFile { .. } | Error::OverlayDamaged { .. } | Error::BadStream(_) | Error::AuditDamaged { .. } => {
                 ErrorClass::Damaged
             }
@@ -210,7 +214,7 @@ impl Error {
             // The overlay keeps its database's error as text (RocksDB's
             // messages name their kind first, as `db_damage` reads them).
             Error::Overlay { why, .. } if why.contains("Corruption: ") => ErrorClass::Damaged,
-            Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) | Error::BackupConflict { .. } | Error::AlreadyReceived => ErrorClass::Exists,
+            Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) | Error::GroupExists(_) | Error::BackupConflict { .. } | Error::AlreadyReceived => ErrorClass::Exists,
             Error::GuestBusy(_) | Error::ImageInUse { .. } => ErrorClass::Busy,
             Error::NotPermitted(_) | Error::AppendOnly(_) => ErrorClass::NotPermitted,
             Error::BadImageName(_) => ErrorClass::Usage,

@@ -4,7 +4,7 @@
 //! recorded, nor the daemon processes (`mount -f`, `nbd serve -f`: the
 //! command that started them is).
 
-use crate::cli::{CheckpointCmd, Cli, Command, GuestCmd, NbdCmd};
+use crate::cli::{CheckpointCmd, Cli, Command, GroupCmd, GuestCmd, NbdCmd};
 
 /// `(command, target)` for a state-changing command, `None` for the rest.
 fn describe(c: &Command) -> Option<(&'static str, String)> {
@@ -21,8 +21,10 @@ fn describe(c: &Command) -> Option<(&'static str, String)> {
             _ => return None,
         },
         Command::Checkpoint { action: Some(CheckpointCmd::Prune { name, .. }), .. } => ("checkpoint prune", s(name)),
+        Command::Checkpoint { group: Some(g), .. } => ("checkpoint", format!("group {g}")),
         Command::Checkpoint { name, .. } => ("checkpoint", name.clone().unwrap_or_else(|| s("-"))),
-        Command::Rollback { name, checkpoint, .. } => ("rollback", format!("{name} {checkpoint}")),
+        Command::Rollback { name, checkpoint: None, group: Some(g), .. } => ("rollback", format!("group {g} {name}")),
+        Command::Rollback { name, checkpoint, .. } => ("rollback", format!("{name} {}", checkpoint.as_deref().unwrap_or("-"))),
         Command::Verify { repair_from, .. } if !repair_from.is_empty() => ("verify --repair-from", s("-")),
         Command::Gc { .. } => ("gc", s("-")),
         Command::Mount { foreground: false, guest, operands, .. } => ("mount", guest.clone().unwrap_or_else(|| operands.first().map(|o| p(o)).unwrap_or_default())),
@@ -34,10 +36,19 @@ fn describe(c: &Command) -> Option<(&'static str, String)> {
         Command::Receive { input, .. } => ("receive", p(input)),
         Command::Forget { guest, dry_run: false, .. } => ("forget", s(guest)),
         Command::Harvest { guest, image, .. } => ("harvest", format!("{guest} {image}")),
-        Command::Rebase { guest, image, dry_run: false, .. } => ("rebase", format!("{guest} {image}")),
+        Command::Rebase { guest, group, image, dry_run: false, .. } => ("rebase", format!("{} {image}", guest.clone().or_else(|| group.as_ref().map(|g| format!("group {g}"))).unwrap_or_default())),
+        Command::Group(GroupCmd::Create { name, .. } | GroupCmd::Add { name, .. } | GroupCmd::Rm { name, .. }) => (group_verb(c), s(name)),
         Command::Tag { image, channel } => ("tag", format!("{image} {channel}")),
         _ => return None,
     })
+}
+
+fn group_verb(c: &Command) -> &'static str {
+    match c {
+        Command::Group(GroupCmd::Create { .. }) => "group create",
+        Command::Group(GroupCmd::Add { .. }) => "group add",
+        _ => "group rm",
+    }
 }
 
 /// Append the audit entry of the command `cli` ran, with its outcome. An

@@ -106,6 +106,9 @@ pub enum Command {
         name: Option<String>,
         #[arg(short, long, default_value = "")]
         message: String,
+        /// Checkpoint every guest of group NAME (each is reported; exit: the first failure's).
+        #[arg(long, value_name = "NAME", conflicts_with = "name")]
+        group: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -117,8 +120,13 @@ pub enum Command {
     },
     /// Roll a guest back to a checkpoint (number or root id prefix).
     Rollback {
+        /// The guest (with --group: the checkpoint).
         name: String,
-        checkpoint: String,
+        checkpoint: Option<String>,
+        /// Roll every guest of group NAME back to its checkpoint CHECKPOINT:
+        /// `rollback --group NAME CHECKPOINT`.
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
         /// A volume guest served over NBD with clients connected: disconnect them
         /// (otherwise the rollback is refused, exit 6).
         #[arg(long)]
@@ -301,6 +309,9 @@ pub enum Command {
     Completions {
         shell: clap_complete::Shell,
     },
+    /// Groups of guests, for --group on checkpoint, rollback and rebase.
+    #[command(subcommand)]
+    Group(GroupCmd),
     /// Point a channel (a movable name: web:stable) at an image version:
     /// `tag NAME:VERSION NAME:CHANNEL`. NAME:CHANNEL then works wherever an
     /// image is named; `log NAME` shows the channels and where they pointed.
@@ -342,7 +353,12 @@ pub enum Command {
     /// (three-way merge). Paths both changed are listed; without --prefer the
     /// rebase is then refused (exit 7) and nothing changes. Mounted: exit 6.
     Rebase {
-        guest: String,
+        #[arg(required_unless_present = "group", conflicts_with = "group")]
+        guest: Option<String>,
+        /// Rebase every guest of group NAME: all are planned first, and a
+        /// conflict in any (without --prefer) or a mounted one changes none.
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
         /// The new image, NAME[:VERSION].
         #[arg(long, value_name = "IMAGE")]
         image: String,
@@ -452,4 +468,29 @@ pub enum CheckpointCmd {
 pub enum AuditCmd {
     /// Check the chain: exit 4 naming the first entry removed, edited or unreadable.
     Verify,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCmd {
+    /// Create a group, with these guests as its members.
+    Create { name: String, guests: Vec<String> },
+    /// Add guests to a group.
+    Add {
+        name: String,
+        #[arg(required = true)]
+        guests: Vec<String>,
+    },
+    /// Remove guests from a group; without guests, remove the group.
+    Rm { name: String, guests: Vec<String> },
+    /// List groups.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a group's members.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
 }

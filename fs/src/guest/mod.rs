@@ -13,6 +13,7 @@
 
 pub mod fold;
 pub mod fsck;
+mod group;
 mod harvest;
 mod ops;
 mod rebase;
@@ -20,6 +21,7 @@ mod view;
 mod volume;
 
 pub use ops::{Checkpoint, GuestHandle, CHECKPOINT as CHECKPOINT_REF};
+pub use group::{add_members, create_group, find_group, groups, remove_members, Group};
 pub use harvest::{harvest, Harvested};
 pub use rebase::{image_at, personal_files, record_rollback, RebaseReport};
 pub use view::CheckpointView;

@@ -13,6 +13,7 @@ mod export;
 mod forget;
 mod fsck;
 mod gc;
+mod group;
 mod guest;
 mod harvest;
 mod images;
@@ -53,9 +54,14 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Export { image, dest } => export::run(cli, image, dest),
         Command::Diff { from, to, json } => diff::run(cli, from, to.as_deref(), *json),
         Command::Guest(g) => guest::run(cli, g),
-        Command::Checkpoint { action, name, message, json } => checkpoint::run(cli, action.as_ref(), name.as_deref(), message, *json),
+        Command::Checkpoint { action, name, message, group: Some(g), json } if action.is_none() && name.is_none() => group::checkpoint(cli, g, message, *json),
+        Command::Checkpoint { action, name, message, json, .. } => checkpoint::run(cli, action.as_ref(), name.as_deref(), message, *json),
         Command::Log { name, json } => log::run(cli, name, *json),
-        Command::Rollback { name, checkpoint, disconnect } => rollback::run(cli, name, checkpoint, *disconnect),
+        Command::Rollback { name, checkpoint, group, disconnect } => match (group, checkpoint) {
+            (Some(g), None) => group::rollback(cli, g, name, *disconnect),
+            (None, Some(cp)) => rollback::run(cli, name, cp, *disconnect),
+            _ => Err(crate::Exit(crate::exit::USAGE, "usage: rollback NAME CHECKPOINT | rollback --group GROUP CHECKPOINT".into()).into()),
+        },
         Command::Verify { json, overlays, repair_from } => verify::run(cli, *json, *overlays, repair_from),
         Command::Gc { json } => gc::run(cli, *json),
         Command::Stats { json } => stats::run(cli, *json),
@@ -92,7 +98,8 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Tag { image, channel } => tag::run(cli, image, channel),
         Command::Audit { action, since, json } => audit::run(cli, action.is_some(), since.as_deref(), *json),
         Command::Harvest { guest, checkpoint, image, message, json } => harvest::run(cli, guest, checkpoint.as_deref(), image, message, *json),
-        Command::Rebase { guest, image, dry_run, prefer, json } => rebase::run(cli, guest, image, *dry_run, prefer.as_deref(), *json),
+        Command::Rebase { guest, group, image, dry_run, prefer, json } => rebase::run(cli, guest.as_deref(), group.as_deref(), image, *dry_run, prefer.as_deref(), *json),
+        Command::Group(g) => group::run(cli, g),
     }
 }
 
@@ -134,13 +141,7 @@ pub fn shared(repo: &Repository) -> std::sync::Arc<dyn lvrepo_fs::ObjectStore> {
 
 /// `NAME`, `NAME:VERSION` or `NAME:CHANNEL` (a channel set by `tag`).
 pub fn resolve(repo: &Repository, image: &str) -> Result<ImageRecord> {
-    if let Some((name, ch)) = image.split_once(':') {
-        if lvrepo_fs::repo::channels::valid_channel(ch) {
-            return Ok(repo.resolve_channel(name, ch)?);
-        }
-    }
-    let r: ImageRef = image.parse()?;
-    Ok(repo.resolve(&r)?)
+    Ok(repo.resolve_name(image)?)
 }
 
 #[cfg(test)]

@@ -340,3 +340,60 @@ fn audit_records_every_change_and_verify_detects_an_edited_or_removed_entry() {
     w.r.ok(["tag", "img:1", "img:old"]);
     w.r.ok(["audit", "verify"]);
 }
+
+// ─────────────────────────── groups ───────────────────────────
+
+#[test]
+fn group_checkpoint_rollback_and_rebase_act_on_every_member_and_a_conflict_changes_none() {
+    let (w, _) = two_versions();
+    let (a, b) = (w.guest("ga"), w.guest("gb"));
+    w.r.ok(["group", "create", "web", "ga"]);
+    w.r.ok(["group", "add", "web", "gb"]);
+    w.r.fails(["group", "add", "web", "nosuch"], 3);
+    w.r.fails(["group", "create", "web"], 5);
+    w.r.ok(["group", "create", "spare", "ga"]);
+    w.r.ok(["group", "rm", "spare"]);
+    let list = w.r.json(["group", "list", "--json"]);
+    assert_eq!(list.as_array().map(|l| l.len()), Some(1), "{list}");
+    assert_eq!(list[0]["members"], serde_json::json!(["ga", "gb"]));
+
+    let cps = w.r.json(["checkpoint", "--group", "web", "-m", "fleet", "--json"]);
+    assert_eq!(cps.as_array().map(|c| c.iter().all(|r| r["ok"] == true && r["result"]["version"] == 1)), Some(true), "{cps}");
+    for g in [&a, &b] {
+        let m = g.mount();
+        put(&m.p("etc/b"), format!("{} was here\n", g.name).as_bytes());
+        m.umount();
+    }
+    w.r.ok(["rollback", "--group", "web", "1"]);
+    for g in [&a, &b] {
+        let m = g.mount();
+        assert_eq!(fs::read(m.p("etc/b")).unwrap(), b"beta\n", "guest {} rolled back", g.name);
+        m.umount();
+    }
+
+    // Only gb conflicts with img:2 (both changed etc/b): no member changes.
+    let m = b.mount();
+    put(&m.p("etc/b"), b"gb's beta\n");
+    m.umount();
+    let before = (guest_files(&a), guest_files(&b));
+    let out = w.r.run(["rebase", "--group", "web", "--image", "img:2"]);
+    assert_eq!(out.status.code(), Some(7), "{}", report("conflicting group rebase", &out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "gb /etc/b");
+    assert_eq!((guest_files(&a), guest_files(&b)), before, "a refused group rebase changed a member");
+    let m = a.mount();
+    w.r.fails(["rebase", "--group", "web", "--image", "img:2", "--prefer", "guest"], 6);
+    m.umount();
+    w.r.ok(["rebase", "--group", "web", "--image", "img:2", "--prefer", "guest"]);
+    for (g, want) in [(&a, b"beta version 2\n".as_slice()), (&b, b"gb's beta\n")] {
+        assert_eq!(g.show()["guest"]["image"], "img:2");
+        let m = g.mount();
+        assert_eq!(fs::read(m.p("etc/b")).unwrap(), want, "guest {}", g.name);
+        assert_eq!(fs::read(m.p("usr/x")).unwrap(), b"x version 2\n");
+        m.umount();
+    }
+    // A member that is gone: the others still run, the exit says so.
+    w.r.ok(["guest", "rm", "gb"]);
+    let e = w.r.fails(["checkpoint", "--group", "web"], 3);
+    assert!(e.contains("1 of 2 guests failed, first gb"), "{e}");
+    assert_eq!(a.checkpoints().len(), 3, "ga was checkpointed although gb failed");
+}
