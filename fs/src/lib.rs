@@ -26,6 +26,7 @@ pub mod overlay;
 pub mod perms;
 pub mod reach;
 pub mod repo;
+pub mod sign;
 pub mod stats;
 pub mod stream;
 pub mod tree;

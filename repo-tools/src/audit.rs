@@ -4,7 +4,7 @@
 //! recorded, nor the daemon processes (`mount -f`, `nbd serve -f`: the
 //! command that started them is).
 
-use crate::cli::{CheckpointCmd, Cli, Command, GroupCmd, GuestCmd, NbdCmd};
+use crate::cli::{CheckpointCmd, Cli, Command, GroupCmd, GuestCmd, NbdCmd, PolicyCmd};
 
 /// `(command, target)` for a state-changing command, `None` for the rest.
 fn describe(c: &Command) -> Option<(&'static str, String)> {
@@ -39,6 +39,8 @@ fn describe(c: &Command) -> Option<(&'static str, String)> {
         Command::Rebase { guest, group, image, dry_run: false, .. } => ("rebase", format!("{} {image}", guest.clone().or_else(|| group.as_ref().map(|g| format!("group {g}"))).unwrap_or_default())),
         Command::Group(GroupCmd::Create { name, .. } | GroupCmd::Add { name, .. } | GroupCmd::Rm { name, .. }) => (group_verb(c), s(name)),
         Command::Tag { image, channel } => ("tag", format!("{image} {channel}")),
+        Command::Sign { image, .. } => ("sign", s(image)),
+        Command::Policy(PolicyCmd::RequireSignature { key }) => ("policy require-signature", p(key)),
         _ => return None,
     })
 }

@@ -309,6 +309,21 @@ pub enum Command {
     Completions {
         shell: clap_complete::Shell,
     },
+    /// Signing keys (ed25519).
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Sign an image version with a secret key (`key generate`).
+    Sign {
+        #[arg(value_name = "NAME[:VERSION]")]
+        image: String,
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// The repository's policy: `policy require-signature --key FILE.pub`
+    /// (guest create, mount and rebase then refuse images that key did not
+    /// sign, exit 77, or whose signature does not match, exit 4); `policy show`.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Groups of guests, for --group on checkpoint, rollback and rebase.
     #[command(subcommand)]
     Group(GroupCmd),
@@ -490,6 +505,29 @@ pub enum GroupCmd {
     /// Show a group's members.
     Show {
         name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Write a new key pair: FILE (secret, 0600) and FILE.pub.
+    Generate {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCmd {
+    /// Require a signature by this public key on every image guests use.
+    RequireSignature {
+        #[arg(long, value_name = "FILE.pub")]
+        key: PathBuf,
+    },
+    /// Show the policy.
+    Show {
         #[arg(long)]
         json: bool,
     },

@@ -29,6 +29,7 @@ mod receive;
 mod restore;
 mod rollback;
 mod send;
+mod sign;
 mod stats;
 mod tag;
 mod umount;
@@ -100,6 +101,9 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Harvest { guest, checkpoint, image, message, json } => harvest::run(cli, guest, checkpoint.as_deref(), image, message, *json),
         Command::Rebase { guest, group, image, dry_run, prefer, json } => rebase::run(cli, guest.as_deref(), group.as_deref(), image, *dry_run, prefer.as_deref(), *json),
         Command::Group(g) => group::run(cli, g),
+        Command::Key(crate::cli::KeyCmd::Generate { out }) => sign::generate(cli, out),
+        Command::Sign { image, key } => sign::sign(cli, image, key),
+        Command::Policy(p) => sign::policy(cli, p),
     }
 }
 
@@ -137,6 +141,15 @@ pub fn split_target(s: &std::ffi::OsStr) -> Result<(ImageRef, Vec<u8>)> {
 /// The shared repository's verified store, for guest operations.
 pub fn shared(repo: &Repository) -> std::sync::Arc<dyn lvrepo_fs::ObjectStore> {
     repo.shared_store()
+}
+
+/// Under a signing policy, refuse image `label` unless a required key
+/// signed it as it is (no policy: nothing is looked up).
+pub fn signed(repo: &Repository, label: &str) -> Result<()> {
+    if lvrepo_fs::sign::policy(repo.path())?.require_signature.is_empty() {
+        return Ok(());
+    }
+    Ok(lvrepo_fs::sign::check(repo, &repo.resolve_name(label)?)?)
 }
 
 /// `NAME`, `NAME:VERSION` or `NAME:CHANNEL` (a channel set by `tag`).

@@ -56,6 +56,7 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
             // The daemon holds the guest's lock while mounted; commands that
             // need the live state ask it over the control socket, one at a time.
             let g = GuestHandle::open(&p, name, true)?;
+            super::signed(&repo, &g.rec.image)?;
             let store = g.store(shared.clone());
             let live = Live::new(Arc::new(g.overlay(store.clone()).with_context(|| format!("opening overlay of guest {name}"))?));
             let g = Mutex::new(g);
@@ -89,6 +90,7 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
         None => {
             let image = image.ok_or_else(|| crate::Exit(crate::exit::USAGE, "name the image to mount".into()))?;
             let img = super::resolve(&repo, image)?;
+            lvrepo_fs::sign::check(&repo, &img)?;
             tracing::info!(image = %img.label(), overlay = %state_dir.display(), "serving");
             opts.source = img.label();
             Live::new(Arc::new(Overlay::open(&state_dir, shared, img.root_tree()).with_context(|| format!("opening overlay {}", state_dir.display()))?))

@@ -101,6 +101,7 @@ fn rebase_one(cli: &Cli, name: &str, image: &str, dry_run: bool, prefer: Option<
     let rec = guest::find(&p, name)?;
     let repo = lvrepo_fs::Repository::open(&p, false)?;
     let new = repo.resolve_name(image)?;
+    lvrepo_fs::sign::check(&repo, &new)?;
     let old = repo.resolve_name(&rec.image)?;
     {
         // What the rebase reuses from the guest's store must be sound (exit 4).

@@ -397,3 +397,53 @@ fn group_checkpoint_rollback_and_rebase_act_on_every_member_and_a_conflict_chang
     assert!(e.contains("1 of 2 guests failed, first gb"), "{e}");
     assert_eq!(a.checkpoints().len(), 3, "ga was checkpointed although gb failed");
 }
+
+// ─────────────────────────── signed images ───────────────────────────
+
+#[test]
+fn under_the_signing_policy_unsigned_and_tampered_images_are_refused() {
+    let (w, _) = two_versions();
+    let key = w.r.scratch("release.key");
+    let public = w.r.ok([os("key"), os("generate"), os("--out"), key.as_os_str()]);
+    assert_eq!(public.trim().len(), 64, "{public}");
+    assert_eq!(fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(fs::read_to_string(key.with_extension("key.pub")).unwrap().contains(public.trim()));
+    w.r.fails([os("key"), os("generate"), os("--out"), key.as_os_str()], 5);
+    let other = w.r.scratch("other.key");
+    w.r.ok([os("key"), os("generate"), os("--out"), other.as_os_str()]);
+
+    // Before a policy, nothing is checked.
+    let early = w.guest("early");
+    w.r.ok([os("sign"), os("img:1"), os("--key"), key.as_os_str()]);
+    w.r.ok([os("sign"), os("img:2"), os("--key"), other.as_os_str()]);
+    w.r.ok([os("policy"), os("require-signature"), os("--key"), key.with_extension("key.pub").as_os_str()]);
+    assert!(w.r.ok(["policy", "show"]).contains(public.trim()));
+
+    let g = w.guest("signed");
+    let e = w.r.fails(["guest", "create", "u", "--image", "img:2", "--overlay", w.r.scratch("u").to_str().unwrap()], 77);
+    assert!(e.contains("img:2 is not signed by a key the repository's policy requires"), "signed by another key only: {e}");
+    let e = w.r.fails(["rebase", "signed", "--image", "img:2"], 77);
+    assert!(e.contains("not signed"), "{e}");
+    w.r.ok([os("sign"), os("img:2"), os("--key"), key.as_os_str()]);
+    w.r.ok(["rebase", "signed", "--image", "img:2"]);
+    let m = g.mount();
+    assert_eq!(fs::read(m.p("usr/x")).unwrap(), b"x version 2\n");
+    m.umount();
+
+    // Tampered: img:1 replaced by another tree under the same label.
+    w.r.ok(["delete", "img:1", "--force"]);
+    let evil = w.r.scratch("evil");
+    mkdir(&evil.join("etc"));
+    put(&evil.join("etc/a"), b"backdoor\n");
+    w.r.import(&evil, "img:1");
+    let e = w.r.fails(["guest", "create", "t", "--image", "img:1", "--overlay", w.r.scratch("t").to_str().unwrap()], 4);
+    assert!(e.contains("img:1") && e.contains("tampered"), "{e}");
+    let out = early.try_mount();
+    assert_eq!(out.status.code(), Some(4), "{}", report("mount of a guest whose image was tampered with", &out));
+    assert!(!is_mounted(&early.mp));
+    let mnt = w.r.scratch("mnt").join("img");
+    fs::create_dir_all(&mnt).unwrap();
+    let ov = w.r.scratch("img-overlay");
+    w.r.fails([os("mount"), os("img:1"), os("--overlay"), ov.as_os_str(), mnt.as_os_str()], 4);
+    assert!(!is_mounted(&mnt));
+}
