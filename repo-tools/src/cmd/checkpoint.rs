@@ -44,11 +44,7 @@ pub fn take(cli: &Cli, name: &str, message: &str) -> Result<guest::Checkpoint> {
 fn refuse_unsound(cli: &Cli, p: &std::path::Path, name: &str) -> Result<()> {
     let h = GuestHandle::open(p, name, false)?;
     let repo = super::open(cli, false)?;
-    let mut roots = vec![(h.state.base, format!("guest {name} base"))];
-    if let Some(last) = h.checkpoints()?.into_iter().max_by_key(|c| c.version).filter(|c| c.root_tree() != h.state.base) {
-        roots.push((last.root_tree(), format!("guest {name} checkpoint {}", last.version)));
-    }
-    lvrepo_fs::verify::refuse_unsound(&h, &repo, &roots, "checkpoint")?;
+    lvrepo_fs::verify::refuse_unsound(&h, &repo, &h.fold_roots()?, "checkpoint")?;
     Ok(())
 }
 

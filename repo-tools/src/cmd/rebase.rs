@@ -104,9 +104,10 @@ fn rebase_one(cli: &Cli, name: &str, image: &str, dry_run: bool, prefer: Option<
     lvrepo_fs::sign::check(&repo, &new)?;
     let old = repo.resolve_name(&rec.image)?;
     {
-        // What the rebase reuses from the guest's store must be sound (exit 4).
+        // What the rebase reuses from the guest's store (its base, and the
+        // latest checkpoint the fold memo may reuse) must be sound (exit 4).
         let h = GuestHandle::open(&p, name, false)?;
-        lvrepo_fs::verify::refuse_unsound(&h, &repo, &[(h.state.base, format!("guest {name} base"))], "rebase")?;
+        lvrepo_fs::verify::refuse_unsound(&h, &repo, &h.fold_roots()?, "rebase")?;
     }
     // Holds gc off until the guest stands on its new root.
     let view = CheckpointView::open(&p)?;
