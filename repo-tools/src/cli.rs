@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub use crate::cli_fleet::{AuditCmd, GroupCmd, KeyCmd, PolicyCmd};
+
 #[derive(Parser, Debug)]
 #[command(name = "lvrepo", version, about = "Golden-image repository: import, publish, inspect and verify images", long_about = None)]
 pub struct Cli {
@@ -476,59 +478,5 @@ pub enum CheckpointCmd {
         name: String,
         #[arg(long)]
         keep: usize,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum AuditCmd {
-    /// Check the chain: exit 4 naming the first entry removed, edited or unreadable.
-    Verify,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum GroupCmd {
-    /// Create a group, with these guests as its members.
-    Create { name: String, guests: Vec<String> },
-    /// Add guests to a group.
-    Add {
-        name: String,
-        #[arg(required = true)]
-        guests: Vec<String>,
-    },
-    /// Remove guests from a group; without guests, remove the group.
-    Rm { name: String, guests: Vec<String> },
-    /// List groups.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show a group's members.
-    Show {
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum KeyCmd {
-    /// Write a new key pair: FILE (secret, 0600) and FILE.pub.
-    Generate {
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum PolicyCmd {
-    /// Require a signature by this public key on every image guests use.
-    RequireSignature {
-        #[arg(long, value_name = "FILE.pub")]
-        key: PathBuf,
-    },
-    /// Show the policy.
-    Show {
-        #[arg(long)]
-        json: bool,
     },
 }

@@ -6,6 +6,7 @@
 
 mod audit;
 mod cli;
+mod cli_fleet;
 mod control;
 mod cmd;
 mod mount_helper;
