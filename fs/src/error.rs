@@ -142,6 +142,20 @@ pub enum Error {
     /// same paths differently; refused, nothing changed.
     #[error("rebase of guest {guest} onto {image}: {} paths were changed both by the guest and by the image, first {}; nothing was changed (pass --prefer guest or --prefer image to choose)", .paths.len(), first_path(.paths))]
     RebaseConflict { guest: String, image: String, paths: Vec<Vec<u8>> },
+    /// The audit log's chain is broken at `line` (1-based; 0: its head file).
+    #[error("audit log {path} line {line}: {why}")]
+    AuditDamaged { path: PathBuf, line: usize, why: String },
+    #[error("group {0} not found")]
+    GroupNotFound(String),
+    #[error("group {0} already exists")]
+    GroupExists(String),
+    /// The signing policy requires a signature no required key made.
+    #[error("image {0} is not signed by a key the repository's policy requires; refused (lvrepo sign {0} --key FILE)")]
+    Unsigned(String),
+    /// A required key's signature of the image does not verify: the image
+    /// is not the one that was signed.
+    #[error("image {0}: its signature does not match the image (tampered: not the image that was signed); refused")]
+    BadSignature(String),
     /// The repository is append-only: deletes and overwrites are refused.
     #[error("{0} is append-only: it refuses deletes and overwrites")]
     AppendOnly(PathBuf),
@@ -208,17 +222,17 @@ impl Error {
 
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::ImageNotFound(_) | Error::PathNotFound { .. } | Error::GuestNotFound(_) | Error::CheckpointNotFound { .. } | Error::StreamBaseMissing { .. } => ErrorClass::NotFound,
-            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } | Error::IndexDamaged { .. } | Error::IndexIncomplete(_) | Error::IndexUnlisted(_) | Error::Unsound { .. } | Error::BadFile { .. } | Error::OverlayDamaged { .. } | Error::BadStream(_) => {
+            Error::ImageNotFound(_) | Error::PathNotFound { .. } | Error::GuestNotFound(_) | Error::GroupNotFound(_) | Error::CheckpointNotFound { .. } | Error::StreamBaseMissing { .. } => ErrorClass::NotFound,
+            Error::Missing { .. } | Error::Damaged { .. } | Error::Decode { .. } | Error::IndexDamaged { .. } | Error::IndexIncomplete(_) | Error::IndexUnlisted(_) | Error::Unsound { .. } | Error::BadFile { .. } | Error::OverlayDamaged { .. } | Error::BadStream(_) | Error::AuditDamaged { .. } | Error::BadSignature(_) => {
                 ErrorClass::Damaged
             }
             Error::Db(e) if db_damage(e) => ErrorClass::Damaged,
             // The overlay keeps its database's error as text (RocksDB's
             // messages name their kind first, as `db_damage` reads them).
             Error::Overlay { why, .. } if why.contains("Corruption: ") => ErrorClass::Damaged,
-            Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) | Error::BackupConflict { .. } | Error::AlreadyReceived => ErrorClass::Exists,
+            Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) | Error::GroupExists(_) | Error::BackupConflict { .. } | Error::AlreadyReceived => ErrorClass::Exists,
             Error::GuestBusy(_) | Error::ImageInUse { .. } | Error::CheckpointInUse { .. } => ErrorClass::Busy,
-            Error::NotPermitted(_) | Error::AppendOnly(_) => ErrorClass::NotPermitted,
+            Error::NotPermitted(_) | Error::AppendOnly(_) | Error::Unsigned(_) => ErrorClass::NotPermitted,
             Error::BadImageName(_) | Error::BadGuestName { .. } | Error::BadPattern { .. } => ErrorClass::Usage,
             Error::RebaseConflict { .. } => ErrorClass::Conflict,
             Error::Locked(_) => ErrorClass::Busy,

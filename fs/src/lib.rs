@@ -8,6 +8,7 @@
 //! - [`repo`]: the repository directory, its format version and image refs;
 //! - [`import`], [`export`], [`diff`], [`verify`], [`gc`], [`stats`]: operations.
 
+pub mod audit;
 pub mod backup;
 pub mod chunker;
 pub mod diff;
@@ -26,6 +27,7 @@ pub mod overlay;
 pub mod perms;
 pub mod reach;
 pub mod repo;
+pub mod sign;
 pub mod stats;
 pub mod stream;
 pub mod tree;

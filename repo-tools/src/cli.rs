@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub use crate::cli_fleet::{AuditCmd, GroupCmd, KeyCmd, PolicyCmd};
+pub use crate::cli_guest::{CheckpointCmd, GuestCmd, NbdCmd};
+
 #[derive(Parser, Debug)]
 #[command(name = "lvrepo", version, about = "Golden-image repository: import, publish, inspect and verify images", long_about = None)]
 pub struct Cli {
@@ -154,6 +157,9 @@ pub enum Command {
         /// A message recorded with the checkpoint.
         #[arg(short, long, default_value = "")]
         message: String,
+        /// Checkpoint every guest of group NAME (each is reported; exit: the first failure's).
+        #[arg(long, value_name = "NAME", conflicts_with = "name")]
+        group: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -168,10 +174,15 @@ pub enum Command {
     /// id starting with `b3:`).
     Rollback {
         /// The guest (inside a guest booted with its root on lvrepo, with no
-        /// repository given, it may be left out: this root).
+        /// repository given, it may be left out: this root; with --group:
+        /// the checkpoint).
         name: String,
         /// A checkpoint number (`lvrepo log GUEST`), or `b3:` and a prefix of its root id.
         checkpoint: Option<String>,
+        /// Roll every guest of group NAME back to its checkpoint CHECKPOINT:
+        /// `rollback --group NAME CHECKPOINT`.
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
         #[arg(long)]
         json: bool,
         /// A volume guest served over NBD with clients connected: disconnect them
@@ -383,6 +394,26 @@ pub enum Command {
         /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Signing keys (ed25519).
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Sign an image version with a secret key (`key generate`).
+    Sign {
+        /// The image version to sign.
+        #[arg(value_name = "NAME[:VERSION]")]
+        image: String,
+        /// The secret key (`key generate`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// The repository's policy: `policy require-signature --key FILE.pub`
+    /// (guest create, mount and rebase then refuse images that key did not
+    /// sign, exit 77, or whose signature does not match, exit 4); `policy show`.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Groups of guests, for --group on checkpoint, rollback and rebase.
+    #[command(subcommand)]
+    Group(GroupCmd),
     /// Point a channel (a movable name: web:stable) at an image version:
     /// `tag NAME:VERSION NAME:CHANNEL`. NAME:CHANNEL then works wherever an
     /// image is named; `log NAME` shows the channels and where they pointed.
@@ -393,6 +424,19 @@ pub enum Command {
         /// The channel: NAME and a word that is not all digits (web:stable).
         #[arg(value_name = "NAME:CHANNEL")]
         channel: String,
+    },
+    /// The audit log: every state-changing command, who ran it, on what, and
+    /// its result (hash-chained; `audit verify` checks the chain, exit 4).
+    #[command(args_conflicts_with_subcommands = true)]
+    Audit {
+        #[command(subcommand)]
+        action: Option<AuditCmd>,
+        /// Only entries from then on: seconds since the epoch, YYYY-MM-DD[THH:MM[:SS]]
+        /// (UTC), or an age (30m, 12h, 7d).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Publish a guest's state as a new image: its current state (checkpointed
     /// first, mounted or not) or checkpoint N. Only what the repository lacks
@@ -417,7 +461,12 @@ pub enum Command {
     /// rebase is then refused (exit 7) and nothing changes. Mounted: exit 6.
     Rebase {
         /// The guest to move (unmounted).
-        guest: String,
+        #[arg(required_unless_present = "group", conflicts_with = "group")]
+        guest: Option<String>,
+        /// Rebase every guest of group NAME: all are planned first, and a
+        /// conflict in any (without --prefer) or a mounted one changes none.
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
         /// The new image, NAME[:VERSION].
         #[arg(long, value_name = "IMAGE")]
         image: String,
@@ -432,145 +481,6 @@ pub enum Command {
     },
 }
 
-#[derive(Subcommand, Debug)]
-pub enum GuestCmd {
-    /// Create a guest from an image, instantly (an empty overlay, no copy).
-    Create {
-        /// The new guest's name: letters, digits, '.', '_', '-', starting with
-        /// a letter or digit, not a command's name.
-        name: String,
-        /// The image it starts from (without VERSION: the latest).
-        #[arg(long, value_name = "IMAGE[:VERSION]")]
-        image: String,
-        /// The guest's directory on its own partition [default: /var/lib/lvrepo/guests/NAME].
-        #[arg(long, value_name = "DIR")]
-        overlay: Option<PathBuf>,
-        /// Personalise: KEY=VALUE (hostname=... writes /etc/hostname; every pair
-        /// goes to /etc/lvrepo/guest.conf).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        /// Put a local file into the guest: /PATH/IN/GUEST=LOCALFILE.
-        #[arg(long = "file", value_name = "DEST=SRC")]
-        file: Vec<String>,
-        /// A file of KEY=VALUE lines, as --set.
-        #[arg(long, value_name = "FILE")]
-        values: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// List guests.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show one guest.
-    Show {
-        /// The guest.
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Delete a guest and its directory (refused while mounted).
-    Rm {
-        /// The guest.
-        name: String,
-    },
-    /// Rename a guest (refused while mounted, exit 6). Its directory stays
-    /// where it is; backups made under the old name keep it.
-    Rename {
-        /// The guest's name now.
-        old: String,
-        /// Its new name.
-        new: String,
-    },
-    /// A new guest whose state is a checkpoint of another (an empty overlay
-    /// over it; the source's own objects are copied into the new guest's
-    /// store, the image's stay shared). Without :CHECKPOINT, the source is
-    /// checkpointed first (mounted or not) and that checkpoint is cloned.
-    Clone {
-        /// The source guest, and a checkpoint number.
-        #[arg(value_name = "GUEST[:CHECKPOINT]")]
-        source: String,
-        /// The new guest's name.
-        name: String,
-        /// The new guest's directory [default: /var/lib/lvrepo/guests/NAME].
-        #[arg(long, value_name = "DIR")]
-        overlay: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Check a guest's own files (STATE, overlay database and data, store);
-    /// exit 4 if anything is damaged. Not while mounted.
-    Fsck {
-        /// The guest (not mounted).
-        name: String,
-        /// Salvage what is sound and list what was lost.
-        #[arg(long)]
-        repair: bool,
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum NbdCmd {
-    /// Serve a volume over NBD (the export name is the guest's or image's name).
-    Serve {
-        /// The volume guest to serve (read-write unless --read-only or --checkpoint).
-        #[arg(long, value_name = "NAME", required_unless_present = "image")]
-        guest: Option<String>,
-        /// Serve this checkpoint of the guest, read-only.
-        #[arg(long, value_name = "N", requires = "guest")]
-        checkpoint: Option<String>,
-        /// Serve a volume image, read-only.
-        #[arg(long, value_name = "NAME[:VERSION]", conflicts_with = "guest")]
-        image: Option<String>,
-        /// Listen on a Unix socket.
-        #[arg(long, value_name = "PATH", required_unless_present = "listen", conflicts_with = "listen")]
-        socket: Option<PathBuf>,
-        /// Listen on a TCP address (HOST:PORT).
-        #[arg(long, value_name = "ADDR:PORT")]
-        listen: Option<String>,
-        /// Serve read-only.
-        #[arg(long)]
-        read_only: bool,
-        /// Serve in the foreground instead of detaching a daemon.
-        #[arg(short, long)]
-        foreground: bool,
-    },
-    /// Stop the server of a guest (clients get ESHUTDOWN, writes are flushed).
-    Stop {
-        /// The guest whose server to stop.
-        #[arg(long, value_name = "NAME")]
-        guest: String,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum CheckpointCmd {
-    /// Keep the newest N checkpoints of a guest; reclaim what only the others used.
-    Prune {
-        /// The guest (not mounted).
-        name: String,
-        /// How many of the newest checkpoints to keep (0: none).
-        #[arg(long, value_name = "N")]
-        keep: usize,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Delete one checkpoint of a guest (not mounted) and reclaim what only
-    /// it used. The newest is refused (exit 6); one the guest was rolled back
-    /// to may go: its tree stays as long as the guest's state sits on it.
-    Delete {
-        /// The guest.
-        name: String,
-        /// The checkpoint number.
-        #[arg(value_name = "N")]
-        checkpoint: String,
-        #[arg(long)]
-        json: bool,
-    },
-}
 
 /// The command tree as users meet it: [`Cli`]'s, with every command's
 /// Examples (`examples.rs`) after its options and a description of each

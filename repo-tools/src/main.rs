@@ -4,7 +4,10 @@
 //! 4 damaged data found, 5 already exists, 6 busy (another writer or in
 //! use), 7 conflict, 77 not permitted.
 
+mod audit;
 mod cli;
+mod cli_fleet;
+mod cli_guest;
 mod control;
 mod cmd;
 mod examples;
@@ -65,9 +68,12 @@ fn main() -> ExitCode {
     }
     let start = std::time::Instant::now();
     tracing::debug!(version = env!("CARGO_PKG_VERSION"), args = ?std::env::args_os().skip(1).collect::<Vec<_>>(), "lvrepo starting");
-    let r = cmd::run(&cli);
-    tracing::debug!(ms = start.elapsed().as_millis() as u64, ok = r.is_ok(), "lvrepo finished");
-    match r {
+    let outcome = cmd::run(&cli);
+    tracing::debug!(ms = start.elapsed().as_millis() as u64, ok = outcome.is_ok(), "lvrepo finished");
+    if !is_daemon(&cli.command) {
+        audit::record(&cli, &outcome);
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let code = exit_code(&err);

@@ -14,6 +14,7 @@
 pub mod fold;
 pub mod fsck;
 mod manage;
+mod group;
 mod harvest;
 mod ops;
 mod rebase;
@@ -22,6 +23,7 @@ mod volume;
 
 pub use ops::{Checkpoint, GuestHandle, CHECKPOINT as CHECKPOINT_REF};
 pub use manage::{clone_checkpoint, fold_pair, rename};
+pub use group::{add_members, create_group, find_group, groups, remove_members, Group};
 pub use harvest::{harvest, Harvested};
 pub use rebase::{image_at, personal_files, record_rollback, RebaseReport};
 pub use view::CheckpointView;

@@ -61,6 +61,18 @@ pub fn personal_files(pairs: &[(String, String)]) -> Vec<(Vec<u8>, Vec<u8>, u32)
 }
 
 impl GuestHandle {
+    /// The roots a fold of this guest reuses objects of, labelled: its base,
+    /// and its latest checkpoint (the fold memo's). A checkpoint or rebase
+    /// refuses when their objects in the guest's store are unsound.
+    pub fn fold_roots(&self) -> Result<Vec<(TreeId, String)>> {
+        let name = &self.rec.name;
+        let mut roots = vec![(self.state.base, format!("guest {name} base"))];
+        if let Some(last) = self.checkpoints()?.into_iter().max_by_key(|c| c.version).filter(|c| c.root_tree() != self.state.base) {
+            roots.push((last.root_tree(), format!("guest {name} checkpoint {}", last.version)));
+        }
+        Ok(roots)
+    }
+
     /// Rebase this guest (opened writable, not mounted) from image `old`
     /// (the one it stands on) onto `new`; see the module doc for the steps.
     /// Conflicts without `prefer` are [`Error::RebaseConflict`], nothing

@@ -95,6 +95,16 @@ impl Repository {
         Ok(out)
     }
 
+    /// The record `s` names: `NAME` (latest), `NAME:VERSION` or `NAME:CHANNEL`.
+    pub fn resolve_name(&self, s: &str) -> Result<ImageRecord> {
+        if let Some((name, ch)) = s.split_once(':') {
+            if valid_channel(ch) {
+                return self.resolve_channel(name, ch);
+            }
+        }
+        self.resolve(&s.parse()?)
+    }
+
     /// The version channel `channel` of image `name` points at.
     pub fn resolve_channel(&self, name: &str, channel: &str) -> Result<ImageRecord> {
         let not_found = || Error::ImageNotFound(format!("{name}:{channel}"));

@@ -53,12 +53,7 @@ pub fn take(cli: &Cli, name: &str, message: &str) -> Result<guest::Checkpoint> {
 /// checkpoint (the fold memo): refuse, before anything changes, when those
 /// in the guest's store are damaged or missing (exit 4).
 pub fn refuse_unsound(repo: &lvrepo_fs::Repository, h: &GuestHandle) -> Result<()> {
-    let name = &h.rec.name;
-    let mut roots = vec![(h.state.base, format!("guest {name} base"))];
-    if let Some(last) = h.checkpoints()?.into_iter().max_by_key(|c| c.version).filter(|c| c.root_tree() != h.state.base) {
-        roots.push((last.root_tree(), format!("guest {name} checkpoint {}", last.version)));
-    }
-    lvrepo_fs::verify::refuse_unsound(h, repo, &roots, "checkpoint")?;
+    lvrepo_fs::verify::refuse_unsound(h, repo, &h.fold_roots()?, "checkpoint")?;
     Ok(())
 }
 

@@ -30,6 +30,7 @@ fn create(cli: &Cli, name: &str, image: &str, overlay: Option<PathBuf>, set: &[S
     let _guard = lvrepo_fs::repo::GcGuard::take(&super::repo_path(cli)?, false)?;
     let repo = super::open(cli, false)?;
     let img = super::resolve(&repo, image)?;
+    lvrepo_fs::sign::check(&repo, &img)?;
     // Personalisation, parsed before anything is created.
     let mut pairs: Vec<(String, String)> = Vec::new();
     if let Some(v) = values {

@@ -1,6 +1,7 @@
 //! One file per command; `run` dispatches. Shared helpers open the repository
 //! and split `IMAGE:PATH` arguments.
 
+mod audit;
 mod backup;
 mod backups;
 mod cat;
@@ -12,6 +13,7 @@ mod export;
 mod forget;
 mod fsck;
 mod gc;
+mod group;
 mod guest;
 mod guest_clone;
 mod harvest;
@@ -31,6 +33,7 @@ mod receive;
 mod restore;
 mod rollback;
 mod send;
+mod sign;
 mod stats;
 mod tag;
 mod umount;
@@ -60,9 +63,14 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Export { image, dest } => export::run(cli, image, dest),
         Command::Diff { from, to, stat, json } => diff::run(cli, from.as_deref(), to.as_deref(), *stat, *json),
         Command::Guest(g) => guest::run(cli, g),
-        Command::Checkpoint { action, name, message, json } => checkpoint::run(cli, action.as_ref(), name.as_deref(), message, *json),
+        Command::Checkpoint { action, name, message, group: Some(g), json } if action.is_none() && name.is_none() => group::checkpoint(cli, g, message, *json),
+        Command::Checkpoint { action, name, message, json, .. } => checkpoint::run(cli, action.as_ref(), name.as_deref(), message, *json),
         Command::Log { name, json } => log::run(cli, name.as_deref(), *json),
-        Command::Rollback { name, checkpoint, disconnect, json } => rollback::run(cli, name, checkpoint.as_deref(), *disconnect, *json),
+        Command::Rollback { name, checkpoint, group, disconnect, json } => match (group, checkpoint) {
+            (Some(g), None) => group::rollback(cli, g, name, *disconnect),
+            (None, cp) => rollback::run(cli, name, cp.as_deref(), *disconnect, *json),
+            _ => Err(crate::Exit(crate::exit::USAGE, "usage: rollback NAME CHECKPOINT | rollback --group GROUP CHECKPOINT".into()).into()),
+        },
         Command::Verify { json, overlays, repair_from } => verify::run(cli, *json, *overlays, repair_from),
         Command::Gc { dry_run, json } => gc::run(cli, *dry_run, *json),
         Command::Stats { json } => stats::run(cli, *json),
@@ -97,8 +105,13 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Man { out } => man::run(out),
         Command::Completions { shell } => completions::run(*shell),
         Command::Tag { image, channel } => tag::run(cli, image, channel),
+        Command::Audit { action, since, json } => audit::run(cli, action.is_some(), since.as_deref(), *json),
         Command::Harvest { guest, checkpoint, image, message, json } => harvest::run(cli, guest, checkpoint.as_deref(), image, message, *json),
-        Command::Rebase { guest, image, dry_run, prefer, json } => rebase::run(cli, guest, image, *dry_run, prefer.as_deref(), *json),
+        Command::Rebase { guest, group, image, dry_run, prefer, json } => rebase::run(cli, guest.as_deref(), group.as_deref(), image, *dry_run, prefer.as_deref(), *json),
+        Command::Group(g) => group::run(cli, g),
+        Command::Key(crate::cli::KeyCmd::Generate { out }) => sign::generate(cli, out),
+        Command::Sign { image, key } => sign::sign(cli, image, key),
+        Command::Policy(p) => sign::policy(cli, p),
     }
 }
 
@@ -140,15 +153,18 @@ pub fn shared(repo: &Repository) -> std::sync::Arc<dyn lvrepo_fs::ObjectStore> {
     repo.shared_store()
 }
 
+/// Under a signing policy, refuse image `label` unless a required key
+/// signed it as it is (no policy: nothing is looked up).
+pub fn signed(repo: &Repository, label: &str) -> Result<()> {
+    if lvrepo_fs::sign::policy(repo.path())?.require_signature.is_empty() {
+        return Ok(());
+    }
+    Ok(lvrepo_fs::sign::check(repo, &repo.resolve_name(label)?)?)
+}
+
 /// `NAME`, `NAME:VERSION` or `NAME:CHANNEL` (a channel set by `tag`).
 pub fn resolve(repo: &Repository, image: &str) -> Result<ImageRecord> {
-    if let Some((name, ch)) = image.split_once(':') {
-        if lvrepo_fs::repo::channels::valid_channel(ch) {
-            return Ok(repo.resolve_channel(name, ch)?);
-        }
-    }
-    let r: ImageRef = image.parse()?;
-    Ok(repo.resolve(&r)?)
+    Ok(repo.resolve_name(image)?)
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
             // The daemon holds the guest's lock while mounted; commands that
             // need the live state ask it over the control socket, one at a time.
             let g = GuestHandle::open(&p, name, true)?;
+            super::signed(&repo, &g.rec.image)?;
             let store = g.store(shared.clone());
             let live = Live::new(Arc::new(g.overlay(store.clone()).with_context(|| format!("opening overlay of guest {name}"))?));
             let served = super::mount_control::Served { repo: p.clone(), guest: Arc::new(Mutex::new(g)), live: live.clone(), shared: shared.clone() };
@@ -73,6 +74,7 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
         None => {
             let image = image.ok_or_else(|| crate::Exit(crate::exit::USAGE, "name the image to mount".into()))?;
             let img = super::resolve(&repo, image)?;
+            lvrepo_fs::sign::check(&repo, &img)?;
             tracing::info!(image = %img.label(), overlay = %state_dir.display(), "serving");
             opts.source = img.label();
             if opts.root_daemon {

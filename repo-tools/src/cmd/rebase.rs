@@ -1,18 +1,20 @@
-//! `lvrepo rebase GUEST --image NEW [--dry-run] [--prefer guest|image]`:
-//! move an unmounted guest onto another image version keeping its changes
+//! `lvrepo rebase GUEST|--group NAME --image NEW [--dry-run] [--prefer guest|image]`:
+//! move unmounted guests onto another image version keeping their changes
 //! (`lvrepo_fs::guest::GuestHandle::rebase`). A mounted guest is refused
 //! (exit 6); paths changed on both sides are listed on stdout, one per
-//! line (escaped), and without --prefer the rebase is refused (exit 7).
+//! line (escaped; `GUEST PATH` for a group), and without --prefer the
+//! rebase is refused (exit 7). A group is planned whole first: a conflict
+//! or a mounted member changes no member.
 
-use anyhow::{bail, Result};
-use lvrepo_fs::guest::{self, CheckpointView, GuestHandle};
+use anyhow::{bail, Context, Result};
+use lvrepo_fs::guest::{self, CheckpointView, GuestHandle, RebaseReport};
 use lvrepo_fs::merge::Prefer;
 use lvrepo_fs::walk::escape_path;
 
 use crate::cli::Cli;
 use crate::output::print_json;
 
-pub fn run(cli: &Cli, name: &str, image: &str, dry_run: bool, prefer: Option<&str>, json: bool) -> Result<()> {
+pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry_run: bool, prefer: Option<&str>, json: bool) -> Result<()> {
     let prefer = match prefer {
         None => None,
         Some("guest") => Some(Prefer::Guest),
@@ -20,46 +22,95 @@ pub fn run(cli: &Cli, name: &str, image: &str, dry_run: bool, prefer: Option<&st
         Some(o) => bail!(crate::Exit(crate::exit::USAGE, format!("--prefer takes guest or image, not {o:?}"))),
     };
     let p = super::repo_path(cli)?;
-    let rec = guest::find(&p, name)?;
-    if std::os::unix::net::UnixStream::connect(crate::control::socket_path(&rec.dir)).is_ok() {
-        bail!(crate::Exit(crate::exit::BUSY, format!("guest {name} is mounted: rebase works on unmounted guests; unmount it first")));
+    let names = match (guest, group) {
+        (Some(g), None) => vec![g.to_string()],
+        (None, Some(gr)) => guest::find_group(&p, gr)?.members,
+        _ => bail!(crate::Exit(crate::exit::USAGE, "name a guest or --group".into())),
+    };
+    for n in &names {
+        let rec = guest::find(&p, n)?;
+        if std::os::unix::net::UnixStream::connect(crate::control::socket_path(&rec.dir)).is_ok() {
+            bail!(crate::Exit(crate::exit::BUSY, format!("guest {n} is mounted: rebase works on unmounted guests; unmount it first")));
+        }
     }
-    let repo = super::open(cli, false)?;
-    let new = super::resolve(&repo, image)?;
-    let old = super::resolve(&repo, &rec.image)?;
+    if let Some(gr) = group {
+        // Plan every member before changing any.
+        let mut conflicts = 0;
+        for n in &names {
+            match rebase_one(cli, n, image, true, prefer) {
+                Ok(_) => {}
+                Err(lvrepo_fs::Error::RebaseConflict { paths, .. }) => {
+                    conflicts += 1;
+                    for path in &paths {
+                        println!("{n} {}", escape_path(path));
+                    }
+                }
+                Err(e) => return Err(anyhow::Error::from(e).context(format!("guest {n}"))),
+            }
+        }
+        if conflicts > 0 {
+            bail!(crate::Exit(crate::exit::CONFLICT, format!("rebase of group {gr} onto {image}: {conflicts} of {} guests have paths both they and the image changed; no guest was changed (pass --prefer guest or --prefer image to choose)", names.len())));
+        }
+    }
+    let mut reports = Vec::new();
+    for n in &names {
+        match rebase_one(cli, n, image, dry_run, prefer) {
+            Ok(r) => reports.push(r),
+            Err(lvrepo_fs::Error::RebaseConflict { guest, image, paths }) => {
+                for path in &paths {
+                    println!("{}", escape_path(path));
+                }
+                return Err(lvrepo_fs::Error::RebaseConflict { guest, image, paths }.into());
+            }
+            Err(e) => return Err(anyhow::Error::from(e)).with_context(|| format!("guest {n}")),
+        }
+    }
+    if json {
+        let v: Vec<serde_json::Value> = reports.iter().map(report_json).collect::<Result<_>>()?;
+        return print_json(&if group.is_some() { serde_json::json!(v) } else { v.into_iter().next().unwrap_or_default() });
+    }
+    for r in &reports {
+        for path in &r.conflicts {
+            if group.is_some() {
+                println!("{} {}", r.guest, escape_path(path));
+            } else {
+                println!("{}", escape_path(path));
+            }
+        }
+        if !cli.quiet {
+            let resolved = if r.conflicts.is_empty() { String::new() } else { format!(", {} conflicts resolved for the {}", r.conflicts.len(), if prefer == Some(Prefer::Image) { "image" } else { "guest" }) };
+            match r.checkpoint {
+                Some(cp) => eprintln!("guest {} rebased from {} onto {}{resolved} (checkpoint {cp} holds its state before)", r.guest, r.from, r.to),
+                None => eprintln!("dry run: guest {} would be rebased from {} onto {}{resolved}; nothing was changed", r.guest, r.from, r.to),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn report_json(r: &RebaseReport) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(r)?;
+    v["conflicts"] = serde_json::json!(r.conflicts.iter().map(|p| escape_path(p)).collect::<Vec<_>>());
+    Ok(v)
+}
+
+/// Rebase (or plan, `dry_run`) guest `name`; lvrepo_fs's error as is, so a
+/// conflict keeps its paths.
+fn rebase_one(cli: &Cli, name: &str, image: &str, dry_run: bool, prefer: Option<Prefer>) -> Result<RebaseReport, lvrepo_fs::Error> {
+    let p = cli.repo.clone().unwrap_or_default();
+    let rec = guest::find(&p, name)?;
+    let repo = lvrepo_fs::Repository::open(&p, false)?;
+    let new = repo.resolve_name(image)?;
+    lvrepo_fs::sign::check(&repo, &new)?;
+    let old = repo.resolve_name(&rec.image)?;
     {
-        // What the rebase reuses from the guest's store must be sound (exit 4).
+        // What the rebase reuses from the guest's store (its base, and the
+        // latest checkpoint the fold memo may reuse) must be sound (exit 4).
         let h = GuestHandle::open(&p, name, false)?;
-        lvrepo_fs::verify::refuse_unsound(&h, &repo, &[(h.state.base, format!("guest {name} base"))], "rebase")?;
+        lvrepo_fs::verify::refuse_unsound(&h, &repo, &h.fold_roots()?, "rebase")?;
     }
     // Holds gc off until the guest stands on its new root.
     let view = CheckpointView::open(&p)?;
     let mut g = GuestHandle::open(&p, name, true)?;
-    let report = match g.rebase(&p, view.shared(), &old, &new, prefer, dry_run) {
-        Ok(r) => r,
-        Err(lvrepo_fs::Error::RebaseConflict { guest, image, paths }) => {
-            for path in &paths {
-                println!("{}", escape_path(path));
-            }
-            return Err(lvrepo_fs::Error::RebaseConflict { guest, image, paths }.into());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if json {
-        let paths: Vec<String> = report.conflicts.iter().map(|p| escape_path(p)).collect();
-        let mut v = serde_json::to_value(&report)?;
-        v["conflicts"] = serde_json::json!(paths);
-        return print_json(&v);
-    }
-    for path in &report.conflicts {
-        println!("{}", escape_path(path));
-    }
-    if !cli.quiet {
-        let resolved = if report.conflicts.is_empty() { String::new() } else { format!(", {} conflicts resolved for the {}", report.conflicts.len(), if prefer == Some(Prefer::Image) { "image" } else { "guest" }) };
-        match report.checkpoint {
-            Some(cp) => eprintln!("guest {name} rebased from {} onto {}{resolved} (checkpoint {cp} holds its state before)", report.from, report.to),
-            None => eprintln!("dry run: guest {name} would be rebased from {} onto {}{resolved}; nothing was changed", report.from, report.to),
-        }
-    }
-    Ok(())
+    g.rebase(&p, view.shared(), &old, &new, prefer, dry_run)
 }

@@ -285,3 +285,165 @@ fn tag_moves_a_channel_that_names_a_version_everywhere_and_log_shows_it() {
     w.r.fails(["guest", "create", "x", "--image", "img:nosuch", "--overlay", w.r.scratch("x").to_str().unwrap()], 3);
     w.r.fails(["log", "nosuch"], 3);
 }
+
+// ─────────────────────────── audit ───────────────────────────
+
+#[test]
+fn audit_records_every_change_and_verify_detects_an_edited_or_removed_entry() {
+    let (w, _) = two_versions();
+    let g = w.guest("au");
+    assert_eq!(g.checkpoint("one"), 1);
+    let m = g.mount();
+    put(&m.p("etc/b"), b"guest\n");
+    m.umount();
+    w.r.fails(["rebase", "au", "--image", "img:2"], 7);
+    w.r.ok(["tag", "img:2", "img:stable"]);
+    w.r.ok(["images"]);
+    w.r.ok(["log", "au"]);
+    let all = w.r.json(["audit", "--json"]);
+    let rows: Vec<(String, String, String)> = all.as_array().unwrap().iter().map(|e| (e["command"].as_str().unwrap().into(), e["target"].as_str().unwrap().into(), e["result"].as_str().unwrap().into())).collect();
+    let cmds: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    // img:1 and img:2 were imported by the harness; reads are not recorded.
+    assert_eq!(cmds, ["init", "import", "import", "guest create", "checkpoint", "mount", "umount", "rebase", "tag"], "{all}");
+    assert_eq!(rows[7].1, "au img:2");
+    assert!(rows[7].2.starts_with("exit 7: "), "a refused rebase is recorded with its result: {:?}", rows[7]);
+    assert_eq!(rows[8].2, "ok");
+    let first = &all[0];
+    assert_eq!(first["uid"], 0);
+    assert_eq!(first["user"], "root");
+    assert!(w.r.json(["audit", "--since", "1h", "--json"]).as_array().unwrap().len() == rows.len());
+    assert!(w.r.json(["audit", "--since", "4000000000", "--json"]).as_array().unwrap().is_empty());
+    w.r.fails(["audit", "--since", "yesterday"], 2);
+    w.r.ok(["audit", "verify"]);
+
+    let log = w.r.repo().join("audit.log");
+    let good = fs::read_to_string(&log).expect("read audit.log");
+    let lines: Vec<&str> = good.lines().collect();
+    // Edited: entry 8's result says the rebase went through.
+    let edited = good.replacen(lines[7], &lines[7].replace("exit 7: ", "ok; "), 1);
+    fs::write(&log, &edited).expect("write");
+    let e = w.r.fails(["audit", "verify"], 4);
+    assert!(e.contains("line 8") && e.contains("entry 8 was edited"), "{e}");
+    // Removed: entry 5 gone.
+    let removed: String = lines.iter().enumerate().filter(|(i, _)| *i != 4).map(|(_, l)| format!("{l}\n")).collect();
+    fs::write(&log, removed).expect("write");
+    let e = w.r.fails(["audit", "verify"], 4);
+    assert!(e.contains("line 5") && e.contains("entry 5 was removed"), "{e}");
+    // The newest removed: the head file knows.
+    let newest_gone: String = lines[..lines.len() - 1].iter().map(|l| format!("{l}\n")).collect();
+    fs::write(&log, newest_gone).expect("write");
+    let e = w.r.fails(["audit", "verify"], 4);
+    assert!(e.contains("newest entries were removed"), "{e}");
+    fs::write(&log, &good).expect("write");
+    w.r.ok(["audit", "verify"]);
+    // Appending goes on from the restored log.
+    w.r.ok(["tag", "img:1", "img:old"]);
+    w.r.ok(["audit", "verify"]);
+}
+
+// ─────────────────────────── groups ───────────────────────────
+
+#[test]
+fn group_checkpoint_rollback_and_rebase_act_on_every_member_and_a_conflict_changes_none() {
+    let (w, _) = two_versions();
+    let (a, b) = (w.guest("ga"), w.guest("gb"));
+    w.r.ok(["group", "create", "web", "ga"]);
+    w.r.ok(["group", "add", "web", "gb"]);
+    w.r.fails(["group", "add", "web", "nosuch"], 3);
+    w.r.fails(["group", "create", "web"], 5);
+    w.r.ok(["group", "create", "spare", "ga"]);
+    w.r.ok(["group", "rm", "spare"]);
+    let list = w.r.json(["group", "list", "--json"]);
+    assert_eq!(list.as_array().map(|l| l.len()), Some(1), "{list}");
+    assert_eq!(list[0]["members"], serde_json::json!(["ga", "gb"]));
+
+    let cps = w.r.json(["checkpoint", "--group", "web", "-m", "fleet", "--json"]);
+    assert_eq!(cps.as_array().map(|c| c.iter().all(|r| r["ok"] == true && r["result"]["version"] == 1)), Some(true), "{cps}");
+    for g in [&a, &b] {
+        let m = g.mount();
+        put(&m.p("etc/b"), format!("{} was here\n", g.name).as_bytes());
+        m.umount();
+    }
+    w.r.ok(["rollback", "--group", "web", "1"]);
+    for g in [&a, &b] {
+        let m = g.mount();
+        assert_eq!(fs::read(m.p("etc/b")).unwrap(), b"beta\n", "guest {} rolled back", g.name);
+        m.umount();
+    }
+
+    // Only gb conflicts with img:2 (both changed etc/b): no member changes.
+    let m = b.mount();
+    put(&m.p("etc/b"), b"gb's beta\n");
+    m.umount();
+    let before = (guest_files(&a), guest_files(&b));
+    let out = w.r.run(["rebase", "--group", "web", "--image", "img:2"]);
+    assert_eq!(out.status.code(), Some(7), "{}", report("conflicting group rebase", &out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "gb /etc/b");
+    assert_eq!((guest_files(&a), guest_files(&b)), before, "a refused group rebase changed a member");
+    let m = a.mount();
+    w.r.fails(["rebase", "--group", "web", "--image", "img:2", "--prefer", "guest"], 6);
+    m.umount();
+    w.r.ok(["rebase", "--group", "web", "--image", "img:2", "--prefer", "guest"]);
+    for (g, want) in [(&a, b"beta version 2\n".as_slice()), (&b, b"gb's beta\n")] {
+        assert_eq!(g.show()["guest"]["image"], "img:2");
+        let m = g.mount();
+        assert_eq!(fs::read(m.p("etc/b")).unwrap(), want, "guest {}", g.name);
+        assert_eq!(fs::read(m.p("usr/x")).unwrap(), b"x version 2\n");
+        m.umount();
+    }
+    // A member that is gone: the others still run, the exit says so.
+    w.r.ok(["guest", "rm", "gb"]);
+    let e = w.r.fails(["checkpoint", "--group", "web"], 3);
+    assert!(e.contains("1 of 2 guests failed, first gb"), "{e}");
+    assert_eq!(a.checkpoints().len(), 3, "ga was checkpointed although gb failed");
+}
+
+// ─────────────────────────── signed images ───────────────────────────
+
+#[test]
+fn under_the_signing_policy_unsigned_and_tampered_images_are_refused() {
+    let (w, _) = two_versions();
+    let key = w.r.scratch("release.key");
+    let public = w.r.ok([os("key"), os("generate"), os("--out"), key.as_os_str()]);
+    assert_eq!(public.trim().len(), 64, "{public}");
+    assert_eq!(fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(fs::read_to_string(key.with_extension("key.pub")).unwrap().contains(public.trim()));
+    w.r.fails([os("key"), os("generate"), os("--out"), key.as_os_str()], 5);
+    let other = w.r.scratch("other.key");
+    w.r.ok([os("key"), os("generate"), os("--out"), other.as_os_str()]);
+
+    // Before a policy, nothing is checked.
+    let early = w.guest("early");
+    w.r.ok([os("sign"), os("img:1"), os("--key"), key.as_os_str()]);
+    w.r.ok([os("sign"), os("img:2"), os("--key"), other.as_os_str()]);
+    w.r.ok([os("policy"), os("require-signature"), os("--key"), key.with_extension("key.pub").as_os_str()]);
+    assert!(w.r.ok(["policy", "show"]).contains(public.trim()));
+
+    let g = w.guest("signed");
+    let e = w.r.fails(["guest", "create", "u", "--image", "img:2", "--overlay", w.r.scratch("u").to_str().unwrap()], 77);
+    assert!(e.contains("img:2 is not signed by a key the repository's policy requires"), "signed by another key only: {e}");
+    let e = w.r.fails(["rebase", "signed", "--image", "img:2"], 77);
+    assert!(e.contains("not signed"), "{e}");
+    w.r.ok([os("sign"), os("img:2"), os("--key"), key.as_os_str()]);
+    w.r.ok(["rebase", "signed", "--image", "img:2"]);
+    let m = g.mount();
+    assert_eq!(fs::read(m.p("usr/x")).unwrap(), b"x version 2\n");
+    m.umount();
+
+    // Tampered: img:1 replaced by another tree under the same label.
+    w.r.ok(["delete", "img:1", "--force"]);
+    let evil = w.r.scratch("evil");
+    mkdir(&evil.join("etc"));
+    put(&evil.join("etc/a"), b"backdoor\n");
+    w.r.import(&evil, "img:1");
+    let e = w.r.fails(["guest", "create", "t", "--image", "img:1", "--overlay", w.r.scratch("t").to_str().unwrap()], 4);
+    assert!(e.contains("img:1") && e.contains("tampered"), "{e}");
+    let out = early.try_mount();
+    assert_eq!(out.status.code(), Some(4), "{}", report("mount of a guest whose image was tampered with", &out));
+    assert!(!is_mounted(&early.mp));
+    let mnt = w.r.scratch("mnt").join("img");
+    fs::create_dir_all(&mnt).unwrap();
+    let ov = w.r.scratch("img-overlay");
+    w.r.fails([os("mount"), os("img:1"), os("--overlay"), ov.as_os_str(), mnt.as_os_str()], 4);
+    assert!(!is_mounted(&mnt));
+}
