@@ -167,7 +167,7 @@ fn run(e: &dyn Export, session: &Session, job: &Job) -> Vec<Vec<u8>> {
         CMD_TRIM if !in_range => fail(EINVAL, "trim past the end of the volume"),
         CMD_TRIM => done(e.trim(req.offset, u64::from(req.len), fua)),
         CMD_WRITE_ZEROES if !in_range => fail(ENOSPC, "write past the end of the volume"),
-        CMD_WRITE_ZEROES => done(e.zero(req.offset, u64::from(req.len), req.flags & CMD_FLAG_FAST_ZERO != 0, fua)),
+        CMD_WRITE_ZEROES => done(e.zero(req.offset, u64::from(req.len), req.flags & CMD_FLAG_FAST_ZERO != 0, req.flags & CMD_FLAG_NO_HOLE != 0, fua)),
         CMD_BLOCK_STATUS => block_status(e, session, req, in_range),
         _ => fail(EINVAL, "unknown or unoffered command"),
     }
@@ -195,7 +195,15 @@ fn block_status(e: &dyn Export, session: &Session, req: &Request, in_range: bool
         // Adjacent runs with the same status for this context are one extent.
         let mut extents: Vec<(u64, u32)> = Vec::new();
         for r in &runs {
-            let flags = if *ctx == CONTEXT_BASE_ALLOCATION.1 { if r.hole { STATE_HOLE | STATE_ZERO } else { 0 } } else { r.depth };
+            let flags = if *ctx != CONTEXT_BASE_ALLOCATION.1 {
+                r.depth
+            } else if r.hole {
+                STATE_HOLE | STATE_ZERO
+            } else if r.zero {
+                STATE_ZERO
+            } else {
+                0
+            };
             match extents.last_mut() {
                 Some((len, f)) if *f == flags => *len += r.len,
                 _ => extents.push((r.len, flags)),
