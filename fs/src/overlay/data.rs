@@ -286,13 +286,13 @@ impl Overlay {
         Ok(())
     }
 
-    /// Make the blocks of window `w` that `[off, end)` touches local (in
+    /// Make the blocks of window `w` that the write `[off, end)` touches local (in
     /// batch `b`). Only a block the write covers in part needs its image
     /// bytes (not beyond the file's current size or the base limit; zeros
     /// to the end of the block): they are copied into the data file and
     /// summed. A block the write covers whole costs nothing here, and the
     /// window's other blocks keep reading from the image.
-    pub(super) fn make_local(&self, st: &mut State, ino: u64, w: u64, off: u64, end: u64, f: &File, b: &mut super::db::Batch) -> Result<()> {
+    pub(super) fn make_local(&self, st: &mut State, ino: u64, w: u64, (off, end): (u64, u64), f: &File, b: &mut super::db::Batch) -> Result<()> {
         let node = self.node(st, ino)?;
         let limit = match node.inode.base {
             Base::File { limit, .. } => limit.min(node.inode.size),
@@ -377,7 +377,7 @@ impl Overlay {
         }
         if is_base {
             for (p, _) in aligned_pieces(off, end) {
-                self.make_local(&mut st, ino, window_of(p), off, end, &f, &mut b)?;
+                self.make_local(&mut st, ino, window_of(p), (off, end), &f, &mut b)?;
             }
         }
         let staged = self.stage_write(&mut st, ino, &f, off, data, &mut b)?;
