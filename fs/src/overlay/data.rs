@@ -377,10 +377,21 @@ impl Overlay {
         }
         if is_base {
             for (p, _) in aligned_pieces(off, end) {
-                self.make_local(&mut st, ino, window_of(p), (off, end), &f, &mut b)?;
+                if let Err(e) = self.make_local(&mut st, ino, window_of(p), (off, end), &f, &mut b) {
+                    self.forget_cached_sums(&mut st, ino);
+                    return Err(e);
+                }
             }
         }
-        let staged = self.stage_write(&mut st, ino, &f, off, data, &mut b)?;
+        // Blocks made local above are only in the node until the batch
+        // commits: a write given up before that forgets them.
+        let staged = match self.stage_write(&mut st, ino, &f, off, data, &mut b) {
+            Ok(s) => s,
+            Err(e) => {
+                self.forget_cached_sums(&mut st, ino);
+                return Err(e);
+            }
+        };
         if let Err(e) = self.commit_write(&mut st, b, ino, end, kill_suidgid, None) {
             self.forget_cached_sums(&mut st, ino);
             return Err(e);

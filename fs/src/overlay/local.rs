@@ -183,10 +183,12 @@ impl Overlay {
         Ok(())
     }
 
-    /// A batch that changed `ino`'s sums failed: reload them when next needed.
+    /// A batch that changed `ino`'s sums (and maybe its window masks)
+    /// failed or was abandoned: reload both when next needed.
     pub(crate) fn forget_cached_sums(&self, st: &mut State, ino: u64) {
         if let Some(n) = st.nodes.get_mut(&ino) {
             n.sums = None;
+            n.windows = None;
         }
     }
 

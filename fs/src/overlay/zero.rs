@@ -94,9 +94,6 @@ impl Overlay {
         let file = self.data_file(&mut st, ino, false)?;
         if let Err(e) = self.commit_write(&mut st, b, ino, 0, false, None) {
             self.forget_cached_sums(&mut st, ino);
-            if let Some(n) = st.nodes.get_mut(&ino) {
-                n.windows = None;
-            }
             return Err(e);
         }
         drop(st);
