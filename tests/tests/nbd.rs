@@ -13,119 +13,9 @@ use std::time::{Duration, Instant};
 
 use lvrepo_tests::{report, require_root, Lvrepo};
 
-const MIB: u64 = 1 << 20;
-const SIZE: u64 = 64 * MIB;
-
-/// A repository with volume `vol:1`: a 64 MiB raw disk with data at 1 MiB
-/// (1 MiB of 0xab), 10 MiB (64 KiB of 0xcd) and its last 4 KiB (0xef).
-/// Returns the repo and the raw disk it was imported from.
-fn world() -> (Lvrepo, PathBuf) {
-    require_root();
-    let r = Lvrepo::init();
-    let raw = r.scratch("disk.raw");
-    qemu_img(&["create", "-f", "raw", raw.to_str().unwrap(), "64M"]);
-    qemu_io_file(&raw, &["write -P 0xab 1M 1M", "write -P 0xcd 10M 64k", "write -P 0xef 67104768 4k"]);
-    r.ok([OsStr::new("import"), raw.as_os_str(), OsStr::new("--volume"), OsStr::new("--image"), OsStr::new("vol:1")]);
-    (r, raw)
-}
-
-fn run(cmd: &mut Command, what: &str) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(out.status.success(), "{}", report(what, &out));
-    out
-}
-
-/// nbdsh with Debian's Python (python3-libnbd), whatever PATH says.
-fn nbdsh() -> Command {
-    let mut c = Command::new("/usr/bin/nbdsh");
-    c.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-    c
-}
-
-fn qemu_img(args: &[&str]) -> Output {
-    run(Command::new("qemu-img").args(args), &format!("qemu-img {}", args.join(" ")))
-}
-
-fn qemu_io_file(f: &Path, cmds: &[&str]) {
-    let mut c = Command::new("qemu-io");
-    c.args(["-f", "raw"]);
-    for x in cmds {
-        c.args(["-c", x]);
-    }
-    c.arg(f);
-    run(&mut c, &format!("qemu-io {cmds:?} on a file"));
-}
-
-/// qemu-io against `uri`; every command must succeed (qemu-io prints
-/// failures but exits 0, so its output is checked too).
-fn qemu_io(uri: &str, cmds: &[&str]) -> String {
-    let mut c = Command::new("qemu-io");
-    c.args(["-f", "raw"]);
-    for x in cmds {
-        c.args(["-c", x]);
-    }
-    c.arg(uri);
-    let out = run(&mut c, &format!("qemu-io {cmds:?}"));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    for bad in ["Pattern verification failed", "failed:", "error", "Error"] {
-        assert!(!text.contains(bad), "qemu-io {cmds:?}:\n{text}");
-    }
-    text
-}
-
-/// A server of `lvrepo nbd serve ARGS --socket S`, stopped on drop.
-struct Served<'r> {
-    r: &'r Lvrepo,
-    sock: PathBuf,
-    guest: Option<String>,
-}
-
-impl Served<'_> {
-    fn uri(&self, name: &str) -> String {
-        format!("nbd+unix:///{name}?socket={}", self.sock.display())
-    }
-}
-
-fn serve<'r>(r: &'r Lvrepo, args: &[&str], sock_name: &str) -> Served<'r> {
-    let sock = r.scratch(sock_name);
-    let mut a: Vec<&OsStr> = vec![OsStr::new("nbd"), OsStr::new("serve")];
-    a.extend(args.iter().map(OsStr::new));
-    a.push(OsStr::new("--socket"));
-    a.push(sock.as_os_str());
-    r.ok(&a);
-    let guest = args.windows(2).find(|w| w[0] == "--guest").map(|w| w[1].to_string()).filter(|_| !args.contains(&"--checkpoint"));
-    Served { r, sock, guest }
-}
-
-impl Drop for Served<'_> {
-    fn drop(&mut self) {
-        if let Some(g) = &self.guest {
-            let _ = self.r.run(["nbd", "stop", "--guest", g]);
-        } else if let Some(pid) = server_pid(&self.sock) {
-            // SAFETY: a signal to the server this guard started.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-    }
-}
-
-/// The pid of the `nbd serve --foreground` process listening on `sock`.
-fn server_pid(sock: &Path) -> Option<i32> {
-    let want = sock.as_os_str().as_encoded_bytes();
-    for ent in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = ent.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(cmdline) = std::fs::read(ent.path().join("cmdline")) else { continue };
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        if args.contains(&&b"serve"[..]) && args.contains(&&b"--foreground"[..]) && args.contains(&want) {
-            return Some(pid);
-        }
-    }
-    None
-}
-
-fn guest(r: &Lvrepo, name: &str) {
-    let dir = r.scratch("guests").join(name);
-    r.ok([OsStr::new("guest"), OsStr::new("create"), OsStr::new(name), OsStr::new("--image"), OsStr::new("vol:1"), OsStr::new("--overlay"), dir.as_os_str()]);
-}
+#[path = "nbd_common/mod.rs"]
+mod nbd_common;
+use nbd_common::*;
 
 #[test]
 fn qemu_io_reads_writes_zeroes_discards_and_flushes() {
@@ -174,10 +64,11 @@ fn qemu_img_and_nbdcopy_see_the_volume_byte_for_byte_and_maps_agree_with_the_byt
             assert!(bytes[start..start + len].iter().all(|&b| b == 0), "map says zero at {start}+{len} but the volume has data there");
         }
     }
-    // Allocation depth: written windows are the guest's, image data the backing's.
+    // Allocation depth: written blocks (4 KiB, not whole 64 KiB windows)
+    // are the guest's, image data the backing's.
     let depth = run(Command::new("nbdinfo").args(["--map=qemu:allocation-depth", &uri]), "nbdinfo depth");
     let depth = String::from_utf8_lossy(&depth.stdout).into_owned();
-    assert!(depth.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()[..3] == [(3 * MIB).to_string().as_str(), "131072", "1"]), "3M written: depth 1\n{depth}");
+    assert!(depth.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()[..3] == [(3 * MIB).to_string().as_str(), "102400", "1"]), "3M+100k written: depth 1\n{depth}");
     assert!(depth.lines().any(|l| l.split_whitespace().nth(2) == Some("2")), "image data: depth 2\n{depth}");
     run(Command::new("nbdinfo").args(["--can", "fast-zero", &uri]), "nbdinfo --can fast-zero");
     // Copying a whole file in through several connections, then reading it back.
@@ -216,6 +107,9 @@ fn a_flush_on_one_connection_is_seen_by_another_and_fio_verifies() {
 fn images_and_checkpoints_are_served_read_only() {
     let (r, _raw) = world();
     guest(&r, "vg");
+    // Blocks among the image's data (a window then mixes the guest's blocks,
+    // zeroed ones and the image's), and a window of image zeros.
+    let guest_writes = ["write -P 0x66 5M 100k", "write -P 0x67 1100k 4k", "write -z -u 1108k 8k", "write -P 0x68 1200k 100", "flush"];
     {
         let s = serve(&r, &["--guest", "vg"], "vg.sock");
         qemu_io(&s.uri("vg"), &["write -P 0x99 2M 64k", "flush"]);
@@ -328,9 +222,12 @@ fn volumes_export_as_raw_disks() {
     r.ok([OsStr::new("export"), OsStr::new("vol:1"), out.as_os_str()]);
     assert!(std::fs::read(&out).unwrap() == std::fs::read(&raw).unwrap(), "exported image differs from the imported disk");
     guest(&r, "vg");
+    // Blocks among the image's data (a window then mixes the guest's blocks,
+    // zeroed ones and the image's), and a window of image zeros.
+    let guest_writes = ["write -P 0x66 5M 100k", "write -P 0x67 1100k 4k", "write -z -u 1108k 8k", "write -P 0x68 1200k 100", "flush"];
     {
         let s = serve(&r, &["--guest", "vg"], "vg.sock");
-        qemu_io(&s.uri("vg"), &["write -P 0x66 5M 100k", "flush"]);
+        qemu_io(&s.uri("vg"), &guest_writes);
         let busy = r.scratch("busy.raw");
         r.fails([OsStr::new("export"), OsStr::new("vg"), busy.as_os_str()], 6);
     }
@@ -338,7 +235,7 @@ fn volumes_export_as_raw_disks() {
     r.ok([OsStr::new("export"), OsStr::new("vg"), g.as_os_str()]);
     let expect = r.scratch("expect.raw");
     std::fs::copy(&raw, &expect).unwrap();
-    qemu_io_file(&expect, &["write -P 0x66 5M 100k"]);
+    qemu_io_file(&expect, &guest_writes);
     assert!(std::fs::read(&g).unwrap() == std::fs::read(&expect).unwrap(), "exported guest differs");
     // Holes stay holes: the 64 MiB disk takes about what its data takes.
     use std::os::unix::fs::MetadataExt;

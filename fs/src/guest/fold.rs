@@ -252,10 +252,6 @@ fn file_content(ov: &Overlay, st: &State, i: &Inode, out: &dyn ObjectStore, ino:
         return b.finish(i.size);
     }
     let local = ov.local_data(st, ino, i)?;
-    let window = |w: u64| -> Result<Vec<u8>> {
-        let ws = w * CHUNK_SIZE;
-        local.read(ws, CHUNK_SIZE.min(i.size - ws))
-    };
     match &i.base {
         Base::File { content, limit } => {
             let windows: std::collections::HashSet<u64> = local.windows().iter().copied().collect();
@@ -272,7 +268,7 @@ fn file_content(ov: &Overlay, st: &State, i: &Inode, out: &dyn ObjectStore, ino:
             wins.dedup();
             for w in wins {
                 if windows.contains(&w) {
-                    b.push(w * CHUNK_SIZE, &window(w)?)?;
+                    b.push(w * CHUNK_SIZE, &local.window_bytes(w, i.size, &base, base_end)?)?;
                     continue;
                 }
                 for &(off, len, id) in base.iter().filter(|x| window_of(x.0) == w && x.0 < base_end) {

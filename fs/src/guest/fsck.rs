@@ -117,7 +117,7 @@ pub fn fsck(repo: &Repository, name: &str, repair: bool) -> Result<FsckReport> {
     Ok(report)
 }
 
-/// A lost FORMAT is written again (format 3, or 2 if the database lacks
+/// A lost FORMAT is written again (the current format, or 2 if the database lacks
 /// the `sums` column family: the next open upgrades it); a database that
 /// still refuses goes through RocksDB's repair.
 fn salvage_database(gd: &std::path::Path) -> Result<String> {

@@ -320,9 +320,9 @@ impl GuestHandle {
 
     /// Roll a guest served by another front (a volume over NBD, no client
     /// connected) back to `cp`: the new generation is made and committed,
-    /// then handed to `install`, which makes it the one served.
-    pub fn rollback_served(&mut self, shared: Arc<dyn ObjectStore>, cp: &Checkpoint, install: impl FnOnce(Arc<Overlay>) -> Result<()>) -> Result<()> {
-        let store = self.store(shared);
+    /// then handed to `install`, which makes it the one served. `store` is
+    /// what the new overlay reads through: [`Self::store`], or a cache over it.
+    pub fn rollback_served(&mut self, store: Arc<dyn ObjectStore>, cp: &Checkpoint, install: impl FnOnce(Arc<Overlay>) -> Result<()>) -> Result<()> {
         let ov = Arc::new(self.prepare_generation(cp.root_tree(), store)?);
         self.commit_generation(cp.root_tree())?;
         install(ov)?;

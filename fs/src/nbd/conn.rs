@@ -5,7 +5,7 @@
 //! the server cannot run is answered with an error, never dropped; a bad
 //! magic ends the connection (the stream cannot be trusted after it).
 
-use std::io::{Read, Write};
+use std::io::{IoSlice, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -17,6 +17,8 @@ use super::{wire_error, Export};
 const IN_FLIGHT: usize = 64;
 /// Worker threads per connection.
 const WORKERS: usize = 4;
+/// Bytes of requests read ahead from the socket.
+const READ_BUFFER: usize = 256 << 10;
 /// Most extents in one BLOCK_STATUS chunk.
 const MAX_EXTENTS: usize = 2048;
 
@@ -27,7 +29,10 @@ struct Job {
 
 /// Serve `session` until the client disconnects (DISC or EOF). `stop` makes
 /// every later request fail with ESHUTDOWN.
-pub fn transmit<R: Read, W: Write + Send>(mut reader: R, writer: W, session: &Session, stop: &AtomicBool) -> Result<(), proto::ProtoError> {
+pub fn transmit<R: Read, W: Write + Send>(reader: R, writer: W, session: &Session, stop: &AtomicBool) -> Result<(), proto::ProtoError> {
+    // Buffered: a client with many requests queued has them taken in a few
+    // reads, not two per request (the handshake read nothing ahead).
+    let mut reader = std::io::BufReader::with_capacity(READ_BUFFER, reader);
     let out = Mutex::new(writer);
     let export = session.export.clone();
     let wrote = AtomicBool::new(false);
@@ -48,7 +53,7 @@ pub fn transmit<R: Read, W: Write + Send>(mut reader: R, writer: W, session: &Se
                 let reply = run(&**export, session, &job);
                 let mut w = out.lock().unwrap_or_else(|e| e.into_inner());
                 // A client gone while we reply: the reader sees EOF and ends.
-                let _ = reply.iter().try_for_each(|p| w.write_all(p)).and_then(|_| w.flush());
+                let _ = write_pieces(&mut *w, &reply);
             });
         }
         let r = read_loop(&mut reader, &out, session, stop, &tx);
@@ -98,8 +103,21 @@ fn read_loop<R: Read, W: Write>(reader: &mut R, out: &Mutex<W>, session: &Sessio
 
 fn reply_now<W: Write>(out: &Mutex<W>, session: &Session, req: &Request, err: u32, msg: &str) -> std::io::Result<()> {
     let mut w = out.lock().unwrap_or_else(|e| e.into_inner());
-    for p in error_reply(session, req, err, msg) {
-        w.write_all(&p)?;
+    write_pieces(&mut *w, &error_reply(session, req, err, msg))
+}
+
+/// Write a reply's pieces in order, gathered (one writev for a header and
+/// its data, where the stream takes it all), then flush.
+fn write_pieces<W: Write>(w: &mut W, pieces: &[Vec<u8>]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|p| IoSlice::new(p)).collect();
+    let mut bufs = &mut slices[..];
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
     w.flush()
 }
@@ -167,7 +185,7 @@ fn run(e: &dyn Export, session: &Session, job: &Job) -> Vec<Vec<u8>> {
         CMD_TRIM if !in_range => fail(EINVAL, "trim past the end of the volume"),
         CMD_TRIM => done(e.trim(req.offset, u64::from(req.len), fua)),
         CMD_WRITE_ZEROES if !in_range => fail(ENOSPC, "write past the end of the volume"),
-        CMD_WRITE_ZEROES => done(e.zero(req.offset, u64::from(req.len), req.flags & CMD_FLAG_FAST_ZERO != 0, fua)),
+        CMD_WRITE_ZEROES => done(e.zero(req.offset, u64::from(req.len), req.flags & CMD_FLAG_FAST_ZERO != 0, req.flags & CMD_FLAG_NO_HOLE != 0, fua)),
         CMD_BLOCK_STATUS => block_status(e, session, req, in_range),
         _ => fail(EINVAL, "unknown or unoffered command"),
     }
@@ -195,7 +213,15 @@ fn block_status(e: &dyn Export, session: &Session, req: &Request, in_range: bool
         // Adjacent runs with the same status for this context are one extent.
         let mut extents: Vec<(u64, u32)> = Vec::new();
         for r in &runs {
-            let flags = if *ctx == CONTEXT_BASE_ALLOCATION.1 { if r.hole { STATE_HOLE | STATE_ZERO } else { 0 } } else { r.depth };
+            let flags = if *ctx != CONTEXT_BASE_ALLOCATION.1 {
+                r.depth
+            } else if r.hole {
+                STATE_HOLE | STATE_ZERO
+            } else if r.zero {
+                STATE_ZERO
+            } else {
+                0
+            };
             match extents.last_mut() {
                 Some((len, f)) if *f == flags => *len += r.len,
                 _ => extents.push((r.len, flags)),

@@ -1,7 +1,7 @@
 //! The block front: block volumes served over NBD (the Network Block Device
 //! protocol), beside the FUSE front and thin like it. The engine below is
 //! the same: a volume is an image whose root holds one regular file (the
-//! disk), a volume guest's overlay holds only the windows it wrote, and its
+//! disk), a volume guest's overlay holds only the blocks it wrote, and its
 //! checkpoints and rollbacks are the guest layer's.
 //!
 //! Layers: [`proto`] is the wire format (untrusted input parsed without
@@ -25,6 +25,8 @@ pub struct Run {
     pub len: u64,
     /// Nothing is stored here: reads return zeros (`base:allocation` hole+zero).
     pub hole: bool,
+    /// Reads return zeros (`base:allocation` zero); implied by `hole`.
+    pub zero: bool,
     /// Where the bytes come from: 0 nowhere (a hole in every layer), 1 the
     /// guest's overlay, 2 the image (`qemu:allocation-depth`).
     pub depth: u32,
@@ -40,8 +42,11 @@ pub struct Run {
 ///   ([`crate::Error::ReadOnly`]); `fua` means the change is durable when the
 ///   call returns; `flush` makes every write that has completed durable, for
 ///   every connection (so the server may advertise multi-conn).
-/// - `zero` makes the range read as zeros. With `fast` it must cost no more
-///   than a metadata change, and fails with `Error::Posix(ENOTSUP)` instead.
+/// - `zero` makes the range read as zeros; with `no_hole` it stays allocated
+///   (zeros are stored, as the spec's NO_HOLE asks), else nothing is stored.
+///   With `fast` it must cost no more than a metadata change, and fails with
+///   `Error::Posix(ENOTSUP)` instead. `trim` stores nothing for the range
+///   (it reads as zeros after).
 /// - `allocation` returns runs covering at least one byte from `off`, in
 ///   order, none past `off + len`.
 pub trait Export: Send + Sync {
@@ -51,7 +56,7 @@ pub trait Export: Send + Sync {
     fn write(&self, off: u64, data: &[u8], fua: bool) -> Result<()>;
     fn flush(&self) -> Result<()>;
     fn trim(&self, off: u64, len: u64, fua: bool) -> Result<()>;
-    fn zero(&self, off: u64, len: u64, fast: bool, fua: bool) -> Result<()>;
+    fn zero(&self, off: u64, len: u64, fast: bool, no_hole: bool, fua: bool) -> Result<()>;
     fn allocation(&self, off: u64, len: u64) -> Result<Vec<Run>>;
 }
 

@@ -66,6 +66,12 @@ impl Write for Stream {
             Stream::Tcp(s) => s.write(b),
         }
     }
+    fn write_vectored(&mut self, b: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write_vectored(b),
+            Stream::Tcp(s) => s.write_vectored(b),
+        }
+    }
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Stream::Unix(s) => s.flush(),

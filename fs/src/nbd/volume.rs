@@ -1,5 +1,5 @@
-//! The exports: a volume guest's disk through its overlay (copy-on-write at
-//! window granularity, read-write or read-only), and an image's or a
+//! The exports: a volume guest's disk through its overlay (copy-on-write by 4 KiB
+//! block, read-write or read-only), and an image's or a
 //! checkpoint's disk straight from the store (read-only).
 //!
 //! A volume is an image (or checkpoint) whose root tree holds one regular
@@ -21,8 +21,6 @@ use crate::tree::{load_root, Kind};
 /// The name of the disk file in a volume's root tree.
 pub const VOLUME_FILE: &[u8] = b"disk";
 
-/// Zeros written per call when zeroing a range.
-const ZERO_STEP: u64 = 1 << 20;
 
 /// A volume guest's disk: reads and writes through its overlay. The overlay
 /// is replaceable (a rollback while no client is connected).
@@ -102,27 +100,25 @@ impl Export for OverlayVolume {
         self.overlay().fsync(self.ino)
     }
     fn trim(&self, off: u64, len: u64, fua: bool) -> Result<()> {
-        // Trimmed ranges read as zeros afterwards (as a punched hole does).
-        self.zero(off, len, false, fua)
+        // Trimmed ranges store nothing and read as zeros (as a punched hole).
+        self.zero(off, len, false, false, fua)
     }
-    fn zero(&self, off: u64, len: u64, fast: bool, fua: bool) -> Result<()> {
+    fn zero(&self, off: u64, len: u64, fast: bool, no_hole: bool, fua: bool) -> Result<()> {
         self.writable()?;
-        if fast {
-            // Zeroing allocates windows: only a range that already reads as
-            // zeros is fast (nothing to do).
-            let runs = self.allocation(off, len)?;
-            let covered: u64 = runs.iter().map(|r| r.len).sum();
-            return if covered >= len && runs.iter().all(|r| r.hole) { Ok(()) } else { Err(Error::Posix(libc::ENOTSUP)) };
-        }
-        let zeros = vec![0u8; ZERO_STEP.min(len) as usize];
-        let mut p = off;
-        while p < off + len {
-            let n = (off + len - p).min(ZERO_STEP) as usize;
-            self.write(p, &zeros[..n], false)?;
-            p += n as u64;
+        let ov = self.overlay();
+        if no_hole {
+            // Allocated zeros are written zeros: never fast.
+            if fast {
+                return Err(Error::Posix(libc::ENOTSUP));
+            }
+            ov.write_zeros(self.ino, off, off + len)?;
+        } else {
+            // Whole blocks are a metadata change (the partial blocks at
+            // the ends, at most two, are written).
+            ov.zero_range(self.ino, off, len)?;
         }
         if fua {
-            self.flush()?;
+            ov.fsync(self.ino)?;
         }
         Ok(())
     }
@@ -131,9 +127,11 @@ impl Export for OverlayVolume {
         Ok(runs
             .into_iter()
             .map(|r| match r.source {
-                Source::Overlay => Run { len: r.len, hole: false, depth: 1 },
-                Source::Image => Run { len: r.len, hole: false, depth: 2 },
-                Source::Hole => Run { len: r.len, hole: true, depth: 0 },
+                Source::Overlay => Run { len: r.len, hole: false, zero: false, depth: 1 },
+                Source::ZeroData => Run { len: r.len, hole: false, zero: true, depth: 1 },
+                Source::Zero => Run { len: r.len, hole: true, zero: true, depth: 1 },
+                Source::Image => Run { len: r.len, hole: false, zero: false, depth: 2 },
+                Source::Hole => Run { len: r.len, hole: true, zero: true, depth: 0 },
             })
             .collect())
     }
@@ -189,7 +187,7 @@ impl Export for TreeVolume {
     fn trim(&self, _: u64, _: u64, _: bool) -> Result<()> {
         Err(Error::ReadOnly)
     }
-    fn zero(&self, _: u64, _: u64, _: bool, _: bool) -> Result<()> {
+    fn zero(&self, _: u64, _: u64, _: bool, _: bool, _: bool) -> Result<()> {
         Err(Error::ReadOnly)
     }
     fn allocation(&self, off: u64, len: u64) -> Result<Vec<Run>> {
@@ -206,7 +204,7 @@ impl Export for TreeVolume {
                 Some(&(eo, _, _)) => (eo.min(end), true),
                 None => (end, true),
             };
-            out.push(Run { len: next - p, hole, depth: if hole { 0 } else { 1 } });
+            out.push(Run { len: next - p, hole, zero: hole, depth: if hole { 0 } else { 1 } });
             p = next;
         }
         Ok(out)

@@ -2,13 +2,14 @@
 //! SEEK_DATA/SEEK_HOLE see them, so `du`, `cp --sparse` and `tar --sparse`
 //! keep an image file's holes instead of filling them.
 //!
-//! A file holds the image extents below its `limit` outside the windows it
+//! A file holds the image extents below its `limit` outside the blocks it
 //! has copied up, plus what its overlay data file allocates (copied-up
-//! windows and the bytes of files the guest made). An inline file holds its
+//! blocks and the bytes of files the guest made). An inline file holds its
 //! stored bytes; the zeros past them, up to its size, are a hole.
 
 use crate::tree::Kind;
 use super::{Base, Overlay};
+use super::sums::{BLOCK, BLOCKS};
 use crate::chunker::CHUNK_SIZE;
 use crate::error::{Error, Result};
 
@@ -46,7 +47,12 @@ impl Overlay {
                     let i = extents.partition_point(|e| e.0 + e.1 <= lo);
                     extents[i..].iter().take_while(|e| e.0 < hi).map(|e| (e.0 + e.1).min(hi).saturating_sub(e.0.max(lo))).sum()
                 };
-                let copied: u64 = wins.iter().map(|&w| within(w * CHUNK_SIZE, ((w + 1) * CHUNK_SIZE).min(end))).sum();
+                // Image bytes of blocks copied up (local) are the data file's.
+                let copied: u64 = wins
+                    .iter()
+                    .flat_map(|(&w, &mask)| (0..BLOCKS).filter(move |i| mask & (1 << i) != 0).map(move |i| w * CHUNK_SIZE + i as u64 * BLOCK))
+                    .map(|b| within(b, (b + BLOCK).min(end)))
+                    .sum();
                 within(0, end).saturating_sub(copied)
             }
             Base::None | Base::Dir { .. } => 0,

@@ -108,7 +108,7 @@ impl Overlay {
         }
         let mut sums: HashMap<u64, Vec<(u64, WindowSums)>> = HashMap::new();
         let scanned = self.db.scan("sums", |k, v| {
-            let key = k.get(..8).and_then(|a| a.try_into().ok()).map(u64::from_be_bytes).zip(k.get(8..16).and_then(|a| a.try_into().ok()).map(u64::from_be_bytes));
+            let key = window_key_parts(k);
             match (key, WindowSums::decode(v)) {
                 (Some((ino, w)), Ok(s)) if inodes.contains_key(&ino) => sums.entry(ino).or_default().push((w, s)),
                 (key, decoded) => {
@@ -130,9 +130,25 @@ impl Overlay {
         if let Err(e) = scanned {
             found.push(rec(None, format!("column family sums does not read: {}", super::error_chain(&e)), None));
         }
+        let scanned = self.db.scan("windows", |k, v| {
+            if super::db::decode_mask(v).is_err() {
+                let key = window_key_parts(k);
+                let lost = "window record and its sums dropped: the window reads as the image's bytes; the guest's bytes there are lost";
+                let mut f = rec(key.map(|k| k.0), "window record does not decode".into(), repair.then(|| lost.into()));
+                let w = key.map_or(0, |k| k.1);
+                f.range = Some((w * CHUNK_SIZE, (w + 1) * CHUNK_SIZE));
+                found.push(f);
+                bad_keys.push(("windows", k.to_vec()));
+                bad_keys.push(("sums", k.to_vec()));
+            }
+            Ok(())
+        });
+        if let Err(e) = scanned {
+            found.push(rec(None, format!("column family windows does not read: {}", super::error_chain(&e)), None));
+        }
         // The other column families: read through, so that RocksDB checks
         // every block of their tables.
-        for cf in ["windows", "inline", "meta"] {
+        for cf in ["inline", "meta"] {
             if let Err(e) = self.db.scan(cf, |_, _| Ok(())) {
                 found.push(rec(None, format!("column family {cf} does not read: {}", super::error_chain(&e)), None));
             }
@@ -323,4 +339,10 @@ mod tests {
         assert_eq!(super::merge_ranges(&[0, 4096, 12288]), vec![(0, 8192), (12288, 16384)]);
         assert!(super::merge_ranges(&[]).is_empty());
     }
+}
+
+/// The inode and window of a `windows` or `sums` key.
+fn window_key_parts(k: &[u8]) -> Option<(u64, u64)> {
+    let word = |r: std::ops::Range<usize>| k.get(r).and_then(|a| a.try_into().ok()).map(u64::from_be_bytes);
+    word(0..8).zip(word(8..16))
 }

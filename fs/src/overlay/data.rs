@@ -1,6 +1,7 @@
-//! File data: reads merge the image's chunks with the overlay's windows; a
-//! write into an image file first copies the chunk-sized window(s) it touches
-//! into the overlay data file (never the whole file), then writes there.
+//! File data: reads merge the image's chunks with the overlay's local blocks
+//! (recorded per chunk-sized window, with a mask of the 4 KiB blocks that are
+//! local); a write into an image file makes the blocks it touches local,
+//! copying from the image only a block it covers in part, then writes there.
 //!
 //! A file the guest creates keeps its bytes in the database (`Base::Inline`,
 //! the `inline` column family) while they fit in [`INLINE_MAX`]: creating it
@@ -8,8 +9,8 @@
 //! batch with the file's record. The write that outgrows it moves the bytes
 //! to a data file.
 //!
-//! Ordering for crash safety: window bytes are written to the data file before
-//! the batch that records the window commits, so a recorded window always has
+//! Ordering for crash safety: block bytes are written to the data file before
+//! the batch that records them local commits, so a local block always has
 //! its bytes; bytes moving out of the database are in the data file before
 //! the batch that turns the file into a data-file one commits; `fsync` syncs
 //! the data file, then the database WAL.
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use super::ns::kill_privs;
 use super::prefetch;
 use super::readout::ReadOut;
-use super::sums::BLOCK;
+use super::sums::{covered, touched, Mask, BLOCK, BLOCKS, FULL};
 use super::{now, posix, Base, Node, Overlay, State, OPEN_DATA_FILES};
 use crate::chunker::{aligned_pieces, window_of, CHUNK_SIZE};
 use crate::digest::{ChunkId, ObjectKind};
@@ -86,7 +87,9 @@ impl Overlay {
         }
     }
 
-    pub(super) fn windows<'a>(&self, node: &'a mut Node, ino: u64) -> Result<&'a mut std::collections::HashSet<u64>> {
+    /// The recorded windows of `ino` and their local blocks, loaded into
+    /// its node on first use.
+    pub(super) fn windows<'a>(&self, node: &'a mut Node, ino: u64) -> Result<&'a mut std::collections::HashMap<u64, Mask>> {
         if node.windows.is_none() {
             node.windows = Some(self.db.windows(ino)?);
         }
@@ -137,20 +140,28 @@ impl Overlay {
             };
             let extents = if limit > 0 { Some(self.extents(node)?) } else { None };
             let mut plan = Vec::new();
-            let wins = if limit > 0 { Some(self.windows(node, ino)?.clone()) } else { None };
+            // Only the windows this read touches (not a copy of them all).
+            let wins: Option<std::collections::HashMap<u64, Mask>> = if limit > 0 {
+                let all = self.windows(node, ino)?;
+                Some((window_of(off)..=window_of(end - 1)).filter_map(|w| all.get(&w).map(|m| (w, *m))).collect())
+            } else {
+                None
+            };
             for (p, len) in aligned_pieces(off, end) {
-                let local = match &wins {
-                    None => true,
-                    Some(w) => w.contains(&window_of(p)),
+                let mask = match &wins {
+                    None => FULL,
+                    Some(w) => w.get(&window_of(p)).copied().unwrap_or(0),
                 };
-                let src = if local {
-                    Src::Local
-                } else if p < limit {
-                    Src::Base
-                } else {
-                    Src::Zero
-                };
-                plan.push((p, len, src));
+                for (q, n, local) in mask_runs(mask, p, p + len) {
+                    let src = if local {
+                        Src::Local
+                    } else if q < limit {
+                        Src::Base
+                    } else {
+                        Src::Zero
+                    };
+                    plan.push((q, n, src));
+                }
             }
             let mut sequential = false;
             if let (Some(x), true) = (&extents, plan.iter().any(|(_, _, s)| matches!(s, Src::Base))) {
@@ -275,26 +286,40 @@ impl Overlay {
         Ok(())
     }
 
-    /// Make window `w` of an image file local: copy its image bytes (not
-    /// beyond the file's current size or the base limit) into the data file,
-    /// zeros to the end of the last block, and sum them.
-    fn copy_window(&self, st: &mut State, ino: u64, w: u64, f: &File, b: &mut super::db::Batch) -> Result<()> {
+    /// Make the blocks of window `w` that the write `[off, end)` touches local (in
+    /// batch `b`). Only a block the write covers in part needs its image
+    /// bytes (not beyond the file's current size or the base limit; zeros
+    /// to the end of the block): they are copied into the data file and
+    /// summed. A block the write covers whole costs nothing here, and the
+    /// window's other blocks keep reading from the image.
+    pub(super) fn make_local(&self, st: &mut State, ino: u64, w: u64, (off, end): (u64, u64), f: &File, b: &mut super::db::Batch) -> Result<()> {
         let node = self.node(st, ino)?;
         let limit = match node.inode.base {
             Base::File { limit, .. } => limit.min(node.inode.size),
             _ => 0,
         };
-        let ws = w * CHUNK_SIZE;
-        if ws < limit {
-            let n = (limit - ws).min(CHUNK_SIZE) as usize;
-            let extents = self.extents(node)?;
-            let mut buf = vec![0u8; n.div_ceil(BLOCK as usize) * BLOCK as usize];
-            self.read_base(&extents, ws, &mut buf[..n])?;
-            f.write_all_at(&buf, ws).map_err(|e| Error::io("writing overlay data", self.data_path(ino), e))?;
-            self.sum_fresh(st, ino, ws, &buf, b)?;
+        let have = self.windows(node, ino)?.get(&w).copied();
+        let need = touched(w, off, end);
+        let mask = have.unwrap_or(0);
+        if have.is_some() && mask & need == need {
+            return Ok(());
         }
-        self.windows(self.node(st, ino)?, ino)?.insert(w);
-        self.db.put_window(b, ino, w)
+        let copy = need & !mask & !covered(w, off, end);
+        let ws = w * CHUNK_SIZE;
+        for i in (0..BLOCKS).filter(|i| copy & (1 << i) != 0) {
+            let bs = ws + i as u64 * BLOCK;
+            if bs >= limit {
+                continue;
+            }
+            let n = (limit - bs).min(BLOCK) as usize;
+            let extents = self.extents(self.node(st, ino)?)?;
+            let mut buf = vec![0u8; BLOCK as usize];
+            self.read_base(&extents, bs, &mut buf[..n])?;
+            f.write_all_at(&buf, bs).map_err(|e| Error::io("writing overlay data", self.data_path(ino), e))?;
+            self.sum_fresh(st, ino, bs, &buf, b)?;
+        }
+        self.windows(self.node(st, ino)?, ino)?.insert(w, mask | need);
+        self.db.put_window(b, ino, w, mask | need)
     }
 
     /// Write `data` at `off`; returns the bytes written. A write drops the
@@ -352,13 +377,21 @@ impl Overlay {
         }
         if is_base {
             for (p, _) in aligned_pieces(off, end) {
-                let w = window_of(p);
-                if !self.windows(self.node(&mut st, ino)?, ino)?.contains(&w) {
-                    self.copy_window(&mut st, ino, w, &f, &mut b)?;
+                if let Err(e) = self.make_local(&mut st, ino, window_of(p), (off, end), &f, &mut b) {
+                    self.forget_cached_sums(&mut st, ino);
+                    return Err(e);
                 }
             }
         }
-        let staged = self.stage_write(&mut st, ino, &f, off, data, &mut b)?;
+        // Blocks made local above are only in the node until the batch
+        // commits: a write given up before that forgets them.
+        let staged = match self.stage_write(&mut st, ino, &f, off, data, &mut b) {
+            Ok(s) => s,
+            Err(e) => {
+                self.forget_cached_sums(&mut st, ino);
+                return Err(e);
+            }
+        };
         if let Err(e) = self.commit_write(&mut st, b, ino, end, kill_suidgid, None) {
             self.forget_cached_sums(&mut st, ino);
             return Err(e);
@@ -369,7 +402,7 @@ impl Overlay {
 
     /// Record a write that ended at `end` (and a new base, when the bytes
     /// moved out of the database), in batch `b` with whatever it holds.
-    fn commit_write(&self, st: &mut State, mut b: super::db::Batch, ino: u64, end: u64, kill_suidgid: bool, base: Option<Base>) -> Result<()> {
+    pub(super) fn commit_write(&self, st: &mut State, mut b: super::db::Batch, ino: u64, end: u64, kill_suidgid: bool, base: Option<Base>) -> Result<()> {
         let mut i = self.node(st, ino)?.inode.clone();
         i.size = i.size.max(end);
         kill_privs(&mut i, kill_suidgid);
@@ -424,7 +457,7 @@ impl Overlay {
             // extension reads zeros from the (lowered) base limit instead.
             let first_gone = size.div_ceil(CHUNK_SIZE);
             if let Some(w) = node.windows.as_mut() {
-                w.retain(|&x| x < first_gone);
+                w.retain(|&x, _| x < first_gone);
             }
             self.db.delete_windows_from(&mut b, ino, first_gone)?;
         }
@@ -456,15 +489,7 @@ impl Overlay {
             if !keep {
                 return Err(posix(libc::EOPNOTSUPP));
             }
-            let size = self.getattr(ino)?.size;
-            let end = (off + len).min(size);
-            let mut p = off;
-            while p < end {
-                let n = (end - p).min(CHUNK_SIZE);
-                self.write(ino, p, &vec![0u8; n as usize])?;
-                p += n;
-            }
-            return Ok(());
+            return self.zero_range(ino, off, len);
         }
         let size = self.getattr(ino)?.size;
         if !keep && off + len > size {
@@ -491,118 +516,6 @@ impl Overlay {
     }
 }
 
-impl Overlay {
-    /// lseek(2) with SEEK_DATA (`hole` false) or SEEK_HOLE from `off`. The
-    /// image's chunks and the overlay's bytes are data; the image's sparse
-    /// holes, what lies past a truncated base and unwritten ranges of the
-    /// overlay data file are holes; the end of the file counts as a hole.
-    pub fn seek_data_hole(&self, ino: u64, off: u64, hole: bool) -> Result<u64> {
-        let (size, limit, wins, extents, file, inline_len) = {
-            let mut st = self.lock();
-            let node = self.node(&mut st, ino)?;
-            if node.inode.kind != Kind::File {
-                return Err(posix(libc::EINVAL));
-            }
-            let size = node.inode.size;
-            // An inline file holds its stored bytes; past them, a hole.
-            let inline_len = if node.inode.base == Base::Inline { Some((self.db.inline(ino)?.len() as u64).min(size)) } else { None };
-            let limit = match node.inode.base {
-                Base::File { limit, .. } => Some(limit),
-                _ => None,
-            };
-            let file = self.data_file(&mut st, ino, false)?;
-            let node = self.node(&mut st, ino)?;
-            let extents = match limit {
-                Some(l) if l > 0 => self.extents(node)?,
-                _ => Arc::new(Vec::new()),
-            };
-            let wins = match limit {
-                Some(_) => Some(self.windows(node, ino)?.clone()),
-                None => None,
-            };
-            (size, limit.unwrap_or(0), wins, extents, file, inline_len)
-        };
-        if off >= size {
-            return Err(posix(libc::ENXIO));
-        }
-        if let Some(have) = inline_len {
-            return match (hole, off < have) {
-                (true, true) => Ok(have),
-                (true, false) | (false, true) => Ok(off),
-                (false, false) => Err(posix(libc::ENXIO)),
-            };
-        }
-        let not_found = || if hole { Ok(size) } else { Err(posix(libc::ENXIO)) };
-        let Some(wins) = wins else {
-            // A file the guest created: all its bytes are in the data file.
-            return match &file {
-                Some(f) => match self.file_seek(f, ino, off, hole)? {
-                    Some(r) if r < size => Ok(r),
-                    _ => not_found(),
-                },
-                None if hole => Ok(off),
-                None => Err(posix(libc::ENXIO)),
-            };
-        };
-        let mut p = off;
-        while p < size {
-            let w = window_of(p);
-            let wend = ((w + 1) * CHUNK_SIZE).min(size);
-            let found = if wins.contains(&w) {
-                match &file {
-                    Some(f) => self.file_seek(f, ino, p, hole)?.filter(|&r| r < wend),
-                    None => hole.then_some(p),
-                }
-            } else {
-                base_seek(&extents, limit, p, wend, hole)
-            };
-            if let Some(r) = found {
-                return Ok(r.max(p));
-            }
-            p = wend;
-        }
-        not_found()
-    }
-
-    /// SEEK_DATA / SEEK_HOLE in the overlay data file; `None` for "no data
-    /// at or after `off`".
-    fn file_seek(&self, f: &File, ino: u64, off: u64, hole: bool) -> Result<Option<u64>> {
-        use std::os::unix::io::AsRawFd;
-        let whence = if hole { nix::unistd::Whence::SeekHole } else { nix::unistd::Whence::SeekData };
-        let at = i64::try_from(off).map_err(|_| posix(libc::EINVAL))?;
-        match nix::unistd::lseek(f.as_raw_fd(), at, whence) {
-            Ok(r) => Ok(Some(r as u64)),
-            Err(nix::errno::Errno::ENXIO) if hole => Ok(Some(off)),
-            Err(nix::errno::Errno::ENXIO) => Ok(None),
-            Err(e) => Err(Error::io("seeking overlay data", self.data_path(ino), e.into())),
-        }
-    }
-}
-
-/// SEEK_DATA / SEEK_HOLE within `[p, wend)` of one window read from the
-/// image: data where an extent lies below `limit`.
-fn base_seek(extents: &[(u64, u64, ChunkId)], limit: u64, p: u64, wend: u64, hole: bool) -> Option<u64> {
-    let end = wend.min(limit);
-    let mut i = extents.partition_point(|e| e.0 + e.1 <= p);
-    if !hole {
-        return match extents.get(i) {
-            Some(e) if p < end && e.0 < end => Some(e.0.max(p)),
-            _ => None,
-        };
-    }
-    let mut q = p;
-    while q < end {
-        match extents.get(i) {
-            Some(e) if e.0 <= q => {
-                q = e.0 + e.1;
-                i += 1;
-            }
-            _ => return Some(q),
-        }
-    }
-    (end < wend).then_some(end.max(p))
-}
-
 /// Cut the data file to the file's logical `size` if it is longer: bytes past
 /// the size are left-overs (of a shrink interrupted by a crash) and must read
 /// as zeros when the file grows again.
@@ -624,4 +537,23 @@ fn inline_read(bytes: &[u8], off: u64, end: u64) -> Vec<u8> {
     out
 }
 
-
+/// The runs of `[p, end)` (within one window) whose blocks are all local
+/// (`true`: in `mask`) or all not, in order.
+pub(super) fn mask_runs(mask: Mask, p: u64, end: u64) -> Vec<(u64, u64, bool)> {
+    let bit = |q: u64| mask & (1 << ((q % CHUNK_SIZE) / BLOCK)) != 0;
+    if mask == FULL || mask == 0 {
+        return vec![(p, end - p, mask == FULL)];
+    }
+    let mut out: Vec<(u64, u64, bool)> = Vec::new();
+    let mut q = p;
+    while q < end {
+        let e = ((q / BLOCK + 1) * BLOCK).min(end);
+        let local = bit(q);
+        match out.last_mut() {
+            Some((_, n, l)) if *l == local => *n += e - q,
+            _ => out.push((q, e - q, local)),
+        }
+        q = e;
+    }
+    out
+}

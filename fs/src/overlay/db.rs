@@ -4,7 +4,9 @@
 //! - `inodes`: ino u64 BE → [`Inode`];
 //! - `dirents`: parent u64 BE ‖ name → [`Dirent`];
 //! - `windows`: ino u64 BE ‖ window u64 BE → empty (this chunk-sized window
-//!   of the file lives in the overlay data file);
+//!   of the file lives in the overlay data file) or (format 4) version 1 ‖
+//!   u16 LE mask of the window's 4 KiB blocks that do; the others still
+//!   read from the image (see `sums::Mask`);
 //! - `sums` (format 3): ino u64 BE ‖ window u64 BE → [`WindowSums`], the
 //!   checksums of the window's 4 KiB blocks in the data file (see `sums`);
 //! - `inline` (format 2): ino u64 BE → the bytes of a small file the guest
@@ -39,7 +41,7 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use rocksdb::{Options, WriteBatch, DB};
 
 use super::record::{dirent_key, window_key, Dirent, Inode};
-use super::sums::WindowSums;
+use super::sums::{Mask, WindowSums, FULL};
 use super::space::{free_space, keep_reserve, release, reserve_path};
 use crate::digest::{ChunkId, Digest, FileId, TreeId};
 use crate::error::{Error, Result};
@@ -255,19 +257,20 @@ impl MetaDb {
         Ok(())
     }
 
-    pub fn windows(&self, ino: u64) -> Result<HashSet<u64>> {
+    /// The recorded windows of `ino`, with the mask of their local blocks.
+    pub fn windows(&self, ino: u64) -> Result<HashMap<u64, Mask>> {
         let prefix = ino.to_be_bytes();
-        let mut out = HashSet::new();
+        let mut out = HashMap::new();
         let db = self.db()?;
         let it = db.iterator_cf(cf(&db, "windows")?, rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward));
         for item in it {
-            let (k, _) = item?;
+            let (k, v) = item?;
             if !k.starts_with(&prefix) || k.len() != 16 {
                 break;
             }
             let mut w = [0u8; 8];
             w.copy_from_slice(&k[8..]);
-            out.insert(u64::from_be_bytes(w));
+            out.insert(u64::from_be_bytes(w), decode_mask(&v)?);
         }
         Ok(out)
     }
@@ -478,8 +481,10 @@ impl MetaDb {
         Ok(())
     }
 
-    pub fn put_window(&self, b: &mut Batch, ino: u64, w: u64) -> Result<()> {
-        b.0.put_cf(cf(&*self.db()?, "windows")?, window_key(ino, w), []);
+    /// Record window `w` with local blocks `mask` (a whole window keeps the
+    /// empty value of formats before 4).
+    pub fn put_window(&self, b: &mut Batch, ino: u64, w: u64, mask: Mask) -> Result<()> {
+        b.0.put_cf(cf(&*self.db()?, "windows")?, window_key(ino, w), encode_mask(mask));
         Ok(())
     }
 
@@ -621,4 +626,22 @@ fn load_known(db: &DB) -> Result<Known> {
     }
     it.status()?;
     Ok(k)
+}
+
+/// A window record's value: empty for a whole window, else version 1 ‖
+/// u16 LE mask.
+pub(crate) fn encode_mask(mask: Mask) -> Vec<u8> {
+    if mask == FULL {
+        return Vec::new();
+    }
+    let m = mask.to_le_bytes();
+    vec![1, m[0], m[1]]
+}
+
+pub(crate) fn decode_mask(v: &[u8]) -> Result<Mask> {
+    match v {
+        [] => Ok(FULL),
+        [1, a, b] => Ok(u16::from_le_bytes([*a, *b])),
+        _ => Err(Error::Decode { what: "overlay window record", why: "unknown version or length" }),
+    }
 }

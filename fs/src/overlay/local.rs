@@ -12,9 +12,10 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::sums::{block_of, block_span, sum, Check, WindowSums, BLOCK};
+use super::sums::{block_of, block_span, sum, Check, Mask, WindowSums, BLOCK, FULL};
 use super::{Node, Overlay, State};
 use crate::chunker::CHUNK_SIZE;
+use crate::digest::ChunkId;
 use crate::error::{Error, Result};
 
 pub(crate) type Sums = HashMap<u64, WindowSums>;
@@ -182,10 +183,12 @@ impl Overlay {
         Ok(())
     }
 
-    /// A batch that changed `ino`'s sums failed: reload them when next needed.
+    /// A batch that changed `ino`'s sums (and maybe its window masks)
+    /// failed or was abandoned: reload both when next needed.
     pub(crate) fn forget_cached_sums(&self, st: &mut State, ino: u64) {
         if let Some(n) = st.nodes.get_mut(&ino) {
             n.sums = None;
+            n.windows = None;
         }
     }
 
@@ -273,6 +276,7 @@ pub struct LocalData<'a> {
     file: Option<File>,
     sums: Sums,
     windows: Vec<u64>,
+    masks: HashMap<u64, Mask>,
 }
 
 impl Overlay {
@@ -284,13 +288,14 @@ impl Overlay {
             Some(s) => s,
             None => self.db.sums(ino)?,
         };
-        let mut windows: Vec<u64> = match &i.base {
+        let masks: HashMap<u64, Mask> = match &i.base {
             super::Base::File { .. } => match node.and_then(|n| n.windows.as_ref()) {
-                Some(w) => w.iter().copied().collect(),
-                None => self.db.windows(ino)?.into_iter().collect(),
+                Some(w) => w.clone(),
+                None => self.db.windows(ino)?,
             },
-            _ => sums.iter().filter(|(_, s)| !s.is_empty()).map(|(w, _)| *w).collect(),
+            _ => sums.iter().filter(|(_, s)| !s.is_empty()).map(|(w, _)| (*w, FULL)).collect(),
         };
+        let mut windows: Vec<u64> = masks.keys().copied().collect();
         windows.retain(|&w| w * CHUNK_SIZE < i.size);
         windows.sort_unstable();
         let p = self.data_path(ino);
@@ -299,7 +304,7 @@ impl Overlay {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io("opening overlay data", p, e)),
         };
-        Ok(LocalData { ov: self, ino, file, sums, windows })
+        Ok(LocalData { ov: self, ino, file, sums, windows, masks })
     }
 
     /// The bytes of a file kept inline in the database.
@@ -312,6 +317,29 @@ impl LocalData<'_> {
     /// The windows held locally, ascending, below the file's size.
     pub fn windows(&self) -> &[u64] {
         &self.windows
+    }
+
+    /// Window `w`'s bytes below `size`: its local blocks from the data
+    /// file (verified), the others the image's (extents `base`, zeros from
+    /// `base_end` on).
+    pub fn window_bytes(&self, w: u64, size: u64, base: &[(u64, u64, ChunkId)], base_end: u64) -> Result<Vec<u8>> {
+        let ws = w * CHUNK_SIZE;
+        let n = CHUNK_SIZE.min(size.saturating_sub(ws));
+        let mask = self.masks.get(&w).copied().unwrap_or(0);
+        let mut out = Vec::with_capacity(n as usize);
+        for (q, len, local) in super::data::mask_runs(mask, ws, ws + n) {
+            if local {
+                out.extend_from_slice(&self.read(q, len)?);
+                continue;
+            }
+            let mut buf = vec![0u8; len as usize];
+            let k = base_end.saturating_sub(q).min(len) as usize;
+            if k > 0 {
+                self.ov.read_base(base, q, &mut buf[..k])?;
+            }
+            out.extend_from_slice(&buf);
+        }
+        Ok(out)
     }
 
     /// The byte ranges of window `w` whose blocks hold data (have sums),

@@ -30,6 +30,8 @@ mod memo;
 mod open;
 mod prefetch;
 mod readout;
+mod seek;
+mod zero;
 mod space;
 pub mod db;
 pub mod ns;
@@ -69,8 +71,9 @@ pub const META_RESERVE: u64 = db::REOPEN_ROOM;
 const BASE_BIT: u64 = 1 << 62;
 /// 2: small files the guest creates keep their bytes in the database
 /// (`inline`); 3: data files carry block checksums (`sums`). Older
-/// overlays are upgraded when opened.
-pub const OVERLAY_FORMAT: u32 = 3;
+/// overlays are upgraded when opened. 4: a window record may hold only
+/// some of its blocks (a mask; the rest read from the image).
+pub const OVERLAY_FORMAT: u32 = 4;
 /// Longest name accepted (as on ext4).
 pub const NAME_MAX: usize = 255;
 
@@ -113,7 +116,8 @@ pub(crate) struct Node {
     pub lookups: u64,
     pub opens: u32,
     pub file: Option<Arc<File>>,
-    pub windows: Option<HashSet<u64>>,
+    /// Recorded windows and the mask of their local blocks (see [`sums::Mask`]).
+    pub windows: Option<HashMap<u64, sums::Mask>>,
     /// Block sums of the data file by window (see [`sums`]), loaded on first use.
     pub sums: Option<local::Sums>,
     pub extents: Option<Arc<Vec<(u64, u64, ChunkId)>>>,

@@ -23,6 +23,35 @@ pub const BLOCKS: usize = (CHUNK_SIZE / BLOCK) as usize;
 
 pub type Sum = u64;
 
+/// Which blocks of a recorded window live in the data file (bit *i*: block
+/// *i*); the others still read from the image (format 4). A local block
+/// with no sum reads as zeros: that is how a trimmed or zeroed block is kept.
+pub type Mask = u16;
+/// Every block local: the whole window (every window before format 4).
+pub const FULL: Mask = u16::MAX;
+
+/// The blocks of window `w` that `[off, end)` touches.
+pub fn touched(w: u64, off: u64, end: u64) -> Mask {
+    let ws = w * CHUNK_SIZE;
+    let (s, e) = (off.max(ws), end.min(ws + CHUNK_SIZE));
+    if s >= e {
+        return 0;
+    }
+    let (a, b) = (((s - ws) / BLOCK) as u32, ((e - ws).div_ceil(BLOCK)) as u32);
+    (((1u32 << b) - 1) & !((1u32 << a) - 1)) as Mask
+}
+
+/// The blocks of window `w` that `[off, end)` covers whole.
+pub fn covered(w: u64, off: u64, end: u64) -> Mask {
+    let ws = w * CHUNK_SIZE;
+    let (s, e) = (off.max(ws), end.min(ws + CHUNK_SIZE));
+    let (a, b) = (((s - ws).div_ceil(BLOCK)) as u32, ((e.max(s) - ws) / BLOCK) as u32);
+    if a >= b {
+        return 0;
+    }
+    (((1u32 << b) - 1) & !((1u32 << a) - 1)) as Mask
+}
+
 /// The sum of one block: `bytes` is at most [`BLOCK`] long, zeros after.
 pub fn sum(bytes: &[u8]) -> Sum {
     let mut h = blake3::Hasher::new();
@@ -36,6 +65,12 @@ pub fn sum(bytes: &[u8]) -> Sum {
 }
 
 static ZEROS: [u8; BLOCK as usize] = [0; BLOCK as usize];
+
+/// The sum of a block of zeros (a block with it reads as zeros).
+pub fn zero_sum() -> Sum {
+    static S: std::sync::OnceLock<Sum> = std::sync::OnceLock::new();
+    *S.get_or_init(|| sum(&ZEROS))
+}
 
 /// The sums of one window's blocks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -218,5 +253,18 @@ mod tests {
         assert_eq!(block_of(CHUNK_SIZE - 1), (0, BLOCKS - 1));
         assert_eq!(block_of(CHUNK_SIZE + 4096), (1, 1));
         assert_eq!(BLOCKS, 16);
+    }
+
+    #[test]
+    fn masks() {
+        assert_eq!(touched(0, 0, 1), 1);
+        assert_eq!(covered(0, 0, 1), 0);
+        assert_eq!(touched(0, 4095, 4097), 0b11);
+        assert_eq!(covered(0, 4096, 8192), 0b10);
+        assert_eq!(touched(1, 0, 2 * CHUNK_SIZE), FULL);
+        assert_eq!(covered(1, 0, 2 * CHUNK_SIZE), FULL);
+        assert_eq!(touched(1, 0, CHUNK_SIZE), 0);
+        assert_eq!(covered(1, CHUNK_SIZE + 100, CHUNK_SIZE + 200), 0);
+        assert_eq!(touched(0, CHUNK_SIZE - 1, CHUNK_SIZE), 1 << 15);
     }
 }

@@ -110,3 +110,96 @@ fn sums_follow_every_change_and_survive_reopen() {
     let report = ov.check(false).unwrap();
     assert_eq!(report.problems.iter().map(|p| p.range).collect::<Vec<_>>(), [Some((4096, 8192))]);
 }
+
+/// A first write into an image file's window makes local only the blocks
+/// it touches (format 4): a whole block costs no copy, a part of one copies
+/// that block alone; the rest of the window still reads from the image, and
+/// damage to the written block is still refused.
+#[test]
+fn a_first_write_copies_only_what_it_touches() {
+    use std::os::unix::fs::MetadataExt;
+    let (_tmp, store, root, dir) = image_overlay();
+    let ov = open(&dir, &store, root);
+    let (img, _) = ov.lookup(ROOT_INO, b"img").unwrap();
+    let mut model = image();
+    ov.write(img, 65536 + 4096, &[7u8; 4096]).unwrap();
+    model[65536 + 4096..65536 + 8192].fill(7);
+    ov.write(img, 100, b"partial").unwrap();
+    model[100..107].copy_from_slice(b"partial");
+    assert_eq!(ov.read(img, 0, 1 << 20).unwrap(), model);
+    let windows = ov.db.windows(img).unwrap();
+    assert_eq!(windows.get(&1), Some(&0b10), "one block of window 1");
+    assert_eq!(windows.get(&0), Some(&0b1), "one block of window 0");
+    let p = dir.join("data").join(format!("{img:016x}"));
+    assert!(std::fs::metadata(&p).unwrap().blocks() * 512 <= 4 * 4096, "the data file holds two blocks, not two windows");
+    drop(ov);
+    let ov = open(&dir, &store, root);
+    assert_eq!(ov.read(img, 0, 1 << 20).unwrap(), model, "after reopen");
+    drop(ov);
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[65536 + 4100] ^= 1;
+    std::fs::write(&p, bytes).unwrap();
+    let ov = open(&dir, &store, root);
+    assert_eq!(ov.read(img, 65536 + 4096, 10).unwrap_err().class(), crate::error::ErrorClass::Damaged);
+    assert_eq!(ov.read(img, 65536, 4096).unwrap(), model[65536..65536 + 4096], "the image's block beside it reads");
+    assert_eq!(ov.read(img, 65536 + 8192, 4096).unwrap(), model[65536 + 8192..65536 + 12288]);
+}
+
+/// Zeroing stores nothing for whole blocks (no copy from the image, no
+/// zeros written): they read as zeros, report as such, and a later partial
+/// write into one starts from zeros, not from the image.
+#[test]
+fn zeroing_a_range_stores_nothing_for_its_whole_blocks() {
+    use super::blockmap::Source;
+    use std::os::unix::fs::MetadataExt;
+    let (_tmp, store, root, dir) = image_overlay();
+    let ov = open(&dir, &store, root);
+    let (img, _) = ov.lookup(ROOT_INO, b"img").unwrap();
+    let mut model = image();
+    ov.zero_range(img, 1000, 200_000).unwrap();
+    model[1000..201_000].fill(0);
+    assert_eq!(ov.read(img, 0, 1 << 20).unwrap(), model);
+    let p = dir.join("data").join(format!("{img:016x}"));
+    assert!(std::fs::metadata(&p).unwrap().blocks() * 512 <= 2 * 4096, "only the two partial blocks are stored");
+    let map = ov.block_map(img, 0, IMAGE_LEN as u64, 100).unwrap();
+    let zero: u64 = map.iter().filter(|r| r.source == Source::Zero).map(|r| r.len).sum();
+    assert_eq!(zero, 200_704 - 4096, "the whole blocks of [1000, 201000) are the overlay's zeros: {map:?}");
+    ov.write(img, 8192 + 10, b"x").unwrap();
+    model[8192 + 10] = b'x';
+    drop(ov);
+    let ov = open(&dir, &store, root);
+    assert_eq!(ov.read(img, 0, 1 << 20).unwrap(), model, "after reopen");
+    let report = ov.check(false).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+/// A temporary directory, a store with an image holding file `img` (the
+/// bytes of [`image`]), and where its overlay goes.
+fn image_overlay() -> (tempfile::TempDir, Arc<dyn ObjectStore>, crate::digest::TreeId, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(MemStore::new());
+    let root = image_root(&store);
+    let dir = tmp.path().join("ov");
+    (tmp, store, root, dir)
+}
+
+fn image_root(store: &Arc<dyn ObjectStore>) -> crate::digest::TreeId {
+    let mut b = ContentBuilder::new(&**store);
+    b.push(0, &image()).unwrap();
+    let mut f = Entry::new(b"img".to_vec(), Kind::File);
+    f.size = IMAGE_LEN as u64;
+    f.content = b.finish(IMAGE_LEN as u64).unwrap();
+    let mut root = Entry::new(Vec::new(), Kind::Dir);
+    root.content = Content::Tree(Tree { entries: vec![f] }.store(&**store).unwrap());
+    store_root(&**store, root).unwrap()
+}
+
+#[test]
+fn window_records_of_every_format_decode() {
+    use super::db::{decode_mask, encode_mask};
+    assert_eq!(decode_mask(&[]).unwrap(), super::sums::FULL, "before format 4: the whole window");
+    assert_eq!(encode_mask(super::sums::FULL), Vec::<u8>::new());
+    assert_eq!(decode_mask(&encode_mask(0b1010)).unwrap(), 0b1010);
+    assert!(decode_mask(&[2, 0, 0]).is_err());
+    assert!(decode_mask(&[1, 0]).is_err());
+}

@@ -3,7 +3,7 @@
 use super::*;
 
 /// An overlay of format 1 (no `inline` column family) opens, is
-/// upgraded to format 3 with what it held (its data summed), and new files
+/// upgraded to the current format with what it held (its data summed), and new files
 /// go inline.
 #[test]
 fn a_format_1_overlay_is_upgraded_when_opened() {
@@ -45,7 +45,7 @@ fn a_format_1_overlay_is_upgraded_when_opened() {
     }
     std::fs::write(dir.join("FORMAT"), "lvrepo overlay\nformat 1\n").unwrap();
     let ov = Overlay::open(&dir, store.clone(), root).unwrap();
-    assert_eq!(std::fs::read_to_string(dir.join("FORMAT")).unwrap(), "lvrepo overlay\nformat 3\n");
+    assert_eq!(std::fs::read_to_string(dir.join("FORMAT")).unwrap(), format!("lvrepo overlay\nformat {OVERLAY_FORMAT}\n"));
     let (old, _) = ov.lookup(ROOT_INO, b"old").unwrap();
     assert_eq!(ov.read(old, 0, 100).unwrap(), b"hello");
     let nn = ns::NewNode { kind: Kind::File, mode: 0o644, uid: 0, gid: 0, rdev: 0, target: b"" };

@@ -38,7 +38,7 @@ pub(crate) fn add_sums(ov: &Overlay) -> Result<()> {
         // file, the data regions of a file the guest created.
         let ranges: Vec<(u64, u64)> = match i.base {
             Base::File { .. } => {
-                let mut w: Vec<u64> = db.windows(ino)?.into_iter().collect();
+                let mut w: Vec<u64> = db.windows(ino)?.into_keys().collect();
                 w.sort_unstable();
                 w.into_iter().map(|w| (w * CHUNK_SIZE, ((w + 1) * CHUNK_SIZE).min(i.size))).filter(|(s, e)| s < e).collect()
             }

@@ -84,7 +84,12 @@ fn serve(cli: &Cli, guest: Option<&str>, checkpoint: Option<&str>, image: Option
         }
         (Some(g), None, _) => {
             let h = GuestHandle::open(&p, g, true)?;
-            let ov = h.overlay(h.store(shared.clone())).with_context(|| format!("opening overlay of guest {g}"))?;
+            // The cache over the guest's whole store (its own objects, then
+            // the repository's): a read finds a chunk in one lookup whichever
+            // store holds it, instead of first missing in the guest's index
+            // (a lock and a database read per request, shared by every
+            // connection), and checkpointed chunks are cached too.
+            let ov = h.overlay(vol_store(&h, &repo)).with_context(|| format!("opening overlay of guest {g}"))?;
             let v = Arc::new(OverlayVolume::new(Arc::new(ov), read_only)?);
             (g.to_string(), v.clone(), Some(h), Some(v))
         }
@@ -97,7 +102,8 @@ fn serve(cli: &Cli, guest: Option<&str>, checkpoint: Option<&str>, image: Option
     let server = Arc::new(Server::bind(&at, Arc::new(One { name: name.clone(), export: export.clone() }))?);
     let dir = rec.as_ref().map(|r| r.dir.clone());
     if let (Some(dir), Some(h), Some(v)) = (&dir, handle, volume) {
-        control(&p, dir, h, v, server.clone(), shared.clone())?;
+        let store = vol_store(&h, &repo);
+        control(&p, dir, h, v, server.clone(), shared.clone(), store)?;
         std::fs::write(pid_file(dir), format!("{}\n", std::process::id())).context("writing nbd.pid")?;
     }
     let s2 = server.clone();
@@ -121,8 +127,13 @@ fn serve(cli: &Cli, guest: Option<&str>, checkpoint: Option<&str>, image: Option
     Ok(r?)
 }
 
+/// What a served guest's overlay reads through (see `serve`).
+fn vol_store(h: &GuestHandle, repo: &lvrepo_fs::repo::Repository) -> Arc<dyn ObjectStore> {
+    Arc::new(Cached::sized_to_memory(h.store(repo.shared_store()), None))
+}
+
 /// Answer checkpoint, diff and rollback for the served guest.
-fn control(repo: &Path, dir: &Path, h: GuestHandle, vol: Arc<OverlayVolume>, server: Arc<Server>, shared: Arc<dyn ObjectStore>) -> Result<()> {
+fn control(repo: &Path, dir: &Path, h: GuestHandle, vol: Arc<OverlayVolume>, server: Arc<Server>, shared: Arc<dyn ObjectStore>, store: Arc<dyn ObjectStore>) -> Result<()> {
     let g = Mutex::new(h);
     let repo = repo.to_path_buf();
     crate::control::serve(dir, move |req| {
@@ -150,7 +161,7 @@ fn control(repo: &Path, dir: &Path, h: GuestHandle, vol: Arc<OverlayVolume>, ser
                         std::thread::sleep(Duration::from_millis(10));
                     }
                 }
-                g.rollback_served(shared.clone(), &cp, |ov| vol.replace(ov))?;
+                g.rollback_served(store.clone(), &cp, |ov| vol.replace(ov))?;
                 Ok(serde_json::to_value(cp)?)
             }
         }
