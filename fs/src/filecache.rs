@@ -156,8 +156,11 @@ impl FileCache {
         self.make_room(size);
         let parent = path.parent().unwrap_or(&self.dir);
         crate::perms::create_private_dir(parent)?;
-        let tmp = self.dir.join("tmp").join(format!("{}.{}.{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id(), self.seq.fetch_add(1, Ordering::Relaxed)));
-        let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(|e| Error::io("creating a host cache file", &tmp, e))?;
+        // A name no other filler uses, created exclusively: nobody else can
+        // open (and truncate) this temporary while it is written.
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let tmp = self.dir.join("tmp").join(format!("{}.{}.{}.{nanos}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id(), self.seq.fetch_add(1, Ordering::Relaxed)));
+        let f = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&tmp).map_err(|e| Error::io("creating a host cache file", &tmp, e))?;
         // Locked while written: a crashed filler's temporary is unlocked.
         if !try_lock(&f) {
             return Err(Error::io("locking a host cache file", &tmp, std::io::Error::last_os_error()));
