@@ -33,7 +33,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("verify", "lvrepo verify\nlvrepo verify --overlays --json\nlvrepo verify --repair-from /srv/rootfs --repair-from /mnt/backup-repo"),
     ("gc", "lvrepo gc --dry-run\nlvrepo gc --json"),
     ("stats", "lvrepo stats\nlvrepo stats --json"),
-    ("mount", "lvrepo mount --guest web01 /guests/web01\nlvrepo mount web:2 --overlay /var/lib/web /srv/web -o nosuid,nodev\nlvrepo mount web:2 --overlay /tmp/ov --read-only /mnt\nmount -t fuse.lvrepo -o repo=/srv/lvrepo guest:web01 /guests/web01"),
+    ("mount", "lvrepo mount --guest web01 /guests/web01\nlvrepo mount web:2 --overlay /var/lib/web /srv/web -o nosuid,nodev\nlvrepo mount web:2 --read-only /mnt\nlvrepo mount --guest web01:3 --read-only /mnt\nmount -t fuse.lvrepo -o repo=/srv/lvrepo guest:web01 /guests/web01"),
     ("umount", "lvrepo umount /guests/web01"),
     ("nbd", "lvrepo nbd serve --guest vm01 --socket /run/lvrepo/vm01.sock\nlvrepo nbd stop --guest vm01"),
     ("nbd serve", "lvrepo nbd serve --guest vm01 --socket /run/lvrepo/vm01.sock\nlvrepo nbd serve --image web-disk:1 --listen 127.0.0.1:10809\nlvrepo nbd serve --guest vm01 --checkpoint 1 --socket /run/lvrepo/vm01-1.sock"),

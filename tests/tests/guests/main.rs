@@ -20,6 +20,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod browse;
 mod crashes;
 mod cuts;
 mod damage;
