@@ -385,6 +385,16 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// The names completion scripts offer (images, guests, or those fitting
+    /// the word after WORDS); hidden.
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        /// images, guests, or args (then WORDS: the words typed so far).
+        what: String,
+        /// The words typed after `lvrepo`, before the one being completed.
+        #[arg(last = true, allow_hyphen_values = true)]
+        words: Vec<String>,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.

@@ -5,6 +5,7 @@ mod backup;
 mod backups;
 mod cat;
 pub(crate) mod checkpoint;
+mod complete;
 mod completions;
 mod delete;
 mod diff;
@@ -97,6 +98,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         }
         Command::Man { out } => man::run(out),
         Command::Completions { shell } => completions::run(*shell),
+        Command::Complete { what, words } => complete::run(cli, what, words),
         Command::Tag { image, channel } => tag::run(cli, image, channel),
         Command::Harvest { guest, checkpoint, image, message, json } => harvest::run(cli, guest, checkpoint.as_deref(), image, message, *json),
         Command::Rebase { guest, image, dry_run, prefer, json } => rebase::run(cli, guest, image, *dry_run, prefer.as_deref(), *json),
