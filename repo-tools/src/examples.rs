@@ -68,6 +68,8 @@ pub const SHARED: &[(&str, &[&str])] = &[
             "LVREPO_LOG: a tracing filter (error, warn, info, debug, trace, or per module, e.g. lvrepo_fs=debug) that overrides -v and -q; an invalid filter exits 2.",
             "NOTIFY_SOCKET: set by systemd for Type=notify units; a mount daemon sends READY=1 there once the mount is live.",
             "JOURNAL_STREAM: set by systemd when stderr is the journal; daemons then log to journald with structured fields.",
+            "LVREPO_LOG_ROTATE_BYTES: the size past which a detached mount daemon rotates OVERLAY/daemon.log to daemon.log.1 (default 8 MiB).",
+            "TMPDIR: where a browsing mount (--read-only without --overlay) keeps its scratch overlay until unmounted (default /tmp).",
             "LVREPO_FAILPOINT: crash testing only; aborts the process at the named point.",
         ],
     ),

@@ -161,6 +161,8 @@ fn spawn_daemon(overlay: &Path, mountpoint: &Path, scratch: bool) -> Result<()> 
     // A separate open (not a dup): its own offset, from the start.
     let mut log_read = std::fs::File::open(overlay.join("daemon.log")).context("opening daemon.log")?;
     cmd.args(&args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    // The daemon rotates its log (logrotate.rs).
+    cmd.env(crate::logrotate::ENV_PATH, overlay.join("daemon.log"));
     if scratch {
         cmd.env(super::mount_scratch::ENV, overlay);
     } else {

@@ -30,6 +30,7 @@ mod dr_retention;
 mod dr_crash;
 mod fleet;
 mod lifecycle;
+mod logs;
 mod manage;
 mod rollback;
 mod safety;
