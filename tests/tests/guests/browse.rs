@@ -7,16 +7,31 @@
 use super::rollback::build_system;
 use super::*;
 
+/// A browsing mount; unmounted on drop if a failed assertion unwinds.
+struct Browse<'w> {
+    w: &'w World,
+    mp: PathBuf,
+}
+
+impl Drop for Browse<'_> {
+    fn drop(&mut self) {
+        if is_mounted(&self.mp) {
+            common::umount_or_kill(&self.w.r, &self.mp);
+        }
+    }
+}
+
 /// `lvrepo mount ARGS` with TMPDIR set to `tmp`; asserts it worked.
-fn browse(w: &World, tmp: &Path, args: &[&str], mp: &Path) {
+fn browse<'w>(w: &'w World, tmp: &Path, args: &[&str], mp: &Path) -> Browse<'w> {
     let out = lvrepo_cmd(&w.r, &[&["mount"], args, &[mp.to_str().expect("utf-8 mountpoint")]].concat()).env("TMPDIR", tmp).output().expect("spawn lvrepo");
     assert!(out.status.success(), "{}", report(&format!("lvrepo mount {args:?} {}", mp.display()), &out));
     assert!(is_mounted(mp), "{} is not a mount", mp.display());
+    Browse { w, mp: mp.to_path_buf() }
 }
 
-fn umount(w: &World, mp: &Path) {
-    let pid = daemon_pid(mp).expect("the browsing mount's daemon");
-    w.r.ok([OsStr::new("umount"), mp.as_os_str()]);
+fn umount(b: Browse) {
+    let pid = daemon_pid(&b.mp).expect("the browsing mount's daemon");
+    b.w.r.ok([OsStr::new("umount"), b.mp.as_os_str()]);
     assert!(wait_gone(pid, Duration::from_secs(30)), "daemon {pid} still alive after umount");
 }
 
@@ -53,10 +68,10 @@ fn an_image_browses_read_only_and_leaves_nothing() {
     // Any reader of the repository registers under readers/: one has, first.
     w.r.ok(["ls", "img:1"]);
     let before = manifest(w.r.repo()).expect("manifest of the repository");
-    browse(&w, &tmp, &["img:1", "--read-only"], &mp);
+    let b = browse(&w, &tmp, &["img:1", "--read-only"], &mp);
     assert_same("image source vs its read-only mount", &manifest(&w.src).expect("manifest src"), &manifest(&mp).expect("manifest mnt"));
     assert_read_only(&mp);
-    umount(&w, &mp);
+    umount(b);
     assert_empty(&tmp);
     assert_eq!(fs::read_dir(&mp).expect("read mountpoint").count(), 0, "the mountpoint gained entries");
     // A missing image: exit 3, and still nothing left behind.
@@ -92,13 +107,13 @@ fn a_checkpoint_browses_while_the_guest_is_mounted() {
     let err = w.r.fails([OsStr::new("mount"), OsStr::new("--guest"), OsStr::new(&format!("web:{one}")), mp.as_os_str()], 2);
     assert!(err.contains("--read-only"), "{err}");
     w.r.fails([OsStr::new("mount"), OsStr::new("--guest"), OsStr::new("web:99"), OsStr::new("--read-only"), mp.as_os_str()], 3);
-    browse(&w, &tmp, &["--guest", &format!("web:{one}"), "--read-only"], &mp);
+    let b = browse(&w, &tmp, &["--guest", &format!("web:{one}"), "--read-only"], &mp);
     assert_same("checkpoint 1 mounted read-only", &at_one, &manifest(&mp).expect("manifest of the checkpoint mount"));
     assert_read_only(&mp);
     // The guest's own mount goes on writing meanwhile, unaffected.
     put(&m.p("etc/hosts"), b"written while browsing\n");
     assert_eq!(fs::read(mp.join("etc/hosts")).expect("read"), b"127.0.0.1 localhost\n");
-    umount(&w, &mp);
+    umount(b);
     assert_empty(&tmp);
     assert_eq!(fs::read(m.p("etc/hosts")).expect("read"), b"written while browsing\n");
     m.umount();
