@@ -208,11 +208,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Mount an image with a private writable overlay, or a guest (FUSE):
-    /// `mount IMAGE --overlay DIR MOUNTPOINT` or `mount --guest NAME MOUNTPOINT`.
-    /// Browse an image or a guest's checkpoint read-only, leaving nothing on
-    /// disk and taking no lock: `mount IMAGE --read-only MOUNTPOINT` or
-    /// `mount --guest NAME:CHECKPOINT --read-only MOUNTPOINT`.
+    /// Mount an image with a private writable overlay, or a guest (FUSE); or
+    /// browse an image or a guest's checkpoint read-only, keeping nothing and
+    /// taking no lock (--read-only without --overlay, --guest NAME:CHECKPOINT).
     #[command(override_usage = "lvrepo mount [OPTIONS] IMAGE --overlay DIR MOUNTPOINT\n       lvrepo mount [OPTIONS] --guest NAME MOUNTPOINT\n       lvrepo mount [OPTIONS] IMAGE --read-only MOUNTPOINT\n       lvrepo mount [OPTIONS] --guest NAME:CHECKPOINT --read-only MOUNTPOINT")]
     Mount {
         /// IMAGE MOUNTPOINT, or just MOUNTPOINT with --guest.
@@ -385,8 +383,7 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
-    /// The names completion scripts offer (images, guests, or those fitting
-    /// the word after WORDS); hidden.
+    /// The names completion scripts offer (hidden; cmd/complete.rs).
     #[command(name = "__complete", hide = true)]
     Complete {
         /// images, guests, or args (then WORDS: the words typed so far).

@@ -67,7 +67,9 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
     if !foreground {
         spawn_daemon(&state_dir, mountpoint, scratch.is_some())?;
         // The daemon owns the scratch overlay now (a failed start dropped it).
-        scratch.map(super::mount_scratch::Scratch::keep);
+        if let Some(s) = scratch {
+            s.keep();
+        }
         return Ok(());
     }
     let sigs = block_termination_signals()?;
