@@ -219,9 +219,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Mount an image with a private writable overlay, or a guest (FUSE):
-    /// `mount IMAGE --overlay DIR MOUNTPOINT` or `mount --guest NAME MOUNTPOINT`.
-    #[command(override_usage = "lvrepo mount [OPTIONS] IMAGE --overlay DIR MOUNTPOINT\n       lvrepo mount [OPTIONS] --guest NAME MOUNTPOINT")]
+    /// Mount an image with a private writable overlay, or a guest (FUSE); or
+    /// browse an image or a guest's checkpoint read-only, keeping nothing and
+    /// taking no lock (--read-only without --overlay, --guest NAME:CHECKPOINT).
+    #[command(override_usage = "lvrepo mount [OPTIONS] IMAGE --overlay DIR MOUNTPOINT\n       lvrepo mount [OPTIONS] --guest NAME MOUNTPOINT\n       lvrepo mount [OPTIONS] IMAGE --read-only MOUNTPOINT\n       lvrepo mount [OPTIONS] --guest NAME:CHECKPOINT --read-only MOUNTPOINT")]
     Mount {
         /// IMAGE MOUNTPOINT, or just MOUNTPOINT with --guest.
         #[arg(value_name = "IMAGE|MOUNTPOINT", num_args = 1..=2, required = true)]
@@ -229,7 +230,9 @@ pub enum Command {
         /// The overlay directory on the guest's own partition (created if absent).
         #[arg(long, value_name = "DIR", conflicts_with = "guest")]
         overlay: Option<PathBuf>,
-        /// Mount guest NAME (its image and overlay come from the guest).
+        /// Mount guest NAME (its image and overlay come from the guest), or
+        /// browse its checkpoint NAME:CHECKPOINT (number or `b3:` id prefix;
+        /// with --read-only, while the guest itself may be mounted).
         #[arg(long, value_name = "NAME")]
         guest: Option<String>,
         /// Serve in the foreground instead of detaching a daemon.
@@ -263,7 +266,9 @@ pub enum Command {
         /// or repeated). The kernel enforces them on the mount.
         #[arg(short = 'o', long = "options", value_name = "OPT[,OPT...]", value_delimiter = ',')]
         options: Vec<String>,
-        /// Mount read-only (the same as -o ro).
+        /// Mount read-only (the same as -o ro). Without --overlay or with a
+        /// checkpoint, a scratch overlay under $TMPDIR is used and removed at
+        /// unmount.
         #[arg(long)]
         read_only: bool,
         /// The host file cache: unchanged image files, decompressed and
@@ -388,6 +393,15 @@ pub enum Command {
         /// The directory to write the pages to (created if absent).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+    },
+    /// The names completion scripts offer (hidden; cmd/complete.rs).
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        /// images, guests, or args (then WORDS: the words typed so far).
+        what: String,
+        /// The words typed after `lvrepo`, before the one being completed.
+        #[arg(last = true, allow_hyphen_values = true)]
+        words: Vec<String>,
     },
     /// Print a shell completion script.
     Completions {

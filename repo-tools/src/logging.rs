@@ -36,7 +36,12 @@ pub fn init(verbose: u8, quiet: bool) -> Result<(), String> {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     // A daemon's stderr is its log file on the overlay partition: when that is
     // full, a failed log write must not turn into a panic (eprintln).
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).with_target(false).log_internal_errors(false).init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_target(false).log_internal_errors(false);
+    match crate::logrotate::Rotating::from_env() {
+        // A detached daemon's daemon.log, rotated as it grows.
+        Some(r) => fmt.with_writer(r).init(),
+        None => fmt.with_writer(std::io::stderr).init(),
+    }
     Ok(())
 }
 

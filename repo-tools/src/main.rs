@@ -12,6 +12,7 @@ mod control;
 mod cmd;
 mod examples;
 mod logging;
+mod logrotate;
 mod mount_helper;
 mod output;
 mod progress;

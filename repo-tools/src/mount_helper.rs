@@ -77,7 +77,13 @@ fn run() -> Result<ExitCode, String> {
             cmd.arg("--guest").arg(name);
         }
         None => {
-            cmd.arg(&source).arg("--overlay").arg(overlay.ok_or("mounting an image needs -o overlay=DIR")?);
+            cmd.arg(&source);
+            // Without an overlay, `ro` browses the image (lvrepo refuses it read-write).
+            match overlay {
+                Some(o) => cmd.arg("--overlay").arg(o),
+                None if kernel.contains(&"ro") => &mut cmd,
+                None => return Err("mounting an image needs -o overlay=DIR (or -o ro to browse it)".into()),
+            };
         }
     }
     if let Some(t) = threads {

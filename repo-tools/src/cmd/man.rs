@@ -25,7 +25,7 @@ pub fn pages() -> Result<Vec<(String, Vec<u8>)>> {
     // (command, its path below lvrepo); the tree is the CLI's, three deep.
     let mut stack = vec![(root, Vec::<String>::new())];
     while let Some((cmd, path)) = stack.pop() {
-        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help" && !s.is_hide_set()) {
             let mut p = path.clone();
             p.push(sub.get_name().to_string());
             stack.push((sub.clone(), p));
@@ -106,7 +106,7 @@ mod tests {
             if !c.get_after_help().is_some_and(|h| h.to_string().starts_with("Examples:")) {
                 missing.push(format!("{name} --help has no Examples (repo-tools/src/examples.rs)"));
             }
-            for s in c.get_subcommands() {
+            for s in c.get_subcommands().filter(|s| !s.is_hide_set()) {
                 let n = format!("{name}-{}", s.get_name());
                 want.push(n.clone());
                 stack.push((s.clone(), n));

@@ -6,6 +6,7 @@ mod backup;
 mod backups;
 mod cat;
 pub(crate) mod checkpoint;
+mod complete;
 mod completions;
 mod delete;
 mod diff;
@@ -26,6 +27,7 @@ mod man;
 pub(crate) mod names;
 mod mount;
 mod mount_control;
+mod mount_scratch;
 mod nbd;
 mod prefetch;
 mod rebase;
@@ -87,7 +89,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             let (image, mountpoint) = match (operands.as_slice(), guest) {
                 ([mp], Some(_)) => (None, mp),
                 ([img, mp], None) => (Some(img.to_string_lossy().into_owned()), mp),
-                _ => return Err(crate::Exit(crate::exit::USAGE, "usage: mount IMAGE --overlay DIR MOUNTPOINT | mount --guest NAME MOUNTPOINT".into()).into()),
+                _ => return Err(crate::Exit(crate::exit::USAGE, "usage: mount IMAGE --overlay DIR MOUNTPOINT | mount --guest NAME[:CHECKPOINT] MOUNTPOINT | mount IMAGE --read-only MOUNTPOINT".into()).into()),
             };
             mount::run(cli, image.as_deref(), overlay.as_deref(), guest.as_deref(), mountpoint, *foreground, cache_mib.map(|m| (m as usize) << 20), MountOptions { threads: *threads, uring: !*no_uring, handoff: !*no_handoff, seclabel: *seclabel, flags, source: String::new(), root_daemon: false, file_cache: None }, file_cache.as_deref().map(|d| (d, *file_cache_mib << 20)))
         }
@@ -104,6 +106,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         }
         Command::Man { out } => man::run(out),
         Command::Completions { shell } => completions::run(*shell),
+        Command::Complete { what, words } => complete::run(cli, what, words),
         Command::Tag { image, channel } => tag::run(cli, image, channel),
         Command::Audit { action, since, json } => audit::run(cli, action.is_some(), since.as_deref(), *json),
         Command::Harvest { guest, checkpoint, image, message, json } => harvest::run(cli, guest, checkpoint.as_deref(), image, message, *json),

@@ -2,6 +2,8 @@
 //! FUSE. Without --foreground it starts itself again in the background (as a
 //! session leader, logging to DIR/daemon.log) and returns once the mount is
 //! live, or fails with the daemon's error.
+//! With --read-only and no overlay (an image, or `--guest NAME:CHECKPOINT`)
+//! it serves through a scratch overlay removed at unmount (mount_scratch.rs).
 //! Started as `@lvrepo` (the initrd does), it is a root storage daemon:
 //! see docs/boot.md.
 
@@ -28,21 +30,47 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
         bail!("mountpoint {} is not a directory", mountpoint.display());
     }
     let p = super::repo_path(cli)?;
-    let state_dir = match (guest, overlay) {
-        (Some(name), _) => {
+    // `--guest NAME:CHECKPOINT` browses a checkpoint (guest names have no ':').
+    let (guest, checkpoint) = match guest.and_then(|g| g.split_once(':')) {
+        Some((name, cp)) => (Some(name), Some(cp)),
+        None => (guest, None),
+    };
+    let browse = checkpoint.is_some() || (guest.is_none() && overlay.is_none());
+    if browse && !opts.flags.read_only {
+        let what = if checkpoint.is_some() { "a checkpoint mounts read-only: add --read-only" } else { "give --overlay DIR (writable), --read-only (browse the image), or --guest NAME" };
+        bail!(crate::Exit(crate::exit::USAGE, what.into()));
+    }
+    if let (Some(name), Some(cp)) = (guest, checkpoint) {
+        // Named now (exit 3 if not there); the guest's lock is not taken:
+        // it may be mounted read-write meanwhile.
+        GuestHandle::open(&p, name, false)?.checkpoint(cp)?;
+    }
+    let scratch = match (browse, foreground) {
+        (false, _) => None,
+        (true, false) => Some(super::mount_scratch::Scratch::create()?),
+        (true, true) => Some(super::mount_scratch::Scratch::take_or_create()?),
+    };
+    let state_dir = match (&scratch, guest, overlay) {
+        (Some(s), _, _) => s.path().to_path_buf(),
+        (None, Some(name), _) => {
             let dir = lvrepo_fs::guest::find(&p, name)?.dir;
             // Busy (mounted, or another command on it): say so now, exit 6.
             drop(lvrepo_fs::guest::lock(&dir, name)?);
             dir
         }
-        (None, Some(o)) => o.to_path_buf(),
-        (None, None) => bail!(crate::Exit(crate::exit::USAGE, "give --overlay DIR or --guest NAME".into())),
+        (None, None, Some(o)) => o.to_path_buf(),
+        (None, None, None) => bail!(crate::Exit(crate::exit::USAGE, "give --overlay DIR or --guest NAME".into())),
     };
     // The overlay holds the guest's files (0600 ones too) as plain data
     // files and database logs: root's only, even if it was made otherwise.
     lvrepo_fs::perms::create_private_dir(&state_dir)?;
     if !foreground {
-        return spawn_daemon(&state_dir, mountpoint);
+        spawn_daemon(&state_dir, mountpoint, scratch.is_some())?;
+        // The daemon owns the scratch overlay now (a failed start dropped it).
+        if let Some(s) = scratch {
+            s.keep();
+        }
+        return Ok(());
     }
     let sigs = block_termination_signals()?;
     opts.root_daemon = root_daemon_arg0().is_some();
@@ -53,8 +81,15 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
     let cache = Arc::new(Cached::sized_to_memory(repo.shared_store(), cache));
     tracing::info!(budget_mib = cache.budget() >> 20, "chunk cache");
     let shared: Arc<dyn ObjectStore> = cache;
-    let live = match guest {
-        Some(name) => {
+    let live = match (guest, checkpoint) {
+        (Some(name), Some(cp)) => {
+            let g = GuestHandle::open(&p, name, false)?;
+            let c = g.checkpoint(cp)?;
+            tracing::info!(guest = name, checkpoint = c.version, "serving a checkpoint read-only");
+            opts.source = format!("guest:{name}:{}", c.version);
+            Live::new(Arc::new(Overlay::open(&state_dir, g.store(shared.clone()), c.root_tree()).context("opening the scratch overlay")?))
+        }
+        (Some(name), None) => {
             // The daemon holds the guest's lock while mounted; commands that
             // need the live state ask it over the control socket, one at a time.
             let g = GuestHandle::open(&p, name, true)?;
@@ -71,7 +106,7 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
             opts.source = format!("guest:{name}");
             live
         }
-        None => {
+        (None, _) => {
             let image = image.ok_or_else(|| crate::Exit(crate::exit::USAGE, "name the image to mount".into()))?;
             let img = super::resolve(&repo, image)?;
             lvrepo_fs::sign::check(&repo, &img)?;
@@ -88,6 +123,7 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
     let r = mount_foreground(live, mountpoint, &opts, sigs);
     let _ = std::fs::remove_file(state_dir.join("daemon.pid"));
     let _ = std::fs::remove_file(crate::control::socket_path(&state_dir));
+    drop(scratch);
     Ok(r?)
 }
 
@@ -115,7 +151,9 @@ fn notify_when_mounted(mountpoint: &Path, source: &str) {
     }
 }
 
-fn spawn_daemon(overlay: &Path, mountpoint: &Path) -> Result<()> {
+/// `scratch`: `overlay` is a browsing mount's scratch overlay, handed to the
+/// daemon (which removes it when it exits).
+fn spawn_daemon(overlay: &Path, mountpoint: &Path, scratch: bool) -> Result<()> {
     std::fs::create_dir_all(overlay).with_context(|| format!("creating {}", overlay.display()))?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(overlay.join("daemon.log")).context("opening daemon.log")?;
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
@@ -124,7 +162,16 @@ fn spawn_daemon(overlay: &Path, mountpoint: &Path) -> Result<()> {
     if let Some(arg0) = root_daemon_arg0() {
         std::os::unix::process::CommandExt::arg0(&mut cmd, arg0);
     }
+    // A separate open (not a dup): its own offset, from the start.
+    let mut log_read = std::fs::File::open(overlay.join("daemon.log")).context("opening daemon.log")?;
     cmd.args(&args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    // The daemon rotates its log (logrotate.rs).
+    cmd.env(crate::logrotate::ENV_PATH, overlay.join("daemon.log"));
+    if scratch {
+        cmd.env(super::mount_scratch::ENV, overlay);
+    } else {
+        cmd.env_remove(super::mount_scratch::ENV);
+    }
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
@@ -140,7 +187,9 @@ fn spawn_daemon(overlay: &Path, mountpoint: &Path) -> Result<()> {
         }
         if let Some(status) = child.try_wait()? {
             // Only what this daemon wrote: earlier runs' lines are history.
-            let log = std::fs::read(overlay.join("daemon.log")).unwrap_or_default();
+            // Read through the open file: a scratch overlay is gone by now.
+            let mut log = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut log_read, &mut log);
             let tail = String::from_utf8_lossy(log.get(log_start..).unwrap_or_default()).into_owned();
             let last: Vec<&str> = tail.lines().rev().take(5).collect();
             // The daemon's exit code is the command's (4: damaged index, ...).

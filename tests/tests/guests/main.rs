@@ -20,6 +20,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod browse;
 mod crashes;
 mod cuts;
 mod damage;
@@ -29,6 +30,7 @@ mod dr_retention;
 mod dr_crash;
 mod fleet;
 mod lifecycle;
+mod logs;
 mod manage;
 mod rollback;
 mod safety;
