@@ -142,6 +142,9 @@ impl GuestHandle {
     /// The overlay of the current generation.
     pub fn overlay(&self, store: Arc<dyn ObjectStore>) -> Result<Overlay> {
         let d = self.overlay_dir();
+        // Making an unborn generation writes it: only under the guest's lock
+        // (a handle opened read-only takes it for that; busy is exit 6).
+        let _making = if self._lock.is_none() && d.join(UNBORN).exists() { Some(lock(&self.rec.dir, &self.rec.name)?) } else { None };
         let ov = if never_opened(&self.rec.dir, &self.state) { Overlay::open(&d, store, self.state.base)? } else { open_generation(&d, store, self.state.base)? };
         Ok(ov.for_guest(&self.rec.name))
     }
