@@ -87,7 +87,7 @@ pub fn fsck(repo: &Repository, name: &str, repair: bool) -> Result<FsckReport> {
     }
     let local = Repository::open(&rec.dir.join("store"), repair)?;
     let store: Arc<dyn ObjectStore> = Arc::new(Layered::new(local.shared_store(), repo.shared_store()));
-    let ov = match Overlay::open_existing(&gd, store.clone(), state.base) {
+    let ov = match super::ops::open_generation(&gd, store.clone(), state.base) {
         Ok(ov) => ov,
         Err(e @ Error::OverlayDamaged { .. }) if repair => {
             let what = e.to_string();

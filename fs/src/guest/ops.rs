@@ -66,8 +66,10 @@ impl GuestHandle {
             let state = GuestState { base: image.root_tree(), generation: 1 };
             let rec = GuestRecord { name: name.to_string(), image: image.label(), dir: dir.clone(), created: now(), volume: image.volume, personal, rebases: Vec::new() };
             let g = GuestHandle { rec, state, local, _lock: Some(guard) };
-            // The first generation exists before the STATE that names it.
-            drop(Overlay::open(&g.overlay_dir(), g.store(repo.shared_store()), g.state.base)?);
+            // The first generation exists before the STATE that names it, as
+            // an unborn directory: its database is made at first use
+            // ([`open_generation`]), so create writes no database.
+            make_unborn(&g.overlay_dir())?;
             g.write_state()?;
             Ok(g)
         })();
@@ -140,8 +142,11 @@ impl GuestHandle {
     /// The overlay of the current generation.
     pub fn overlay(&self, store: Arc<dyn ObjectStore>) -> Result<Overlay> {
         let d = self.overlay_dir();
-        let ov = if never_opened(&self.rec.dir, &self.state) { Overlay::open(&d, store, self.state.base) } else { Overlay::open_existing(&d, store, self.state.base) };
-        Ok(ov?.for_guest(&self.rec.name))
+        // Making an unborn generation writes it: only under the guest's lock
+        // (a handle opened read-only takes it for that; busy is exit 6).
+        let _making = if self._lock.is_none() && d.join(UNBORN).exists() { Some(lock(&self.rec.dir, &self.rec.name)?) } else { None };
+        let ov = if never_opened(&self.rec.dir, &self.state) { Overlay::open(&d, store, self.state.base)? } else { open_generation(&d, store, self.state.base)? };
+        Ok(ov.for_guest(&self.rec.name))
     }
 
     pub fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
@@ -436,6 +441,48 @@ pub(crate) fn read_state(rec: &GuestRecord) -> Result<GuestState> {
 /// use, never opened since: generation 1 and no generation directory at all.
 fn never_opened(dir: &Path, state: &GuestState) -> bool {
     state.generation == 1 && generations(dir).is_empty()
+}
+
+/// Marker of a generation directory whose overlay was never made (a new
+/// guest's generation 1). Present only while no write can have landed: it
+/// is removed, durably, before the made overlay serves anything.
+const UNBORN: &str = "UNBORN";
+
+/// Make `gd` an unborn generation: the directory and its marker, durable.
+fn make_unborn(gd: &Path) -> Result<()> {
+    std::fs::create_dir(gd).map_err(|e| Error::io("creating", gd, e))?;
+    write_atomic(&gd.join(UNBORN), b"")
+}
+
+/// Open a committed generation's overlay. An unborn one is made now: what
+/// an interrupted making left is cleared first (it held no writes), and the
+/// marker goes only once `FORMAT` is durable, so a lost `FORMAT` later is
+/// still damage, never a new overlay.
+pub(crate) fn open_generation(gd: &Path, store: Arc<dyn ObjectStore>, base: TreeId) -> Result<Overlay> {
+    let marker = gd.join(UNBORN);
+    if !marker.exists() {
+        return Overlay::open_existing(gd, store, base);
+    }
+    let fmt = gd.join("FORMAT");
+    let ov = if fmt.exists() {
+        Overlay::open_existing(gd, store, base)?
+    } else {
+        for ent in std::fs::read_dir(gd).map_err(|e| Error::io("reading", gd, e))?.flatten() {
+            if ent.file_name() != UNBORN {
+                let p = ent.path();
+                let r = if ent.file_type().is_ok_and(|t| t.is_dir()) { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                r.map_err(|e| Error::io("removing", &p, e))?;
+            }
+        }
+        Overlay::open(gd, store, base)?
+    };
+    (|| -> std::io::Result<()> {
+        std::fs::File::open(&fmt)?.sync_all()?;
+        std::fs::remove_file(&marker)?;
+        std::fs::File::open(gd)?.sync_all()
+    })()
+    .map_err(|e| Error::io("committing", gd, e))?;
+    Ok(ov)
 }
 
 /// The overlay generations present in guest directory `dir`, ascending.

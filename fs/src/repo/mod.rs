@@ -48,9 +48,11 @@ impl Repository {
             return Err(Error::DestinationNotEmpty(path.to_path_buf()));
         }
         std::fs::create_dir(path.join("packs")).map_err(|e| Error::io("creating", path.join("packs"), e))?;
-        {
-            let _db = open_db(path, false)?;
-        }
+        // The writer lock from before the index exists: the database made
+        // here is the one served (a new index lists every table it has, so
+        // the reopen `open` does to check that would buy nothing).
+        let lock = take_lock(path)?;
+        let db = Arc::new(open_db(path, false)?);
         // FORMAT last: a directory without it is not (yet) a repository.
         let fp = path.join(FORMAT_FILE);
         let tmp = path.join("FORMAT.tmp");
@@ -60,7 +62,8 @@ impl Repository {
             .and_then(|_| File::open(path)?.sync_all())
             .map_err(|e| Error::io("writing", &fp, e))?;
         tracing::info!(repo = %path.display(), "initialised repository");
-        Self::open(path, true)
+        let packs = PackStore::new(path.join("packs"), db.clone(), CF_OBJECTS, false);
+        Ok(Repository { path: path.to_path_buf(), db, store: Arc::new(Verified::new(packs)), read_only: false, _lock: Some(lock), _reader: None })
     }
 
     /// Open an existing repository. `writable` takes the writer lock and fails

@@ -35,6 +35,7 @@ mod manage;
 mod rollback;
 mod safety;
 mod systemd;
+mod unborn;
 
 use common::{daemon_pid, is_mounted, lazy_umount, seed, wait_gone, Rng};
 use std::collections::BTreeSet;
