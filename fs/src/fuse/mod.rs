@@ -27,6 +27,12 @@ use crate::tree::{Kind, Timestamp};
 /// file stays valid across opens).
 const TTL: Duration = Duration::from_secs(60);
 
+/// The TTL of a root daemon (docs/boot.md): the kernel's entries and
+/// attributes never expire. At shutdown, systemd SIGSTOPs every process, the
+/// root's daemon too, while PID 1 walks /proc; an expired `/proc` entry would
+/// send a lookup to the stopped daemon and hang the shutdown for good.
+const ROOT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A directory's entries with their cookies, in cookie order.
 type Listing = Arc<Vec<(u64, Listed)>>;
 
@@ -71,6 +77,8 @@ pub struct LvFs {
     /// (capabilities it announces at INIT); older kernels fail the open.
     zero_open: bool,
     zero_opendir: bool,
+    /// Entry and attribute cache lifetime ([`TTL`], [`ROOT_TTL`]).
+    ttl: Duration,
 }
 
 /// The SELinux label's xattr name.
@@ -87,6 +95,7 @@ impl LvFs {
             seclabel: opts.seclabel,
             zero_open: false,
             zero_opendir: false,
+            ttl: if opts.root_daemon { ROOT_TTL } else { TTL },
         }
     }
 
@@ -222,9 +231,9 @@ fn name(n: &OsStr) -> &[u8] {
 }
 
 macro_rules! reply_entry {
-    ($reply:expr, $r:expr) => {
+    ($self:ident, $reply:expr, $r:expr) => {
         match $r {
-            Ok((ino, i)) => $reply.entry(&TTL, &attr(ino, &i), Generation(0)),
+            Ok((ino, i)) => $reply.entry(&$self.ttl, &attr(ino, &i), Generation(0)),
             Err(e) => $reply.error(errno(&e)),
         }
     };
@@ -279,7 +288,7 @@ impl Filesystem for LvFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
         self.plus.lookup(parent.0);
-        reply_entry!(reply, self.live.get().lookup(parent.0, name(n)))
+        reply_entry!(self, reply, self.live.get().lookup(parent.0, name(n)))
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -288,7 +297,7 @@ impl Filesystem for LvFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.live.get().getattr(ino.0) {
-            Ok(i) => reply.attr(&TTL, &attr(ino.0, &i)),
+            Ok(i) => reply.attr(&self.ttl, &attr(ino.0, &i)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -314,7 +323,7 @@ impl Filesystem for LvFs {
     ) {
         let a = SetAttr { mode, uid, gid, size, atime: atime.map(stamp), mtime: mtime.map(stamp), kill_suidgid };
         match self.live.get().setattr(ino.0, a) {
-            Ok(i) => reply.attr(&TTL, &attr(ino.0, &i)),
+            Ok(i) => reply.attr(&self.ttl, &attr(ino.0, &i)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -331,12 +340,12 @@ impl Filesystem for LvFs {
         let r = Kind::from_mode(mode).ok_or(Error::Posix(libc::EINVAL)).and_then(|kind| {
             self.live.get().create_masked(parent.0, name(n), NewNode { kind, mode, uid: req.uid(), gid: req.gid(), rdev: rdev.into(), target: b"" }, umask)
         });
-        reply_entry!(reply, r)
+        reply_entry!(self, reply, r)
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let nn = NewNode { kind: Kind::Dir, mode, uid: req.uid(), gid: req.gid(), rdev: 0, target: b"" };
-        reply_entry!(reply, self.live.get().create_masked(parent.0, name(n), nn, umask))
+        reply_entry!(self, reply, self.live.get().create_masked(parent.0, name(n), nn, umask))
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
@@ -350,7 +359,7 @@ impl Filesystem for LvFs {
     fn symlink(&self, req: &Request, parent: INodeNo, n: &OsStr, target: &Path, reply: ReplyEntry) {
         let t = target.as_os_str().as_bytes();
         let nn = NewNode { kind: Kind::Symlink, mode: 0o777, uid: req.uid(), gid: req.gid(), rdev: 0, target: t };
-        reply_entry!(reply, self.live.get().create(parent.0, name(n), nn))
+        reply_entry!(self, reply, self.live.get().create(parent.0, name(n), nn))
     }
 
     fn rename(&self, _req: &Request, parent: INodeNo, n: &OsStr, newparent: INodeNo, newname: &OsStr, flags: RenameFlags, reply: ReplyEmpty) {
@@ -358,7 +367,7 @@ impl Filesystem for LvFs {
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        reply_entry!(reply, self.live.get().link(ino.0, newparent.0, name(newname)))
+        reply_entry!(self, reply, self.live.get().link(ino.0, newparent.0, name(newname)))
     }
 
     /// Files are not opened either (where the kernel allows it): ENOSYS
@@ -452,7 +461,7 @@ impl Filesystem for LvFs {
         };
         for dot in offset.min(2)..2 {
             // The kernel takes only the name, number and type of these.
-            if reply.add(ino, dot + 1, if dot == 0 { "." } else { ".." }, &TTL, &dot_attr(ino), Generation(0)) {
+            if reply.add(ino, dot + 1, if dot == 0 { "." } else { ".." }, &self.ttl, &dot_attr(ino), Generation(0)) {
                 return reply.ok();
             }
         }
@@ -477,7 +486,7 @@ impl Filesystem for LvFs {
             }
             match ov.lookup_listed(ino.0, l, gen, attr) {
                 Ok((cino, a)) => {
-                    if reply.add(INodeNo(cino), *c, n, &TTL, &a, Generation(0)) {
+                    if reply.add(INodeNo(cino), *c, n, &self.ttl, &a, Generation(0)) {
                         // Not sent: the kernel will not forget it.
                         ov.forget(cino, 1);
                         break;
@@ -567,7 +576,7 @@ impl Filesystem for LvFs {
         match ov.create_masked(parent.0, name(n), nn, umask).and_then(|(ino, i)| ov.open_file(ino).map(|_| (ino, i))) {
             Ok((ino, i)) => {
                 let fh = FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed));
-                reply.created(&TTL, &attr(ino, &i), Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE)
+                reply.created(&self.ttl, &attr(ino, &i), Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE)
             }
             Err(e) => reply.error(errno(&e)),
         }
