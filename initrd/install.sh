@@ -16,6 +16,7 @@ inst() { install -D -m "$1" "$2" "$root$3"; echo "installed $root$3"; }
 
 inst 0644 "$src/lvrepo-boot.sh" "$prefix/share/lvrepo/lvrepo-boot.sh"
 inst 0755 "$src/lvrepo-shutdown" "$prefix/share/lvrepo/lvrepo-shutdown"
+inst 0644 "$src/lvrepo-shutdown.service" "$prefix/share/lvrepo/lvrepo-shutdown.service"
 if [ "$all" = 1 ] || [ -d /usr/share/initramfs-tools ]; then
 	inst 0755 "$src/initramfs-tools/hooks/lvrepo" "$prefix/share/initramfs-tools/hooks/lvrepo"
 	inst 0644 "$src/initramfs-tools/scripts/lvrepo" "$prefix/share/initramfs-tools/scripts/lvrepo"

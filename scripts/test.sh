@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --workspace --all-targets
-# The debootstrap tree the round-trip and dedup tests use, cached outside the repo.
-bash tests/fetch-debootstrap.sh
+# The debootstrap trees the round-trip, dedup and boot tests use, cached outside the repo.
+bash tests/fetch-debootstrap.sh --systemd
 cargo test --workspace -- --test-threads=2

@@ -81,3 +81,19 @@ fn tail(b: &[u8]) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
+
+/// The minbase tree with systemd-sysv and udev (the boot test's tier 2),
+/// cached beside it and built once by `tests/fetch-debootstrap.sh --systemd`
+/// (a copy of the minbase tree; apt-get in a chroot, network needed once).
+/// Read-only for tests: copy it before changing anything.
+pub fn bookworm_systemd() -> PathBuf {
+    let dest = cache_dir().join("bookworm-systemd");
+    if cache_dir().join("bookworm-systemd.ok").is_file() && dest.is_dir() {
+        return dest;
+    }
+    bookworm_minbase();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fetch-debootstrap.sh");
+    let out = Command::new("sh").arg(&script).arg("--systemd").output().unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(out.status.success(), "{} --systemd failed; this test needs the tree:\n{}\n{}", script.display(), tail(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    dest
+}

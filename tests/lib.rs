@@ -9,7 +9,7 @@ pub mod manifest;
 pub mod tar;
 
 pub use bin::{changes, image_path, lvrepo_bin, report, Lvrepo};
-pub use debootstrap::bookworm_minbase;
+pub use debootstrap::{bookworm_minbase, bookworm_systemd};
 pub use fixture::build_hostile_tree;
 pub use manifest::{compare, compare_with, manifest, CompareOpts, Manifest};
 

@@ -27,6 +27,12 @@ use crate::tree::{Kind, Timestamp};
 /// file stays valid across opens).
 const TTL: Duration = Duration::from_secs(60);
 
+/// The TTL of a root daemon (docs/boot.md): the kernel's entries and
+/// attributes never expire. At shutdown, systemd SIGSTOPs every process, the
+/// root's daemon too, while PID 1 walks /proc; an expired `/proc` entry would
+/// send a lookup to the stopped daemon and hang the shutdown for good.
+const ROOT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A directory's entries with their cookies, in cookie order.
 type Listing = Arc<Vec<(u64, Listed)>>;
 
@@ -74,6 +80,8 @@ pub struct LvFs {
     /// Passthrough onto the host file cache; `None` without a cache or
     /// when the kernel does not offer it.
     passthrough: Option<passthrough::Passthrough>,
+    /// Entry and attribute cache lifetime ([`TTL`], [`ROOT_TTL`]).
+    ttl: Duration,
 }
 
 /// The SELinux label's xattr name.
@@ -91,6 +99,7 @@ impl LvFs {
             zero_open: false,
             zero_opendir: false,
             passthrough: opts.file_cache.clone().map(passthrough::Passthrough::new),
+            ttl: if opts.root_daemon { ROOT_TTL } else { TTL },
         }
     }
 
@@ -247,7 +256,7 @@ fn name(n: &OsStr) -> &[u8] {
 macro_rules! reply_entry {
     ($fs:expr, $reply:expr, $r:expr) => {
         match $r {
-            Ok((ino, i)) => $reply.entry(&TTL, &$fs.attr(ino, &i), Generation(0)),
+            Ok((ino, i)) => $reply.entry(&$fs.ttl, &$fs.attr(ino, &i), Generation(0)),
             Err(e) => $reply.error(errno(&e)),
         }
     };
@@ -321,7 +330,7 @@ impl Filesystem for LvFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.live.get().getattr(ino.0) {
-            Ok(i) => reply.attr(&TTL, &self.attr(ino.0, &i)),
+            Ok(i) => reply.attr(&self.ttl, &self.attr(ino.0, &i)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -347,7 +356,7 @@ impl Filesystem for LvFs {
     ) {
         let a = SetAttr { mode, uid, gid, size, atime: atime.map(stamp), mtime: mtime.map(stamp), kill_suidgid };
         match self.live.get().setattr(ino.0, a) {
-            Ok(i) => reply.attr(&TTL, &self.attr(ino.0, &i)),
+            Ok(i) => reply.attr(&self.ttl, &self.attr(ino.0, &i)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -494,7 +503,7 @@ impl Filesystem for LvFs {
         };
         for dot in offset.min(2)..2 {
             // The kernel takes only the name, number and type of these.
-            if reply.add(ino, dot + 1, if dot == 0 { "." } else { ".." }, &TTL, &dot_attr(ino), Generation(0)) {
+            if reply.add(ino, dot + 1, if dot == 0 { "." } else { ".." }, &self.ttl, &dot_attr(ino), Generation(0)) {
                 return reply.ok();
             }
         }
@@ -522,7 +531,7 @@ impl Filesystem for LvFs {
                     if a.kind == FileType::RegularFile {
                         a.blocks = blocks_or_size(&ov, cino, a.size);
                     }
-                    if reply.add(INodeNo(cino), *c, n, &TTL, &a, Generation(0)) {
+                    if reply.add(INodeNo(cino), *c, n, &self.ttl, &a, Generation(0)) {
                         // Not sent: the kernel will not forget it.
                         ov.forget(cino, 1);
                         break;
@@ -612,7 +621,7 @@ impl Filesystem for LvFs {
         match ov.create_masked(parent.0, name(n), nn, umask).and_then(|(ino, i)| ov.open_file(ino).map(|_| (ino, i))) {
             Ok((ino, i)) => {
                 let fh = FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed));
-                reply.created(&TTL, &self.attr(ino, &i), Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE)
+                reply.created(&self.ttl, &self.attr(ino, &i), Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE)
             }
             Err(e) => reply.error(errno(&e)),
         }

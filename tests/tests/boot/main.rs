@@ -4,10 +4,11 @@
 //! read-only, the overlay partition starts blank. Tier 1: a busybox init
 //! writes, a write survives a reboot, the overlay partition is clean after
 //! power-off (`e2fsck -fn`), the host reads it, checkpoints and rolls back,
-//! and the next boot sees the rolled-back state; failures print one line and
-//! power off. Needs what scripts/setup.sh installs (linux-image-amd64,
-//! initramfs-tools, qemu-system-x86, busybox-static), plus dracut-core for
-//! the dracut content check.
+//! and the next boot sees the rolled-back state; in the guest, its own
+//! `lvrepo checkpoint`, `log`, `diff` and `rollback` reach the root's daemon;
+//! failures print one line and power off. Tier 2 (a systemd guest): tier2.rs.
+//! Needs what scripts/setup.sh installs (linux-image-amd64, initramfs-tools,
+//! qemu-system-x86, busybox-static), plus dracut-core for the dracut check.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use lvrepo_tests::{lvrepo_bin, report, require_root, Lvrepo};
+
+mod tier2;
 
 fn initrd_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../initrd")
@@ -106,7 +109,7 @@ fn root_tree(dir: &Path) {
 /// The repository as a disk: its root directory is the repository.
 fn repo_disk(r: &Lvrepo) -> PathBuf {
     let img = r.scratch("repo.ext4");
-    run("mkfs.ext4 -d", Command::new("mkfs.ext4").args(["-q", "-F", "-L", "lvrepo", "-d"]).arg(r.repo()).arg(&img).arg("256M"));
+    run("mkfs.ext4 -d", Command::new("mkfs.ext4").args(["-q", "-F", "-L", "lvrepo", "-d"]).arg(r.repo()).arg(&img).arg("512M"));
     img
 }
 
@@ -121,6 +124,13 @@ fn uuid(disk: &Path) -> String {
 
 /// Boot once; the console. The VM must power off by itself.
 fn boot(initrd: &Path, repo: &Path, overlay: &Path, cmdline: &str, label: &str) -> String {
+    let append = format!("console=ttyS0 panic=-1 quiet init=/init lvrepo.test={label} {cmdline}");
+    qemu(initrd, &append, &[(repo, true), (overlay, false)], &overlay.with_extension(format!("{label}.console")), label)
+}
+
+/// Run QEMU (TCG) with `drives` (path, read-only) as virtio disks until the
+/// guest powers off (at most 300 s); the console, also kept in `log`.
+fn qemu(initrd: &Path, append: &str, drives: &[(&Path, bool)], log: &Path, label: &str) -> String {
     let (k, _) = lvrepo_tests::newest_kernel();
     let mut c = Command::new("qemu-system-x86_64");
     c.args(["-machine", "q35,accel=tcg", "-cpu", "max", "-m", "1024", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"])
@@ -128,12 +138,12 @@ fn boot(initrd: &Path, repo: &Path, overlay: &Path, cmdline: &str, label: &str) 
         .arg(&k)
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", &format!("console=ttyS0 panic=-1 quiet init=/init lvrepo.test={label} {cmdline}")])
-        .args(["-drive", &format!("file={},format=raw,if=virtio,readonly=on", repo.display())])
-        .args(["-drive", &format!("file={},format=raw,if=virtio", overlay.display())])
+        .args(["-append", append])
         .stdin(Stdio::null());
-    let log = overlay.with_extension(format!("{label}.console"));
-    c.stdout(std::fs::File::create(&log).unwrap()).stderr(Stdio::null());
+    for (d, ro) in drives {
+        c.args(["-drive", &format!("file={},format=raw,if=virtio{}", d.display(), if *ro { ",readonly=on" } else { "" })]);
+    }
+    c.stdout(std::fs::File::create(log).unwrap()).stderr(Stdio::null());
     let t = Instant::now();
     let mut child = c.spawn().expect("qemu-system-x86_64 (scripts/setup.sh installs qemu-system-x86)");
     loop {
@@ -143,12 +153,12 @@ fn boot(initrd: &Path, repo: &Path, overlay: &Path, cmdline: &str, label: &str) 
         if t.elapsed() > Duration::from_secs(300) {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("boot {label} did not power off within 300 s:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            panic!("boot {label} did not power off within 300 s:\n{}", std::fs::read_to_string(log).unwrap_or_default());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("boot {label}: {:.1} s", t.elapsed().as_secs_f64());
-    let console = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    let console = String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned();
     assert!(!console.contains("Kernel panic"), "boot {label} panicked:\n{console}");
     console
 }
