@@ -7,11 +7,11 @@
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lvrepo_tests::{report, require_root, Lvrepo};
+use lvrepo_tests::report;
 
 #[path = "nbd_common/mod.rs"]
 mod nbd_common;
@@ -107,9 +107,6 @@ fn a_flush_on_one_connection_is_seen_by_another_and_fio_verifies() {
 fn images_and_checkpoints_are_served_read_only() {
     let (r, _raw) = world();
     guest(&r, "vg");
-    // Blocks among the image's data (a window then mixes the guest's blocks,
-    // zeroed ones and the image's), and a window of image zeros.
-    let guest_writes = ["write -P 0x66 5M 100k", "write -P 0x67 1100k 4k", "write -z -u 1108k 8k", "write -P 0x68 1200k 100", "flush"];
     {
         let s = serve(&r, &["--guest", "vg"], "vg.sock");
         qemu_io(&s.uri("vg"), &["write -P 0x99 2M 64k", "flush"]);
