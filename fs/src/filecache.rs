@@ -33,6 +33,9 @@ use crate::object::{get_required_shared, ObjectStore};
 use crate::tree::file::leaf_extents;
 use crate::tree::Content;
 
+/// `used` before the cache's files are first counted.
+const UNCOUNTED: u64 = u64::MAX;
+
 /// The largest file the cache takes (and at most a quarter of its budget).
 pub const MAX_FILE: u64 = 1 << 30;
 
@@ -43,7 +46,9 @@ pub const DEFAULT_DIR: &str = "/var/cache/lvrepo/files";
 pub struct FileCache {
     dir: PathBuf,
     budget: u64,
-    /// Bytes the cache holds (as last counted, plus fills since).
+    /// Bytes the cache holds (as last counted, plus fills since);
+    /// [`UNCOUNTED`] until the first fill counts them, so a daemon's start
+    /// does not walk the cache.
     used: AtomicU64,
     /// Cached files this process filled or verified: (device, inode, size).
     verified: Mutex<HashSet<(u64, u64, u64)>>,
@@ -58,9 +63,8 @@ impl FileCache {
         for sub in ["objects", "tmp"] {
             crate::perms::create_private_dir(&dir.join(sub))?;
         }
-        let c = FileCache { dir: dir.to_path_buf(), budget, used: AtomicU64::new(0), verified: Mutex::new(HashSet::new()), seq: AtomicU64::new(0) };
+        let c = FileCache { dir: dir.to_path_buf(), budget, used: AtomicU64::new(UNCOUNTED), verified: Mutex::new(HashSet::new()), seq: AtomicU64::new(0) };
         c.remove_stale_temporaries();
-        c.used.store(c.scan().iter().map(|f| f.1).sum(), Ordering::Relaxed);
         Ok(c)
     }
 
@@ -188,11 +192,17 @@ impl FileCache {
 
     /// Remove least recently used files until `need` more bytes fit.
     fn make_room(&self, need: u64) {
-        if self.used.load(Ordering::Relaxed) + need <= self.budget {
+        let used = self.used.load(Ordering::Relaxed);
+        if used != UNCOUNTED && used + need <= self.budget {
             return;
         }
         let mut files = self.scan();
         let mut used: u64 = files.iter().map(|f| f.1).sum();
+        if used + need <= self.budget {
+            // Only counted now (the first fill since this cache was opened).
+            self.used.store(used, Ordering::Relaxed);
+            return;
+        }
         files.sort_by_key(|f| f.2);
         for (p, len, _) in files {
             if used + need <= self.budget.saturating_mul(9) / 10 {
