@@ -13,6 +13,7 @@ need=(
   ostree fuse-overlayfs fio qemu-utils libnbd-bin # peers and clients in benches and tests
   nbdkit python3-libnbd                           # NBD peers (nbdkit cow) and nbdsh in the NBD tests
   btrfs-progs strace rsync                        # guest benches; strace in tests (labels.rs)
+  python3-jsonschema                              # validates --json output (tests/tests/json_schema.rs)
 )
 missing=()
 for p in "${need[@]}"; do

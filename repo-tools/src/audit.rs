@@ -41,7 +41,7 @@ fn describe(c: &Command) -> Option<(&'static str, String)> {
         Command::Harvest { guest, image, .. } => ("harvest", format!("{guest} {image}")),
         Command::Rebase { guest, group, image, dry_run: false, .. } => ("rebase", format!("{} {image}", guest.clone().or_else(|| group.as_ref().map(|g| format!("group {g}"))).unwrap_or_default())),
         Command::Group(GroupCmd::Create { name, .. } | GroupCmd::Add { name, .. } | GroupCmd::Rm { name, .. }) => (group_verb(c), s(name)),
-        Command::Tag { image, channel } => ("tag", format!("{image} {channel}")),
+        Command::Tag { image, channel, .. } => ("tag", format!("{image} {channel}")),
         Command::Sign { image, .. } => ("sign", s(image)),
         Command::Policy(PolicyCmd::RequireSignature { key }) => ("policy require-signature", p(key)),
         _ => return None,

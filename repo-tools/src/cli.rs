@@ -419,6 +419,8 @@ pub enum Command {
         /// The secret key (`key generate`).
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
     /// The repository's policy: `policy require-signature --key FILE.pub`
     /// (guest create, mount and rebase then refuse images that key did not
@@ -438,6 +440,8 @@ pub enum Command {
         /// The channel: NAME and a word that is not all digits (web:stable).
         #[arg(value_name = "NAME:CHANNEL")]
         channel: String,
+        #[arg(long)]
+        json: bool,
     },
     /// The audit log: every state-changing command, who ran it, on what, and
     /// its result (hash-chained; `audit verify` checks the chain, exit 4).

@@ -8,7 +8,10 @@ use clap::Subcommand;
 #[derive(Subcommand, Debug)]
 pub enum AuditCmd {
     /// Check the chain: exit 4 naming the first entry removed, edited or unreadable.
-    Verify,
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -56,6 +59,8 @@ pub enum KeyCmd {
         /// The secret key's file (the public key goes to FILE.pub).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 

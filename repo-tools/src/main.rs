@@ -11,6 +11,7 @@ mod cli_guest;
 mod control;
 mod cmd;
 mod examples;
+mod json;
 mod logging;
 mod logrotate;
 mod mount_helper;

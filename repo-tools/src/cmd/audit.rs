@@ -4,18 +4,25 @@ use anyhow::{bail, Result};
 use lvrepo_fs::audit;
 
 use crate::cli::Cli;
-use crate::output::{print_json, utc};
+use crate::output::utc;
 
-pub fn run(cli: &Cli, verify: bool, since: Option<&str>, json: bool) -> Result<()> {
+/// `audit verify`: check the chain (exit 4 at the first bad entry).
+pub fn verify(cli: &Cli, json: bool) -> Result<()> {
     let p = super::repo_path(cli)?;
     super::open(cli, false)?;
-    if verify {
-        let n = audit::verify(&p)?;
-        if !cli.quiet {
-            eprintln!("audit log: {n} entries, chain intact");
-        }
-        return Ok(());
+    let n = audit::verify(&p)?;
+    if json {
+        return crate::json::print("audit verify", &serde_json::json!({ "event_count": n }));
     }
+    if !cli.quiet {
+        eprintln!("audit log: {n} entries, chain intact");
+    }
+    Ok(())
+}
+
+pub fn run(cli: &Cli, since: Option<&str>, json: bool) -> Result<()> {
+    let p = super::repo_path(cli)?;
+    super::open(cli, false)?;
     let from = match since {
         Some(t) => match parse_time(t, now()) {
             Some(v) => v,
@@ -25,7 +32,11 @@ pub fn run(cli: &Cli, verify: bool, since: Option<&str>, json: bool) -> Result<(
     };
     let entries: Vec<_> = audit::read(&p)?.into_iter().filter(|e| e.time >= from).collect();
     if json {
-        return print_json(&entries);
+        let events: Vec<_> = entries
+            .iter()
+            .map(|e| serde_json::json!({ "seq": e.seq, "time": crate::json::time(e.time), "uid": e.uid, "user": e.user, "sudo_user": e.sudo_user, "command": e.command, "target": e.target, "result": e.result, "prev": e.prev, "hash": e.hash }))
+            .collect();
+        return crate::json::print("audit", &serde_json::json!({ "events": events }));
     }
     for e in entries {
         let user = match &e.sudo_user {

@@ -7,7 +7,8 @@ use lvrepo_fs::guest::GuestHandle;
 use lvrepo_fs::Repository;
 
 use crate::cli::Cli;
-use crate::output::{human_bytes, print_json};
+use crate::json::{self, Checkpoint, Copied, Guest};
+use crate::output::human_bytes;
 
 pub fn run(cli: &Cli, name: &str, to: &Path, no_checkpoint: bool, message: &str, json: bool) -> Result<()> {
     let p = super::repo_path(cli)?;
@@ -24,7 +25,9 @@ pub fn run(cli: &Cli, name: &str, to: &Path, no_checkpoint: bool, message: &str,
     let g = GuestHandle::open(&p, name, false)?;
     let r = lvrepo_fs::backup::backup(&g, super::shared(&repo), &target)?;
     if json {
-        return print_json(&r);
+        let cps = g.checkpoints()?;
+        let pick = |ns: &[u32]| -> Vec<Checkpoint> { cps.iter().filter(|c| ns.contains(&c.version)).map(Checkpoint::of).collect() };
+        return json::print("backup", &serde_json::json!({ "guest": Guest::named(name), "sent": pick(&r.checkpoints_sent), "present": pick(&r.checkpoints_present), "copied": Copied::from(r.copied) }));
     }
     if !cli.quiet {
         eprintln!(

@@ -3,13 +3,15 @@
 use anyhow::Result;
 
 use crate::cli::Cli;
-use crate::output::{print_json, utc};
+use crate::json::{self, Checkpoint, Guest, Image};
+use crate::output::utc;
 
 pub fn run(cli: &Cli, guest: Option<&str>, json: bool) -> Result<()> {
     let repo = super::open(cli, false)?;
     let all = lvrepo_fs::backup::list(&repo, guest)?;
     if json {
-        return print_json(&all);
+        let v: Vec<_> = all.iter().map(|b| serde_json::json!({ "guest": Guest::named(&b.guest), "checkpoint": Checkpoint::of_backup(b), "image": b.image.as_deref().map(Image::label) })).collect();
+        return json::print("backups", &serde_json::json!({ "backups": v }));
     }
     println!("{:<24} {:>10}  {:<20} {:<24} MESSAGE", "GUEST", "CHECKPOINT", "CREATED", "IMAGE");
     for b in all {

@@ -10,7 +10,7 @@ use lvrepo_fs::guest::{self, CheckpointView, GuestHandle};
 
 use crate::cli::{CheckpointCmd, Cli};
 use crate::control::{self, call, Request, RootRequest};
-use crate::output::print_json;
+use crate::json::{self, Checkpoint, Guest};
 
 pub fn run(cli: &Cli, action: Option<&CheckpointCmd>, name: Option<&str>, message: &str, json: bool) -> Result<()> {
     match action {
@@ -27,7 +27,7 @@ pub fn run(cli: &Cli, action: Option<&CheckpointCmd>, name: Option<&str>, messag
         (name.to_string(), take(cli, name, message)?)
     };
     if json {
-        return print_json(&cp);
+        return json::print("checkpoint", &serde_json::json!({ "guest": Guest::named(&name), "checkpoint": Checkpoint::of(&cp) }));
     }
     println!("checkpoint {} of {name}: {}", cp.version, cp.root.0);
     Ok(())
@@ -63,8 +63,7 @@ fn prune(cli: &Cli, name: &str, keep: usize, json: bool) -> Result<()> {
     let mut g = GuestHandle::open(&p, name, true)?;
     let dropped = g.prune(super::shared(&repo), keep)?;
     if json {
-        let kept: Vec<u32> = g.checkpoints()?.iter().map(|c| c.version).collect();
-        return print_json(&serde_json::json!({ "guest": name, "deleted": dropped.iter().map(|c| c.version).collect::<Vec<_>>(), "kept": kept }));
+        return print_removed("checkpoint prune", &g, &dropped);
     }
     if !cli.quiet {
         eprintln!("pruned {} checkpoints of {name}, kept {keep}", dropped.len());
@@ -79,11 +78,18 @@ fn delete(cli: &Cli, name: &str, which: &str, json: bool) -> Result<()> {
     let mut g = GuestHandle::open(&p, name, true)?;
     let cp = g.delete_checkpoint(super::shared(&repo), which)?;
     if json {
-        return print_json(&serde_json::json!({ "guest": name, "deleted": [cp.version], "kept": g.checkpoints()?.iter().map(|c| c.version).collect::<Vec<_>>() }));
+        return print_removed("checkpoint delete", &g, std::slice::from_ref(&cp));
     }
     if !cli.quiet {
         let note = if cp.root_tree() == g.state.base { " (the guest's state sits on it: its tree stays until the next checkpoint or rollback)" } else { "" };
         eprintln!("deleted checkpoint {} of {name}{note}", cp.version);
     }
     Ok(())
+}
+
+/// The document of `checkpoint prune` and `checkpoint delete`: the guest,
+/// the checkpoints deleted and those kept.
+fn print_removed(command: &str, g: &GuestHandle, deleted: &[guest::Checkpoint]) -> Result<()> {
+    let kept: Vec<_> = g.checkpoints()?.iter().map(Checkpoint::of).collect();
+    json::print(command, &serde_json::json!({ "guest": Guest::named(&g.rec.name), "deleted": deleted.iter().map(Checkpoint::of).collect::<Vec<_>>(), "kept": kept }))
 }

@@ -8,6 +8,7 @@ use lvrepo_fs::guest::GuestHandle;
 use lvrepo_fs::ImageRef;
 
 use crate::cli::Cli;
+use crate::json::{self, Guest, Image};
 
 pub fn run(cli: &Cli, image: &str, force: bool, json: bool) -> Result<()> {
     let r: ImageRef = image.parse()?;
@@ -20,14 +21,16 @@ pub fn run(cli: &Cli, image: &str, force: bool, json: bool) -> Result<()> {
     let twin = repo.images()?.iter().any(|i| i.root == img.root && i.label() != img.label());
     let users = users_of(cli, &img, twin)?;
     if !users.is_empty() {
+        let named = users.iter().map(|g| format!("guest {g}")).collect::<Vec<_>>().join(", ");
         if !force {
-            return Err(lvrepo_fs::Error::ImageInUse { image: img.label(), users: users.join(", ") }.into());
+            return Err(lvrepo_fs::Error::ImageInUse { image: img.label(), users: named }.into());
         }
-        tracing::warn!(image = %img.label(), users = %users.join(", "), "deleting an image guests stand on (--force)");
+        tracing::warn!(image = %img.label(), users = %named, "deleting an image guests stand on (--force)");
     }
     let rec = repo.delete_image(&r)?;
     if json {
-        return crate::output::print_json(&serde_json::json!({ "deleted": rec, "guests": users }));
+        let guests: Vec<_> = users.iter().map(|g| Guest::named(g)).collect();
+        return json::print("delete", &serde_json::json!({ "image": Image::of(&rec), "guests": guests }));
     }
     if !cli.quiet {
         eprintln!("deleted {}; run `lvrepo gc` to reclaim its space", rec.label());
@@ -43,7 +46,7 @@ fn users_of(cli: &Cli, img: &lvrepo_fs::ImageRecord, twin: bool) -> Result<Vec<S
     for g in lvrepo_fs::guest::list(&p)? {
         let stands = g.image == img.label() || !twin && GuestHandle::open(&p, &g.name, false).and_then(|h| h.roots()).is_ok_and(|roots| roots.contains(&img.root_tree()));
         if stands {
-            users.push(format!("guest {}", g.name));
+            users.push(g.name);
         }
     }
     Ok(users)

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::cli::Cli;
 use crate::control::{self, call, Request, RootRequest};
-use crate::output::print_json;
+use crate::json;
 
 pub fn run(cli: &Cli, from: Option<&str>, to: Option<&str>, stat: bool, json: bool) -> Result<()> {
     if control::this_root(cli) {
@@ -103,14 +103,14 @@ fn print_rows(rows: &[(String, String)], stat: bool, json: bool) -> Result<()> {
         let count = |c: &str| rows.iter().filter(|(_, x)| x == c).count();
         let (a, d, c, m) = (count("added"), count("removed"), count("content"), count("metadata"));
         if json {
-            return print_json(&json!({ "added": a, "removed": d, "content": c, "metadata": m }));
+            return json::print("diff", &json!({ "added_count": a, "removed_count": d, "content_count": c, "metadata_count": m }));
         }
         println!("{a} added, {d} removed, {c} changed in content, {m} in metadata only");
         return Ok(());
     }
     if json {
         let v: Vec<_> = rows.iter().map(|(p, c)| json!({ "path": p, "change": c })).collect();
-        return print_json(&v);
+        return json::print("diff", &json!({ "changes": v }));
     }
     for (path, change) in rows {
         let letter = match change.as_str() {
@@ -130,13 +130,13 @@ fn print_ranges(ranges: &[Range], stat: bool, json: bool) -> Result<()> {
     if stat {
         let bytes: u64 = ranges.iter().map(|r| r.length).sum();
         if json {
-            return print_json(&json!({ "ranges": ranges.len(), "bytes": bytes }));
+            return json::print("diff", &json!({ "range_count": ranges.len(), "changed_bytes": bytes }));
         }
         println!("{} changed ranges, {bytes} bytes", ranges.len());
         return Ok(());
     }
     if json {
-        return print_json(&ranges);
+        return json::print("diff", &json!({ "ranges": ranges }));
     }
     for r in ranges {
         println!("C {} {}", r.offset, r.length);

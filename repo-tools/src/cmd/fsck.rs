@@ -5,13 +5,15 @@ use anyhow::Result;
 use lvrepo_fs::overlay::check::Problem;
 
 use crate::cli::Cli;
-use crate::output::print_json;
+use serde_json::{json, Value};
+
+use crate::json::Guest;
 
 pub fn run(cli: &Cli, name: &str, repair: bool, json: bool) -> Result<()> {
     let repo = super::open(cli, false)?;
     let report = lvrepo_fs::guest::fsck::fsck(&repo, name, repair)?;
     if json {
-        print_json(&report)?;
+        crate::json::print("guest fsck", &report_json(&report))?;
     } else {
         let all = report.problems.iter().chain(report.overlay.iter().flat_map(|o| o.problems.iter()));
         for p in all {
@@ -28,6 +30,19 @@ pub fn run(cli: &Cli, name: &str, repair: bool, json: bool) -> Result<()> {
         return Err(crate::Exit(crate::exit::DAMAGED, format!("guest {name}: {n} problems {how}")).into());
     }
     Ok(())
+}
+
+/// A guest's fsck report as `guest fsck --json` and `verify --overlays
+/// --json` print it.
+pub fn report_json(r: &lvrepo_fs::guest::fsck::FsckReport) -> Value {
+    let problems = |ps: &[Problem]| -> Vec<Value> {
+        ps.iter()
+            .map(|p| json!({ "path": p.path, "file": p.file, "range": p.range.map(|(s, e)| json!({ "start": s, "end": e })), "what": p.what, "damage": p.damage, "repaired": p.repaired }))
+            .collect()
+    };
+    let overlay = r.overlay.as_ref().map(|o| json!({ "dir": o.overlay, "file_count": o.files, "checked_bytes": o.bytes_checked, "problems": problems(&o.problems) }));
+    let guest = Guest { generation: r.generation, ..Guest::named(&r.guest) };
+    json!({ "guest": guest, "damaged_count": r.damaged(), "problems": problems(&r.problems), "overlay": overlay })
 }
 
 /// One line per problem: `DAMAGED PATH [START..END] (FILE): WHAT`, and

@@ -5,7 +5,7 @@ use anyhow::Result;
 use lvrepo_fs::gc::GcReport;
 
 use crate::cli::Cli;
-use crate::output::{human_bytes, print_json};
+use crate::output::human_bytes;
 use crate::progress::Bar;
 
 pub fn run(cli: &Cli, dry_run: bool, json: bool) -> Result<()> {
@@ -22,7 +22,7 @@ pub fn run(cli: &Cli, dry_run: bool, json: bool) -> Result<()> {
         r
     };
     if json {
-        return print_json(&r);
+        return crate::json::print("gc", &crate::json::Gc::from(&r));
     }
     print(&r);
     Ok(())

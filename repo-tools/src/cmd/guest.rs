@@ -9,7 +9,8 @@ use lvrepo_fs::guest::{self, GuestHandle};
 use serde_json::json;
 
 use crate::cli::{Cli, GuestCmd};
-use crate::output::{print_json, utc};
+use crate::json::{self, Guest};
+use crate::output::utc;
 
 pub fn run(cli: &Cli, cmd: &GuestCmd) -> Result<()> {
     match cmd {
@@ -58,7 +59,7 @@ fn create(cli: &Cli, name: &str, image: &str, overlay: Option<PathBuf>, set: &[S
         g.personalise(super::shared(&repo), &put)?;
     }
     if json {
-        print_json(&json!({ "guest": g.rec, "state": g.state }))
+        json::print("guest create", &json!({ "guest": Guest::of(&g.rec).with_state(&g.state) }))
     } else {
         if !cli.quiet {
             eprintln!("created guest {name} from {} in {}", img.label(), g.dir().display());
@@ -97,8 +98,8 @@ fn list(cli: &Cli, json: bool) -> Result<()> {
     let p = super::repo_path(cli)?;
     let all = guest::list(&p)?;
     if json {
-        let v: Vec<_> = all.iter().map(|g| json!({ "name": g.name, "image": g.image, "dir": g.dir, "created": g.created, "mounted": is_mounted(g) })).collect();
-        return print_json(&v);
+        let v: Vec<_> = all.iter().map(|g| Guest { mounted: Some(is_mounted(g)), ..Guest::of(g) }).collect();
+        return json::print("guest list", &json!({ "guests": v }));
     }
     println!("{:<24} {:<28} {:<8} DIR", "GUEST", "IMAGE", "MOUNTED");
     for g in all {
@@ -113,7 +114,8 @@ fn show(cli: &Cli, name: &str, json: bool) -> Result<()> {
     let cps = g.checkpoints()?;
     let mounted = is_mounted(&g.rec);
     if json {
-        return print_json(&json!({ "guest": g.rec, "state": g.state, "mounted": mounted, "checkpoints": cps.len(), "local_bytes": g.local().disk_usage()? }));
+        let guest = Guest { mounted: Some(mounted), checkpoint_count: Some(cps.len() as u64), local_bytes: Some(g.local().disk_usage()?), ..Guest::of(&g.rec).with_state(&g.state) };
+        return json::print("guest show", &json!({ "guest": guest, "checkpoints": cps.iter().map(json::Checkpoint::of).collect::<Vec<_>>() }));
     }
     println!("guest       {}", g.rec.name);
     println!("image       {}", g.rec.image);

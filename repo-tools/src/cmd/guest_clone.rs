@@ -9,7 +9,7 @@ use lvrepo_fs::guest::{self, GuestHandle};
 use serde_json::json;
 
 use crate::cli::Cli;
-use crate::output::print_json;
+use crate::json::{self, Checkpoint, Guest};
 
 pub fn run(cli: &Cli, source: &str, name: &str, overlay: Option<PathBuf>, json: bool) -> Result<()> {
     super::names::check_new_guest(name)?;
@@ -34,7 +34,7 @@ pub fn run(cli: &Cli, source: &str, name: &str, overlay: Option<PathBuf>, json: 
     let dir = overlay.unwrap_or_else(|| PathBuf::from("/var/lib/lvrepo/guests").join(name));
     let g = guest::clone_checkpoint(&repo, &h, &cp, name, &dir)?;
     if json {
-        return print_json(&json!({ "guest": g.rec, "state": g.state, "source": { "guest": src, "checkpoint": cp.version } }));
+        return json::print("guest clone", &json!({ "guest": Guest::of(&g.rec).with_state(&g.state), "source": { "guest": Guest::named(src), "checkpoint": Checkpoint::of(&cp) } }));
     }
     if !cli.quiet {
         eprintln!("created guest {name} from checkpoint {} of {src} in {}", cp.version, g.dir().display());

@@ -8,7 +8,7 @@ use lvrepo_fs::guest::{self, GuestHandle};
 use lvrepo_fs::ImageRef;
 
 use crate::cli::Cli;
-use crate::output::print_json;
+use crate::json::{self, Checkpoint, Copied, Guest, Image};
 
 pub fn run(cli: &Cli, name: &str, checkpoint: Option<&str>, image: &str, message: &str, json: bool) -> Result<()> {
     let p = super::repo_path(cli)?;
@@ -22,7 +22,7 @@ pub fn run(cli: &Cli, name: &str, checkpoint: Option<&str>, image: &str, message
     let g = GuestHandle::open(&p, name, false)?;
     let h = guest::harvest(&repo, &g, cp.root_tree(), &target, message)?;
     if json {
-        return print_json(&h);
+        return json::print("harvest", &serde_json::json!({ "image": Image::of(&h.image), "guest": Guest::named(name), "checkpoint": Checkpoint::of(&cp), "copied": Copied::from(h.copied) }));
     }
     if !cli.quiet {
         eprintln!("guest {name} checkpoint {} published as {} ({} objects, {} bytes copied from the guest)", cp.version, h.image.label(), h.copied.objects, h.copied.bytes);

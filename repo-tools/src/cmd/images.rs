@@ -4,7 +4,8 @@
 use anyhow::Result;
 
 use crate::cli::Cli;
-use crate::output::{human_bytes, print_json, utc};
+use crate::json::{self, Image};
+use crate::output::{human_bytes, utc};
 
 pub fn run(cli: &Cli, name: Option<&str>, json: bool) -> Result<()> {
     let repo = super::open(cli, false)?;
@@ -17,7 +18,7 @@ pub fn run(cli: &Cli, name: Option<&str>, json: bool) -> Result<()> {
         }
     }
     if json {
-        return print_json(&images);
+        return json::print("images", &serde_json::json!({ "images": images.iter().map(Image::of).collect::<Vec<_>>() }));
     }
     println!("{:<32} {:>8} {:>10}  {:<20}  MESSAGE", "IMAGE", "ENTRIES", "SIZE", "CREATED");
     for i in images {

@@ -10,7 +10,8 @@ use lvrepo_fs::import::{import_dir_filtered, import_tar_filtered, ImportFilter, 
 use lvrepo_fs::{ImageRef, ImportTarget};
 
 use crate::cli::Cli;
-use crate::output::{human_bytes, print_json};
+use crate::json::{self, Image};
+use crate::output::human_bytes;
 use crate::progress::Bar;
 
 /// The filter of `--exclude` and `--one-file-system` (a bad pattern: exit 2).
@@ -58,7 +59,7 @@ pub fn run(cli: &Cli, source: &Path, image: &str, message: &str, parent: Option<
     };
     bar.finish();
     if json {
-        print_json(&serde_json::json!({ "image": rec, "stats": stats }))?;
+        json::print("import", &serde_json::json!({ "image": Image::of(&rec), "new_bytes": stats.new_bytes }))?;
     } else if !cli.quiet {
         println!(
             "{} {} entries, {} logical, {} new chunk data, root {}",

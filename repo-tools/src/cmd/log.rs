@@ -9,13 +9,14 @@ use serde_json::json;
 
 use crate::cli::Cli;
 use crate::control::{self, RootRequest};
-use crate::output::{print_json, utc};
+use crate::json::{self, Guest, Image};
+use crate::output::utc;
 
 pub fn run(cli: &Cli, name: Option<&str>, json: bool) -> Result<()> {
     if control::this_root(cli) {
-        control::root_guest(name)?;
+        let name = control::root_guest(name)?;
         let mut v = control::call_root(&RootRequest::Log)?;
-        return print(serde_json::from_value(v["checkpoints"].take())?, serde_json::from_value(v["base"].take())?, json);
+        return print(&name, serde_json::from_value(v["checkpoints"].take())?, serde_json::from_value(v["base"].take())?, None, json);
     }
     let Some(name) = name else { bail!(crate::Exit(crate::exit::USAGE, "name the guest".into())) };
     let p = super::repo_path(cli)?;
@@ -24,12 +25,25 @@ pub fn run(cli: &Cli, name: Option<&str>, json: bool) -> Result<()> {
         Err(lvrepo_fs::Error::GuestNotFound(_)) => return image_log(cli, name, json),
         Err(e) => return Err(e.into()),
     };
-    print(g.checkpoints()?, g.state.base, json)
+    let repo = if json { Some(super::open(cli, false)?) } else { None };
+    let store = repo.as_ref().map(|r| g.store(super::shared(r)));
+    print(name, g.checkpoints()?, g.state.base, store.as_deref(), json)
 }
 
-fn print(cps: Vec<Checkpoint>, base: TreeId, json: bool) -> Result<()> {
+/// A guest's checkpoints; in JSON with each tree's totals when `store`
+/// (the guest's) is at hand (not inside a guest booted on lvrepo).
+fn print(name: &str, cps: Vec<Checkpoint>, base: TreeId, store: Option<&dyn lvrepo_fs::ObjectStore>, json: bool) -> Result<()> {
     if json {
-        return print_json(&cps);
+        let mut out = Vec::new();
+        for c in &cps {
+            let j = json::Checkpoint::of(c);
+            out.push(match store {
+                Some(s) => j.with_totals(s, &c.root_tree())?,
+                None => j,
+            });
+        }
+        let guest = Guest { base: Some(base.to_string()), ..Guest::named(name) };
+        return json::print("log", &serde_json::json!({ "guest": guest, "checkpoints": out }));
     }
     for c in cps {
         let current = if c.root_tree() == base { " (current base)" } else { "" };
@@ -49,8 +63,9 @@ fn image_log(cli: &Cli, name: &str, json: bool) -> Result<()> {
     }
     let tags_of = |v: u32| -> Vec<&str> { channels.iter().filter(|c| c.version == v).map(|c| c.channel.as_str()).collect() };
     if json {
-        let vs: Vec<_> = versions.iter().map(|i| json!({ "version": i.version, "created": i.created, "message": i.message, "parent": i.parent, "root": i.root, "tags": tags_of(i.version) })).collect();
-        return print_json(&json!({ "image": name, "versions": vs, "channels": channels }));
+        let vs: Vec<_> = versions.iter().map(|i| json!({ "image": Image::of(i), "tags": tags_of(i.version) })).collect();
+        let chs: Vec<_> = channels.iter().map(json::channel).collect();
+        return json::print("log", &json!({ "name": name, "versions": vs, "channels": chs }));
     }
     for i in &versions {
         let tags = tags_of(i.version);

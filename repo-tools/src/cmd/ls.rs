@@ -22,7 +22,8 @@ pub fn run(cli: &Cli, target: &std::ffi::OsStr, recursive: bool, json: bool) -> 
         base.pop();
     }
     let out = std::io::stdout().lock();
-    let mut rows = Rows { out: std::io::BufWriter::new(out), json, recursive, n: 0 };
+    let head = json.then(|| crate::json::open_stream("ls", &json!({ "image": crate::json::Image::of(&img) }), "entries")).transpose()?;
+    let mut rows = Rows { out: std::io::BufWriter::new(out), head, recursive, n: 0 };
     if entry.kind != Kind::Dir {
         rows.row(&base, &entry)?;
     } else if recursive {
@@ -42,10 +43,11 @@ pub fn run(cli: &Cli, target: &std::ffi::OsStr, recursive: bool, json: bool) -> 
     Ok(())
 }
 
-/// Rows written as they come: text lines, or the elements of one JSON array.
+/// Rows written as they come: text lines, or the elements of the JSON
+/// document's `entries` array (`head`: the document up to it).
 struct Rows<W: Write> {
     out: W,
-    json: bool,
+    head: Option<String>,
     recursive: bool,
     n: u64,
 }
@@ -53,10 +55,10 @@ struct Rows<W: Write> {
 impl<W: Write> Rows<W> {
     fn row(&mut self, p: &[u8], e: &Entry) -> std::io::Result<()> {
         self.n += 1;
-        if self.json {
+        if let Some(head) = &self.head {
             let v = serde_json::to_string_pretty(&row_json(p, e))?;
-            let sep = if self.n == 1 { "[\n" } else { ",\n" };
-            return write!(self.out, "{sep}  {}", v.replace('\n', "\n  "));
+            let sep = if self.n == 1 { head.as_str() } else { "," };
+            return write!(self.out, "{sep}\n    {}", v.replace('\n', "\n    "));
         }
         let shown = if self.recursive { escape_path(p) } else { escape_path(&e.name) };
         let extra = match e.kind {
@@ -71,8 +73,8 @@ impl<W: Write> Rows<W> {
     }
 
     fn finish(mut self) -> std::io::Result<()> {
-        if self.json {
-            writeln!(self.out, "{}", if self.n == 0 { "[]" } else { "\n]" })?;
+        if let Some(head) = &self.head {
+            writeln!(self.out, "{}\n}}", if self.n == 0 { format!("{head}]") } else { "\n  ]".into() })?;
         }
         self.out.flush()
     }
@@ -86,7 +88,7 @@ fn row_json(p: &[u8], e: &Entry) -> serde_json::Value {
         "uid": e.uid,
         "gid": e.gid,
         "size": e.size,
-        "mtime": format!("{}.{:09}", e.mtime.sec, e.mtime.nsec),
+        "mtime": crate::json::time_ns(e.mtime.sec, e.mtime.nsec),
         "rdev": e.rdev,
         "target": (e.kind == Kind::Symlink).then(|| escape_path(&e.target)),
         "xattrs": e.xattrs.iter().map(|(k, _)| escape_path(k)).collect::<Vec<_>>(),

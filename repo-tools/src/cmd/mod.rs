@@ -69,7 +69,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Checkpoint { action, name, message, json, .. } => checkpoint::run(cli, action.as_ref(), name.as_deref(), message, *json),
         Command::Log { name, json } => log::run(cli, name.as_deref(), *json),
         Command::Rollback { name, checkpoint, group, disconnect, json } => match (group, checkpoint) {
-            (Some(g), None) => group::rollback(cli, g, name, *disconnect),
+            (Some(g), None) => group::rollback(cli, g, name, *disconnect, *json),
             (None, cp) => rollback::run(cli, name, cp.as_deref(), *disconnect, *json),
             _ => Err(crate::Exit(crate::exit::USAGE, "usage: rollback NAME CHECKPOINT | rollback --group GROUP CHECKPOINT".into()).into()),
         },
@@ -107,13 +107,14 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Man { out } => man::run(out),
         Command::Completions { shell } => completions::run(*shell),
         Command::Complete { what, words } => complete::run(cli, what, words),
-        Command::Tag { image, channel } => tag::run(cli, image, channel),
-        Command::Audit { action, since, json } => audit::run(cli, action.is_some(), since.as_deref(), *json),
+        Command::Tag { image, channel, json } => tag::run(cli, image, channel, *json),
+        Command::Audit { action: Some(crate::cli::AuditCmd::Verify { json }), .. } => audit::verify(cli, *json),
+        Command::Audit { action: None, since, json } => audit::run(cli, since.as_deref(), *json),
         Command::Harvest { guest, checkpoint, image, message, json } => harvest::run(cli, guest, checkpoint.as_deref(), image, message, *json),
         Command::Rebase { guest, group, image, dry_run, prefer, json } => rebase::run(cli, guest.as_deref(), group.as_deref(), image, *dry_run, prefer.as_deref(), *json),
         Command::Group(g) => group::run(cli, g),
-        Command::Key(crate::cli::KeyCmd::Generate { out }) => sign::generate(cli, out),
-        Command::Sign { image, key } => sign::sign(cli, image, key),
+        Command::Key(crate::cli::KeyCmd::Generate { out, json }) => sign::generate(cli, out, *json),
+        Command::Sign { image, key, json } => sign::sign(cli, image, key, *json),
         Command::Policy(p) => sign::policy(cli, p),
     }
 }

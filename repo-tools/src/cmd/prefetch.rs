@@ -11,7 +11,7 @@ use lvrepo_fs::{Error, Kind};
 use serde_json::json;
 
 use crate::cli::Cli;
-use crate::output::print_json;
+use crate::json::{self, Image};
 
 pub fn run(cli: &Cli, image: &str, paths: &[std::ffi::OsString], dir: &Path, budget: u64, json: bool) -> Result<()> {
     let repo = super::open(cli, false)?;
@@ -37,7 +37,7 @@ pub fn run(cli: &Cli, image: &str, paths: &[std::ffi::OsString], dir: &Path, bud
         walk_entry(store, &e, base, &mut |_, e| visit(e))?;
     }
     if json {
-        return print_json(&json!({ "image": img.label(), "files": files, "bytes": bytes, "skipped": skipped, "cache": dir }));
+        return json::print("prefetch", &json!({ "image": Image::of(&img), "file_count": files, "cached_bytes": bytes, "skipped_count": skipped, "cache_dir": json::path(dir) }));
     }
     if !cli.quiet {
         eprintln!("{files} files ({bytes} bytes) of {} in the host file cache {}{}", img.label(), dir.display(), if skipped > 0 { format!("; {skipped} could not be cached (see the log)") } else { String::new() });

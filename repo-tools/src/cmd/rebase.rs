@@ -12,7 +12,7 @@ use lvrepo_fs::merge::Prefer;
 use lvrepo_fs::walk::escape_path;
 
 use crate::cli::Cli;
-use crate::output::print_json;
+use crate::json::{self, Checkpoint, Guest, Image};
 
 pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry_run: bool, prefer: Option<&str>, json: bool) -> Result<()> {
     let prefer = match prefer {
@@ -66,8 +66,8 @@ pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry
         }
     }
     if json {
-        let v: Vec<serde_json::Value> = reports.iter().map(report_json).collect::<Result<_>>()?;
-        return print_json(&if group.is_some() { serde_json::json!(v) } else { v.into_iter().next().unwrap_or_default() });
+        let v: Vec<serde_json::Value> = reports.iter().map(|r| report_json(&p, r)).collect::<Result<_>>()?;
+        return json::print("rebase", &serde_json::json!({ "group": group.map(|g| serde_json::json!({ "name": g })), "rebases": v }));
     }
     for r in &reports {
         for path in &r.conflicts {
@@ -88,10 +88,22 @@ pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry
     Ok(())
 }
 
-fn report_json(r: &RebaseReport) -> Result<serde_json::Value> {
-    let mut v = serde_json::to_value(r)?;
-    v["conflicts"] = serde_json::json!(r.conflicts.iter().map(|p| escape_path(p)).collect::<Vec<_>>());
-    Ok(v)
+/// One guest's rebase; `checkpoint` is the one taken before (none in a dry run).
+fn report_json(repo: &std::path::Path, r: &RebaseReport) -> Result<serde_json::Value> {
+    let cp = match r.checkpoint {
+        Some(n) => Some(Checkpoint::of(&GuestHandle::open(repo, &r.guest, false)?.checkpoint(&n.to_string())?)),
+        None => None,
+    };
+    let conflicts: Vec<_> = r.conflicts.iter().map(|c| serde_json::json!({ "path": escape_path(c) })).collect();
+    Ok(serde_json::json!({
+        "guest": Guest::named(&r.guest),
+        "from": Image::label(&r.from),
+        "to": Image::label(&r.to),
+        "dry_run": r.dry_run,
+        "conflicts": conflicts,
+        "merged_dir_count": r.dirs_merged,
+        "checkpoint": cp,
+    }))
 }
 
 /// Rebase (or plan, `dry_run`) guest `name`; lvrepo_fs's error as is, so a

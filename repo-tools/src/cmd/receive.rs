@@ -7,7 +7,6 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::cli::Cli;
-use crate::output::print_json;
 
 pub fn run(cli: &Cli, input: &Path, json: bool) -> Result<()> {
     let repo = super::open(cli, true)?;
@@ -18,7 +17,8 @@ pub fn run(cli: &Cli, input: &Path, json: bool) -> Result<()> {
         lvrepo_fs::stream::receive(&repo, BufReader::new(f))?
     };
     if json {
-        return print_json(&r);
+        let v = serde_json::json!({ "kind": r.kind, "published": r.published, "object_count": r.objects, "new_object_count": r.new_objects });
+        return crate::json::print("receive", &v);
     }
     if !cli.quiet {
         eprintln!("received {}: {} objects, {} new", r.published.join(", "), r.objects, r.new_objects);

@@ -21,7 +21,7 @@ pub fn run(cli: &Cli, name: &str, checkpoint: Option<&str>, disconnect: bool, js
         let guest = control::root_guest(named)?;
         let cp: Checkpoint = serde_json::from_value(control::call_root(&RootRequest::Rollback { checkpoint: which.to_string() })?)?;
         if json {
-            return crate::output::print_json(&serde_json::json!({ "guest": guest, "checkpoint": cp.version, "root": cp.root, "mounted": true }));
+            return print_json(&guest, &cp, true);
         }
         if !cli.quiet {
             eprintln!("guest {guest} rolled back to checkpoint {} ({}), while running", cp.version, cp.root.0);
@@ -52,7 +52,7 @@ pub fn run(cli: &Cli, name: &str, checkpoint: Option<&str>, disconnect: bool, js
     // A checkpoint from before a rebase stands on the image it had then.
     guest::record_rollback(&p, name, cp.version)?;
     if json {
-        return crate::output::print_json(&serde_json::json!({ "guest": name, "checkpoint": cp.version, "root": cp.root, "mounted": how != "unmounted" }));
+        return print_json(name, &cp, how != "unmounted");
     }
     if !cli.quiet {
         eprintln!("guest {name} rolled back to checkpoint {} ({}), {how}", cp.version, cp.root.0);
@@ -66,4 +66,9 @@ pub fn refuse_unsound(repo: &Repository, h: &GuestHandle, cp: &Checkpoint) -> Re
     let label = format!("guest {} checkpoint {}", h.rec.name, cp.version);
     lvrepo_fs::verify::refuse_unsound(h, repo, &[(cp.root_tree(), label)], "rollback")?;
     Ok(())
+}
+
+fn print_json(guest: &str, cp: &Checkpoint, mounted: bool) -> Result<()> {
+    let guest = crate::json::Guest { mounted: Some(mounted), ..crate::json::Guest::named(guest) };
+    crate::json::print("rollback", &serde_json::json!({ "guest": guest, "checkpoint": crate::json::Checkpoint::of(cp) }))
 }

@@ -11,7 +11,7 @@ use lvrepo_fs::stream::{send_guest, send_image, SendReport};
 use lvrepo_fs::{Error, ImageRef};
 
 use crate::cli::Cli;
-use crate::output::{human_bytes, print_json};
+use crate::output::human_bytes;
 
 pub fn run(cli: &Cli, what: &str, since: Option<&str>, out: Option<&Path>, json: bool) -> Result<()> {
     let p = super::repo_path(cli)?;
@@ -53,8 +53,9 @@ pub fn run(cli: &Cli, what: &str, since: Option<&str>, out: Option<&Path>, json:
     };
     if json {
         // The stream owns stdout unless -o is given.
-        if out.is_some() {
-            return print_json(&r);
+        if let Some(o) = out {
+            let v = serde_json::json!({ "refs": r.refs, "base": r.base.map(|b| b.to_string()), "object_count": r.objects, "object_bytes": r.object_bytes, "stream_bytes": r.stream_bytes, "output": crate::json::path(o) });
+            return crate::json::print("send", &v);
         }
     }
     if !cli.quiet {

@@ -3,21 +3,29 @@
 use anyhow::Result;
 
 use crate::cli::Cli;
-use crate::output::{human_bytes, print_json};
+use crate::json::{self, Guest, Image};
+use crate::output::human_bytes;
 
 pub fn run(cli: &Cli, json: bool) -> Result<()> {
     let repo = super::open(cli, false)?;
     let s = lvrepo_fs::stats::stats(&repo)?;
     // Each guest's own bytes: its overlay and its guest-local store, which
     // hold only what is unique to it.
-    let guests: Vec<serde_json::Value> = lvrepo_fs::guest::list(repo.path())?
-        .into_iter()
-        .map(|g| serde_json::json!({ "guest": g.name, "image": g.image, "unique_bytes": lvrepo_fs::repo::dir_usage(&g.dir) }))
-        .collect();
+    let guests: Vec<(lvrepo_fs::guest::GuestRecord, u64)> = lvrepo_fs::guest::list(repo.path())?.into_iter().map(|g| { let u = lvrepo_fs::repo::dir_usage(&g.dir); (g, u) }).collect();
     if json {
-        let mut v = serde_json::to_value(&s)?;
-        v["guests"] = serde_json::Value::Array(guests);
-        return print_json(&v);
+        let records = repo.images()?;
+        let image = |label: &str| records.iter().find(|r| r.label() == label).map_or_else(|| Image::label(label), Image::of);
+        let images: Vec<_> = s.images.iter().map(|i| serde_json::json!({ "image": image(&i.image), "unique_bytes": i.unique_bytes })).collect();
+        let guests: Vec<_> = guests.iter().map(|(g, u)| serde_json::json!({ "guest": Guest::of(g), "unique_bytes": u })).collect();
+        return json::print("stats", &serde_json::json!({
+            "logical_bytes": s.logical_bytes,
+            "disk_bytes": s.stored_bytes,
+            "object_count": s.objects,
+            "stored_bytes": s.object_bytes,
+            "dedup_ratio": s.dedup_ratio,
+            "image_usage": images,
+            "guest_usage": guests,
+        }));
     }
     println!("logical bytes  {} ({})", s.logical_bytes, human_bytes(s.logical_bytes));
     println!("stored bytes   {} ({})", s.stored_bytes, human_bytes(s.stored_bytes));
@@ -32,7 +40,7 @@ pub fn run(cli: &Cli, json: bool) -> Result<()> {
         println!();
         println!("{:<32} {:<28} {:>12}", "GUEST", "IMAGE", "UNIQUE");
         for g in &guests {
-            println!("{:<32} {:<28} {:>12}", g["guest"].as_str().unwrap_or(""), g["image"].as_str().unwrap_or(""), human_bytes(g["unique_bytes"].as_u64().unwrap_or(0)));
+            println!("{:<32} {:<28} {:>12}", g.0.name, g.0.image, human_bytes(g.1));
         }
     }
     Ok(())

@@ -5,7 +5,7 @@ use lvrepo_fs::ImageRef;
 
 use crate::cli::Cli;
 
-pub fn run(cli: &Cli, image: &str, channel: &str) -> Result<()> {
+pub fn run(cli: &Cli, image: &str, channel: &str, json: bool) -> Result<()> {
     let r: ImageRef = image.parse()?;
     let Some((name, ch)) = channel.split_once(':') else {
         bail!(crate::Exit(crate::exit::USAGE, format!("name the channel as NAME:CHANNEL, got {channel:?}")));
@@ -15,6 +15,9 @@ pub fn run(cli: &Cli, image: &str, channel: &str) -> Result<()> {
     }
     let repo = super::open(cli, true)?;
     let c = repo.set_channel(&r, ch)?;
+    if json {
+        return crate::json::print("tag", &crate::json::channel(&c));
+    }
     if !cli.quiet {
         eprintln!("{}:{} -> {}:{}", c.name, c.channel, c.name, c.version);
     }

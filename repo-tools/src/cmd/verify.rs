@@ -10,8 +10,11 @@ use anyhow::{Context, Result};
 use lvrepo_fs::verify::repair::{self, Source};
 use lvrepo_fs::verify::{record_marks, VerifyReport};
 
+use serde_json::json;
+
 use crate::cli::Cli;
-use crate::output::{human_bytes, print_json};
+use crate::json::Guest;
+use crate::output::human_bytes;
 use crate::progress::Bar;
 
 pub fn run(cli: &Cli, json: bool, overlays: bool, repair_from: &[PathBuf]) -> Result<()> {
@@ -41,14 +44,14 @@ pub fn run(cli: &Cli, json: bool, overlays: bool, repair_from: &[PathBuf]) -> Re
     let guests = if overlays { super::fsck::check_guests(cli, &super::open(cli, false)?, json)? } else { Vec::new() };
     let guest_damage: usize = guests.iter().map(|g| g.damaged()).sum();
     if json {
-        let mut v = serde_json::to_value(&report)?;
+        let mut v = report_json(&report);
         if overlays {
-            v["overlays"] = serde_json::to_value(&guests)?;
+            v["overlays"] = guests.iter().map(super::fsck::report_json).collect();
         }
         if !repair_from.is_empty() {
-            v["repaired"] = repaired.iter().map(|(store, id)| serde_json::json!({"store": store, "object": id})).collect();
+            v["repaired_objects"] = repaired.iter().map(|(store, id)| json!({"store": store, "object": id})).collect();
         }
-        print_json(&v)?;
+        crate::json::print("verify", &v)?;
     } else {
         print_text(&report, &repaired);
     }
@@ -60,6 +63,25 @@ pub fn run(cli: &Cli, json: bool, overlays: bool, repair_from: &[PathBuf]) -> Re
         return Err(crate::Exit(crate::exit::DAMAGED, what).into());
     }
     Ok(())
+}
+
+fn report_json(r: &VerifyReport) -> serde_json::Value {
+    let damaged: Vec<_> = r
+        .damaged
+        .iter()
+        .map(|d| json!({ "object": d.object, "kind": d.kind, "problem": d.problem, "store": d.store, "location": d.location, "referenced_by": d.referenced_by }))
+        .collect();
+    let problems: Vec<_> = r.problems.iter().map(|p| json!({ "store": p.store, "path": p.path, "problem": p.problem })).collect();
+    json!({
+        "object_count": r.objects,
+        "stored_bytes": r.stored_bytes,
+        "image_count": r.images,
+        "guest_count": r.guests,
+        "checkpoint_count": r.checkpoints,
+        "damaged": damaged,
+        "store_problems": problems,
+        "absent": r.absent.iter().map(|g| Guest::named(g)).collect::<Vec<_>>(),
+    })
 }
 
 fn check(cli: &Cli) -> Result<VerifyReport> {
