@@ -41,4 +41,4 @@ change spread "$K"
 c1=$(timed lv checkpoint g)
 change 7;  c2=$(timed lv checkpoint g)
 change 99; c3=$(timed lv checkpoint g)
-echo "K=$K changed files: checkpoint ${c1}s; then +1 file: ${c2}s; +1 more: ${c3}s; guest-local bytes $(lv guest show g --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["local_bytes"])')"
+echo "K=$K changed files: checkpoint ${c1}s; then +1 file: ${c2}s; +1 more: ${c3}s; guest-local bytes $(lv guest show g --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["guest"]["local_bytes"])')"

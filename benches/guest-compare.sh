@@ -216,8 +216,8 @@ rsync_n() { rsync -n -a -i --delete "$1/" "$2/"; }
 btrfs_restore() { btrfs subvolume delete "$2" && btrfs subvolume snapshot "$1" "$2"; }
 
 kib_of() { du -sk "$1" | cut -f1; }
-local_bytes() { lv guest show "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["local_bytes"])'; }
-json_rows() { python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$1"; }
+local_bytes() { lv guest show "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["guest"]["local_bytes"])'; }
+json_rows() { python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["changes"]))' "$1"; }
 # Bytes used on the btrfs filesystem (data + metadata + system), after a commit.
 btrfs_used() {
     btrfs filesystem sync "$BT" >/dev/null

@@ -212,7 +212,7 @@ impl Lvrepo {
     /// `images --json` as a list of "name:version" strings.
     pub fn image_names(&self) -> Vec<String> {
         let v = self.json(["images", "--json"]);
-        let arr = v.as_array().unwrap_or_else(|| panic!("images --json is not an array: {v}"));
+        let arr = v["images"].as_array().unwrap_or_else(|| panic!("images --json has no images array: {v}"));
         arr.iter()
             .map(|i| {
                 let name = i["name"].as_str().unwrap_or_else(|| panic!("image without name: {i}"));
@@ -238,7 +238,7 @@ impl Lvrepo {
     /// `diff A B --json` as a set of (path without leading '/', change).
     pub fn diff_set(&self, a: &str, b: &str) -> std::collections::BTreeSet<(String, String)> {
         let v = self.json(["diff", a, b, "--json"]);
-        let arr = v.as_array().unwrap_or_else(|| panic!("diff --json is not an array: {v}"));
+        let arr = v["changes"].as_array().unwrap_or_else(|| panic!("diff --json has no changes array: {v}"));
         arr.iter()
             .map(|d| {
                 let p = d["path"].as_str().unwrap_or_else(|| panic!("diff entry without path: {d}"));

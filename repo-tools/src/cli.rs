@@ -516,7 +516,7 @@ fn decorate(mut c: clap::Command, path: &str) -> clap::Command {
         c = c.after_help(format!("Examples:\n{lines}"));
     }
     if c.get_arguments().any(|a| a.get_id() == "json" && a.get_help().is_none()) {
-        c = c.mut_arg("json", |a| a.help("Print the result as JSON on stdout (fields: docs/operations.md)"));
+        c = c.mut_arg("json", |a| a.help("Print the result as one JSON document on stdout (schema lvrepo/1: docs/json.md)"));
     }
     let subs: Vec<String> = c.get_subcommands().map(|s| s.get_name().to_string()).collect();
     for name in subs {

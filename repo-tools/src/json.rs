@@ -266,6 +266,24 @@ mod tests {
         assert_eq!((i.name.as_str(), i.version, i.label.as_str()), ("web", 3, "web:3"));
     }
 
+    /// Every command with `--json` has its document defined in the schema
+    /// file (the integration test `json_schema` validates real output).
+    #[test]
+    fn every_json_command_is_in_the_schema() {
+        let schema: serde_json::Value = serde_json::from_str(include_str!("../../docs/schema/lvrepo-1.json")).unwrap();
+        let mut missing = Vec::new();
+        let mut stack = vec![(String::new(), crate::cli::command())];
+        while let Some((path, c)) = stack.pop() {
+            if c.get_arguments().any(|a| a.get_id() == "json") && schema["$defs"].get(format!("command:{}", path.replace(' ', "-"))).is_none() {
+                missing.push(path.clone());
+            }
+            for s in c.get_subcommands() {
+                stack.push((format!("{path} {}", s.get_name()).trim().to_string(), s.clone()));
+            }
+        }
+        assert!(missing.is_empty(), "commands with --json missing from docs/schema/lvrepo-1.json: {missing:?}");
+    }
+
     #[test]
     fn documents_start_with_schema_and_command() {
         let s = super::open_stream("ls", &serde_json::json!({ "image": 1 }), "entries").unwrap();

@@ -23,7 +23,7 @@ fn tree(r: &Lvrepo) -> std::path::PathBuf {
 
 fn paths(r: &Lvrepo, image: &str) -> Vec<String> {
     let v = r.json(["ls", image, "-R", "--json"]);
-    v.as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_string()).collect()
+    v["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_string()).collect()
 }
 
 #[test]
@@ -38,17 +38,17 @@ fn gc_dry_run_removes_nothing_and_says_what_gc_removes() {
     let before = r.json(["stats", "--json"]);
     let dry = r.json(["gc", "--dry-run", "--json"]);
     assert_eq!(dry["dry_run"], true, "{dry}");
-    assert!(dry["removed_objects"].as_u64().unwrap() > 0, "{dry}");
+    assert!(dry["removed_object_count"].as_u64().unwrap() > 0, "{dry}");
     assert_eq!(r.json(["stats", "--json"]), before, "gc --dry-run changed the repository");
     let text = r.ok(["gc", "-n"]);
     assert!(text.contains("would remove") && text.contains("dry run"), "{text}");
     let real = r.json(["gc", "--json"]);
-    for k in ["removed_objects", "removed_bytes", "packs_deleted", "packs_rewritten"] {
+    for k in ["removed_object_count", "removed_bytes", "deleted_pack_count", "rewritten_pack_count"] {
         assert_eq!(dry[k], real[k], "dry run and gc disagree on {k}: {dry} vs {real}");
     }
-    assert!(real.get("dry_run").is_none(), "{real}");
+    assert_eq!(real["dry_run"], false, "{real}");
     let again = r.json(["gc", "--dry-run", "--json"]);
-    assert_eq!(again["removed_objects"], 0, "{again}");
+    assert_eq!(again["removed_object_count"], 0, "{again}");
 }
 
 #[test]
@@ -60,13 +60,13 @@ fn images_of_one_name_and_delete_json() {
     r.import(&src, "a:2");
     r.import(&src, "b:1");
     let v = r.json(["images", "a", "--json"]);
-    let labels: Vec<String> = v.as_array().unwrap().iter().map(|i| format!("{}:{}", i["name"].as_str().unwrap(), i["version"])).collect();
+    let labels: Vec<String> = v["images"].as_array().unwrap().iter().map(|i| i["label"].as_str().unwrap().to_string()).collect();
     assert_eq!(labels, ["a:1", "a:2"]);
     let text = r.ok(["images", "b"]);
     assert!(text.contains("b:1") && !text.contains("a:1"), "{text}");
     r.fails(["images", "nosuch"], 3);
     let d = r.json(["delete", "a:1", "--json"]);
-    assert_eq!((d["deleted"]["name"].as_str(), d["deleted"]["version"].as_u64()), (Some("a"), Some(1)), "{d}");
+    assert_eq!((d["image"]["name"].as_str(), d["image"]["version"].as_u64()), (Some("a"), Some(1)), "{d}");
     assert_eq!(d["guests"], serde_json::json!([]));
 }
 
@@ -82,8 +82,8 @@ fn diff_stat_counts() {
     r.import(&src, "a:2");
     let full = r.json(["diff", "a:1", "a:2", "--json"]);
     let st = r.json(["diff", "a:1", "a:2", "--stat", "--json"]);
-    let n = |c: &str| full.as_array().unwrap().iter().filter(|e| e["change"] == c).count();
-    assert_eq!(st, serde_json::json!({ "added": n("added"), "removed": n("removed"), "content": n("content"), "metadata": n("metadata") }));
+    let n = |c: &str| full["changes"].as_array().unwrap().iter().filter(|e| e["change"] == c).count();
+    assert_eq!(st, serde_json::json!({ "schema": "lvrepo/1", "command": "diff", "added_count": n("added"), "removed_count": n("removed"), "content_count": n("content"), "metadata_count": n("metadata") }));
     assert_eq!((n("added"), n("removed"), n("content")), (1, 1, 1));
     let text = r.ok(["diff", "a:1", "a:2", "--stat"]);
     assert!(text.starts_with("1 added, 1 removed, 1 changed in content"), "{text}");

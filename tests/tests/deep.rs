@@ -49,9 +49,9 @@ fn import_stdin(r: &Lvrepo, image: &str, stream: &[u8]) -> String {
 
 fn root_of(r: &Lvrepo, image: &str) -> String {
     let v = r.json(["images", "--json"]);
-    let list = v.as_array().cloned().unwrap_or_default();
-    let rec = list.iter().find(|i| format!("{}:{}", i["name"].as_str().unwrap_or(""), i["version"]) == image);
-    rec.and_then(|i| i["root"].as_str()).unwrap_or_else(|| panic!("no image {image} in {v}")).to_string()
+    let list = v["images"].as_array().cloned().unwrap_or_default();
+    let rec = list.iter().find(|i| i["label"] == image);
+    rec.and_then(|i| i["id"].as_str()).unwrap_or_else(|| panic!("no image {image} in {v}")).to_string()
 }
 
 #[test]
@@ -79,10 +79,10 @@ fn a_tar_100000_levels_deep_imports_lists_diffs_collects_and_counts() {
     // stats counts every level; gc keeps everything both images reach.
     let t = Instant::now();
     let stats = r.json(["stats", "--json"]);
-    let images = stats["images"].as_array().cloned().unwrap_or_default();
+    let images = stats["image_usage"].as_array().cloned().unwrap_or_default();
     assert_eq!(images.len(), 2, "{stats}");
     for i in &images {
-        assert_eq!(i["files"].as_u64(), Some(DEPTH as u64 + 2), "{stats}");
+        assert_eq!(i["image"]["entry_count"].as_u64(), Some(DEPTH as u64 + 2), "{stats}");
     }
     let gc = r.json(["gc", "--json"]);
     assert!(gc.is_object(), "{gc}");

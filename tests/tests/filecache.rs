@@ -173,7 +173,7 @@ fn prefetch_fills_the_cache_ahead_of_guests() {
     g.r.fails(["prefetch", &g.image, "/no/such", "--file-cache", fca], 3);
     // The whole image, as JSON.
     let v = g.r.json(["prefetch", &g.image, "--file-cache", fca, "--json"]);
-    assert_eq!(v["files"], 4, "{v}");
+    assert_eq!(v["file_count"], 4, "{v}");
     assert_eq!(cached(&fc).len(), 4);
     let m = g.mount_with(&["--file-cache", fca]);
     for name in ["big", "small", "sparse", "true"] {

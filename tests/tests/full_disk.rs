@@ -382,7 +382,7 @@ fn guest_checkpoint_and_create_on_a_full_partition_fail_cleanly_and_work_once_fr
     no_space_message(&err, &part, "unmounted checkpoint");
     assert_eq!(packs(&store), before, "a failed unmounted checkpoint left pack bytes behind");
     let log = r.json(["log", "g", "--json"]);
-    assert_eq!(log.as_array().map(Vec::len), Some(0), "a failed checkpoint was recorded: {log}");
+    assert_eq!(log["checkpoints"].as_array().map(Vec::len), Some(0), "a failed checkpoint was recorded: {log}");
 
     // A guest created on the full partition: refused, nothing left behind.
     // (Opening the guest released its overlay's reserve: fill that too.)
@@ -396,14 +396,14 @@ fn guest_checkpoint_and_create_on_a_full_partition_fail_cleanly_and_work_once_fr
     fs::remove_file(part.p("ballast")).expect("rm ballast");
     fs::remove_file(part.p("ballast2")).expect("rm ballast2");
     let cp = r.json(["checkpoint", "g", "-m", "room", "--json"]);
-    assert_eq!(cp["version"].as_u64(), Some(1), "checkpoint once freed: {cp}");
+    assert_eq!(cp["checkpoint"]["number"].as_u64(), Some(1), "checkpoint once freed: {cp}");
     r.ok([OsStr::new("guest"), OsStr::new("create"), OsStr::new("g2"), OsStr::new("--image"), OsStr::new("img:1"), OsStr::new("--overlay"), g2.as_os_str()]);
     mount();
     assert!(fs::read(mp.join("big")).expect("read big") == big, "big differs after the checkpoint");
     check_keep(&mp, "after the checkpoint");
     fs::write(mp.join("later"), b"after").expect("write later");
     let cp = r.json(["checkpoint", "g", "-m", "mounted", "--json"]);
-    assert_eq!(cp["version"].as_u64(), Some(2), "mounted checkpoint once freed: {cp}");
+    assert_eq!(cp["checkpoint"]["number"].as_u64(), Some(2), "mounted checkpoint once freed: {cp}");
     umount();
 }
 

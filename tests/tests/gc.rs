@@ -22,7 +22,7 @@ fn write_tree(dir: &Path, seed: u8, big: usize) {
 }
 
 fn disk(r: &Lvrepo) -> u64 {
-    r.json(["stats", "--json"])["stored_bytes"].as_u64().unwrap()
+    r.json(["stats", "--json"])["disk_bytes"].as_u64().unwrap()
 }
 
 #[test]
@@ -53,7 +53,7 @@ fn gc_reclaims_deleted_images_and_survives_crashes_at_every_step() {
         compare(&manifest(&b).unwrap(), &manifest(&out).unwrap()).unwrap();
     }
     let report = r.json(["gc", "--json"]);
-    assert!(report["removed_objects"].as_u64().unwrap() > 0 || disk(&r) < before, "gc removed nothing: {report}");
+    assert!(report["removed_object_count"].as_u64().unwrap() > 0 || disk(&r) < before, "gc removed nothing: {report}");
     let after = disk(&r);
     assert!(after + (6 << 20) < before, "gc should reclaim the 8 MiB unique to img:1: before {before}, after {after}");
     r.ok(["verify"]);
@@ -62,7 +62,7 @@ fn gc_reclaims_deleted_images_and_survives_crashes_at_every_step() {
     compare(&manifest(&b).unwrap(), &manifest(&out).unwrap()).unwrap();
     // A second gc finds nothing more to do.
     let again = r.json(["gc", "--json"]);
-    assert_eq!(again["removed_objects"].as_u64(), Some(0), "{again}");
+    assert_eq!(again["removed_object_count"].as_u64(), Some(0), "{again}");
 }
 
 #[test]
@@ -79,5 +79,5 @@ fn interrupted_import_leaves_no_image_and_gc_cleans_its_objects() {
     r.ok(["verify"]);
     r.ok(["gc"]);
     let s = r.json(["stats", "--json"]);
-    assert_eq!(s["objects"].as_u64(), Some(0), "gc must remove the orphaned objects: {s}");
+    assert_eq!(s["object_count"].as_u64(), Some(0), "gc must remove the orphaned objects: {s}");
 }

@@ -223,7 +223,7 @@ fn invalid_pax_numbers_are_refused_not_replaced() {
     t.file(b"f", b"data\n");
     import_ok(&r, &t, "paxok:1");
     let ls = r.json(["ls", "paxok:1", "--json"]);
-    let f = ls.as_array().unwrap().iter().find(|e| e["path"].as_str().is_some_and(|p| p.trim_start_matches('/') == "f")).unwrap_or_else(|| panic!("no f in {ls}"));
+    let f = ls["entries"].as_array().unwrap().iter().find(|e| e["path"].as_str().is_some_and(|p| p.trim_start_matches('/') == "f")).unwrap_or_else(|| panic!("no f in {ls}"));
     assert_eq!(f["uid"].as_u64(), Some(4_000_000_000), "{f}");
 }
 

@@ -288,7 +288,8 @@ fn tier1_a_guest_on_its_partition_is_checkpointed_and_rolled_back_in_the_guest_a
         let _p = Loop::mount(&ov, &at);
         let log = r.ok(["log", "vm", "--json"]);
         let cps: serde_json::Value = serde_json::from_str(&log).unwrap();
-        assert_eq!((cps[1]["version"].as_u64(), cps[1]["message"].as_str()), (Some(2), Some("x")), "{log}");
+        let cp = &cps["checkpoints"][1];
+        assert_eq!((cp["number"].as_u64(), cp["message"].as_str()), (Some(2), Some("x")), "{log}");
         let mnt = r.scratch("vm-mnt");
         std::fs::create_dir_all(&mnt).unwrap();
         r.ok([OsStr::new("mount"), OsStr::new("--guest"), OsStr::new("vm"), mnt.as_os_str()]);

@@ -70,7 +70,7 @@ fn tier2_systemd_guest_boots_to_multi_user_checkpoints_in_the_guest_and_powers_o
     let _p = Loop::mount(&ov, &at);
     let log = r.ok(["log", "vm", "--json"]);
     let cps: serde_json::Value = serde_json::from_str(&log).unwrap();
-    assert_eq!(cps[0]["message"].as_str(), Some("tier2"), "the host sees the guest's checkpoint: {log}");
+    assert_eq!(cps["checkpoints"][0]["message"].as_str(), Some("tier2"), "the host sees the guest's checkpoint: {log}");
     // The file is in the live state (against the image) and in the
     // checkpoint (the live state does not differ from it there).
     let file = "/var/lib/lvrepo-tier2";

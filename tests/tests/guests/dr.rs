@@ -77,14 +77,10 @@ fn u(v: &Value, path: &[&str]) -> u64 {
     x.as_u64().unwrap_or_else(|| panic!("{} missing in {v}", path.join(".")))
 }
 
-fn nums(v: &Value) -> Vec<u64> {
-    v.as_array().unwrap_or_else(|| panic!("not an array: {v}")).iter().map(|x| x.as_u64().expect("number")).collect()
-}
-
 /// `backups NAME --json` at `site`: the checkpoint numbers it holds.
 pub(super) fn held(site: &Lvrepo, name: &str) -> Vec<u64> {
     let v = site.json(["backups", name, "--json"]);
-    v.as_array().unwrap_or_else(|| panic!("backups --json is not an array: {v}")).iter().map(|b| b["checkpoint"].as_u64().expect("checkpoint")).collect()
+    v["backups"].as_array().unwrap_or_else(|| panic!("backups --json has no backups array: {v}")).iter().map(|b| b["checkpoint"]["number"].as_u64().expect("checkpoint")).collect()
 }
 
 #[test]
@@ -100,10 +96,10 @@ fn restored_guest_is_exact_at_a_site_with_the_image_and_at_an_empty_one() {
         m1 = m.manifest();
         // Mounted: the backup's checkpoint is taken by the daemon.
         let b1 = backup(&w.r, "g1", &with_image, &[]);
-        assert_eq!(nums(&b1["checkpoints_sent"]), vec![1], "{b1}");
-        let first_bytes = u(&b1, &["copied", "bytes"]);
+        assert_eq!(numbers(&b1["sent"]), vec![1], "{b1}");
+        let first_bytes = u(&b1, &["copied", "object_bytes"]);
         let e1 = backup(&w.r, "g1", &empty, &["--no-checkpoint"]);
-        let full_bytes = u(&e1, &["copied", "bytes"]);
+        let full_bytes = u(&e1, &["copied", "object_bytes"]);
         // The image's data is ~1 MB; the guest's own bytes are its changes.
         assert!(full_bytes > 900_000, "an empty site must receive the whole guest: {e1}");
         assert!(first_bytes * 4 < full_bytes, "a site with the image must receive only the guest's bytes: {first_bytes} vs {full_bytes}");
@@ -113,8 +109,8 @@ fn restored_guest_is_exact_at_a_site_with_the_image_and_at_an_empty_one() {
         m2 = m.manifest();
         assert_differs("second state", &m1, &m2);
         let b2 = backup(&w.r, "g1", &with_image, &[]);
-        assert_eq!((nums(&b2["checkpoints_sent"]), nums(&b2["checkpoints_present"])), (vec![2], vec![1]), "{b2}");
-        let inc = u(&b2, &["copied", "bytes"]);
+        assert_eq!((numbers(&b2["sent"]), numbers(&b2["present"])), (vec![2], vec![1]), "{b2}");
+        let inc = u(&b2, &["copied", "object_bytes"]);
         eprintln!("backup bytes: empty site {full_bytes}, site with image {first_bytes}, incremental {inc}");
         assert!(inc < 64 * 1024 + 40_000, "an incremental backup carries one 64 KiB chunk and the trees on its path, not {inc} bytes");
         // What a site with the image needed of this guest, in all.
@@ -124,7 +120,7 @@ fn restored_guest_is_exact_at_a_site_with_the_image_and_at_an_empty_one() {
     }
     assert_eq!(held(&with_image, "g1"), vec![1, 2]);
     let listed = with_image.json(["backups", "--json"]);
-    assert_eq!(listed[0]["image"], "img:1", "{listed}");
+    assert_eq!(listed["backups"][0]["image"]["label"], "img:1", "{listed}");
     for s in [&with_image, &empty] {
         s.ok(["verify"]);
     }
@@ -134,16 +130,16 @@ fn restored_guest_is_exact_at_a_site_with_the_image_and_at_an_empty_one() {
         let host = site(&w, host_name, host_has_image);
         let dir = w.r.scratch(&format!("{host_name}-guests")).join("r1");
         let v = host.json(restore_args(from, "g1", &dir, &["--as", "r1", "--json"]));
-        let copied = u(&v, &["copied", "bytes"]);
+        let copied = u(&v, &["copied", "object_bytes"]);
         if host_has_image {
             assert!(copied <= guest_bytes, "{host_name}: a host with the image receives only the guest's bytes ({guest_bytes}), not {copied}");
         } else {
             assert!(copied > 900_000, "{host_name}: an empty host receives everything: {v}");
         }
         let log = host.json(["log", "r1", "--json"]);
-        let versions: Vec<u64> = log.as_array().expect("log array").iter().map(|c| c["version"].as_u64().expect("version")).collect();
+        let versions: Vec<u64> = log["checkpoints"].as_array().expect("log array").iter().map(|c| c["number"].as_u64().expect("number")).collect();
         assert_eq!(versions, vec![1, 2], "{host_name}: the checkpoint history comes back");
-        assert_eq!(log[0]["message"], "backup");
+        assert_eq!(log["checkpoints"][0]["message"], "backup");
         let mp = w.r.scratch(&format!("{host_name}-mnt"));
         {
             let m = Mount::new(&host, "r1", mp.clone());
@@ -180,7 +176,7 @@ fn bad_restores_and_conflicting_backups_are_refused_and_leave_nothing() {
     host.fails(restore_args(&s, "nope", &dir, &[]), 3);
     host.fails(restore_args(&s, "g1", &dir, &["--checkpoint", "9"]), 3);
     assert!(!dir.exists() || fs::read_dir(&dir).expect("readdir").next().is_none(), "a refused restore leaves no guest directory");
-    assert_eq!(host.json(["guest", "list", "--json"]), serde_json::json!([]), "a refused restore registers no guest");
+    assert_eq!(host.json(["guest", "list", "--json"])["guests"], serde_json::json!([]), "a refused restore registers no guest");
     host.ok(restore_args(&s, "g1", &dir, &[]));
     let dir2 = w.r.scratch("host-guests").join("y");
     host.fails(restore_args(&s, "g1", &dir2, &[]), 5);
@@ -209,19 +205,19 @@ fn interrupted_backup_and_restore_leave_nothing_visible_and_resume() {
     s.ok(["verify"]);
     // The rerun finds every object there and sends none again.
     let v = backup(&w.r, "g1", &s, &["--no-checkpoint"]);
-    assert_eq!(nums(&v["checkpoints_sent"]), vec![1], "{v}");
-    assert_eq!(u(&v, &["copied", "objects"]), 0, "the rerun resent objects that had landed: {v}");
+    assert_eq!(numbers(&v["sent"]), vec![1], "{v}");
+    assert_eq!(u(&v, &["copied", "object_count"]), 0, "the rerun resent objects that had landed: {v}");
     assert_eq!(held(&s, "g1"), vec![1]);
     // A run with nothing new sends nothing.
     let v = backup(&w.r, "g1", &s, &["--no-checkpoint"]);
-    assert_eq!((nums(&v["checkpoints_sent"]), u(&v, &["copied", "objects"])), (vec![], 0), "{v}");
+    assert_eq!((numbers(&v["sent"]), u(&v, &["copied", "object_count"])), (vec![], 0), "{v}");
 
     let host = site(&w, "host", false);
     let dir = w.r.scratch("host-guests").join("g1");
     let from = s.repo().to_str().expect("utf-8").to_string();
     let dir_s = dir.to_str().expect("utf-8").to_string();
     run_to_failpoint(&host, &["restore", "g1", "--from", &from, "--overlay", &dir_s], "restore-before-publish");
-    assert_eq!(host.json(["guest", "list", "--json"]), serde_json::json!([]), "an interrupted restore registers no guest");
+    assert_eq!(host.json(["guest", "list", "--json"])["guests"], serde_json::json!([]), "an interrupted restore registers no guest");
     host.ok(["verify"]);
     host.ok(restore_args(&s, "g1", &dir, &[]));
     let m = Mount::new(&host, "g1", w.r.scratch("host-mnt"));

@@ -69,7 +69,7 @@ fn kill9_of_backup_receive_and_restore_leaves_targets_consistent_and_reruns_comp
         killed += usize::from(!done);
         host.ok(["verify"]);
         let guests = host.json(["guest", "list", "--json"]);
-        let n = guests.as_array().expect("guest list").len();
+        let n = guests["guests"].as_array().expect("guest list").len();
         assert!(n <= 1, "round {round}: {guests}");
         if n == 0 {
             host.ok(&args);

@@ -15,10 +15,6 @@ fn forget(s: &Lvrepo, extra: &[&str]) -> Value {
     s.json(&a)
 }
 
-fn nums(v: &Value) -> Vec<u64> {
-    v.as_array().unwrap_or_else(|| panic!("not an array: {v}")).iter().map(|x| x.as_u64().expect("number")).collect()
-}
-
 #[test]
 fn forget_keeps_what_its_rules_keep_and_append_only_targets_refuse_deletes() {
     let w = World::new(true, build_system);
@@ -44,11 +40,11 @@ fn forget_keeps_what_its_rules_keep_and_append_only_targets_refuse_deletes() {
     assert_eq!(nums_held, vec![1, 2, 3, 4]);
     s.fails(["forget", "g1"], 2);
     let dry = forget(&s, &["--keep-last", "2", "--dry-run"]);
-    assert_eq!(nums(&dry["forgotten"]), nums_held[..2].to_vec(), "{dry}");
+    assert_eq!(numbers(&dry["forgotten"]), nums_held[..2].to_vec(), "{dry}");
     assert_eq!(held(&s, "g1"), nums_held, "a dry run changes nothing");
     let done = forget(&s, &["--keep-last", "2"]);
-    assert_eq!(nums(&done["kept"]), nums_held[2..].to_vec(), "{done}");
-    assert!(done["gc"]["removed_objects"].as_u64().expect("gc report") > 0, "gc reclaims what only the forgotten checkpoints used: {done}");
+    assert_eq!(numbers(&done["kept"]), nums_held[2..].to_vec(), "{done}");
+    assert!(done["gc"]["removed_object_count"].as_u64().expect("gc report") > 0, "gc reclaims what only the forgotten checkpoints used: {done}");
     let removed = done["gc"]["removed_bytes"].as_u64().expect("gc removed_bytes");
     assert!(removed > 400_000, "the two forgotten days (400 kB each, stored compressed) are reclaimed, not {removed} bytes: {done}");
     assert_eq!(held(&s, "g1"), nums_held[2..].to_vec());
@@ -69,7 +65,7 @@ fn forget_keeps_what_its_rules_keep_and_append_only_targets_refuse_deletes() {
         assert!(err.contains("append-only"), "{args:?}: {err}");
     }
     let dry = forget(&locked, &["--keep-last", "1", "--dry-run"]);
-    assert_eq!(nums(&dry["forgotten"]).len(), 3, "{dry}");
+    assert_eq!(numbers(&dry["forgotten"]).len(), 3, "{dry}");
     assert_eq!(held(&locked, "g1"), all);
     assert_eq!(locked.image_names().iter().filter(|n| n.as_str() == "img:1").count(), 1);
     locked.ok(["verify"]);

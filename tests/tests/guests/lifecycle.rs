@@ -101,13 +101,13 @@ fn hundred_guests_cost_nothing_shared_and_only_their_own_changes() {
     let stored = w.stored_bytes();
     let guests: Vec<Guest> = (0..100).map(|i| w.guest(&format!("clone{i:03}"))).collect();
     let stats1 = w.r.json(["stats", "--json"]);
-    for k in ["objects", "object_bytes"] {
+    for k in ["object_count", "stored_bytes"] {
         assert_eq!(stats1[k], stats0[k], "creating guests must not add objects to the shared repository ({k})");
     }
     // Asserted last, so the rest is checked whatever this shows.
     let stored_after_create = w.stored_bytes();
     let listed = w.r.json(["guest", "list", "--json"]);
-    assert_eq!(listed.as_array().map(Vec::len), Some(100), "guest list --json: {listed}");
+    assert_eq!(listed["guests"].as_array().map(Vec::len), Some(100), "guest list --json: {listed}");
     for g in &guests {
         let du = disk_usage(&g.dir);
         assert!(du < 1 << 20, "guest {} takes {du} bytes on disk right after creation", g.name);
@@ -129,7 +129,7 @@ fn hundred_guests_cost_nothing_shared_and_only_their_own_changes() {
         }
     }
     let stats2 = w.r.json(["stats", "--json"]);
-    for k in ["objects", "object_bytes"] {
+    for k in ["object_count", "stored_bytes"] {
         assert_eq!(stats2[k], stats0[k], "guests' checkpoints must not add objects to the shared repository ({k})");
     }
     let stored_after_checkpoints = w.stored_bytes();
@@ -258,13 +258,13 @@ fn a_mounted_guest_cannot_be_removed() {
     assert!(!is_mounted(&mp2));
     assert_eq!(fs::read(m.p("mine")).expect("the guest still works"), b"mine\n");
     let list = w.r.json(["guest", "list", "--json"]);
-    let row = list.as_array().and_then(|a| a.iter().find(|g| g["name"] == "victim")).cloned().unwrap_or_else(|| panic!("victim not listed: {list}"));
+    let row = list["guests"].as_array().and_then(|a| a.iter().find(|g| g["name"] == "victim")).cloned().unwrap_or_else(|| panic!("victim not listed: {list}"));
     assert_eq!(row["mounted"], Value::Bool(true), "{row}");
     m.umount();
 
     g.r().ok(["guest", "rm", "victim"]);
     let list = w.r.json(["guest", "list", "--json"]);
-    let names: Vec<&str> = list.as_array().expect("array").iter().filter_map(|g| g["name"].as_str()).collect();
+    let names: Vec<&str> = list["guests"].as_array().expect("array").iter().filter_map(|g| g["name"].as_str()).collect();
     assert_eq!(names, vec!["bystander"], "guest list after rm");
     assert!(!g.dir.exists(), "guest dir {} left behind", g.dir.display());
     g.r().fails(["guest", "show", "victim"], 3);
@@ -312,5 +312,5 @@ fn create_personalises_the_guest() {
     // Bad input creates nothing.
     let out = w.r.run(["guest", "create", "bad", "--image", "img:1", "--overlay", w.r.scratch("guests/bad").to_str().expect("utf-8"), "--set", "no-equals"]);
     assert!(!out.status.success(), "{}", report("guest create with a bad --set must fail", &out));
-    assert!(w.r.json(["guest", "list", "--json"]).as_array().expect("array").iter().all(|g| g["name"] != "bad"));
+    assert!(w.r.json(["guest", "list", "--json"])["guests"].as_array().expect("array").iter().all(|g| g["name"] != "bad"));
 }

@@ -101,7 +101,7 @@ impl World {
 
     fn stored_bytes(&self) -> u64 {
         let s = self.r.json(["stats", "--json"]);
-        s["stored_bytes"].as_u64().unwrap_or_else(|| panic!("stats --json without stored_bytes: {s}"))
+        s["disk_bytes"].as_u64().unwrap_or_else(|| panic!("stats --json without disk_bytes: {s}"))
     }
 }
 
@@ -137,7 +137,7 @@ impl Guest<'_> {
     /// `checkpoint NAME --json`; returns the checkpoint's number.
     fn checkpoint(&self, msg: &str) -> u64 {
         let v = self.r().json(["checkpoint", &self.name, "-m", msg, "--json"]);
-        v["version"].as_u64().unwrap_or_else(|| panic!("checkpoint --json without version: {v}"))
+        v["checkpoint"]["number"].as_u64().unwrap_or_else(|| panic!("checkpoint --json without checkpoint.number: {v}"))
     }
 
     fn rollback(&self, n: u64) {
@@ -147,8 +147,8 @@ impl Guest<'_> {
     /// Checkpoint numbers from `log NAME --json`, in the order listed.
     fn checkpoints(&self) -> Vec<u64> {
         let v = self.r().json(["log", &self.name, "--json"]);
-        let arr = v.as_array().unwrap_or_else(|| panic!("log --json is not an array: {v}"));
-        arr.iter().map(|c| c["version"].as_u64().unwrap_or_else(|| panic!("log entry without version: {c}"))).collect()
+        let arr = v["checkpoints"].as_array().unwrap_or_else(|| panic!("log --json has no checkpoints array: {v}"));
+        arr.iter().map(|c| c["number"].as_u64().unwrap_or_else(|| panic!("log entry without number: {c}"))).collect()
     }
 
     fn show(&self) -> Value {
@@ -157,12 +157,12 @@ impl Guest<'_> {
 
     fn local_bytes(&self) -> u64 {
         let v = self.show();
-        v["local_bytes"].as_u64().unwrap_or_else(|| panic!("guest show --json without local_bytes: {v}"))
+        v["guest"]["local_bytes"].as_u64().unwrap_or_else(|| panic!("guest show --json without guest.local_bytes: {v}"))
     }
 
     fn generation(&self) -> u64 {
         let v = self.show();
-        v["state"]["generation"].as_u64().unwrap_or_else(|| panic!("guest show --json without state.generation: {v}"))
+        v["guest"]["generation"].as_u64().unwrap_or_else(|| panic!("guest show --json without guest.generation: {v}"))
     }
 
     /// `diff NAME [AGAINST] --json`, raw.
@@ -342,9 +342,14 @@ fn acl_user_1234_r() -> Vec<u8> {
     fixture::posix_acl(&[(ACL_USER_OBJ, 6, NOID), (ACL_USER, 4, 1234), (ACL_GROUP_OBJ, 4, NOID), (ACL_MASK, 4, NOID), (ACL_OTHER, 4, NOID)])
 }
 
+/// The numbers of a `--json` array of checkpoints.
+fn numbers(v: &Value) -> Vec<u64> {
+    v.as_array().unwrap_or_else(|| panic!("not an array: {v}")).iter().map(|c| c["number"].as_u64().expect("checkpoint number")).collect()
+}
+
 /// `diff --json` rows as a set of (path without leading '/', change).
 fn diff_set(v: &Value) -> BTreeSet<(String, String)> {
-    let arr = v.as_array().unwrap_or_else(|| panic!("diff --json is not an array: {v}"));
+    let arr = v["changes"].as_array().unwrap_or_else(|| panic!("diff --json has no changes array: {v}"));
     arr.iter()
         .map(|d| {
             let p = d["path"].as_str().unwrap_or_else(|| panic!("diff row without path: {d}"));
