@@ -134,19 +134,9 @@ impl Checkpoint {
         Checkpoint { number: b.checkpoint, id: b.root.0.to_string(), created: time(b.created), message: b.message.clone(), entry_count: None, logical_bytes: None }
     }
 
-    /// With its tree's totals (every entry; file sizes, each hardlink set once).
-    pub fn with_totals(mut self, store: &dyn lvrepo_fs::ObjectStore, root: &lvrepo_fs::TreeId) -> lvrepo_fs::Result<Checkpoint> {
-        let (mut entries, mut bytes) = (0u64, 0u64);
-        let mut links = std::collections::HashSet::new();
-        lvrepo_fs::walk::walk(store, root, &mut |_, e| {
-            entries += 1;
-            if e.kind == lvrepo_fs::Kind::File && (e.link == 0 || links.insert(e.link)) {
-                bytes += e.size;
-            }
-            Ok(())
-        })?;
-        (self.entry_count, self.logical_bytes) = (Some(entries), Some(bytes));
-        Ok(self)
+    /// With its tree's totals: (entries, logical bytes).
+    pub fn with_totals(self, (entries, bytes): (u64, u64)) -> Checkpoint {
+        Checkpoint { entry_count: Some(entries), logical_bytes: Some(bytes), ..self }
     }
 }
 

@@ -127,6 +127,9 @@ fn every_json_document_matches_the_schema() {
     d.run("harvest", &["harvest", "ga", "--image", "harvested", "--json"]);
     d.run("rebase", &["rebase", "gb", "--image", "web:2", "--dry-run", "--json"]);
     d.run("rebase", &["rebase", "gb", "--image", "web:2", "--json"]);
+    // gb changed nothing: the checkpoint the rebase took is web:1 exactly.
+    let log = d.run("log", &["log", "gb", "--json"]);
+    assert_eq!((&log["checkpoints"][0]["entry_count"], &log["checkpoints"][0]["logical_bytes"]), (&web1["image"]["entry_count"], &web1["image"]["logical_bytes"]), "{log}");
 
     // Groups (of fresh guests: each member has checkpoint 1 to go back to).
     for g in ["gx", "gy"] {

@@ -2,9 +2,12 @@
 //! has that name, an image's versions and channels. Inside a guest booted
 //! with its root on lvrepo, `lvrepo log` asks the root's daemon.
 
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
 use anyhow::{bail, Result};
 use lvrepo_fs::guest::{Checkpoint, GuestHandle};
-use lvrepo_fs::TreeId;
+use lvrepo_fs::{Content, Kind, Tree, TreeId};
 use serde_json::json;
 
 use crate::cli::Cli;
@@ -34,11 +37,18 @@ pub fn run(cli: &Cli, name: Option<&str>, json: bool) -> Result<()> {
 /// (the guest's) is at hand (not inside a guest booted on lvrepo).
 fn print(name: &str, cps: Vec<Checkpoint>, base: TreeId, store: Option<&dyn lvrepo_fs::ObjectStore>, json: bool) -> Result<()> {
     if json {
+        let mut memo = HashMap::new();
         let mut out = Vec::new();
         for c in &cps {
             let j = json::Checkpoint::of(c);
-            out.push(match store {
-                Some(s) => j.with_totals(s, &c.root_tree())?,
+            out.push(match store.map(|s| totals(s, &c.root_tree(), &mut memo)) {
+                Some(Ok(t)) => j.with_totals(t),
+                // Still listed (it may be the one to roll back to); damage
+                // is named, and `verify` says where.
+                Some(Err(e)) => {
+                    tracing::warn!(guest = name, checkpoint = c.version, error = %lvrepo_fs::error::chain(&e), "checkpoint tree unreadable: its totals are left out");
+                    j
+                }
                 None => j,
             });
         }
@@ -78,4 +88,58 @@ fn image_log(cli: &Cli, name: &str, json: bool) -> Result<()> {
         println!("{}:{} -> {}:{} since {}{before}", c.name, c.channel, c.name, c.version, utc(c.time));
     }
     Ok(())
+}
+
+/// What a directory holds below it: entries, bytes of files not hardlinked,
+/// and the hardlinked files by link id (a set is counted once per tree).
+#[derive(Default)]
+struct Sum {
+    entries: u64,
+    bytes: u64,
+    links: BTreeMap<u64, u64>,
+}
+
+impl Sum {
+    fn add(&mut self, other: &Sum) {
+        self.entries += other.entries;
+        self.bytes += other.bytes;
+        self.links.extend(other.links.iter().map(|(k, v)| (*k, *v)));
+    }
+}
+
+/// Totals of root tree `root`: entries (the root included) and regular file
+/// bytes, each hardlink set once, as an import counts them. Directories are
+/// summed once per id across calls (`memo`): successive checkpoints share
+/// most of them. Iterative (a deep tree costs heap, not stack).
+fn totals(store: &dyn lvrepo_fs::ObjectStore, root: &TreeId, memo: &mut HashMap<TreeId, Rc<Sum>>) -> lvrepo_fs::Result<(u64, u64)> {
+    let top = lvrepo_fs::tree::load_root(store, root)?;
+    let Content::Tree(first) = top.content else { return Ok((1, 0)) };
+    let mut stack = vec![(first, Tree::load(store, &first)?.entries.into_iter(), Sum::default())];
+    let mut sum = Rc::default();
+    while let Some((_, entries, part)) = stack.last_mut() {
+        let Some(e) = entries.next() else {
+            if let Some((id, _, done)) = stack.pop() {
+                let done = Rc::new(done);
+                memo.insert(id, done.clone());
+                match stack.last_mut() {
+                    Some((_, _, parent)) => parent.add(&done),
+                    None => sum = done,
+                }
+            }
+            continue;
+        };
+        part.entries += 1;
+        match (e.kind, e.content) {
+            (Kind::File, _) if e.link != 0 => {
+                part.links.insert(e.link, e.size);
+            }
+            (Kind::File, _) => part.bytes += e.size,
+            (Kind::Dir, Content::Tree(t)) => match memo.get(&t) {
+                Some(s) => part.add(s),
+                None => stack.push((t, Tree::load(store, &t)?.entries.into_iter(), Sum::default())),
+            },
+            _ => {}
+        }
+    }
+    Ok((1 + sum.entries, sum.bytes + sum.links.values().sum::<u64>()))
 }
