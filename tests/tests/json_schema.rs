@@ -45,6 +45,15 @@ impl Docs<'_> {
         self.at(self.r, command, args)
     }
 
+    /// A command that exits `code` and still prints its document (a group's).
+    fn failing(&mut self, command: &str, args: &[&str], code: i32) -> Value {
+        let out = self.r.run(args);
+        assert_eq!(out.status.code(), Some(code), "{}", report(&format!("lvrepo {}", args.join(" ")), &out));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{}", report(&format!("lvrepo {}: bad JSON {e}", args.join(" ")), &out)));
+        self.docs.push((command.to_string(), v.clone()));
+        v
+    }
+
     fn at(&mut self, r: &Lvrepo, command: &str, args: &[&str]) -> Value {
         let v = r.json(args);
         assert_eq!(v["command"], command, "lvrepo {}: wrong command field", args.join(" "));
@@ -78,6 +87,9 @@ fn every_json_document_matches_the_schema() {
     d.run("ls", &["ls", "web:1", "--json"]);
     d.run("ls", &["ls", "web:2", "-R", "--json"]);
     d.run("ls", &["ls", "web:2:/etc/hostname", "--json"]);
+    std::fs::create_dir(src.join("empty")).unwrap();
+    r.ok(["import", s(&src), "--image", "web:3"]);
+    d.run("ls", &["ls", "web:3:/empty", "--json"]);
     d.run("diff", &["diff", "web:1", "web:2", "--json"]);
     d.run("diff", &["diff", "web:1", "web:2", "--stat", "--json"]);
     d.run("tag", &["tag", "web:2", "web:stable", "--json"]);
@@ -140,6 +152,9 @@ fn every_json_document_matches_the_schema() {
     d.run("group show", &["group", "show", "fleet", "--json"]);
     d.run("checkpoint", &["checkpoint", "--group", "fleet", "-m", "all", "--json"]);
     d.run("rollback", &["rollback", "--group", "fleet", "1", "--json"]);
+    // Every member fails (no checkpoint 9): each result says why, exit 3.
+    let failed = d.failing("rollback", &["rollback", "--group", "fleet", "9", "--json"], 3);
+    assert!(failed["results"].as_array().is_some_and(|a| a.len() == 2 && a.iter().all(|m| m["ok"] == false && m["exit"] == 3)), "{failed}");
     d.run("rebase", &["rebase", "--group", "fleet", "--image", "web:2", "--dry-run", "--json"]);
 
     // Backups and streams.
