@@ -677,4 +677,4 @@ mod passthrough;
 mod plus;
 mod shutdown;
 pub use live::{Live, Switch};
-pub use mount::{block_termination_signals, mount_foreground, MountFlags, MountOptions};
+pub use mount::{block_termination_signals, limit_heap, mount_foreground, MountFlags, MountOptions};

@@ -127,6 +127,7 @@ impl MetaDb {
     fn open_db(path: &Path, create: bool, upgrade: bool) -> Result<DB> {
         let mut o = Options::default();
         crate::repo::quiet_info_log(&mut o);
+        crate::repo::open_on_one_thread(&mut o);
         o.create_if_missing(create);
         o.create_missing_column_families(create || upgrade);
         o.set_keep_log_file_num(4);
@@ -584,9 +585,11 @@ fn inode_options(o: &Options) -> Options {
     o
 }
 
-/// Buckets of the inode memtable: 256 KiB of pointers, charged to the 4 MiB
-/// memtable; a full memtable holds ~30,000 records.
-const INODE_BUCKETS: usize = 32 << 10;
+/// Buckets of the inode memtable: 64 KiB of pointers, charged to the 4 MiB
+/// memtable and written when it is made, so every mounted guest, idle or
+/// not, holds them; a full memtable holds ~30,000 records, ~4 a bucket
+/// (each bucket a skiplist). 32 Ki buckets cost an idle guest 256 KiB.
+const INODE_BUCKETS: usize = 8 << 10;
 
 /// Open the database at `path` read-only, changing nothing on disk (its
 /// log replayed in memory, refused when damaged inside, as by `open`).

@@ -17,7 +17,11 @@
 //! 35-209 loads, 60-125 ms of its READDIRPLUS time).
 //! Read-ahead is best effort and bounded: it stops at [`AHEAD_CAP`] cached
 //! trees, a full queue or a failed load drops the work, and the request path
-//! loads (and reports errors for) whatever is missing.
+//! loads (and reports errors for) whatever is missing. Going down is paid
+//! for by requests: each directory a request resolves grants [`GRANT`]
+//! loads below, so a walk keeps the thread ahead of it while an idle guest
+//! (a `stat` of its root at mount) loads a few trees, not the whole image
+//! (an idle debootstrap guest held 1.7 MiB of decoded trees).
 //! The cache's own lock is never taken by the thread (it sends what it
 //! loaded back through a channel, which requests drain into the cache).
 
@@ -35,8 +39,13 @@ use crate::tree::{Content, Kind, Tree};
 const CAP: usize = 4096;
 /// Read-ahead stops at this cache size, leaving room for demand.
 const AHEAD_CAP: usize = CAP * 3 / 4;
-/// Tree ids queued for read-ahead at most; more are dropped.
-const QUEUE: usize = 4096;
+/// Tree ids queued for read-ahead at most; more are dropped. The channel's
+/// slots are allocated (and written) when it is made, so every daemon holds
+/// them: 1,024 (40 KiB) still take a directory of 1,000 subdirectories.
+const QUEUE: usize = 1024;
+/// Loads below what requests queued, granted per directory a request
+/// resolves (a walk resolves every directory, so it never runs short).
+const GRANT: usize = 32;
 
 /// What the read-ahead thread shares with requests: lock-free only.
 struct Shared {
@@ -44,6 +53,8 @@ struct Shared {
     stop: AtomicBool,
     /// The cache's size as requests last saw it.
     cached: AtomicUsize,
+    /// Loads the thread may still make going down on its own.
+    budget: AtomicUsize,
 }
 
 struct Cache {
@@ -92,7 +103,7 @@ impl Drop for Trees {
 
 impl Trees {
     pub(crate) fn new(store: Arc<dyn ObjectStore>) -> Self {
-        let shared = Arc::new(Shared { stop: AtomicBool::new(false), cached: AtomicUsize::new(0) });
+        let shared = Arc::new(Shared { stop: AtomicBool::new(false), cached: AtomicUsize::new(0), budget: AtomicUsize::new(0) });
         let (tx, rx) = sync_channel::<TreeId>(QUEUE);
         let (back, loaded) = channel();
         let (bg, bstore) = (shared.clone(), store.clone());
@@ -108,18 +119,7 @@ impl Trees {
             // Subdirectories of what this thread loaded: taken when no id
             // from requests is queued.
             let mut below = VecDeque::new();
-            loop {
-                let id = match rx.try_recv() {
-                    Ok(id) => id,
-                    Err(TryRecvError::Disconnected) => break,
-                    Err(TryRecvError::Empty) => match below.pop_front() {
-                        Some(id) => id,
-                        None => match rx.recv() {
-                            Ok(id) => id,
-                            Err(_) => break,
-                        },
-                    },
-                };
+            while let Some(id) = next_id(&rx, &mut below, &bg.budget) {
                 if bg.stop.load(Relaxed) {
                     break;
                 }
@@ -171,11 +171,29 @@ impl Trees {
     /// Queue the trees of `t`'s subdirectories that are not cached.
     pub(crate) fn read_ahead(&self, t: &Tree) {
         let Some(tx) = &self.ahead else { return };
+        let b = &self.shared.budget;
+        let _ = b.fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_add(GRANT).min(AHEAD_CAP)));
         let c = self.lock();
         for id in subdirs(t) {
             if !c.map.contains_key(&id) && tx.try_send(id).is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// The read-ahead thread's next tree: one requests queued, else one below
+/// what it loaded while `budget` lasts, else it waits for requests (`None`:
+/// the cache is gone).
+fn next_id(rx: &Receiver<TreeId>, below: &mut VecDeque<TreeId>, budget: &AtomicUsize) -> Option<TreeId> {
+    match rx.try_recv() {
+        Ok(id) => Some(id),
+        Err(TryRecvError::Disconnected) => None,
+        Err(TryRecvError::Empty) => {
+            if !below.is_empty() && budget.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1)).is_ok() {
+                return below.pop_front();
+            }
+            rx.recv().ok()
         }
     }
 }
@@ -186,4 +204,36 @@ fn subdirs(t: &Tree) -> impl Iterator<Item = TreeId> + '_ {
         (Kind::Dir, Content::Tree(id)) => Some(*id),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> TreeId {
+        TreeId::of(&[n])
+    }
+
+    /// Going down stops when the budget is spent: the thread then waits for
+    /// a request rather than loading the rest of the image (an idle guest).
+    #[test]
+    fn descent_stops_when_budget_is_spent() {
+        let (tx, rx) = sync_channel(QUEUE);
+        let budget = AtomicUsize::new(2);
+        let mut below: VecDeque<TreeId> = [1, 2, 3].map(id).into();
+        tx.send(id(9)).unwrap();
+        assert_eq!(next_id(&rx, &mut below, &budget), Some(id(9)), "requests come first");
+        assert_eq!(next_id(&rx, &mut below, &budget), Some(id(1)));
+        assert_eq!(next_id(&rx, &mut below, &budget), Some(id(2)));
+        // Spent: the next id is the request sent meanwhile, not id 3.
+        let waiter = std::thread::spawn(move || (next_id(&rx, &mut below, &budget), rx, below, budget));
+        tx.send(id(7)).unwrap();
+        let (next, rx, mut below, budget) = waiter.join().unwrap();
+        assert_eq!(next, Some(id(7)));
+        // A grant lets it go on down.
+        budget.store(1, Relaxed);
+        assert_eq!(next_id(&rx, &mut below, &budget), Some(id(3)));
+        drop(tx);
+        assert_eq!(next_id(&rx, &mut below, &budget), None, "the cache is gone");
+    }
 }

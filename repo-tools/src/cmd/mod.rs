@@ -27,6 +27,7 @@ mod man;
 pub(crate) mod names;
 mod mount;
 mod mount_control;
+mod mount_ready;
 mod mount_scratch;
 mod nbd;
 mod prefetch;
@@ -91,7 +92,7 @@ pub fn run(cli: &Cli) -> Result<()> {
                 ([img, mp], None) => (Some(img.to_string_lossy().into_owned()), mp),
                 _ => return Err(crate::Exit(crate::exit::USAGE, "usage: mount IMAGE --overlay DIR MOUNTPOINT | mount --guest NAME[:CHECKPOINT] MOUNTPOINT | mount IMAGE --read-only MOUNTPOINT".into()).into()),
             };
-            mount::run(cli, image.as_deref(), overlay.as_deref(), guest.as_deref(), mountpoint, *foreground, cache_mib.map(|m| (m as usize) << 20), MountOptions { threads: *threads, uring: !*no_uring, handoff: !*no_handoff, seclabel: *seclabel, flags, source: String::new(), root_daemon: false, file_cache: None }, file_cache.as_deref().map(|d| (d, *file_cache_mib << 20)))
+            mount::run(cli, image.as_deref(), overlay.as_deref(), guest.as_deref(), mountpoint, *foreground, cache_mib.map(|m| (m as usize) << 20), MountOptions { threads: *threads, uring: !*no_uring, handoff: !*no_handoff, seclabel: *seclabel, flags, source: String::new(), root_daemon: false, file_cache: None, ready: None }, file_cache.as_deref().map(|d| (d, *file_cache_mib << 20)))
         }
         Command::Umount { mountpoint } => umount::run(mountpoint),
         Command::Nbd(c) => nbd::run(cli, c),

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use lvrepo_fs::fuse::{block_termination_signals, mount_foreground, Live, MountOptions};
+use lvrepo_fs::fuse::{block_termination_signals, limit_heap, mount_foreground, Live, MountOptions};
 use lvrepo_fs::object::Cached;
 use lvrepo_fs::overlay::Overlay;
 use lvrepo_fs::guest::GuestHandle;
@@ -73,6 +73,8 @@ pub fn run(cli: &Cli, image: Option<&str>, overlay: Option<&Path>, guest: Option
         return Ok(());
     }
     let sigs = block_termination_signals()?;
+    limit_heap();
+    opts.ready = super::mount_ready::take();
     opts.root_daemon = root_daemon_arg0().is_some();
     if let Some((dir, budget)) = file_cache {
         opts.file_cache = Some(Arc::new(lvrepo_fs::filecache::FileCache::open(dir, budget)?));
@@ -172,17 +174,31 @@ fn spawn_daemon(overlay: &Path, mountpoint: &Path, scratch: bool) -> Result<()> 
     } else {
         cmd.env_remove(super::mount_scratch::ENV);
     }
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    let (mut ready, ready_w) = super::mount_ready::pipe()?;
+    let w = std::os::fd::AsRawFd::as_raw_fd(&ready_w);
+    cmd.env(super::mount_ready::ENV, w.to_string());
+    // SAFETY: setsid and fcntl are async-signal-safe and touch no memory of
+    // the parent.
     unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from)
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from)?;
+            super::mount_ready::inherit(w)
         });
     }
     let log_start = std::fs::metadata(overlay.join("daemon.log")).map(|m| m.len()).unwrap_or(0) as usize;
     let mut child = cmd.spawn().context("starting the mount daemon")?;
+    // Only the daemon's copy may stay open: its end of file is the news.
+    drop(ready_w);
+    let mut piped = true;
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
-        if is_fuse_mount(mountpoint)? {
+        if piped {
+            match super::mount_ready::wait(&mut ready, Duration::from_millis(5))? {
+                super::mount_ready::Ready::Mounted => return Ok(()),
+                super::mount_ready::Ready::Closed => piped = false,
+                super::mount_ready::Ready::Waiting => {}
+            }
+        } else if is_fuse_mount(mountpoint)? {
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
@@ -197,8 +213,10 @@ fn spawn_daemon(overlay: &Path, mountpoint: &Path, scratch: bool) -> Result<()> 
             let what = format!("mount daemon exited with {status}: {}", last.into_iter().rev().collect::<Vec<_>>().join("\n"));
             return Err(crate::Exit(code, what).into());
         }
-        // Short: a mount takes tens of milliseconds, and is_fuse_mount is cheap.
-        std::thread::sleep(Duration::from_millis(5));
+        if !piped {
+            // Short: a mount takes tens of milliseconds.
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
     bail!("mount did not appear at {} within 60 s", mountpoint.display())
 }
