@@ -25,7 +25,7 @@ use crate::merge::{merge3, Prefer};
 use crate::object::{Layered, MemStore, ObjectStore};
 use crate::repo::ImageRecord;
 use crate::tree::file::ContentBuilder;
-use crate::tree::{load_root, store_root, Content, Entry, Kind, Timestamp, Tree};
+use crate::tree::{Entry, Kind, Timestamp};
 
 use super::GuestHandle;
 
@@ -147,50 +147,17 @@ pub fn record_rollback(repo: &std::path::Path, name: &str, n: u32) -> Result<()>
 /// there; missing directories are made 0755. Stored in `store`. Only the
 /// trees on the path are read and written.
 fn put_file(store: &dyn ObjectStore, root: TreeId, path: &[u8], bytes: &[u8], mode: u32, now: Timestamp) -> Result<TreeId> {
-    let comps: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
-    let Some((last, parents)) = comps.split_last() else { return Ok(root) };
-    let listing = |e: &Entry| -> Result<Tree> {
-        match e.content {
-            Content::Tree(id) => Tree::load(store, &id),
-            _ => Ok(Tree::default()),
-        }
-    };
-    let new_dir = |name: &[u8]| {
-        let mut d = Entry::new(name.to_vec(), Kind::Dir);
-        (d.mode, d.mtime) = (0o755, now);
-        d
-    };
-    // The directories on the path with their listings, root first.
-    let mut chain: Vec<(Entry, Tree)> = Vec::new();
-    let mut cur = load_root(store, &root)?;
-    for c in parents {
-        let t = listing(&cur)?;
-        let next = match t.get(c) {
-            Some(e) if e.kind == Kind::Dir => e.clone(),
-            Some(_) => return Err(Error::NotSupported { path: crate::walk::escape_path(path), why: "a directory on the path of a personalisation file is not a directory" }),
-            None => new_dir(c),
-        };
-        chain.push((cur, t));
-        cur = next;
+    let at = super::paths::lookup(store, &root, path)?;
+    if at.blocked {
+        return Err(Error::NotSupported { path: crate::walk::escape_path(path), why: "a directory on the path of a personalisation file is not a directory" });
     }
-    let mut t = listing(&cur)?;
-    if t.get(last).is_some_and(|e| e.kind == Kind::Dir) {
+    if at.entry.as_ref().is_some_and(|e| e.kind == Kind::Dir) {
         return Err(Error::NotSupported { path: crate::walk::escape_path(path), why: "a personalisation file is a directory here" });
     }
-    let mut f = Entry::new(last.to_vec(), Kind::File);
+    let mut f = Entry::new(Vec::new(), Kind::File);
     (f.mode, f.mtime, f.size) = (mode, now, bytes.len() as u64);
     let mut b = ContentBuilder::new(store);
     b.push(0, bytes)?;
     f.content = b.finish(f.size)?;
-    let mut child = f;
-    loop {
-        t.entries.retain(|e| e.name != child.name);
-        t.entries.push(child);
-        t.sort();
-        cur.content = Content::Tree(t.store(store)?);
-        match chain.pop() {
-            Some((parent, pt)) => (child, cur, t) = (cur, parent, pt),
-            None => return store_root(store, cur),
-        }
-    }
+    super::paths::set_path(store, root, path, Some(f), &[], now)
 }

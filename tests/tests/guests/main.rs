@@ -32,6 +32,7 @@ mod fleet;
 mod lifecycle;
 mod logs;
 mod manage;
+mod propagate;
 mod rollback;
 mod safety;
 mod systemd;
