@@ -39,16 +39,22 @@ impl GuestHandle {
     /// the guest is registered (restore puts its checkpoints there). If it
     /// fails, the directory is left as it was, as for any failed create.
     pub fn create_filled(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path, fill: impl FnOnce(&Repository) -> Result<()>) -> Result<GuestHandle> {
-        Self::create_inner(repo, name, image, dir, Vec::new(), fill)
+        Self::create_inner(repo, name, image, dir, (Vec::new(), None), fill)
     }
 
     /// [`Self::create`], recording personalisation values `KEY=VALUE` (a
     /// rebase writes their files again: [`super::personal_files`]).
     pub fn create_personal(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path, personal: Vec<(String, String)>) -> Result<GuestHandle> {
-        Self::create_inner(repo, name, image, dir, personal, |_| Ok(()))
+        Self::create_owned(repo, name, image, dir, personal, None)
     }
 
-    fn create_inner(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path, personal: Vec<(String, String)>, fill: impl FnOnce(&Repository) -> Result<()>) -> Result<GuestHandle> {
+    /// [`Self::create_personal`], recording the uid of the user the guest
+    /// belongs to (in the registry record, with the rest of it).
+    pub fn create_owned(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path, personal: Vec<(String, String)>, owner: Option<u32>) -> Result<GuestHandle> {
+        Self::create_inner(repo, name, image, dir, (personal, owner), |_| Ok(()))
+    }
+
+    fn create_inner(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path, (personal, owner): (Vec<(String, String)>, Option<u32>), fill: impl FnOnce(&Repository) -> Result<()>) -> Result<GuestHandle> {
         check_guest_name(name)?;
         if find(repo.path(), name).is_ok() {
             return Err(Error::GuestExists(name.to_string()));
@@ -64,7 +70,7 @@ impl GuestHandle {
             let local = Repository::init(&dir.join("store"))?;
             fill(&local)?;
             let state = GuestState { base: image.root_tree(), generation: 1 };
-            let rec = GuestRecord { name: name.to_string(), image: image.label(), dir: dir.clone(), created: now(), volume: image.volume, personal, rebases: Vec::new() };
+            let rec = GuestRecord { name: name.to_string(), image: image.label(), dir: dir.clone(), created: now(), volume: image.volume, personal, rebases: Vec::new(), owner };
             let g = GuestHandle { rec, state, local, _lock: Some(guard) };
             // The first generation exists before the STATE that names it, as
             // an unborn directory: its database is made at first use
