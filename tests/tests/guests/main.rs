@@ -35,6 +35,7 @@ mod manage;
 mod propagate;
 mod rollback;
 mod safety;
+mod signed_stream;
 mod systemd;
 mod unborn;
 
