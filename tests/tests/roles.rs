@@ -36,6 +36,12 @@ impl Site {
     /// A repository with image `web:1`, groups `P-user`, `P-manager`,
     /// `P-publisher` in the roles file, and the service listening.
     fn new(tag: &str) -> Site {
+        Self::start(tag, false)
+    }
+
+    /// [`Site::new`], the service started by systemd-socket-activate
+    /// (socket activation, as lvrepo.socket) when `activated`.
+    fn start(tag: &str, activated: bool) -> Site {
         require_root();
         let r = Lvrepo::init();
         let base = r.repo().parent().expect("base").to_path_buf();
@@ -54,24 +60,29 @@ impl Site {
         let text: String = groups.iter().zip(["user", "manager", "publisher"]).map(|(g, role)| format!("{g} {role}\n")).collect();
         fs::write(&roles, format!("# test roles\n{text}")).expect("write roles");
         let sock = base.join("run/lvrepo.sock");
-        let service = Command::new(lvrepo_bin())
-            .arg("--repo")
-            .arg(r.repo())
-            .args(["serve", "--socket"])
-            .arg(&sock)
-            .arg("--roles")
-            .arg(&roles)
-            .env_remove("LVREPO_REPO")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn lvrepo serve");
+        let run_dir = base.join("run");
+        fs::create_dir(&run_dir).expect("mkdir run");
+        fs::set_permissions(&run_dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        // Started by its socket, as lvrepo.socket does (LISTEN_FDS), or binding it itself.
+        let mut c = if activated {
+            let mut c = Command::new("systemd-socket-activate");
+            c.arg("-l").arg(&sock).arg(lvrepo_bin());
+            c
+        } else {
+            Command::new(lvrepo_bin())
+        };
+        c.arg("--repo").arg(r.repo()).arg("serve").arg("--roles").arg(&roles);
+        if !activated {
+            c.arg("--socket").arg(&sock);
+        }
+        let service = c.env_remove("LVREPO_REPO").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn lvrepo serve");
         let mut site = Site { r, sock, roles, service, users: Vec::new(), groups, dirs: Vec::new() };
         // Its socket appears once it listens (bounded: a service that
         // cannot start fails the test here, not later).
         for _ in 0..3000 {
             if site.sock.exists() {
+                // What SocketMode=0666 does in lvrepo.socket.
+                fs::set_permissions(&site.sock, fs::Permissions::from_mode(0o666)).expect("chmod socket");
                 return site;
             }
             if let Ok(Some(st)) = site.service.try_wait() {
@@ -277,4 +288,66 @@ fn tar_of(dir: &Path) -> Vec<u8> {
     let out = Command::new("tar").arg("-C").arg(dir).args(["-cf", "-", "."]).output().expect("tar");
     assert!(out.status.success(), "{}", report("tar", &out));
     out.stdout
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(n) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        // Field 4 of stat, after the parenthesised name (which may hold spaces).
+        let Ok(stat) = fs::read_to_string(format!("/proc/{n}/stat")) else { continue };
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// Wait (bounded) until `f` holds.
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..6000 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("gave up waiting: {what}");
+}
+
+#[test]
+fn socket_activated_and_a_caller_that_goes_away_takes_its_command_with_it() {
+    let mut s = Site::start("a", true);
+    let publ = s.user("pub", &["publisher"]);
+    s.ok(&publ, &["images"]);
+    // An import reading the caller's stdin, which stays open and empty.
+    let mut c = Command::new("setpriv");
+    c.args([&format!("--reuid={publ}"), &format!("--regid={publ}"), "--init-groups", "--"]).arg(lvrepo_bin()).arg("--repo").arg(s.r.repo());
+    c.args(["import", "-", "--image", "cut"]).env("LVREPO_SOCKET", &s.sock).env_remove("LVREPO_REPO");
+    let mut client = c.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn client");
+    let mut stdin = client.stdin.take().expect("stdin");
+    let svc = s.service.id();
+    until("the service runs the import", || !children_of(svc).is_empty());
+    client.kill().expect("kill the client");
+    client.wait().expect("wait");
+    until("the service ends the import of a caller gone", || children_of(svc).is_empty());
+    // Nobody reads the stream any more: what follows lands nowhere.
+    let tar = tar_of(&s.r.scratch("src"));
+    assert!(stdin.write_all(&tar).and_then(|_| stdin.flush()).is_err(), "the import still read its stdin");
+    drop(stdin);
+    assert!(!s.r.image_names().iter().any(|n| n.starts_with("cut:")), "{:?}", s.r.image_names());
+    s.r.ok(["verify"]);
+}
+
+#[test]
+fn a_roles_file_with_an_unknown_role_keeps_the_service_from_starting() {
+    require_root();
+    let r = Lvrepo::init();
+    let roles = r.scratch("roles");
+    fs::write(&roles, "ops manager\nwheel admin\n").expect("write");
+    let out = Command::new(lvrepo_bin()).arg("--repo").arg(r.repo()).arg("serve").arg("--socket").arg(r.scratch("s.sock")).arg("--roles").arg(&roles).output().expect("serve");
+    assert_eq!(out.status.code(), Some(1), "{}", report("serve with a bad roles file", &out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2: unknown role \"admin\""), "{}", report("serve", &out));
+    assert!(!r.scratch("s.sock").exists());
 }

@@ -92,6 +92,8 @@ impl Service {
             Ok(c) => c,
             Err(e) => return tracing::warn!(error = %e, "lvrepo service: no peer credentials"),
         };
+        // A caller that connects and sends nothing holds a thread, not the service.
+        let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(60)));
         let (req, fds) = match wire::recv(&mut conn) {
             Ok(r) => r,
             Err(e) => return tracing::warn!(error = %e, uid = cred.uid, "lvrepo service: a bad request"),
