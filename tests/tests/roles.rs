@@ -25,9 +25,14 @@ struct Site {
     groups: Vec<String>,
     /// Guest directories made under the default /var/lib/lvrepo/guests.
     dirs: Vec<PathBuf>,
+    tag: String,
 }
 
+/// useradd and groupadd lock /etc/passwd and /etc/group: one at a time.
+static ACCOUNTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run(cmd: &str, args: &[&str]) {
+    let _one = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
     assert!(out.status.success(), "{}", report(&format!("{cmd} {args:?}"), &out));
 }
@@ -76,7 +81,7 @@ impl Site {
             c.arg("--socket").arg(&sock);
         }
         let service = c.env_remove("LVREPO_REPO").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn lvrepo serve");
-        let mut site = Site { r, sock, roles, service, users: Vec::new(), groups, dirs: Vec::new() };
+        let mut site = Site { r, sock, roles, service, users: Vec::new(), groups, dirs: Vec::new(), tag: tag.to_string() };
         // Its socket appears once it listens (bounded: a service that
         // cannot start fails the test here, not later).
         for _ in 0..3000 {
@@ -96,7 +101,7 @@ impl Site {
 
     /// A new user in the groups of `roles` ("" for none).
     fn user(&mut self, name: &str, roles: &[&str]) -> String {
-        let u = format!("{}{name}", prefix(""));
+        let u = format!("{}{name}", prefix(&self.tag));
         let groups: Vec<String> = roles.iter().map(|r| self.groups.iter().find(|g| g.ends_with(&format!("-{r}"))).expect("role group").clone()).collect();
         let mut args = vec!["-U", "-M", "-s", "/usr/sbin/nologin"];
         let joined = groups.join(",");
@@ -156,6 +161,7 @@ impl Drop for Site {
     fn drop(&mut self) {
         let _ = self.service.kill();
         let _ = self.service.wait();
+        let _one = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
         for u in &self.users {
             let _ = Command::new("userdel").arg(u).output();
         }

@@ -114,3 +114,39 @@ pub fn recv(conn: &mut UnixStream) -> std::io::Result<(Request, [OwnedFd; 3])> {
     let req = serde_json::from_slice(&body).map_err(|e| std::io::Error::other(format!("bad request: {e}")))?;
     Ok((req, fds))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn a_request_arrives_with_working_descriptors() {
+        let (mut a, mut b) = UnixStream::pair().expect("socketpair");
+        // Three streams whose far ends this test keeps.
+        let pairs: Vec<(UnixStream, UnixStream)> = (0..3).map(|_| UnixStream::pair().expect("pair")).collect();
+        let fds = [pairs[0].0.as_raw_fd(), pairs[1].0.as_raw_fd(), pairs[2].0.as_raw_fd()];
+        let argv: Vec<Vec<u8>> = vec![b"lvrepo".to_vec(), b"ls".to_vec(), b"web:/bad\xff".to_vec(), vec![b'x'; 100_000]];
+        let sender = std::thread::spawn(move || super::send(&mut a, &super::Request { argv, repo: Some(b"/srv/r".to_vec()) }, &fds).expect("send"));
+        let (req, got) = super::recv(&mut b).expect("recv");
+        sender.join().expect("sender");
+        assert_eq!(req.argv[2], b"web:/bad\xff");
+        assert_eq!(req.argv[3].len(), 100_000);
+        assert_eq!(req.repo.as_deref(), Some(&b"/srv/r"[..]));
+        for (i, fd) in got.into_iter().enumerate() {
+            std::fs::File::from(fd).write_all(format!("fd {i}").as_bytes()).expect("write through the received descriptor");
+            let mut buf = [0u8; 4];
+            (&pairs[i].1).read_exact(&mut buf).expect("read the far end");
+            assert_eq!(&buf, format!("fd {i}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_request_without_descriptors_is_refused() {
+        let (mut a, mut b) = UnixStream::pair().expect("socketpair");
+        a.write_all(&4u32.to_le_bytes()).and_then(|_| a.write_all(b"{}  ")).expect("write");
+        let e = super::recv(&mut b).err().expect("refused");
+        assert!(e.to_string().contains("0 descriptors sent"), "{e}");
+    }
+}
