@@ -73,7 +73,10 @@ pub fn access(c: &Command) -> Access {
         Command::Group(GroupCmd::Create { .. } | GroupCmd::Add { .. } | GroupCmd::Rm { .. }) => Needs(Manager),
         Command::Rollback { .. } | Command::Rebase { .. } | Command::Propagate { .. } | Command::Prefetch { .. } | Command::Audit { .. } => Needs(Manager),
         Command::Backup { .. } | Command::Restore { .. } | Command::Forget { .. } | Command::Nbd(NbdCmd::Stop { .. }) => Needs(Manager),
-        Command::Mount { .. } | Command::Umount { .. } | Command::Nbd(NbdCmd::Serve { .. }) => Root("mounts and servers take a host path and serve set-uid files and devices of guests (docs/threat-model.md)"),
+        // A guest, on a directory of the caller's (service/mountpoint.rs).
+        Command::Mount { guest: Some(_), overlay: None, .. } | Command::Umount { .. } => Needs(Manager),
+        Command::Mount { .. } => Root("an image mount takes an overlay directory on the host; managers mount guests: mount --guest NAME DIR"),
+        Command::Nbd(NbdCmd::Serve { .. }) => Root("an NBD server listens on a host socket or port"),
         Command::Serve { .. } => Root("it is the service"),
         Command::Man { .. } | Command::Completions { .. } | Command::Key(_) => Local,
     }
@@ -120,10 +123,22 @@ pub fn host_paths(c: &Command) -> Vec<(&'static str, &Path)> {
         Command::Send { output: Some(o), .. } => v.push(("--output", o)),
         Command::Receive { input, .. } => v.push(("INPUT", input)),
         Command::Sign { key, .. } | Command::Policy(PolicyCmd::RequireSignature { key }) => v.push(("--key", key)),
+        Command::Mount { file_cache: Some(fc), .. } => v.push(("--file-cache", fc)),
         _ => {}
     }
     v.retain(|(_, p)| !is_stream(p));
     v
+}
+
+/// The mount point a command mounts on or unmounts, and whether it must
+/// be the caller's own directory (a mount) or not (an unmount). The service
+/// checks it instead of refusing it as a host path.
+pub fn mount_point(c: &Command) -> Option<(&Path, bool)> {
+    match c {
+        Command::Mount { operands, .. } => operands.last().map(|p| (p.as_path(), true)),
+        Command::Umount { mountpoint } => Some((mountpoint, false)),
+        _ => None,
+    }
 }
 
 /// The roles file: `GROUP ROLE [ROLE...]` per line (`#` comments, blank
@@ -208,7 +223,8 @@ mod tests {
         for a in [&["checkpoint", "g"][..], &["diff", "g"], &["log", "g"], &["images"]] {
             assert_eq!(r(a), Access::Needs(Role::User), "{a:?}");
         }
-        assert!(matches!(r(&["mount", "--guest", "g", "/mnt"]), Access::Root(_)));
+        assert_eq!(r(&["mount", "--guest", "g", "/mnt"]), Access::Needs(Role::Manager));
+        assert!(matches!(r(&["mount", "web", "--overlay", "/o", "/mnt"]), Access::Root(_)));
         assert!(matches!(r(&["init"]), Access::Root(_)));
         assert_eq!(r(&["key", "generate", "--out", "k"]), Access::Local);
     }

@@ -13,6 +13,7 @@
 //! by a root process: the audit log names the caller and the role, and a
 //! guest created through the service belongs to the caller.
 
+mod mountpoint;
 mod server;
 mod wire;
 

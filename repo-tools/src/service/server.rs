@@ -100,9 +100,9 @@ impl Service {
         };
         let user = user_name(cred.uid);
         let code = match self.decide(cred.uid, &user, &req) {
-            Ok((_, role)) => {
+            Ok((argv, role)) => {
                 tracing::info!(uid = cred.uid, user, role = role.name(), command = ?cli_words(&req), "running for a caller");
-                self.run(&mut conn, &req, fds, cred.uid, role)
+                self.run(&mut conn, &argv, fds, cred.uid, role)
             }
             Err(Refusal(code, msg)) => {
                 tracing::info!(uid = cred.uid, user, command = ?cli_words(&req), code, reason = msg, "refused a caller");
@@ -115,7 +115,7 @@ impl Service {
     }
 
     /// The parsed command and the role it runs under, or why not.
-    fn decide(&self, uid: u32, user: &str, req: &wire::Request) -> std::result::Result<(crate::Cli, Role), Refusal> {
+    fn decide(&self, uid: u32, user: &str, req: &wire::Request) -> std::result::Result<(Vec<std::ffi::OsString>, Role), Refusal> {
         let argv: Vec<std::ffi::OsString> = req.argv.iter().map(|a| std::ffi::OsStr::from_bytes(a).to_owned()).collect();
         let matches = crate::cli::command().try_get_matches_from(&argv).map_err(|e| Refusal(crate::exit::USAGE, e.render().to_string()))?;
         let mut cli = crate::Cli::from_arg_matches(&matches).map_err(|e| Refusal(crate::exit::USAGE, e.to_string()))?;
@@ -129,7 +129,11 @@ impl Service {
             crate::audit::record_as(&cli, &Err(crate::Exit(*code, msg.trim_start_matches("lvrepo: ").to_string()).into()), Some(&caller));
         }
         let role = r.map_err(|(_, refusal)| refusal)?;
-        Ok((cli, role))
+        let argv = match cli.command {
+            crate::cli::Command::Mount { .. } => super::mountpoint::forced(&argv).map_err(refused)?,
+            _ => argv,
+        };
+        Ok((argv, role))
     }
 
     /// [`Self::decide`] once the command line parsed; a refusal comes with
@@ -150,6 +154,9 @@ impl Service {
         self.same_repo(matches, req).map_err(|Refusal(_, m)| refused(m))?;
         if let Some((arg, p)) = roles::host_paths(&cli.command).first() {
             return Err(refused(format!("lvrepo: {what}: {arg} {} is a path on this host; through the service only - (your own stdin or stdout) is taken (docs/threat-model.md)", p.display())));
+        }
+        if let Some((mp, own)) = roles::mount_point(&cli.command) {
+            super::mountpoint::check(mp, uid, own).map_err(|m| refused(format!("lvrepo: {what}: {m}")))?;
         }
         if need == Role::User && !have.contains(&Role::Manager) {
             for name in roles::guests_named(&cli.command) {
@@ -195,8 +202,8 @@ impl Service {
     }
 
     /// Run the command as root with the caller's stdio; its exit code.
-    fn run(&self, conn: &mut UnixStream, req: &wire::Request, [stdin, stdout, stderr]: [OwnedFd; 3], uid: u32, role: Role) -> u8 {
-        let args = req.argv.iter().skip(1).map(|a| std::ffi::OsStr::from_bytes(a));
+    fn run(&self, conn: &mut UnixStream, argv: &[std::ffi::OsString], [stdin, stdout, stderr]: [OwnedFd; 3], uid: u32, role: Role) -> u8 {
+        let args = argv.iter().skip(1);
         let spawned = std::process::Command::new(&self.exe)
             .args(args)
             .env_clear()
