@@ -186,7 +186,8 @@ impl Service {
     /// the very path (a symbolic link of the caller's could change between
     /// this check and the command's open).
     fn same_repo(&self, m: &clap::ArgMatches, req: &wire::Request) -> std::result::Result<(), Refusal> {
-        let ok = |p: &Path| p == self.repo || p == self.repo_given;
+        // Relative: the command would resolve it from `/`, not as the operator did.
+        let ok = |p: &Path| p == self.repo || (p == self.repo_given && p.is_absolute());
         if m.value_source("repo") == Some(clap::parser::ValueSource::CommandLine) {
             let p: Option<&PathBuf> = m.get_one("repo");
             if !p.is_some_and(|p| ok(p)) {
