@@ -253,6 +253,46 @@ mod tests {
         assert!(missing.is_empty(), "commands missing from the roles table of docs/operations.md: {missing:?}");
     }
 
+    /// The documented role of each command is the one [`access`] gives its
+    /// example (examples.rs): the table cannot drift from the code.
+    #[test]
+    fn the_documented_table_says_what_the_code_does() {
+        let doc = include_str!("../../docs/operations.md");
+        let mut checked = 0;
+        for line in doc.lines().filter(|l| l.starts_with("| `")) {
+            let mut cells = line.split('|').map(str::trim).skip(1);
+            let (Some(path), Some(role)) = (cells.next(), cells.next()) else { continue };
+            let path = path.trim_matches('`');
+            let Some(ex) = crate::examples::examples(path) else { continue };
+            let want = role.split_whitespace().next().unwrap_or_default();
+            // The first example of exactly this command that parses.
+            let found = ex.lines().flat_map(|l| l.split("&&")).find_map(|seg| {
+                let seg = seg.split(['#', '|', '>']).next().unwrap_or_default();
+                let words: Vec<String> = seg.split_whitespace().map(|w| w.trim_matches('\'').to_string()).collect();
+                if words.first().map(String::as_str) != Some("lvrepo") {
+                    return None;
+                }
+                let m = crate::cli::command().try_get_matches_from(&words).ok()?;
+                let mut names = Vec::new();
+                let mut cur = &m;
+                while let Some((n, sub)) = cur.subcommand() {
+                    names.push(n);
+                    cur = sub;
+                }
+                (names.join(" ") == path).then(|| <crate::Cli as clap::FromArgMatches>::from_arg_matches(&m).ok()).flatten()
+            });
+            let Some(cli) = found else { panic!("no example of `{path}` parses") };
+            let got = match access(&cli.command) {
+                Access::Local => "local",
+                Access::Root(_) => "root",
+                Access::Needs(r) => r.name(),
+            };
+            assert_eq!(got, want, "`{path}`: the code and docs/operations.md disagree");
+            checked += 1;
+        }
+        assert!(checked > 40, "only {checked} rows of the roles table checked");
+    }
+
     #[test]
     fn only_stdin_and_stdout_pass_as_host_paths() {
         assert!(host_paths(&cmd(&["import", "-", "--image", "w"])).is_empty());
