@@ -286,6 +286,21 @@ impl GuestHandle {
         Ok(())
     }
 
+    /// [`Self::switch_base`] leaving the new generation unborn (its overlay
+    /// made at first use, as a new guest's, [`open_generation`]): a rebase or
+    /// propagate over many guests then makes no overlay database.
+    pub(crate) fn switch_base_unborn(&mut self, root: TreeId) -> Result<()> {
+        let nd = self.gen_dir(self.state.generation + 1);
+        if nd.exists() {
+            // Left by a crash before the commit point: never visible, discard.
+            std::fs::remove_dir_all(&nd).map_err(|e| Error::io("removing", &nd, e))?;
+        }
+        make_unborn(&nd)?;
+        self.commit_generation(root)?;
+        self.remove_stale_generations();
+        Ok(())
+    }
+
     /// Create the next overlay generation, over `root`, not yet committed.
     fn prepare_generation(&self, root: TreeId, store: Arc<dyn ObjectStore>) -> Result<Overlay> {
         let nd = self.gen_dir(self.state.generation + 1);

@@ -14,10 +14,10 @@
 //! and the target lacks is created with the source's attributes.
 //!
 //! Order per target, as rebase's: plan in memory (a conflict without
-//! `prefer` refuses here, `dry_run` stops here); checkpoint the target (a
-//! rollback target); copy the source's objects the paths reach into the
+//! `prefer` refuses here, `dry_run` stops here); checkpoint the target (the
+//! planned fold, a rollback target); copy the source's objects the paths reach into the
 //! target's store, merge over the checkpoint, flush; switch the target onto
-//! the result (the `STATE` rename is the commit point).
+//! the result (an unborn generation; the `STATE` rename is the commit point).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -151,7 +151,9 @@ impl GuestHandle {
         if dry_run {
             return Ok(report);
         }
-        let cp = self.checkpoint_offline(shared, &format!("before propagate from {label}"))?;
+        // The checkpoint is the planned fold (copied from the scratch).
+        crate::backup::copy_closure(&scratch, &*store, &ours, &mut Default::default())?;
+        let cp = self.record_checkpoint(ours, &format!("before propagate from {label}"))?;
         report.checkpoint = Some(cp.version);
         for e in changes.iter().filter_map(|c| c.after.as_ref()) {
             copy_entry(source.clone(), &*store, e)?;
@@ -159,7 +161,7 @@ impl GuestHandle {
         let base_scratch = Layered::new(MemStore::new(), store.clone());
         let (root, _) = merge_changes(&base_scratch, &*store, cp.root_tree(), changes, prefer)?;
         self.local().objects().flush()?;
-        self.switch_base(root, store)?;
+        self.switch_base_unborn(root)?;
         report.root = Some(crate::digest::ImageId(root));
         tracing::info!(guest = %self.rec.name, source = label, checkpoint = cp.version, "propagated paths");
         Ok(report)

@@ -6,11 +6,14 @@
 //! 1. plan: fold the guest's state into a scratch store in memory and merge;
 //!    conflicts without `prefer` refuse here, and `dry_run` stops here
 //!    (nothing written);
-//! 2. checkpoint the guest (fold into its store, record; a rollback target);
+//! 2. checkpoint the guest (the planned fold's objects copied into its
+//!    store, recorded; a rollback target; the guest stays on its current
+//!    generation until step 4);
 //! 3. merge again over the checkpoint, writing trees to the guest's store;
 //!    write the personalisation files into the merged tree; flush;
-//! 4. switch the guest onto the result (a new overlay generation; the
-//!    `STATE` rename is the commit point);
+//! 4. switch the guest onto the result (a new overlay generation, unborn:
+//!    its database is made at first use; the `STATE` rename is the commit
+//!    point);
 //! 5. rewrite the guest's record to name the new image. A crash between 4
 //!    and 5 leaves a record naming the old image: a rebase run again finds
 //!    the image's changes already made (same entries on both sides) and
@@ -19,6 +22,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::backup::copy_closure;
 use crate::digest::TreeId;
 use crate::error::{Error, Result};
 use crate::merge::{merge3, Prefer};
@@ -99,7 +103,10 @@ impl GuestHandle {
         if dry_run {
             return Ok(report);
         }
-        let cp = self.checkpoint_offline(shared, &format!("before rebase onto {}", new.label()))?;
+        // The checkpoint is the planned fold: its objects copied from the
+        // scratch into the guest's store (the guest is not folded twice).
+        copy_closure(&scratch, &*store, &ours, &mut Default::default())?;
+        let cp = self.record_checkpoint(ours, &format!("before rebase onto {}", new.label()))?;
         report.checkpoint = Some(cp.version);
         let merged = merge3(&*store, &*store, &base, &theirs, &cp.root_tree(), prefer, &forced)?;
         let mut root = merged.root;
@@ -108,7 +115,7 @@ impl GuestHandle {
             root = put_file(&*store, root, path, bytes, *mode, now)?;
         }
         self.local().objects().flush()?;
-        self.switch_base(root, store)?;
+        self.switch_base_unborn(root)?;
         let mut rec = self.rec.clone();
         rec.image = new.label();
         rec.rebases.push(super::Rebased { checkpoint: cp.version, from: old.label(), to: new.label(), time: now.sec });

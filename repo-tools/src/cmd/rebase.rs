@@ -22,6 +22,7 @@ pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry
         Some(o) => bail!(crate::Exit(crate::exit::USAGE, format!("--prefer takes guest or image, not {o:?}"))),
     };
     let p = super::repo_path(cli)?;
+    let ctx = Ctx { path: p.clone(), repo: lvrepo_fs::Repository::open(&p, false)?, view: CheckpointView::open(&p)? };
     let names = match (guest, group) {
         (Some(g), None) => vec![g.to_string()],
         (None, Some(gr)) => guest::find_group(&p, gr)?.members,
@@ -37,7 +38,7 @@ pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry
         // Plan every member before changing any.
         let mut conflicts = 0;
         for n in &names {
-            match rebase_one(cli, n, image, true, prefer) {
+            match rebase_one(&ctx, n, image, true, prefer) {
                 Ok(_) => {}
                 Err(lvrepo_fs::Error::RebaseConflict { paths, .. }) => {
                     conflicts += 1;
@@ -54,7 +55,7 @@ pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry
     }
     let mut reports = Vec::new();
     for n in &names {
-        match rebase_one(cli, n, image, dry_run, prefer) {
+        match rebase_one(&ctx, n, image, dry_run, prefer) {
             Ok(r) => reports.push(r),
             Err(lvrepo_fs::Error::RebaseConflict { guest, image, paths }) => {
                 for path in &paths {
@@ -96,21 +97,22 @@ fn report_json(r: &RebaseReport) -> Result<serde_json::Value> {
 
 /// Rebase (or plan, `dry_run`) guest `name`; lvrepo_fs's error as is, so a
 /// conflict keeps its paths.
-fn rebase_one(cli: &Cli, name: &str, image: &str, dry_run: bool, prefer: Option<Prefer>) -> Result<RebaseReport, lvrepo_fs::Error> {
-    let p = cli.repo.clone().unwrap_or_default();
-    let rec = guest::find(&p, name)?;
-    let repo = lvrepo_fs::Repository::open(&p, false)?;
-    let new = repo.resolve_name(image)?;
-    lvrepo_fs::sign::check(&repo, &new)?;
-    let old = repo.resolve_name(&rec.image)?;
-    {
-        // What the rebase reuses from the guest's store (its base, and the
-        // latest checkpoint the fold memo may reuse) must be sound (exit 4).
-        let h = GuestHandle::open(&p, name, false)?;
-        lvrepo_fs::verify::refuse_unsound(&h, &repo, &h.fold_roots()?, "rebase")?;
-    }
-    // Holds gc off until the guest stands on its new root.
-    let view = CheckpointView::open(&p)?;
-    let mut g = GuestHandle::open(&p, name, true)?;
-    g.rebase(&p, view.shared(), &old, &new, prefer, dry_run)
+fn rebase_one(ctx: &Ctx, name: &str, image: &str, dry_run: bool, prefer: Option<Prefer>) -> Result<RebaseReport, lvrepo_fs::Error> {
+    let rec = guest::find(&ctx.path, name)?;
+    let new = ctx.repo.resolve_name(image)?;
+    lvrepo_fs::sign::check(&ctx.repo, &new)?;
+    let old = ctx.repo.resolve_name(&rec.image)?;
+    let mut g = GuestHandle::open(&ctx.path, name, true)?;
+    // What the rebase reuses from the guest's store (its base, and the
+    // latest checkpoint the fold memo may reuse) must be sound (exit 4).
+    lvrepo_fs::verify::refuse_unsound(&g, &ctx.repo, &g.fold_roots()?, "rebase")?;
+    g.rebase(&ctx.path, ctx.view.shared(), &old, &new, prefer, dry_run)
+}
+
+/// What every guest's rebase uses, opened once: the repository, and the
+/// view that holds gc off until each guest stands on its new root.
+struct Ctx {
+    path: std::path::PathBuf,
+    repo: lvrepo_fs::Repository,
+    view: CheckpointView,
 }
