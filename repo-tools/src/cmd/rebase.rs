@@ -34,12 +34,16 @@ pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry
             bail!(crate::Exit(crate::exit::BUSY, format!("guest {n} is mounted: rebase works on unmounted guests; unmount it first")));
         }
     }
-    if let Some(gr) = group {
-        // Plan every member before changing any.
+    // A group's dry run reports its plan (planned once, not twice).
+    let (mut reports, mut planned) = (Vec::new(), false);
+    if let (Some(gr), None) = (group, prefer) {
+        // Plan every member before changing any (with --prefer no conflict
+        // refuses, so there is nothing to plan for).
         let mut conflicts = 0;
+        let mut plans = Vec::new();
         for n in &names {
             match rebase_one(&ctx, n, image, true, prefer) {
-                Ok(_) => {}
+                Ok(r) => plans.push(r),
                 Err(lvrepo_fs::Error::RebaseConflict { paths, .. }) => {
                     conflicts += 1;
                     for path in &paths {
@@ -52,9 +56,11 @@ pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry
         if conflicts > 0 {
             bail!(crate::Exit(crate::exit::CONFLICT, format!("rebase of group {gr} onto {image}: {conflicts} of {} guests have paths both they and the image changed; no guest was changed (pass --prefer guest or --prefer image to choose)", names.len())));
         }
+        if dry_run {
+            (reports, planned) = (plans, true);
+        }
     }
-    let mut reports = Vec::new();
-    for n in &names {
+    for n in names.iter().filter(|_| !planned) {
         match rebase_one(&ctx, n, image, dry_run, prefer) {
             Ok(r) => reports.push(r),
             Err(lvrepo_fs::Error::RebaseConflict { guest, image, paths }) => {
@@ -102,7 +108,9 @@ fn rebase_one(ctx: &Ctx, name: &str, image: &str, dry_run: bool, prefer: Option<
     let new = ctx.repo.resolve_name(image)?;
     lvrepo_fs::sign::check(&ctx.repo, &new)?;
     let old = ctx.repo.resolve_name(&rec.image)?;
-    let mut g = GuestHandle::open(&ctx.path, name, true)?;
+    // A plan writes nothing: the guest's store opened read-only (cheaper,
+    // and no lock: the rebase itself takes it and plans again under it).
+    let mut g = GuestHandle::open(&ctx.path, name, !dry_run)?;
     // What the rebase reuses from the guest's store (its base, and the
     // latest checkpoint the fold memo may reuse) must be sound (exit 4).
     lvrepo_fs::verify::refuse_unsound(&g, &ctx.repo, &g.fold_roots()?, "rebase")?;
