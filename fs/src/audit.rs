@@ -38,6 +38,12 @@ pub struct Entry {
     /// Who ran it through sudo, when it came that way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sudo_user: Option<String>,
+    /// The role it ran under: `root` (uid 0 acting directly), or the role
+    /// (`user`, `manager`, `publisher`) that let `user` run it through the
+    /// service (`lvrepo serve`); absent for others acting on their own
+    /// repository, and in entries older than roles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// The command (`rebase`, `guest create`, ...).
     pub command: String,
     /// What it acted on (a guest, an image, a path), `-` if nothing.
@@ -68,9 +74,22 @@ fn log_path(repo: &Path) -> PathBuf {
     repo.join(LOG)
 }
 
+/// Who a command ran for when the service ran it (as root) for an
+/// unprivileged caller: the entry names the caller, not root.
+pub struct Caller<'a> {
+    pub uid: u32,
+    pub user: &'a str,
+    pub role: &'a str,
+}
+
 /// Append `rec` to the audit log of the repository at `repo`, as the
 /// calling user, now. Returns the entry written.
 pub fn append(repo: &Path, rec: &Record<'_>) -> Result<Entry> {
+    append_as(repo, rec, None)
+}
+
+/// [`append`], naming `caller` (the service's client) as the user when given.
+pub fn append_as(repo: &Path, rec: &Record<'_>, caller: Option<&Caller<'_>>) -> Result<Entry> {
     let p = log_path(repo);
     let mut f = OpenOptions::new().create(true).append(true).read(true).open(&p).map_err(|e| crate::perms::open_error("opening", &p, e))?;
     loop {
@@ -85,14 +104,18 @@ pub fn append(repo: &Path, rec: &Record<'_>) -> Result<Entry> {
     }
     let (last, torn) = last_entry(&mut f).map_err(|e| Error::io("reading", &p, e))?;
     let uid = nix::unistd::getuid();
-    let user = nix::unistd::User::from_uid(uid).ok().flatten().map_or_else(|| uid.to_string(), |u| u.name);
+    let (uid_raw, user, role) = match caller {
+        Some(c) => (c.uid, c.user.to_string(), Some(c.role.to_string())),
+        None => (uid.as_raw(), nix::unistd::User::from_uid(uid).ok().flatten().map_or_else(|| uid.to_string(), |u| u.name), uid.is_root().then(|| "root".to_string())),
+    };
     let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let mut e = Entry {
         seq: last.as_ref().map_or(1, |l| l.seq + 1),
         time,
-        uid: uid.as_raw(),
+        uid: uid_raw,
         user,
-        sudo_user: std::env::var("SUDO_USER").ok().filter(|_| uid.is_root()),
+        sudo_user: std::env::var("SUDO_USER").ok().filter(|_| uid.is_root() && caller.is_none()),
+        role,
         command: rec.command.to_string(),
         target: rec.target.to_string(),
         result: rec.result.to_string(),

@@ -142,6 +142,13 @@ pub enum Error {
     /// same paths differently; refused, nothing changed.
     #[error("rebase of guest {guest} onto {image}: {} paths were changed both by the guest and by the image, first {}; nothing was changed (pass --prefer guest or --prefer image to choose)", .paths.len(), first_path(.paths))]
     RebaseConflict { guest: String, image: String, paths: Vec<Vec<u8>> },
+    /// A propagation to a guest whose own version of chosen paths differs
+    /// from both the source's before and after; refused, nothing changed.
+    #[error("propagate from {source_label} to guest {guest}: {} paths differ in the guest from both the source's image and the source's state, first {}; nothing was changed (pass --prefer guest or --prefer source to choose)", .paths.len(), first_path(.paths))]
+    PropagateConflict { guest: String, source_label: String, paths: Vec<Vec<u8>> },
+    /// A path argument that names no path below the root.
+    #[error("invalid path {path:?}: {why}")]
+    BadPath { path: String, why: &'static str },
     /// The audit log's chain is broken at `line` (1-based; 0: its head file).
     #[error("audit log {path} line {line}: {why}")]
     AuditDamaged { path: PathBuf, line: usize, why: String },
@@ -233,8 +240,8 @@ impl Error {
             Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) | Error::GroupExists(_) | Error::BackupConflict { .. } | Error::AlreadyReceived => ErrorClass::Exists,
             Error::GuestBusy(_) | Error::ImageInUse { .. } | Error::CheckpointInUse { .. } => ErrorClass::Busy,
             Error::NotPermitted(_) | Error::AppendOnly(_) | Error::Unsigned(_) => ErrorClass::NotPermitted,
-            Error::BadImageName(_) | Error::BadGuestName { .. } | Error::BadPattern { .. } => ErrorClass::Usage,
-            Error::RebaseConflict { .. } => ErrorClass::Conflict,
+            Error::BadImageName(_) | Error::BadGuestName { .. } | Error::BadPattern { .. } | Error::BadPath { .. } => ErrorClass::Usage,
+            Error::RebaseConflict { .. } | Error::PropagateConflict { .. } => ErrorClass::Conflict,
             Error::Locked(_) => ErrorClass::Busy,
             _ => ErrorClass::Other,
         }

@@ -210,3 +210,58 @@ pub fn check(repo: &Repository, rec: &ImageRecord) -> Result<()> {
     }
     Err(Error::Unsigned(rec.label()))
 }
+
+/// A signature carried by a stream (`send` → `receive`): the image it is
+/// for, the public key and the signature, hex.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CarriedSignature {
+    pub name: String,
+    pub version: u32,
+    pub key: String,
+    pub signature: String,
+}
+
+/// Every signature `repo` holds for `rec`, to carry in a stream.
+pub fn carried(repo: &Repository, rec: &ImageRecord) -> Result<Vec<CarriedSignature>> {
+    Ok(signatures(repo, rec)?.into_iter().map(|(pk, sig)| CarriedSignature { name: rec.name.clone(), version: rec.version, key: hex(&pk), signature: hex(&sig) }).collect())
+}
+
+/// A received image's carried signatures, checked before anything is
+/// published: every one carried for `rec` must verify (one that does not is
+/// a tampered stream, exit 4, policy or not), and under the policy one by a
+/// required key must be among them (else exit 77). Returns them, to store
+/// with [`store_carried`].
+pub fn check_carried(repo: &Repository, rec: &ImageRecord, sigs: &[CarriedSignature]) -> Result<Vec<([u8; 32], [u8; 64])>> {
+    let msg = message(rec);
+    let mut ok = Vec::new();
+    for c in sigs.iter().filter(|c| c.name == rec.name && c.version == rec.version) {
+        let parsed = hex_decode::<32>(&c.key).zip(hex_decode::<64>(&c.signature));
+        let verified = parsed.filter(|(pk, sig)| VerifyingKey::from_bytes(pk).is_ok_and(|vk| vk.verify_strict(&msg, &Signature::from_bytes(sig)).is_ok()));
+        match verified {
+            Some(v) => ok.push(v),
+            None => {
+                tracing::error!(image = %rec.label(), key = %c.key, "a signature the stream carries does not verify: the image is not the one signed");
+                return Err(Error::BadSignature(rec.label()));
+            }
+        }
+    }
+    let pol = policy(repo.path())?;
+    if !pol.require_signature.is_empty() && !ok.iter().any(|(pk, _)| pol.require_signature.contains(&hex(pk))) {
+        return Err(Error::Unsigned(rec.label()));
+    }
+    Ok(ok)
+}
+
+/// Store checked signatures of `rec` (before its ref is published: a
+/// signature of a label not there yet is harmless, an image of a signed
+/// stream left unsigned by a crash would not be).
+pub fn store_carried(repo: &Repository, rec: &ImageRecord, sigs: &[([u8; 32], [u8; 64])]) -> Result<()> {
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    for (pk, sig) in sigs {
+        let mut k = sig_prefix(rec);
+        k.extend_from_slice(pk);
+        repo.db().put_cf_opt(repo.cf(CF_META)?, k, sig, &wo)?;
+    }
+    Ok(())
+}

@@ -40,6 +40,7 @@ fn describe(c: &Command) -> Option<(&'static str, String)> {
         Command::Forget { guest, dry_run: false, .. } => ("forget", s(guest)),
         Command::Harvest { guest, image, .. } => ("harvest", format!("{guest} {image}")),
         Command::Rebase { guest, group, image, dry_run: false, .. } => ("rebase", format!("{} {image}", guest.clone().or_else(|| group.as_ref().map(|g| format!("group {g}"))).unwrap_or_default())),
+        Command::Propagate { from, to, group, dry_run: false, .. } => ("propagate", format!("{from} {}", group.as_ref().map_or_else(|| to.join(" "), |g| format!("group {g}")))),
         Command::Group(GroupCmd::Create { name, .. } | GroupCmd::Add { name, .. } | GroupCmd::Rm { name, .. }) => (group_verb(c), s(name)),
         Command::Tag { image, channel, .. } => ("tag", format!("{image} {channel}")),
         Command::Sign { image, .. } => ("sign", s(image)),
@@ -59,6 +60,13 @@ fn group_verb(c: &Command) -> &'static str {
 /// Append the audit entry of the command `cli` ran, with its outcome. An
 /// entry that cannot be written is a warning (the command's work is done).
 pub fn record(cli: &Cli, outcome: &anyhow::Result<()>) {
+    let caller = crate::service::caller();
+    let caller = caller.as_ref().map(|c| lvrepo_fs::audit::Caller { uid: c.uid, user: &c.user, role: &c.role });
+    record_as(cli, outcome, caller.as_ref());
+}
+
+/// [`record`], for `caller` (the service's: a command it ran or refused).
+pub fn record_as(cli: &Cli, outcome: &anyhow::Result<()>, caller: Option<&lvrepo_fs::audit::Caller<'_>>) {
     let (Some((command, target)), Some(repo)) = (describe(&cli.command), cli.repo.as_deref()) else { return };
     if !repo.join("FORMAT").exists() {
         return; // no repository to record in (init failed, a wrong --repo)
@@ -67,7 +75,7 @@ pub fn record(cli: &Cli, outcome: &anyhow::Result<()>) {
         Ok(()) => "ok".to_string(),
         Err(e) => format!("exit {}: {}", crate::exit_code(e), format!("{e:#}").lines().next().unwrap_or_default()),
     };
-    match lvrepo_fs::audit::append(repo, &lvrepo_fs::audit::Record { command, target: &target, result: &result }) {
+    match lvrepo_fs::audit::append_as(repo, &lvrepo_fs::audit::Record { command, target: &target, result: &result }, caller) {
         Ok(_) => {}
         // A host that has the shared repository read-only (guest hosts) has
         // no log to write; its commands go unrecorded (docs/operations.md).

@@ -474,6 +474,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The local service (run by root, usually by systemd: lvrepo.socket):
+    /// unprivileged users' lvrepo commands come here over a Unix socket and
+    /// run as root when the roles file gives the caller the role they need
+    /// (refused: exit 77). docs/operations.md#roles.
+    Serve {
+        /// The socket to listen on (unless systemd passes one).
+        #[arg(long, value_name = "PATH", default_value = crate::service::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// The roles file: `GROUP ROLE [ROLE...]` lines [default: $LVREPO_ROLES, else /etc/lvrepo/roles].
+        #[arg(long, value_name = "FILE")]
+        roles: Option<PathBuf>,
+    },
     /// Move an unmounted guest onto another image version keeping its changes
     /// (three-way merge). Paths both changed are listed; without --prefer the
     /// rebase is then refused (exit 7) and nothing changes. Mounted: exit 6.
@@ -493,6 +505,34 @@ pub enum Command {
         dry_run: bool,
         /// Resolve conflicts for the guest's version or the image's.
         #[arg(long, value_name = "guest|image")]
+        prefer: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy chosen paths' state (file, directory subtree, symlink, deletion)
+    /// from a guest to other unmounted guests, three-way as rebase: a target
+    /// whose own version differs from both the source's image's and the
+    /// source's is a conflict; without --prefer every conflict is listed
+    /// (`GUEST PATH`), nothing changes on any target, exit 7. Mounted: exit 6.
+    Propagate {
+        /// The source: GUEST (its current state; a mounted one is
+        /// checkpointed first) or GUEST:CHECKPOINT.
+        #[arg(long, value_name = "GUEST[:CHECKPOINT]")]
+        from: String,
+        /// The paths to copy (absolute, in the guest); a directory copies its subtree.
+        #[arg(long, value_name = "P", num_args = 1.., required = true)]
+        path: Vec<std::ffi::OsString>,
+        /// The target guests (unmounted).
+        #[arg(long, value_name = "GUEST", num_args = 1.., required_unless_present = "group", conflicts_with = "group")]
+        to: Vec<String>,
+        /// Every guest of group NAME (the source excluded) is a target.
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
+        /// Show what would happen (conflicts included); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Resolve conflicts for the target's version or the source's.
+        #[arg(long, value_name = "guest|source")]
         prefer: Option<String>,
         #[arg(long)]
         json: bool,

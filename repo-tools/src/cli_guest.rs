@@ -28,6 +28,11 @@ pub enum GuestCmd {
         /// A file of KEY=VALUE lines, as --set.
         #[arg(long, value_name = "FILE")]
         values: Option<PathBuf>,
+        /// The user it belongs to (a name or uid): they may checkpoint,
+        /// diff and log it through the service in the `user` role
+        /// [default: the caller, through the service; else nobody].
+        #[arg(long, value_name = "USER")]
+        owner: Option<String>,
         #[arg(long)]
         json: bool,
     },

@@ -125,7 +125,7 @@ fn peer_allowed(conn: &UnixStream) -> std::result::Result<(), String> {
 }
 
 /// The credentials of the process at the other end of `conn`.
-fn peer_cred(conn: &UnixStream) -> std::result::Result<libc::ucred, String> {
+pub(crate) fn peer_cred(conn: &UnixStream) -> std::result::Result<libc::ucred, String> {
     use std::os::fd::AsRawFd;
     let mut cred = libc::ucred { pid: 0, uid: u32::MAX, gid: u32::MAX };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;

@@ -17,6 +17,8 @@ mod logrotate;
 mod mount_helper;
 mod output;
 mod progress;
+mod roles;
+mod service;
 
 use std::process::ExitCode;
 
@@ -56,6 +58,10 @@ fn main() -> ExitCode {
         return mount_helper::main();
     }
     let cli = Cli::from_arg_matches(&cli::command().get_matches()).unwrap_or_else(|e| e.exit());
+    // Not root, and the service is there: it runs the command, in a role.
+    if let Some(code) = service::forward(&cli) {
+        return ExitCode::from(code);
+    }
     if !is_daemon(&cli.command) {
         // `lvrepo ls -R | head`: a closed pipe ends the command quietly, as
         // it does every Unix tool (Rust ignores SIGPIPE, so each write would
@@ -89,7 +95,7 @@ fn main() -> ExitCode {
 
 /// The commands that serve (a mount or NBD daemon in the foreground).
 fn is_daemon(c: &Command) -> bool {
-    matches!(c, Command::Mount { foreground: true, .. } | Command::Nbd(cli::NbdCmd::Serve { foreground: true, .. }))
+    matches!(c, Command::Mount { foreground: true, .. } | Command::Nbd(cli::NbdCmd::Serve { foreground: true, .. }) | Command::Serve { .. })
 }
 
 fn chain(err: &anyhow::Error) -> String {

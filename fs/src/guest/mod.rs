@@ -17,6 +17,8 @@ mod manage;
 mod group;
 mod harvest;
 mod ops;
+mod paths;
+mod propagate;
 mod rebase;
 mod view;
 mod volume;
@@ -25,6 +27,7 @@ pub use ops::{Checkpoint, GuestHandle, CHECKPOINT as CHECKPOINT_REF};
 pub use manage::{clone_checkpoint, fold_pair, rename};
 pub use group::{add_members, create_group, find_group, groups, remove_members, Group};
 pub use harvest::{harvest, Harvested};
+pub use propagate::{changes as propagate_changes, Change, PropagateReport};
 pub use rebase::{image_at, personal_files, record_rollback, RebaseReport};
 pub use view::CheckpointView;
 pub use volume::{changed_ranges, Range};
@@ -57,6 +60,11 @@ pub struct GuestRecord {
     /// checkpoint it goes to stood on ([`rebase::image_at`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rebases: Vec<Rebased>,
+    /// The uid of the user it belongs to (`guest create --owner`, or the
+    /// caller of a create through the service): that user may act on it in
+    /// the `user` role. None: root's and the managers' only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<u32>,
 }
 
 /// One rebase of a guest: checkpoint `checkpoint` (taken by the rebase)

@@ -39,16 +39,22 @@ impl GuestHandle {
     /// the guest is registered (restore puts its checkpoints there). If it
     /// fails, the directory is left as it was, as for any failed create.
     pub fn create_filled(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path, fill: impl FnOnce(&Repository) -> Result<()>) -> Result<GuestHandle> {
-        Self::create_inner(repo, name, image, dir, Vec::new(), fill)
+        Self::create_inner(repo, name, image, dir, (Vec::new(), None), fill)
     }
 
     /// [`Self::create`], recording personalisation values `KEY=VALUE` (a
     /// rebase writes their files again: [`super::personal_files`]).
     pub fn create_personal(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path, personal: Vec<(String, String)>) -> Result<GuestHandle> {
-        Self::create_inner(repo, name, image, dir, personal, |_| Ok(()))
+        Self::create_owned(repo, name, image, dir, personal, None)
     }
 
-    fn create_inner(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path, personal: Vec<(String, String)>, fill: impl FnOnce(&Repository) -> Result<()>) -> Result<GuestHandle> {
+    /// [`Self::create_personal`], recording the uid of the user the guest
+    /// belongs to (in the registry record, with the rest of it).
+    pub fn create_owned(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path, personal: Vec<(String, String)>, owner: Option<u32>) -> Result<GuestHandle> {
+        Self::create_inner(repo, name, image, dir, (personal, owner), |_| Ok(()))
+    }
+
+    fn create_inner(repo: &Repository, name: &str, image: &ImageRecord, dir: &Path, (personal, owner): (Vec<(String, String)>, Option<u32>), fill: impl FnOnce(&Repository) -> Result<()>) -> Result<GuestHandle> {
         check_guest_name(name)?;
         if find(repo.path(), name).is_ok() {
             return Err(Error::GuestExists(name.to_string()));
@@ -64,7 +70,7 @@ impl GuestHandle {
             let local = Repository::init(&dir.join("store"))?;
             fill(&local)?;
             let state = GuestState { base: image.root_tree(), generation: 1 };
-            let rec = GuestRecord { name: name.to_string(), image: image.label(), dir: dir.clone(), created: now(), volume: image.volume, personal, rebases: Vec::new() };
+            let rec = GuestRecord { name: name.to_string(), image: image.label(), dir: dir.clone(), created: now(), volume: image.volume, personal, rebases: Vec::new(), owner };
             let g = GuestHandle { rec, state, local, _lock: Some(guard) };
             // The first generation exists before the STATE that names it, as
             // an unborn directory: its database is made at first use
@@ -275,6 +281,21 @@ impl GuestHandle {
     /// The STATE rename is the commit point.
     pub fn switch_base(&mut self, root: TreeId, store: Arc<dyn ObjectStore>) -> Result<()> {
         drop(self.prepare_generation(root, store)?);
+        self.commit_generation(root)?;
+        self.remove_stale_generations();
+        Ok(())
+    }
+
+    /// [`Self::switch_base`] leaving the new generation unborn (its overlay
+    /// made at first use, as a new guest's, [`open_generation`]): a rebase or
+    /// propagate over many guests then makes no overlay database.
+    pub(crate) fn switch_base_unborn(&mut self, root: TreeId) -> Result<()> {
+        let nd = self.gen_dir(self.state.generation + 1);
+        if nd.exists() {
+            // Left by a crash before the commit point: never visible, discard.
+            std::fs::remove_dir_all(&nd).map_err(|e| Error::io("removing", &nd, e))?;
+        }
+        make_unborn(&nd)?;
         self.commit_generation(root)?;
         self.remove_stale_generations();
         Ok(())

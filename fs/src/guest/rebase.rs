@@ -6,11 +6,14 @@
 //! 1. plan: fold the guest's state into a scratch store in memory and merge;
 //!    conflicts without `prefer` refuse here, and `dry_run` stops here
 //!    (nothing written);
-//! 2. checkpoint the guest (fold into its store, record; a rollback target);
+//! 2. checkpoint the guest (the planned fold's objects copied into its
+//!    store, recorded; a rollback target; the guest stays on its current
+//!    generation until step 4);
 //! 3. merge again over the checkpoint, writing trees to the guest's store;
 //!    write the personalisation files into the merged tree; flush;
-//! 4. switch the guest onto the result (a new overlay generation; the
-//!    `STATE` rename is the commit point);
+//! 4. switch the guest onto the result (a new overlay generation, unborn:
+//!    its database is made at first use; the `STATE` rename is the commit
+//!    point);
 //! 5. rewrite the guest's record to name the new image. A crash between 4
 //!    and 5 leaves a record naming the old image: a rebase run again finds
 //!    the image's changes already made (same entries on both sides) and
@@ -19,13 +22,14 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::backup::copy_closure;
 use crate::digest::TreeId;
 use crate::error::{Error, Result};
 use crate::merge::{merge3, Prefer};
 use crate::object::{Layered, MemStore, ObjectStore};
 use crate::repo::ImageRecord;
 use crate::tree::file::ContentBuilder;
-use crate::tree::{load_root, store_root, Content, Entry, Kind, Timestamp, Tree};
+use crate::tree::{Entry, Kind, Timestamp};
 
 use super::GuestHandle;
 
@@ -99,7 +103,10 @@ impl GuestHandle {
         if dry_run {
             return Ok(report);
         }
-        let cp = self.checkpoint_offline(shared, &format!("before rebase onto {}", new.label()))?;
+        // The checkpoint is the planned fold: its objects copied from the
+        // scratch into the guest's store (the guest is not folded twice).
+        copy_closure(&scratch, &*store, &ours, &mut Default::default())?;
+        let cp = self.record_checkpoint(ours, &format!("before rebase onto {}", new.label()))?;
         report.checkpoint = Some(cp.version);
         let merged = merge3(&*store, &*store, &base, &theirs, &cp.root_tree(), prefer, &forced)?;
         let mut root = merged.root;
@@ -108,7 +115,7 @@ impl GuestHandle {
             root = put_file(&*store, root, path, bytes, *mode, now)?;
         }
         self.local().objects().flush()?;
-        self.switch_base(root, store)?;
+        self.switch_base_unborn(root)?;
         let mut rec = self.rec.clone();
         rec.image = new.label();
         rec.rebases.push(super::Rebased { checkpoint: cp.version, from: old.label(), to: new.label(), time: now.sec });
@@ -147,50 +154,17 @@ pub fn record_rollback(repo: &std::path::Path, name: &str, n: u32) -> Result<()>
 /// there; missing directories are made 0755. Stored in `store`. Only the
 /// trees on the path are read and written.
 fn put_file(store: &dyn ObjectStore, root: TreeId, path: &[u8], bytes: &[u8], mode: u32, now: Timestamp) -> Result<TreeId> {
-    let comps: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
-    let Some((last, parents)) = comps.split_last() else { return Ok(root) };
-    let listing = |e: &Entry| -> Result<Tree> {
-        match e.content {
-            Content::Tree(id) => Tree::load(store, &id),
-            _ => Ok(Tree::default()),
-        }
-    };
-    let new_dir = |name: &[u8]| {
-        let mut d = Entry::new(name.to_vec(), Kind::Dir);
-        (d.mode, d.mtime) = (0o755, now);
-        d
-    };
-    // The directories on the path with their listings, root first.
-    let mut chain: Vec<(Entry, Tree)> = Vec::new();
-    let mut cur = load_root(store, &root)?;
-    for c in parents {
-        let t = listing(&cur)?;
-        let next = match t.get(c) {
-            Some(e) if e.kind == Kind::Dir => e.clone(),
-            Some(_) => return Err(Error::NotSupported { path: crate::walk::escape_path(path), why: "a directory on the path of a personalisation file is not a directory" }),
-            None => new_dir(c),
-        };
-        chain.push((cur, t));
-        cur = next;
+    let at = super::paths::lookup(store, &root, path)?;
+    if at.blocked {
+        return Err(Error::NotSupported { path: crate::walk::escape_path(path), why: "a directory on the path of a personalisation file is not a directory" });
     }
-    let mut t = listing(&cur)?;
-    if t.get(last).is_some_and(|e| e.kind == Kind::Dir) {
+    if at.entry.as_ref().is_some_and(|e| e.kind == Kind::Dir) {
         return Err(Error::NotSupported { path: crate::walk::escape_path(path), why: "a personalisation file is a directory here" });
     }
-    let mut f = Entry::new(last.to_vec(), Kind::File);
+    let mut f = Entry::new(Vec::new(), Kind::File);
     (f.mode, f.mtime, f.size) = (mode, now, bytes.len() as u64);
     let mut b = ContentBuilder::new(store);
     b.push(0, bytes)?;
     f.content = b.finish(f.size)?;
-    let mut child = f;
-    loop {
-        t.entries.retain(|e| e.name != child.name);
-        t.entries.push(child);
-        t.sort();
-        cur.content = Content::Tree(t.store(store)?);
-        match chain.pop() {
-            Some((parent, pt)) => (child, cur, t) = (cur, parent, pt),
-            None => return store_root(store, cur),
-        }
-    }
+    super::paths::set_path(store, root, path, Some(f), &[], now)
 }

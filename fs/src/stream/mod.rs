@@ -8,7 +8,8 @@
 //! - per object, children before the objects naming them, in the form the
 //!   sender's store keeps it: `O` `kind u8 | id [32] | bytes` (uncompressed)
 //!   or (v2) `Z` `kind u8 | id [32] | raw_len u32 LE | zstd payload`;
-//! - `R` once, after the objects: [`StreamRefs`] as JSON;
+//! - `R` once, after the objects: [`StreamRefs`] as JSON (with the images'
+//!   signatures, `signatures`, when they have any);
 //! - `T` last: `objects u64 LE | BLAKE3 of every byte before this record`.
 //!
 //! Invariant on receive: every object is decoded and re-hashed in its
@@ -69,6 +70,11 @@ pub struct StreamRefs {
     /// Image records (kind image) or checkpoint records (kind guest).
     pub images: Vec<ImageRecord>,
     pub guest: Option<BackupGuest>,
+    /// The images' signatures (kind image). Absent in streams from before
+    /// signatures travelled; a receiver that does not know the field
+    /// ignores it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<crate::sign::CarriedSignature>,
 }
 
 fn bad(why: impl Into<String>) -> Error {

@@ -72,6 +72,7 @@ pub fn receive(repo: &Repository, input: impl Read) -> Result<ReceiveReport> {
         }
     }
     let refs = refs.ok_or_else(|| bad("no refs record"))?;
+    let signatures = refs.signatures.clone();
     let (new, guest) = plan(repo, header.kind, refs)?;
     if new.is_empty() {
         return Err(Error::AlreadyReceived);
@@ -89,12 +90,21 @@ pub fn receive(repo: &Repository, input: impl Read) -> Result<ReceiveReport> {
             return Err(bad(format!("object {id} is neither in the stream nor in this repository")));
         }
     }
+    // Images: their signatures checked (and the policy) before anything
+    // is published, stored before their refs.
+    let mut signed = Vec::new();
+    if guest.is_none() {
+        for rec in &new {
+            signed.push(crate::sign::check_carried(repo, rec, &signatures)?);
+        }
+    }
     store.flush()?;
     crate::gc::failpoint("receive-before-publish");
     match &guest {
         Some(meta) => publish(repo, meta, &new)?,
         None => {
-            for rec in &new {
+            for (rec, sigs) in new.iter().zip(&signed) {
+                crate::sign::store_carried(repo, rec, sigs)?;
                 repo.publish(rec)?;
             }
         }

@@ -71,7 +71,7 @@ fn send(src: &dyn ObjectStore, kind: StreamKind, base: Option<TreeId>, refs: Str
 
 /// Send image `image`; with `since`, leave out what that image reaches.
 pub fn send_image(repo: &Repository, image: &ImageRecord, since: Option<&ImageRecord>, out: &mut (dyn Write + Send)) -> Result<SendReport> {
-    let refs = StreamRefs { images: vec![image.clone()], guest: None };
+    let refs = StreamRefs { images: vec![image.clone()], guest: None, signatures: crate::sign::carried(repo, image)? };
     send(repo.objects(), StreamKind::Image, since.map(|s| s.root_tree()), refs, out)
 }
 
@@ -89,5 +89,5 @@ pub fn send_guest(g: &GuestHandle, shared: Arc<dyn ObjectStore>, since: Option<u
     };
     let images: Vec<ImageRecord> = all.into_iter().filter(|c| since.is_none_or(|n| c.version > n)).collect();
     let guest = BackupGuest { name: g.rec.name.clone(), image: g.rec.image.clone(), volume: g.rec.volume };
-    send(&*g.store(shared), StreamKind::Guest, base, StreamRefs { images, guest: Some(guest) }, out)
+    send(&*g.store(shared), StreamKind::Guest, base, StreamRefs { images, guest: Some(guest), signatures: Vec::new() }, out)
 }

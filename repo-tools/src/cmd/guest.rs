@@ -14,7 +14,13 @@ use crate::output::utc;
 
 pub fn run(cli: &Cli, cmd: &GuestCmd) -> Result<()> {
     match cmd {
-        GuestCmd::Create { name, image, overlay, set, file, values, json } => create(cli, name, image, overlay.clone(), set, file, values.as_ref(), *json),
+        GuestCmd::Create { name, image, overlay, set, file, values, owner, json } => {
+            let owner = match owner {
+                Some(u) => Some(crate::service::uid_of(u)?),
+                None => crate::service::caller().map(|c| c.uid),
+            };
+            create(cli, name, image, overlay.clone(), set, file, values.as_ref(), owner, *json)
+        }
         GuestCmd::List { json } => list(cli, *json),
         GuestCmd::Show { name, json } => show(cli, name, *json),
         GuestCmd::Rm { name } => rm(cli, name),
@@ -25,7 +31,7 @@ pub fn run(cli: &Cli, cmd: &GuestCmd) -> Result<()> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn create(cli: &Cli, name: &str, image: &str, overlay: Option<PathBuf>, set: &[String], files: &[String], values: Option<&PathBuf>, json: bool) -> Result<()> {
+fn create(cli: &Cli, name: &str, image: &str, overlay: Option<PathBuf>, set: &[String], files: &[String], values: Option<&PathBuf>, owner: Option<u32>, json: bool) -> Result<()> {
     super::names::check_new_guest(name)?;
     // gc waits until the guest is registered (and its image a root gc keeps).
     let _guard = lvrepo_fs::repo::GcGuard::take(&super::repo_path(cli)?, false)?;
@@ -54,7 +60,7 @@ fn create(cli: &Cli, name: &str, image: &str, overlay: Option<PathBuf>, set: &[S
         put.push((std::ffi::OsStr::new(dest).as_bytes().to_vec(), bytes, mode));
     }
     let dir = overlay.unwrap_or_else(|| PathBuf::from("/var/lib/lvrepo/guests").join(name));
-    let g = GuestHandle::create_personal(&repo, name, &img, &dir, pairs)?;
+    let g = GuestHandle::create_owned(&repo, name, &img, &dir, pairs, owner)?;
     if !put.is_empty() {
         g.personalise(super::shared(&repo), &put)?;
     }
@@ -121,6 +127,9 @@ fn show(cli: &Cli, name: &str, json: bool) -> Result<()> {
     println!("image       {}", g.rec.image);
     println!("directory   {}", g.dir().display());
     println!("created     {}", utc(g.rec.created));
+    if let Some(o) = g.rec.owner {
+        println!("owner       {}", crate::service::user_name(o));
+    }
     println!("base        {}", g.state.base.0);
     println!("generation  {}", g.state.generation);
     println!("mounted     {}", if mounted { "yes" } else { "no" });

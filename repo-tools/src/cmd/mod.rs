@@ -31,11 +31,13 @@ mod mount_ready;
 mod mount_scratch;
 mod nbd;
 mod prefetch;
+mod propagate;
 mod rebase;
 mod receive;
 mod restore;
 mod rollback;
 mod send;
+mod serve;
 mod sign;
 mod stats;
 mod tag;
@@ -113,10 +115,12 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Audit { action: None, since, json } => audit::run(cli, since.as_deref(), *json),
         Command::Harvest { guest, checkpoint, image, message, json } => harvest::run(cli, guest, checkpoint.as_deref(), image, message, *json),
         Command::Rebase { guest, group, image, dry_run, prefer, json } => rebase::run(cli, guest.as_deref(), group.as_deref(), image, *dry_run, prefer.as_deref(), *json),
+        Command::Propagate { from, path, to, group, dry_run, prefer, json } => propagate::run(cli, from, path, to, group.as_deref(), *dry_run, prefer.as_deref(), *json),
         Command::Group(g) => group::run(cli, g),
         Command::Key(crate::cli::KeyCmd::Generate { out, json }) => sign::generate(cli, out, *json),
         Command::Sign { image, key, json } => sign::sign(cli, image, key, *json),
         Command::Policy(p) => sign::policy(cli, p),
+        Command::Serve { socket, roles } => serve::run(cli, socket, roles.as_deref()),
     }
 }
 

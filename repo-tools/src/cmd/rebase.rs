@@ -22,6 +22,7 @@ pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry
         Some(o) => bail!(crate::Exit(crate::exit::USAGE, format!("--prefer takes guest or image, not {o:?}"))),
     };
     let p = super::repo_path(cli)?;
+    let ctx = Ctx { path: p.clone(), repo: lvrepo_fs::Repository::open(&p, false)?, view: CheckpointView::open(&p)? };
     let names = match (guest, group) {
         (Some(g), None) => vec![g.to_string()],
         (None, Some(gr)) => guest::find_group(&p, gr)?.members,
@@ -33,12 +34,16 @@ pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry
             bail!(crate::Exit(crate::exit::BUSY, format!("guest {n} is mounted: rebase works on unmounted guests; unmount it first")));
         }
     }
-    if let Some(gr) = group {
-        // Plan every member before changing any.
+    // A group's dry run reports its plan (planned once, not twice).
+    let (mut reports, mut planned) = (Vec::new(), false);
+    if let (Some(gr), None) = (group, prefer) {
+        // Plan every member before changing any (with --prefer no conflict
+        // refuses, so there is nothing to plan for).
         let mut conflicts = 0;
+        let mut plans = Vec::new();
         for n in &names {
-            match rebase_one(cli, n, image, true, prefer) {
-                Ok(_) => {}
+            match rebase_one(&ctx, n, image, true, prefer) {
+                Ok(r) => plans.push(r),
                 Err(lvrepo_fs::Error::RebaseConflict { paths, .. }) => {
                     conflicts += 1;
                     for path in &paths {
@@ -51,10 +56,12 @@ pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry
         if conflicts > 0 {
             bail!(crate::Exit(crate::exit::CONFLICT, format!("rebase of group {gr} onto {image}: {conflicts} of {} guests have paths both they and the image changed; no guest was changed (pass --prefer guest or --prefer image to choose)", names.len())));
         }
+        if dry_run {
+            (reports, planned) = (plans, true);
+        }
     }
-    let mut reports = Vec::new();
-    for n in &names {
-        match rebase_one(cli, n, image, dry_run, prefer) {
+    for n in names.iter().filter(|_| !planned) {
+        match rebase_one(&ctx, n, image, dry_run, prefer) {
             Ok(r) => reports.push(r),
             Err(lvrepo_fs::Error::RebaseConflict { guest, image, paths }) => {
                 for path in &paths {
@@ -108,21 +115,24 @@ fn report_json(repo: &std::path::Path, r: &RebaseReport) -> Result<serde_json::V
 
 /// Rebase (or plan, `dry_run`) guest `name`; lvrepo_fs's error as is, so a
 /// conflict keeps its paths.
-fn rebase_one(cli: &Cli, name: &str, image: &str, dry_run: bool, prefer: Option<Prefer>) -> Result<RebaseReport, lvrepo_fs::Error> {
-    let p = cli.repo.clone().unwrap_or_default();
-    let rec = guest::find(&p, name)?;
-    let repo = lvrepo_fs::Repository::open(&p, false)?;
-    let new = repo.resolve_name(image)?;
-    lvrepo_fs::sign::check(&repo, &new)?;
-    let old = repo.resolve_name(&rec.image)?;
-    {
-        // What the rebase reuses from the guest's store (its base, and the
-        // latest checkpoint the fold memo may reuse) must be sound (exit 4).
-        let h = GuestHandle::open(&p, name, false)?;
-        lvrepo_fs::verify::refuse_unsound(&h, &repo, &h.fold_roots()?, "rebase")?;
-    }
-    // Holds gc off until the guest stands on its new root.
-    let view = CheckpointView::open(&p)?;
-    let mut g = GuestHandle::open(&p, name, true)?;
-    g.rebase(&p, view.shared(), &old, &new, prefer, dry_run)
+fn rebase_one(ctx: &Ctx, name: &str, image: &str, dry_run: bool, prefer: Option<Prefer>) -> Result<RebaseReport, lvrepo_fs::Error> {
+    let rec = guest::find(&ctx.path, name)?;
+    let new = ctx.repo.resolve_name(image)?;
+    lvrepo_fs::sign::check(&ctx.repo, &new)?;
+    let old = ctx.repo.resolve_name(&rec.image)?;
+    // A plan writes nothing: the guest's store opened read-only (cheaper,
+    // and no lock: the rebase itself takes it and plans again under it).
+    let mut g = GuestHandle::open(&ctx.path, name, !dry_run)?;
+    // What the rebase reuses from the guest's store (its base, and the
+    // latest checkpoint the fold memo may reuse) must be sound (exit 4).
+    lvrepo_fs::verify::refuse_unsound(&g, &ctx.repo, &g.fold_roots()?, "rebase")?;
+    g.rebase(&ctx.path, ctx.view.shared(), &old, &new, prefer, dry_run)
+}
+
+/// What every guest's rebase uses, opened once: the repository, and the
+/// view that holds gc off until each guest stands on its new root.
+struct Ctx {
+    path: std::path::PathBuf,
+    repo: lvrepo_fs::Repository,
+    view: CheckpointView,
 }

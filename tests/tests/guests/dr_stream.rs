@@ -10,7 +10,7 @@ use super::dr::{held, site, Mount};
 use super::rollback::{build_system, change_a};
 
 /// `send ARGS -o FILE`; returns the stream's bytes.
-fn send_to_file(r: &Lvrepo, args: &[&str], file: &Path) -> Vec<u8> {
+pub(super) fn send_to_file(r: &Lvrepo, args: &[&str], file: &Path) -> Vec<u8> {
     let mut a: Vec<&OsStr> = vec![os("send")];
     a.extend(args.iter().map(|s| os(s)));
     a.extend([os("-o"), file.as_os_str()]);
@@ -19,12 +19,12 @@ fn send_to_file(r: &Lvrepo, args: &[&str], file: &Path) -> Vec<u8> {
 }
 
 /// `receive -` with `stream` on stdin.
-fn receive(r: &Lvrepo, stream: &[u8]) -> Output {
+pub(super) fn receive(r: &Lvrepo, stream: &[u8]) -> Output {
     r.run_stdin(["receive", "-"], Some(stream))
 }
 
 #[track_caller]
-fn refused(r: &Lvrepo, stream: &[u8], codes: &[i32], what: &str) -> String {
+pub(super) fn refused(r: &Lvrepo, stream: &[u8], codes: &[i32], what: &str) -> String {
     let out = receive(r, stream);
     assert!(codes.contains(&out.status.code().unwrap_or(-1)), "{}", report(&format!("receive of {what} (expected exit {codes:?})"), &out));
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -33,7 +33,7 @@ fn refused(r: &Lvrepo, stream: &[u8], codes: &[i32], what: &str) -> String {
 }
 
 /// The records of a stream (after magic and version), trailer excluded.
-fn records(s: &[u8]) -> Vec<(u8, Vec<u8>)> {
+pub(super) fn records(s: &[u8]) -> Vec<(u8, Vec<u8>)> {
     let mut out = Vec::new();
     let mut i = 12;
     while i < s.len() {
@@ -53,7 +53,7 @@ fn is_object(tag: u8) -> bool {
 
 /// A well-framed stream of `recs` with a correct trailer: hostile content
 /// that no framing check can catch.
-fn build(recs: &[(u8, Vec<u8>)]) -> Vec<u8> {
+pub(super) fn build(recs: &[(u8, Vec<u8>)]) -> Vec<u8> {
     let mut s = b"LVSTREAM".to_vec();
     s.extend_from_slice(&2u32.to_le_bytes());
     for (tag, body) in recs {

@@ -79,7 +79,7 @@ fn guest_files(g: &Guest) -> (Vec<u8>, Vec<u8>, Value) {
     (rec, state, g.r().json(["log", &g.name, "--json"]))
 }
 
-fn mounted_manifest(g: &Guest) -> Manifest {
+pub(super) fn mounted_manifest(g: &Guest) -> Manifest {
     let m = g.mount();
     let man = m.manifest();
     m.umount();

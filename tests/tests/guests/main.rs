@@ -32,8 +32,10 @@ mod fleet;
 mod lifecycle;
 mod logs;
 mod manage;
+mod propagate;
 mod rollback;
 mod safety;
+mod signed_stream;
 mod systemd;
 mod unborn;
 
