@@ -167,6 +167,9 @@ pub struct Guest {
     /// In a group: whether the member is a registered guest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registered: Option<bool>,
+    /// The uid that owns it (roles: a user acts on the guests they own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<u32>,
 }
 
 impl Guest {
@@ -175,7 +178,7 @@ impl Guest {
     }
 
     pub fn of(r: &GuestRecord) -> Guest {
-        Guest { name: r.name.clone(), image: Some(Image::label(&r.image)), dir: Some(path(&r.dir)), created: Some(time(r.created)), volume: Some(r.volume), ..Default::default() }
+        Guest { name: r.name.clone(), image: Some(Image::label(&r.image)), dir: Some(path(&r.dir)), created: Some(time(r.created)), volume: Some(r.volume), owner: r.owner, ..Default::default() }
     }
 
     pub fn with_state(mut self, s: &GuestState) -> Guest {

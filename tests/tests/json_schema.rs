@@ -143,6 +143,10 @@ fn every_json_document_matches_the_schema() {
     let log = d.run("log", &["log", "gb", "--json"]);
     assert_eq!((&log["checkpoints"][0]["entry_count"], &log["checkpoints"][0]["logical_bytes"]), (&web1["image"]["entry_count"], &web1["image"]["logical_bytes"]), "{log}");
 
+    d.run("propagate", &["propagate", "--from", "ga", "--path", "/motd", "--to", "gb", "--dry-run", "--json"]);
+    let prop = d.run("propagate", &["propagate", "--from", "ga", "--path", "/motd", "--to", "gb", "--json"]);
+    assert!(prop["propagations"][0]["checkpoint"]["number"].is_u64(), "{prop}");
+
     // Groups (of fresh guests: each member has checkpoint 1 to go back to).
     for g in ["gx", "gy"] {
         r.ok(["guest", "create", g, "--image", "web:2", "--overlay", s(&r.scratch(g))]);

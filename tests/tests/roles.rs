@@ -183,7 +183,7 @@ fn prefix(tag: &str) -> String {
 }
 
 fn audit(r: &Lvrepo) -> Vec<serde_json::Value> {
-    r.json(["audit", "--json"]).as_array().expect("audit --json is an array").clone()
+    r.json(["audit", "--json"])["events"].as_array().expect("audit --json has an events array").clone()
 }
 
 #[test]
@@ -198,7 +198,7 @@ fn a_user_checkpoints_and_diffs_only_their_own_guests() {
     s.ok(&alice, &["checkpoint", "ga", "-m", "mine"]);
     let log = s.ok(&alice, &["log", "ga", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&log.stdout).unwrap_or_else(|e| panic!("log --json through the service: {e}: {}", String::from_utf8_lossy(&log.stdout)));
-    assert_eq!(v.as_array().map(Vec::len), Some(1), "one checkpoint: {v}");
+    assert_eq!(v["checkpoints"].as_array().map(Vec::len), Some(1), "one checkpoint: {v}");
     s.ok(&alice, &["diff", "ga", "--json"]);
     // Images are everyone's to read.
     assert!(String::from_utf8_lossy(&s.ok(&alice, &["cat", "web:/etc/motd"]).stdout).contains("hello"));
@@ -213,7 +213,7 @@ fn a_user_checkpoints_and_diffs_only_their_own_guests() {
     s.refused(&alice, &["rollback", "ga", "1"]);
     s.refused(&alice, &["guest", "rm", "ga"]);
     // Nothing of bob's changed.
-    assert_eq!(s.r.json(["log", "gb", "--json"]).as_array().map(Vec::len), Some(0));
+    assert_eq!(s.r.json(["log", "gb", "--json"])["checkpoints"].as_array().map(Vec::len), Some(0));
     // Exit codes come through as the command gave them.
     assert_eq!(s.as_user(&alice, &["checkpoint", "nosuch"], None).status.code(), Some(3));
 

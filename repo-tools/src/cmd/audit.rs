@@ -34,7 +34,7 @@ pub fn run(cli: &Cli, since: Option<&str>, json: bool) -> Result<()> {
     if json {
         let events: Vec<_> = entries
             .iter()
-            .map(|e| serde_json::json!({ "seq": e.seq, "time": crate::json::time(e.time), "uid": e.uid, "user": e.user, "sudo_user": e.sudo_user, "command": e.command, "target": e.target, "result": e.result, "prev": e.prev, "hash": e.hash }))
+            .map(|e| serde_json::json!({ "seq": e.seq, "time": crate::json::time(e.time), "uid": e.uid, "user": e.user, "sudo_user": e.sudo_user, "role": e.role, "command": e.command, "target": e.target, "result": e.result, "prev": e.prev, "hash": e.hash }))
             .collect();
         return crate::json::print("audit", &serde_json::json!({ "events": events }));
     }

@@ -19,7 +19,7 @@ use lvrepo_fs::object::ObjectStore;
 use lvrepo_fs::walk::escape_path;
 
 use crate::cli::Cli;
-use crate::output::print_json;
+use crate::json::{self, Checkpoint, Guest};
 
 #[allow(clippy::too_many_arguments)]
 pub fn run(cli: &Cli, from: &str, paths: &[std::ffi::OsString], to: &[String], group: Option<&str>, dry_run: bool, prefer: Option<&str>, json: bool) -> Result<()> {
@@ -96,20 +96,40 @@ pub fn run(cli: &Cli, from: &str, paths: &[std::ffi::OsString], to: &[String], g
         bail!(crate::Exit(crate::exit::CONFLICT, format!("propagate from {label}: {conflicted} of {} guests have their own version of chosen paths (listed); no guest was changed (pass --prefer guest or --prefer source to choose)", targets.len())));
     }
     let reports = if dry_run { plans } else { targets.iter().map(|n| one(n, false).with_context(|| format!("guest {n}"))).collect::<Result<Vec<_>>>()? };
-    report(cli, &reports, prefer, json)
+    report(cli, &p, group, &reports, prefer, json)
 }
 
-fn report(cli: &Cli, reports: &[PropagateReport], prefer: Option<Prefer>, json: bool) -> Result<()> {
+/// The source as `guest clone` reports it: the guest, and the checkpoint
+/// the paths were taken from (null: its current state).
+fn source_json(repo: &std::path::Path, source: &str) -> Result<serde_json::Value> {
+    let (g, cp) = match source.split_once(':') {
+        Some((g, n)) => (g, Some(Checkpoint::of(&lvrepo_fs::guest::GuestHandle::open(repo, g, false)?.checkpoint(n)?))),
+        None => (source, None),
+    };
+    Ok(serde_json::json!({ "guest": Guest::named(g), "checkpoint": cp }))
+}
+
+fn report(cli: &Cli, repo: &std::path::Path, group: Option<&str>, reports: &[PropagateReport], prefer: Option<Prefer>, json: bool) -> Result<()> {
     if json {
         let v: Vec<serde_json::Value> = reports
             .iter()
             .map(|r| {
-                let mut v = serde_json::to_value(r)?;
-                v["conflicts"] = serde_json::json!(r.conflicts.iter().map(|p| escape_path(p)).collect::<Vec<_>>());
-                Ok(v)
+                let cp = match r.checkpoint {
+                    Some(n) => Some(Checkpoint::of(&lvrepo_fs::guest::GuestHandle::open(repo, &r.guest, false)?.checkpoint(&n.to_string())?)),
+                    None => None,
+                };
+                let conflicts: Vec<_> = r.conflicts.iter().map(|c| serde_json::json!({ "path": escape_path(c) })).collect();
+                Ok(serde_json::json!({
+                    "guest": Guest::named(&r.guest),
+                    "source": source_json(repo, &r.source)?,
+                    "dry_run": r.dry_run,
+                    "conflicts": conflicts,
+                    "checkpoint": cp,
+                    "root": r.root.map(|id| id.0.to_string()),
+                }))
             })
             .collect::<Result<_>>()?;
-        return print_json(&serde_json::json!(v));
+        return json::print("propagate", &serde_json::json!({ "group": group.map(|g| serde_json::json!({ "name": g })), "propagations": v }));
     }
     for r in reports {
         for path in &r.conflicts {

@@ -198,7 +198,7 @@ fn group_checkpoint_source_and_dry_run() {
     let src_state = state(&s);
 
     let plan = w.r.json(["propagate", "--from", "src:1", "--path", "/etc/a", "--group", "web", "--dry-run", "--json"]);
-    let names: Vec<&str> = plan.as_array().map(|a| a.iter().filter_map(|r| r["guest"].as_str()).collect()).unwrap_or_default();
+    let names: Vec<&str> = plan["propagations"].as_array().map(|a| a.iter().filter_map(|r| r["guest"]["name"].as_str()).collect()).unwrap_or_default();
     assert_eq!(names, vec!["t1", "t2"], "the group's members but the source: {plan}");
     for (t, (man, st)) in [&t1, &t2].iter().zip(&before) {
         assert_eq!(&state(t), st, "--dry-run changed {}'s STATE or checkpoints", t.name);

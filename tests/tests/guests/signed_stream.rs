@@ -19,8 +19,7 @@ fn keygen(r: &Lvrepo, name: &str) -> (PathBuf, PathBuf) {
 
 /// The image labels `r` holds.
 fn images(r: &Lvrepo) -> Vec<String> {
-    let v = r.json(["images", "--json"]);
-    v.as_array().map(|a| a.iter().map(|i| format!("{}:{}", i["name"].as_str().unwrap_or("?"), i["version"])).collect()).unwrap_or_default()
+    r.image_names()
 }
 
 /// `stream` with its refs record's JSON changed by `edit`, framed again
