@@ -22,12 +22,11 @@ use std::sync::Arc;
 use super::ns::kill_privs;
 use super::prefetch;
 use super::readout::ReadOut;
-use super::sums::{covered, touched, Mask, BLOCK, BLOCKS, FULL};
+use super::sums::{covered, sum, touched, Mask, Sum, BLOCK, BLOCKS, FULL};
 use super::{now, posix, Base, Node, Overlay, State, OPEN_DATA_FILES};
 use crate::chunker::{aligned_pieces, window_of, CHUNK_SIZE};
-use crate::digest::{ChunkId, ObjectKind};
+use crate::digest::ChunkId;
 use crate::error::{Error, Result};
-use crate::object::get_required_shared;
 use crate::tree::file::leaf_extents;
 use crate::tree::Kind;
 
@@ -117,6 +116,20 @@ impl Overlay {
     /// Read up to `size` bytes at `off`, as the pieces they are (image
     /// bytes stay in the chunk cache's buffers).
     pub fn read_out(&self, ino: u64, off: u64, size: u32) -> Result<ReadOut> {
+        self.read_pieces(ino, off, size, false)
+    }
+
+    /// [`read_out`](Self::read_out) for a block device (the NBD front): the
+    /// chunks read stay in the chunk cache however the client reads. No
+    /// kernel page cache on the host keeps what an NBD client read, so the
+    /// chunk cache is the only copy in memory: a stream letting its chunks
+    /// go first (as a FUSE read may, its pages being in the kernel's cache)
+    /// would make every later read of them load and verify them again.
+    pub fn read_out_kept(&self, ino: u64, off: u64, size: u32) -> Result<ReadOut> {
+        self.read_pieces(ino, off, size, true)
+    }
+
+    fn read_pieces(&self, ino: u64, off: u64, size: u32, keep: bool) -> Result<ReadOut> {
         let (plan, file, extents, limit, end, sequential, sums) = {
             let mut st = self.lock();
             let node = self.node(&mut st, ino)?;
@@ -191,6 +204,9 @@ impl Overlay {
         // are in the kernel's page cache now, so the chunk cache may let
         // them go first and reuse their memory, instead of growing by the
         // whole file. A 4 KiB random read lets nothing go.
+        if keep {
+            return Ok(out);
+        }
         let x = extents.as_deref().map(Vec::as_slice).unwrap_or(&[]);
         let i = x.partition_point(|e| e.0 + e.1 <= off);
         for (_, _, id) in x[i..].iter().take_while(|e| e.0 + e.1 <= end).filter(|e| sequential || e.0 >= off) {
@@ -257,25 +273,7 @@ impl Overlay {
     /// Append the image's `n` bytes at `p` (within one window) to `out`:
     /// ranges of cached chunks, zeros where no extent covers them.
     fn read_base_out(&self, extents: &[(u64, u64, ChunkId)], p: u64, n: u64, out: &mut ReadOut) -> Result<()> {
-        let end = p + n;
-        let mut at = p;
-        let i = extents.partition_point(|e| e.0 + e.1 <= p);
-        for &(eo, el, id) in &extents[i..] {
-            if eo >= end {
-                break;
-            }
-            let chunk = get_required_shared(&*self.store, ObjectKind::Chunk, &id.0)?;
-            let s = p.max(eo);
-            let e = end.min(eo + el);
-            if s < at {
-                return Err(Error::Decode { what: "file index", why: "overlapping extents" });
-            }
-            out.push_zeros((s - at) as usize);
-            out.push_shared(chunk, (s - eo) as usize, (e - eo) as usize)?;
-            at = e;
-        }
-        out.push_zeros((end - at) as usize);
-        Ok(())
+        out.push_extents(&*self.store, extents, p, n)
     }
 
     /// Fill `dst` with the image's bytes at `p` (within one window).
@@ -338,6 +336,10 @@ impl Overlay {
         if self.low_on_space(data.len() as u64) {
             return Err(posix(libc::ENOSPC));
         }
+        // A write of whole blocks is summed before the engine's lock is
+        // taken: the sums depend on its bytes alone, and hashing a large
+        // write under the lock would keep every other request waiting.
+        let sums: Vec<Sum> = if off % BLOCK == 0 && data.len() as u64 % BLOCK == 0 { data.chunks(BLOCK as usize).map(sum).collect() } else { Vec::new() };
         let mut st = self.lock();
         let node = self.node(&mut st, ino)?;
         if node.inode.kind != Kind::File {
@@ -385,7 +387,7 @@ impl Overlay {
         }
         // Blocks made local above are only in the node until the batch
         // commits: a write given up before that forgets them.
-        let staged = match self.stage_write(&mut st, ino, &f, off, data, &mut b) {
+        let staged = match self.stage_write(&mut st, ino, &f, off, data, &sums, &mut b) {
             Ok(s) => s,
             Err(e) => {
                 self.forget_cached_sums(&mut st, ino);
