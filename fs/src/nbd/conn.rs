@@ -25,6 +25,8 @@ use crate::overlay::ReadOut;
 const WORKERS: usize = 4;
 /// Bytes of requests read ahead from the socket.
 const READ_BUFFER: usize = 256 << 10;
+/// The largest READ or WRITE a worker runs with the socket still held.
+const KEEP_SOCKET_LEN: u32 = 64 << 10;
 /// A worker keeps its write buffer for the next request up to this size.
 const KEEP_PAYLOAD: usize = 4 << 20;
 /// Most extents in one BLOCK_STATUS chunk.
@@ -98,12 +100,15 @@ fn work<R: Read, W: Write>(inbox: &Mutex<Inbox<R>>, out: &Mutex<W>, session: &Se
                 return;
             }
         };
-        // Nothing else queued (one request in flight): a READ or WRITE runs
-        // with the socket still held, and this worker takes the next
-        // request itself, so no other worker is woken only to wait on the
-        // socket. With more queued, or a request that may take long (FLUSH,
-        // a large TRIM), the next worker takes over the socket at once.
-        let keep = if ib.reader.buffer().is_empty() && matches!(req.kind, proto::CMD_READ | proto::CMD_WRITE) {
+        // Nothing else queued (one request in flight): a small READ or
+        // WRITE runs with the socket still held, and this worker takes the
+        // next request itself, so no other worker is woken only to wait on
+        // the socket. With more queued, or a request that takes longer (a
+        // large one, FLUSH, TRIM), the next worker takes over the socket at
+        // once: a large WRITE's payload arrives past the buffer, so an empty
+        // buffer does not mean the client has nothing more to send.
+        let small = matches!(req.kind, proto::CMD_READ | proto::CMD_WRITE) && req.len <= KEEP_SOCKET_LEN;
+        let keep = if small && ib.reader.buffer().is_empty() {
             Some(ib)
         } else {
             drop(ib);
