@@ -85,7 +85,7 @@ impl Export for OverlayVolume {
         let ov = self.overlay();
         let mut done = 0usize;
         while done < data.len() {
-            let n = ov.write(self.ino, off + done as u64, &data[done..])? as usize;
+            let n = ov.write_block(self.ino, off + done as u64, &data[done..])? as usize;
             if n == 0 {
                 return Err(Error::Posix(libc::EIO));
             }

@@ -35,6 +35,15 @@ use crate::tree::Kind;
 /// 3 KiB); a larger one would rewrite this many bytes per small write.
 pub const INLINE_MAX: u64 = 16 << 10;
 
+/// Who writes: a file's writer (its times change; `kill_suidgid` as in
+/// [`Overlay::write_killpriv`]) or a block device's (see
+/// [`Overlay::write_block`]).
+#[derive(Clone, Copy)]
+pub(super) enum WriteKind {
+    File { kill_suidgid: bool },
+    Block,
+}
+
 /// Where a piece of a read comes from.
 enum Src {
     Local,
@@ -330,6 +339,19 @@ impl Overlay {
     /// `kill_suidgid` (the kernel's FUSE_WRITE_KILL_SUIDGID): setuid, and
     /// setgid when group-executable, are cleared too.
     pub fn write_killpriv(&self, ino: u64, off: u64, data: &[u8], kill_suidgid: bool) -> Result<u32> {
+        self.write_as(ino, off, data, WriteKind::File { kill_suidgid })
+    }
+
+    /// A block device's write (the NBD front): as [`write`](Self::write),
+    /// but the file's times stay: a disk has none its client sees, and a
+    /// write that changes nothing else about the file then records no
+    /// inode (one database record less per write; the block's sum and mask
+    /// are what a crash must keep).
+    pub fn write_block(&self, ino: u64, off: u64, data: &[u8]) -> Result<u32> {
+        self.write_as(ino, off, data, WriteKind::Block)
+    }
+
+    fn write_as(&self, ino: u64, off: u64, data: &[u8], kind: WriteKind) -> Result<u32> {
         // File data may not eat the space the metadata database needs to
         // record it (and to reopen after a crash): ENOSPC below the reserve,
         // as ext4 keeps blocks for root.
@@ -357,7 +379,7 @@ impl Overlay {
                 }
                 bytes[off as usize..end as usize].copy_from_slice(data);
                 self.db.put_inline(&mut b, ino, &bytes)?;
-                return self.commit_write(&mut st, b, ino, end, kill_suidgid, None).map(|_| data.len() as u32);
+                return self.commit_write(&mut st, b, ino, end, kind, None).map(|_| data.len() as u32);
             }
             // Outgrown: the bytes move to a data file (written whole before
             // the batch that says so commits; a crash in between leaves the
@@ -371,7 +393,7 @@ impl Overlay {
                 .map_err(|e| Error::io("writing overlay data", self.data_path(ino), e))?;
             self.db.delete_inline(&mut b, ino)?;
             self.sum_fresh(&mut st, ino, 0, &bytes, &mut b)?;
-            return self.commit_write(&mut st, b, ino, end, kill_suidgid, Some(Base::None)).map(|_| data.len() as u32);
+            return self.commit_write(&mut st, b, ino, end, kind, Some(Base::None)).map(|_| data.len() as u32);
         }
         let f = self.data_file(&mut st, ino, true)?.ok_or_else(|| posix(libc::EIO))?;
         if end > size {
@@ -394,7 +416,7 @@ impl Overlay {
                 return Err(e);
             }
         };
-        if let Err(e) = self.commit_write(&mut st, b, ino, end, kill_suidgid, None) {
+        if let Err(e) = self.commit_write(&mut st, b, ino, end, kind, None) {
             self.forget_cached_sums(&mut st, ino);
             return Err(e);
         }
@@ -404,20 +426,34 @@ impl Overlay {
 
     /// Record a write that ended at `end` (and a new base, when the bytes
     /// moved out of the database), in batch `b` with whatever it holds.
-    pub(super) fn commit_write(&self, st: &mut State, mut b: super::db::Batch, ino: u64, end: u64, kill_suidgid: bool, base: Option<Base>) -> Result<()> {
-        let mut i = self.node(st, ino)?.inode.clone();
+    pub(super) fn commit_write(&self, st: &mut State, mut b: super::db::Batch, ino: u64, end: u64, kind: WriteKind, base: Option<Base>) -> Result<()> {
+        let old = &self.node(st, ino)?.inode;
+        let mut i = old.clone();
         i.size = i.size.max(end);
-        kill_privs(&mut i, kill_suidgid);
+        if let WriteKind::File { kill_suidgid } = kind {
+            kill_privs(&mut i, kill_suidgid);
+            let t = now();
+            i.mtime = t;
+            i.ctime = t;
+        } else {
+            kill_privs(&mut i, false);
+        }
         if let Some(base) = base {
             i.base = base;
         }
-        let t = now();
-        i.mtime = t;
-        i.ctime = t;
+        // Without a record the inode reads as the image's entry (to a fold,
+        // say), whatever its blocks hold: the first write records it.
+        let put = i != *old || !self.node(st, ino)?.recorded;
         self.mark_changed(st, &mut b, ino, false)?;
-        self.db.put_inode(&mut b, ino, &i)?;
-        self.node(st, ino)?.inode = i;
-        self.db.commit(b)
+        if put {
+            self.db.put_inode(&mut b, ino, &i)?;
+            self.node(st, ino)?.inode = i;
+        }
+        self.db.commit(b)?;
+        if put {
+            self.node(st, ino)?.recorded = true;
+        }
+        Ok(())
     }
 
     /// Set the size of a regular file.
