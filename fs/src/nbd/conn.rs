@@ -1,7 +1,9 @@
 //! The transmission phase of one connection: a few workers take turns on
 //! the socket (leader/follower): the one holding the reader takes one
 //! request off it (a WRITE's payload with it, so the stream stays in step),
-//! lets it go, runs the request against the [`Export`] and replies, out of
+//! lets it go (or keeps it, for a small request with nothing else queued,
+//! and takes the next one itself), runs the request against the [`Export`]
+//! and replies, out of
 //! order, one reply at a time under the writer's lock (one `writev` of the
 //! header and the data, which stays in the chunk cache's buffers). The
 //! thread that read a request runs it: no hand-off to another thread per
