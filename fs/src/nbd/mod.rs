@@ -18,6 +18,7 @@ pub mod server;
 pub mod volume;
 
 use crate::error::Result;
+use crate::overlay::ReadOut;
 
 /// One run of a volume's allocation map, as BLOCK_STATUS reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,8 +37,9 @@ pub struct Run {
 ///
 /// Contract, relied on by [`conn`]:
 /// - `size` never changes while served; callers check every range against it.
-/// - `read` returns exactly `len` bytes, or an error: never short, never bytes
-///   it could not verify.
+/// - `read_out` returns exactly `len` bytes, or an error: never short, never
+///   bytes it could not verify. They stay where they are (the chunk cache's
+///   buffers) until the reply is written; `read` copies them into one buffer.
 /// - `write`, `zero` and `trim` are refused on a read-only export
 ///   ([`crate::Error::ReadOnly`]); `fua` means the change is durable when the
 ///   call returns; `flush` makes every write that has completed durable, for
@@ -52,7 +54,10 @@ pub struct Run {
 pub trait Export: Send + Sync {
     fn size(&self) -> u64;
     fn read_only(&self) -> bool;
-    fn read(&self, off: u64, len: u32) -> Result<Vec<u8>>;
+    fn read_out(&self, off: u64, len: u32) -> Result<ReadOut>;
+    fn read(&self, off: u64, len: u32) -> Result<Vec<u8>> {
+        Ok(self.read_out(off, len)?.to_vec())
+    }
     fn write(&self, off: u64, data: &[u8], fua: bool) -> Result<()>;
     fn flush(&self) -> Result<()>;
     fn trim(&self, off: u64, len: u64, fua: bool) -> Result<()>;

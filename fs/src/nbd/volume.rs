@@ -10,11 +10,11 @@
 use std::sync::{Arc, RwLock};
 
 use super::{Export, Run};
-use crate::digest::{ChunkId, ObjectKind, TreeId};
+use crate::digest::{ChunkId, TreeId};
 use crate::error::{Error, Result};
-use crate::object::{get_required_shared, ObjectStore};
+use crate::object::ObjectStore;
 use crate::overlay::blockmap::Source;
-use crate::overlay::{Overlay, ROOT_INO};
+use crate::overlay::{Overlay, ReadOut, ROOT_INO};
 use crate::tree::file::leaf_extents;
 use crate::tree::{load_root, Kind};
 
@@ -73,8 +73,8 @@ impl Export for OverlayVolume {
     fn read_only(&self) -> bool {
         self.read_only
     }
-    fn read(&self, off: u64, len: u32) -> Result<Vec<u8>> {
-        let v = self.overlay().read(self.ino, off, len)?;
+    fn read_out(&self, off: u64, len: u32) -> Result<ReadOut> {
+        let v = self.overlay().read_out_kept(self.ino, off, len)?;
         if v.len() != len as usize {
             return Err(Error::Posix(libc::EIO));
         }
@@ -85,7 +85,7 @@ impl Export for OverlayVolume {
         let ov = self.overlay();
         let mut done = 0usize;
         while done < data.len() {
-            let n = ov.write(self.ino, off + done as u64, &data[done..])? as usize;
+            let n = ov.write_block(self.ino, off + done as u64, &data[done..])? as usize;
             if n == 0 {
                 return Err(Error::Posix(libc::EIO));
             }
@@ -163,19 +163,9 @@ impl Export for TreeVolume {
     fn read_only(&self) -> bool {
         true
     }
-    fn read(&self, off: u64, len: u32) -> Result<Vec<u8>> {
-        let end = off + u64::from(len);
-        let mut out = vec![0u8; len as usize];
-        let i = self.extents.partition_point(|e| e.0 + e.1 <= off);
-        for &(eo, el, id) in &self.extents[i..] {
-            if eo >= end {
-                break;
-            }
-            let chunk = get_required_shared(&*self.store, ObjectKind::Chunk, &id.0)?;
-            let (s, e) = (off.max(eo), end.min(eo + el));
-            let src = chunk.get((s - eo) as usize..(e - eo) as usize).ok_or(Error::Decode { what: "file index", why: "extent longer than its chunk" })?;
-            out[(s - off) as usize..(e - off) as usize].copy_from_slice(src);
-        }
+    fn read_out(&self, off: u64, len: u32) -> Result<ReadOut> {
+        let mut out = ReadOut::default();
+        out.push_extents(&*self.store, &self.extents, off, u64::from(len))?;
         Ok(out)
     }
     fn write(&self, _: u64, _: &[u8], _: bool) -> Result<()> {

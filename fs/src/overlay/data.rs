@@ -22,12 +22,11 @@ use std::sync::Arc;
 use super::ns::kill_privs;
 use super::prefetch;
 use super::readout::ReadOut;
-use super::sums::{covered, touched, Mask, BLOCK, BLOCKS, FULL};
+use super::sums::{covered, sum, touched, Mask, Sum, BLOCK, BLOCKS, FULL};
 use super::{now, posix, Base, Node, Overlay, State, OPEN_DATA_FILES};
 use crate::chunker::{aligned_pieces, window_of, CHUNK_SIZE};
-use crate::digest::{ChunkId, ObjectKind};
+use crate::digest::ChunkId;
 use crate::error::{Error, Result};
-use crate::object::get_required_shared;
 use crate::tree::file::leaf_extents;
 use crate::tree::Kind;
 
@@ -35,6 +34,15 @@ use crate::tree::Kind;
 /// files a guest writes are smaller (the median file of the bench tree is
 /// 3 KiB); a larger one would rewrite this many bytes per small write.
 pub const INLINE_MAX: u64 = 16 << 10;
+
+/// Who writes: a file's writer (its times change; `kill_suidgid` as in
+/// [`Overlay::write_killpriv`]) or a block device's (see
+/// [`Overlay::write_block`]).
+#[derive(Clone, Copy)]
+pub(super) enum WriteKind {
+    File { kill_suidgid: bool },
+    Block,
+}
 
 /// Where a piece of a read comes from.
 enum Src {
@@ -117,6 +125,20 @@ impl Overlay {
     /// Read up to `size` bytes at `off`, as the pieces they are (image
     /// bytes stay in the chunk cache's buffers).
     pub fn read_out(&self, ino: u64, off: u64, size: u32) -> Result<ReadOut> {
+        self.read_pieces(ino, off, size, false)
+    }
+
+    /// [`read_out`](Self::read_out) for a block device (the NBD front): the
+    /// chunks read stay in the chunk cache however the client reads. No
+    /// kernel page cache on the host keeps what an NBD client read, so the
+    /// chunk cache is the only copy in memory: a stream letting its chunks
+    /// go first (as a FUSE read may, its pages being in the kernel's cache)
+    /// would make every later read of them load and verify them again.
+    pub fn read_out_kept(&self, ino: u64, off: u64, size: u32) -> Result<ReadOut> {
+        self.read_pieces(ino, off, size, true)
+    }
+
+    fn read_pieces(&self, ino: u64, off: u64, size: u32, keep: bool) -> Result<ReadOut> {
         let (plan, file, extents, limit, end, sequential, sums) = {
             let mut st = self.lock();
             let node = self.node(&mut st, ino)?;
@@ -191,6 +213,9 @@ impl Overlay {
         // are in the kernel's page cache now, so the chunk cache may let
         // them go first and reuse their memory, instead of growing by the
         // whole file. A 4 KiB random read lets nothing go.
+        if keep {
+            return Ok(out);
+        }
         let x = extents.as_deref().map(Vec::as_slice).unwrap_or(&[]);
         let i = x.partition_point(|e| e.0 + e.1 <= off);
         for (_, _, id) in x[i..].iter().take_while(|e| e.0 + e.1 <= end).filter(|e| sequential || e.0 >= off) {
@@ -257,25 +282,7 @@ impl Overlay {
     /// Append the image's `n` bytes at `p` (within one window) to `out`:
     /// ranges of cached chunks, zeros where no extent covers them.
     fn read_base_out(&self, extents: &[(u64, u64, ChunkId)], p: u64, n: u64, out: &mut ReadOut) -> Result<()> {
-        let end = p + n;
-        let mut at = p;
-        let i = extents.partition_point(|e| e.0 + e.1 <= p);
-        for &(eo, el, id) in &extents[i..] {
-            if eo >= end {
-                break;
-            }
-            let chunk = get_required_shared(&*self.store, ObjectKind::Chunk, &id.0)?;
-            let s = p.max(eo);
-            let e = end.min(eo + el);
-            if s < at {
-                return Err(Error::Decode { what: "file index", why: "overlapping extents" });
-            }
-            out.push_zeros((s - at) as usize);
-            out.push_shared(chunk, (s - eo) as usize, (e - eo) as usize)?;
-            at = e;
-        }
-        out.push_zeros((end - at) as usize);
-        Ok(())
+        out.push_extents(&*self.store, extents, p, n)
     }
 
     /// Fill `dst` with the image's bytes at `p` (within one window).
@@ -332,12 +339,29 @@ impl Overlay {
     /// `kill_suidgid` (the kernel's FUSE_WRITE_KILL_SUIDGID): setuid, and
     /// setgid when group-executable, are cleared too.
     pub fn write_killpriv(&self, ino: u64, off: u64, data: &[u8], kill_suidgid: bool) -> Result<u32> {
+        self.write_as(ino, off, data, WriteKind::File { kill_suidgid })
+    }
+
+    /// A block device's write (the NBD front): as [`write`](Self::write),
+    /// but the file's times stay: a disk has none its client sees, and a
+    /// write that changes nothing else about the file then records no
+    /// inode (one database record less per write; the block's sum and mask
+    /// are what a crash must keep).
+    pub fn write_block(&self, ino: u64, off: u64, data: &[u8]) -> Result<u32> {
+        self.write_as(ino, off, data, WriteKind::Block)
+    }
+
+    fn write_as(&self, ino: u64, off: u64, data: &[u8], kind: WriteKind) -> Result<u32> {
         // File data may not eat the space the metadata database needs to
         // record it (and to reopen after a crash): ENOSPC below the reserve,
         // as ext4 keeps blocks for root.
         if self.low_on_space(data.len() as u64) {
             return Err(posix(libc::ENOSPC));
         }
+        // A write of whole blocks is summed before the engine's lock is
+        // taken: the sums depend on its bytes alone, and hashing a large
+        // write under the lock would keep every other request waiting.
+        let sums: Vec<Sum> = if off % BLOCK == 0 && data.len() as u64 % BLOCK == 0 { data.chunks(BLOCK as usize).map(sum).collect() } else { Vec::new() };
         let mut st = self.lock();
         let node = self.node(&mut st, ino)?;
         if node.inode.kind != Kind::File {
@@ -355,7 +379,7 @@ impl Overlay {
                 }
                 bytes[off as usize..end as usize].copy_from_slice(data);
                 self.db.put_inline(&mut b, ino, &bytes)?;
-                return self.commit_write(&mut st, b, ino, end, kill_suidgid, None).map(|_| data.len() as u32);
+                return self.commit_write(&mut st, b, ino, end, kind, None).map(|_| data.len() as u32);
             }
             // Outgrown: the bytes move to a data file (written whole before
             // the batch that says so commits; a crash in between leaves the
@@ -369,7 +393,7 @@ impl Overlay {
                 .map_err(|e| Error::io("writing overlay data", self.data_path(ino), e))?;
             self.db.delete_inline(&mut b, ino)?;
             self.sum_fresh(&mut st, ino, 0, &bytes, &mut b)?;
-            return self.commit_write(&mut st, b, ino, end, kill_suidgid, Some(Base::None)).map(|_| data.len() as u32);
+            return self.commit_write(&mut st, b, ino, end, kind, Some(Base::None)).map(|_| data.len() as u32);
         }
         let f = self.data_file(&mut st, ino, true)?.ok_or_else(|| posix(libc::EIO))?;
         if end > size {
@@ -385,14 +409,14 @@ impl Overlay {
         }
         // Blocks made local above are only in the node until the batch
         // commits: a write given up before that forgets them.
-        let staged = match self.stage_write(&mut st, ino, &f, off, data, &mut b) {
+        let staged = match self.stage_write(&mut st, ino, &f, off, data, &sums, &mut b) {
             Ok(s) => s,
             Err(e) => {
                 self.forget_cached_sums(&mut st, ino);
                 return Err(e);
             }
         };
-        if let Err(e) = self.commit_write(&mut st, b, ino, end, kill_suidgid, None) {
+        if let Err(e) = self.commit_write(&mut st, b, ino, end, kind, None) {
             self.forget_cached_sums(&mut st, ino);
             return Err(e);
         }
@@ -402,20 +426,34 @@ impl Overlay {
 
     /// Record a write that ended at `end` (and a new base, when the bytes
     /// moved out of the database), in batch `b` with whatever it holds.
-    pub(super) fn commit_write(&self, st: &mut State, mut b: super::db::Batch, ino: u64, end: u64, kill_suidgid: bool, base: Option<Base>) -> Result<()> {
-        let mut i = self.node(st, ino)?.inode.clone();
+    pub(super) fn commit_write(&self, st: &mut State, mut b: super::db::Batch, ino: u64, end: u64, kind: WriteKind, base: Option<Base>) -> Result<()> {
+        let old = &self.node(st, ino)?.inode;
+        let mut i = old.clone();
         i.size = i.size.max(end);
-        kill_privs(&mut i, kill_suidgid);
+        if let WriteKind::File { kill_suidgid } = kind {
+            kill_privs(&mut i, kill_suidgid);
+            let t = now();
+            i.mtime = t;
+            i.ctime = t;
+        } else {
+            kill_privs(&mut i, false);
+        }
         if let Some(base) = base {
             i.base = base;
         }
-        let t = now();
-        i.mtime = t;
-        i.ctime = t;
+        // Without a record the inode reads as the image's entry (to a fold,
+        // say), whatever its blocks hold: the first write records it.
+        let put = i != *old || !self.node(st, ino)?.recorded;
         self.mark_changed(st, &mut b, ino, false)?;
-        self.db.put_inode(&mut b, ino, &i)?;
-        self.node(st, ino)?.inode = i;
-        self.db.commit(b)
+        if put {
+            self.db.put_inode(&mut b, ino, &i)?;
+            self.node(st, ino)?.inode = i;
+        }
+        self.db.commit(b)?;
+        if put {
+            self.node(st, ino)?.recorded = true;
+        }
+        Ok(())
     }
 
     /// Set the size of a regular file.

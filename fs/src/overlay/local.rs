@@ -8,11 +8,12 @@
 //! the batch recording their sums commits; blocks being overwritten after it
 //! (the batch keeps their old sums acceptable), see [`Staged`].
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::sums::{block_of, block_span, sum, Check, Mask, WindowSums, BLOCK, FULL};
+use super::sums::{block_of, block_span, sum, Check, Mask, Sum, WindowSums, BLOCK, FULL};
 use super::{Node, Overlay, State};
 use crate::chunker::CHUNK_SIZE;
 use crate::digest::ChunkId;
@@ -24,10 +25,14 @@ const DOES_NOT_MATCH: &str = "does not match its checksum (the data file is miss
 
 /// Bytes of a write to put in the data file once its batch has committed
 /// (overwrites of blocks that had sums), and the sums to restore should
-/// that fail.
+/// that fail. The write's whole blocks are `bytes`, from `at`: the caller's
+/// own buffer when the write is block-aligned (no copy).
 #[must_use]
-pub(crate) struct Staged {
-    runs: Vec<(u64, Vec<u8>)>,
+pub(crate) struct Staged<'a> {
+    bytes: Cow<'a, [u8]>,
+    at: u64,
+    /// Ranges of `bytes` to write after the commit.
+    runs: Vec<(usize, usize)>,
     undo: Vec<(u64, WindowSums)>,
 }
 
@@ -106,34 +111,42 @@ impl Overlay {
     /// blocks (the rest of a partly written block read first, verified),
     /// their sums recorded in the node and in batch `b`. Blocks that had no
     /// sum are written now; the returned overwrites go in after `b` commits
-    /// ([`Self::finish_write`]).
-    pub(crate) fn stage_write(&self, st: &mut State, ino: u64, f: &File, off: u64, data: &[u8], b: &mut super::db::Batch) -> Result<Staged> {
+    /// ([`Self::finish_write`]). `sums`: those of `data`'s blocks when the
+    /// write is block-aligned and the caller has them, else empty.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn stage_write<'a>(&self, st: &mut State, ino: u64, f: &File, off: u64, data: &'a [u8], sums: &[Sum], b: &mut super::db::Batch) -> Result<Staged<'a>> {
         let end = off + data.len() as u64;
         let (bs, be) = block_span(off, end);
-        let mut buf = vec![0u8; (be - bs) as usize];
-        if off > bs {
-            let head = self.read_local_locked(st, ino, bs, BLOCK)?;
-            buf[..BLOCK as usize].copy_from_slice(&head);
-        }
-        // The last block, unless it is the first and was read just above.
-        if end < be && (be - bs > BLOCK || off == bs) {
-            let tail = self.read_local_locked(st, ino, be - BLOCK, BLOCK)?;
-            let n = buf.len();
-            buf[n - BLOCK as usize..].copy_from_slice(&tail);
-        }
-        buf[(off - bs) as usize..(end - bs) as usize].copy_from_slice(data);
-        let node = self.node(st, ino)?;
         // Past the file's end a block holds zeros (a shrink cut short by a
         // crash may have left old bytes there, accepted by the old sum).
-        let keep = node.inode.size.max(end);
-        if keep < be {
-            buf[(keep - bs) as usize..].fill(0);
-        }
+        let keep = self.node(st, ino)?.inode.size.max(end);
+        let bytes: Cow<'a, [u8]> = if off == bs && end == be {
+            Cow::Borrowed(data)
+        } else {
+            let mut buf = vec![0u8; (be - bs) as usize];
+            if off > bs {
+                let head = self.read_local_locked(st, ino, bs, BLOCK)?;
+                buf[..BLOCK as usize].copy_from_slice(&head);
+            }
+            // The last block, unless it is the first and was read just above.
+            if end < be && (be - bs > BLOCK || off == bs) {
+                let tail = self.read_local_locked(st, ino, be - BLOCK, BLOCK)?;
+                let n = buf.len();
+                buf[n - BLOCK as usize..].copy_from_slice(&tail);
+            }
+            buf[(off - bs) as usize..(end - bs) as usize].copy_from_slice(data);
+            if keep < be {
+                buf[(keep - bs) as usize..].fill(0);
+            }
+            Cow::Owned(buf)
+        };
+        let given = if matches!(bytes, Cow::Borrowed(_)) && sums.len() * BLOCK as usize == bytes.len() { sums } else { &[] };
+        let node = self.node(st, ino)?;
         let sums = self.sums_of(node, ino)?;
         let mut undo: Vec<(u64, WindowSums)> = Vec::new();
-        // (offset, bytes, overwrite) runs of consecutive blocks.
-        let mut runs: Vec<(u64, Vec<u8>, bool)> = Vec::new();
-        for (k, block) in buf.chunks(BLOCK as usize).enumerate() {
+        // (start, end, overwrite) ranges of `bytes`: runs of consecutive blocks.
+        let mut runs: Vec<(usize, usize, bool)> = Vec::new();
+        for (k, block) in bytes.chunks(BLOCK as usize).enumerate() {
             let at = bs + k as u64 * BLOCK;
             let (w, i) = block_of(at);
             let ws = sums.entry(w).or_default();
@@ -141,10 +154,11 @@ impl Overlay {
                 undo.push((w, ws.clone()));
             }
             let over = ws.cur[i].is_some();
-            ws.set(i, sum(block), over);
+            ws.set(i, given.get(k).copied().unwrap_or_else(|| sum(block)), over);
+            let s = k * BLOCK as usize;
             match runs.last_mut() {
-                Some((o, bytes, ov)) if *ov == over && *o + bytes.len() as u64 == at => bytes.extend_from_slice(block),
-                _ => runs.push((at, block.to_vec(), over)),
+                Some((_, e, ov)) if *ov == over => *e = s + block.len(),
+                _ => runs.push((s, s + block.len(), over)),
             }
         }
         for (w, _) in &undo {
@@ -153,31 +167,31 @@ impl Overlay {
             }
         }
         let mut later = Vec::new();
-        for (at, bytes, over) in runs {
+        for (s, e, over) in runs {
             if over {
-                later.push((at, bytes));
-            } else if let Err(e) = f.write_all_at(&bytes, at) {
+                later.push((s, e));
+            } else if let Err(err) = f.write_all_at(&bytes[s..e], bs + s as u64) {
                 self.restore_sums(st, ino, &undo);
-                return Err(Error::io("writing overlay data", self.data_path(ino), e));
+                return Err(Error::io("writing overlay data", self.data_path(ino), err));
             }
         }
-        Ok(Staged { runs: later, undo })
+        Ok(Staged { bytes, at: bs, runs: later, undo })
     }
 
     /// Write the overwrites of a staged write whose batch committed. On a
     /// failure the old sums are committed again (the old bytes are still
     /// there, or part of the new ones: the block is then damaged, and said
     /// so on its next read).
-    pub(crate) fn finish_write(&self, st: &mut State, ino: u64, f: &File, staged: Staged) -> Result<()> {
-        for (at, bytes) in &staged.runs {
-            if let Err(e) = f.write_all_at(bytes, *at) {
+    pub(crate) fn finish_write(&self, st: &mut State, ino: u64, f: &File, staged: Staged<'_>) -> Result<()> {
+        for &(s, e) in &staged.runs {
+            if let Err(err) = f.write_all_at(&staged.bytes[s..e], staged.at + s as u64) {
                 self.restore_sums(st, ino, &staged.undo);
                 let mut b = self.db.batch();
                 for (w, s) in &staged.undo {
                     self.db.put_sums(&mut b, ino, *w, s)?;
                 }
                 self.db.commit(b)?;
-                return Err(Error::io("writing overlay data", self.data_path(ino), e));
+                return Err(Error::io("writing overlay data", self.data_path(ino), err));
             }
         }
         Ok(())

@@ -133,6 +133,10 @@ pub(crate) struct Node {
     /// was queued for read-ahead because of them.
     pub random_reads: u32,
     pub whole_ahead: bool,
+    /// A write of this engine committed the inode's record: it is in the
+    /// database (a block write that changes nothing else need not write it
+    /// again; see `Overlay::write_block`). False: not known.
+    pub recorded: bool,
 }
 
 /// One entry of a directory listing.
@@ -511,7 +515,7 @@ impl Overlay {
 
 impl Node {
     pub(crate) fn new(inode: Inode, lookups: u64) -> Self {
-        Node { inode, parent: 0, lookups, opens: 0, file: None, windows: None, sums: None, extents: None, read_end: 0, ahead_to: 0, reader: None, streaming: false, random_reads: 0, whole_ahead: false }
+        Node { inode, parent: 0, lookups, opens: 0, file: None, windows: None, sums: None, extents: None, read_end: 0, ahead_to: 0, reader: None, streaming: false, random_reads: 0, whole_ahead: false, recorded: false }
     }
 
     /// Whether the kernel holds this inode: looked up, or open through a

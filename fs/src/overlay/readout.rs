@@ -14,7 +14,9 @@ use std::io::IoSlice;
 use std::sync::Arc;
 
 use crate::chunker::CHUNK_SIZE;
+use crate::digest::{ChunkId, ObjectKind};
 use crate::error::{Error, Result};
+use crate::object::{get_required_shared, ObjectStore};
 
 /// Zeros to point at: holes and bytes past a file's stored data.
 static ZEROS: [u8; CHUNK_SIZE as usize] = [0; CHUNK_SIZE as usize];
@@ -64,6 +66,30 @@ impl ReadOut {
         } else {
             self.pieces.push(Piece::Zero(n));
         }
+    }
+
+    /// Append bytes `[p, p + n)` of a file whose chunks are `extents`
+    /// (offset, length, chunk; in order): ranges of the chunks as `store`
+    /// shares them, zeros where no extent covers the bytes.
+    pub(crate) fn push_extents(&mut self, store: &dyn ObjectStore, extents: &[(u64, u64, ChunkId)], p: u64, n: u64) -> Result<()> {
+        let end = p + n;
+        let mut at = p;
+        let i = extents.partition_point(|e| e.0 + e.1 <= p);
+        for &(eo, el, id) in &extents[i..] {
+            if eo >= end {
+                break;
+            }
+            let chunk = get_required_shared(store, ObjectKind::Chunk, &id.0)?;
+            let (s, e) = (p.max(eo), end.min(eo + el));
+            if s < at {
+                return Err(Error::Decode { what: "file index", why: "overlapping extents" });
+            }
+            self.push_zeros((s - at) as usize);
+            self.push_shared(chunk, (s - eo) as usize, (e - eo) as usize)?;
+            at = e;
+        }
+        self.push_zeros((end - at) as usize);
+        Ok(())
     }
 
     /// How many bytes the read returns.

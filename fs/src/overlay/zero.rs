@@ -92,7 +92,7 @@ impl Overlay {
             }
         }
         let file = self.data_file(&mut st, ino, false)?;
-        if let Err(e) = self.commit_write(&mut st, b, ino, 0, false, None) {
+        if let Err(e) = self.commit_write(&mut st, b, ino, 0, super::data::WriteKind::File { kill_suidgid: false }, None) {
             self.forget_cached_sums(&mut st, ino);
             return Err(e);
         }
