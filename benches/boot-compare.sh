@@ -76,6 +76,8 @@ boot() {
 		;;
 	esac
 	local t0 t1 q up n=0
+	# The last round's console holds the line waited for: gone first.
+	rm -f "$W/$kind.console"
 	t0=$(date +%s.%N)
 	qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m 1024 -nographic -no-reboot -nodefaults -serial stdio \
 		-kernel "/boot/vmlinuz-$KVER" -initrd "$W/initrd.img" -append "console=ttyS0 panic=-1 ${BOOT_APPEND:-quiet} $append" \
@@ -83,7 +85,7 @@ boot() {
 	q=$!
 	# Boot time: until the unit reports multi-user. Then up to 120 s for
 	# the power-off (a hung shutdown is reported, not waited for).
-	while ! grep -q 'LVREPO-T2-UPTIME' "$W/$kind.console"; do
+	while ! grep -q 'LVREPO-T2-UPTIME' "$W/$kind.console" 2>/dev/null; do
 		kill -0 $q 2>/dev/null || { echo "boot $kind ended before multi-user:" >&2; tail -20 "$W/$kind.console" >&2; exit 1; }
 		sleep 0.2
 	done

@@ -28,7 +28,7 @@ fi
 # Debian 12's qemu-system-x86 (7.2) cannot sit beside a newer qemu-utils
 # (which Breaks qemu-system-common << 8.0): take both from Debian 12.
 # dracut-core (not dracut: that one conflicts with initramfs-tools) builds
-# the dracut variant of the lvrepo initrd (tests/tests/boot.rs).
+# the dracut variant of the lvrepo initrd (tests/tests/boot/main.rs).
 boot=(qemu-system-x86 linux-image-amd64 initramfs-tools busybox-static dracut-core)
 missing=()
 for p in "${boot[@]}"; do

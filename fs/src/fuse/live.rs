@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use fuser::{INodeNo, Notifier};
 
+use super::negative::Negatives;
 use crate::overlay::{Adopted, Overlay};
 
 pub struct Live {
@@ -22,11 +23,13 @@ pub struct Live {
     notifier: OnceLock<Notifier>,
     /// Counts switches; directory listings cached before a switch are stale.
     epoch: AtomicU64,
+    /// Misses the kernel caches (a root daemon's); a switch invalidates them.
+    pub(crate) negatives: Negatives,
 }
 
 impl Live {
     pub fn new(ov: Arc<Overlay>) -> Arc<Live> {
-        Arc::new(Live { current: RwLock::new(ov), notifier: OnceLock::new(), epoch: AtomicU64::new(0) })
+        Arc::new(Live { current: RwLock::new(ov), notifier: OnceLock::new(), epoch: AtomicU64::new(0), negatives: Negatives::default() })
     }
 
     /// The overlay, held for one request.
@@ -86,7 +89,9 @@ impl Drop for Switch<'_> {
         drop(self.guard.take());
         let (Some(a), Some(n)) = (self.adopted.take(), self.live.notifier.get()) else { return };
         // ENOENT: the kernel forgot the inode or dentry meanwhile; nothing to do.
-        for (parent, name) in &a.stale_entries {
+        // Cached misses too: the switch may have made those names exist.
+        let negatives = self.live.negatives.take();
+        for (parent, name) in a.stale_entries.iter().chain(&negatives) {
             if let Err(e) = n.inval_entry(INodeNo(*parent), OsStr::from_bytes(name)) {
                 tracing::debug!(parent, error = %e, "invalidating an entry");
             }
@@ -96,6 +101,6 @@ impl Drop for Switch<'_> {
                 tracing::debug!(ino, error = %e, "invalidating an inode");
             }
         }
-        tracing::info!(kept = a.kept.len(), stale = a.stale_entries.len(), dropped = a.dropped.len(), "kernel caches invalidated after a switch");
+        tracing::info!(kept = a.kept.len(), stale = a.stale_entries.len(), negative = negatives.len(), dropped = a.dropped.len(), "kernel caches invalidated after a switch");
     }
 }

@@ -27,10 +27,11 @@ use crate::tree::{Kind, Timestamp};
 /// file stays valid across opens).
 const TTL: Duration = Duration::from_secs(60);
 
-/// The TTL of a root daemon (docs/boot.md): the kernel's entries and
-/// attributes never expire. At shutdown, systemd SIGSTOPs every process, the
-/// root's daemon too, while PID 1 walks /proc; an expired `/proc` entry would
-/// send a lookup to the stopped daemon and hang the shutdown for good.
+/// The TTL of a root daemon (docs/boot.md): the kernel's entries, misses
+/// (`negative.rs`) and attributes never expire. At shutdown, systemd SIGSTOPs
+/// every process, the root's daemon too, while PID 1 walks /proc; an expired
+/// `/proc` entry would send a lookup to the stopped daemon and hang the
+/// shutdown for good.
 const ROOT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A directory's entries with their cookies, in cookie order.
@@ -89,6 +90,9 @@ const SELINUX: &[u8] = b"security.selinux";
 
 impl LvFs {
     pub fn new(live: Arc<Live>, opts: &MountOptions) -> Self {
+        if opts.root_daemon {
+            live.negatives.enable();
+        }
         LvFs {
             live,
             listings: Mutex::new(HashMap::new()),
@@ -228,7 +232,7 @@ fn blocks_or_size(ov: &Overlay, ino: u64, size: u64) -> u64 {
 }
 
 /// What readdirplus sends for "." and ".." (the kernel ignores all but the
-/// number and the type).
+/// number and the type), and a lookup for a cached miss (number 0).
 fn dot_attr(ino: INodeNo) -> FileAttr {
     FileAttr {
         ino,
@@ -321,7 +325,16 @@ impl Filesystem for LvFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
         self.plus.lookup(parent.0);
-        reply_entry!(self, reply, self.live.get().lookup(parent.0, name(n)))
+        let ov = self.live.get();
+        match ov.lookup(parent.0, name(n)) {
+            Ok((ino, i)) => reply.entry(&self.ttl, &self.attr(ino, &i), Generation(0)),
+            // Node id 0: a miss the kernel caches. Replied under the guard:
+            // a switch invalidates what it records.
+            Err(e) if e.errno() == libc::ENOENT && self.live.negatives.record(parent.0, name(n)) => {
+                reply.entry(&self.ttl, &dot_attr(INodeNo(0)), Generation(0))
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -673,6 +686,7 @@ impl Filesystem for LvFs {
 
 mod live;
 mod mount;
+mod negative;
 mod passthrough;
 mod plus;
 mod shutdown;

@@ -24,11 +24,49 @@ fn initrd_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../initrd")
 }
 
-/// The newest kernel under /boot: (vmlinuz, version).
+/// Run `c` (`what` names it in a failure); its stdout.
 fn run(what: &str, c: &mut Command) -> String {
     let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(out.status.success(), "{}", report(what, &out));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// This process's directory for what outlives one test (the shared
+/// initrd), under cargo's target/tmp: removed at exit, and a killed run's
+/// (its process gone) by the next run.
+fn process_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        for e in std::fs::read_dir(base).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            let pid = name.to_str().and_then(|n| n.strip_prefix("boot-")).and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let dir = base.join(format!("boot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        extern "C" fn remove() {
+            if let Some(d) = DIR.get() {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+        // SAFETY: `remove` is a plain extern "C" fn, run once at exit; it only
+        // reads the OnceLock (set before this registration) and removes files.
+        unsafe { libc::atexit(remove) };
+        dir
+    })
+}
+
+/// This build's lvrepo, stripped (a smaller initrd, unpacked faster by the
+/// emulated CPU at every boot).
+fn stripped_bin() -> PathBuf {
+    let bin = process_dir().join("lvrepo");
+    if !bin.exists() {
+        run("strip", Command::new("strip").arg("-o").arg(&bin).arg(lvrepo_bin()));
+    }
+    bin
 }
 
 /// The initrd, built once per test process: `initrd/install.sh`, then
@@ -36,11 +74,10 @@ fn run(what: &str, c: &mut Command) -> String {
 fn initrd() -> &'static Path {
     static INITRD: OnceLock<PathBuf> = OnceLock::new();
     INITRD.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("lvrepo-initrd").tempdir().unwrap().keep();
         run("initrd/install.sh", Command::new("bash").arg(initrd_dir().join("install.sh")));
-        let img = dir.join("initrd.img");
+        let img = process_dir().join("initrd.img");
         let (_, ver) = lvrepo_tests::newest_kernel();
-        run("mkinitramfs", Command::new("mkinitramfs").arg("-o").arg(&img).arg(&ver).env("LVREPO_BIN", lvrepo_bin()));
+        run("mkinitramfs", Command::new("mkinitramfs").arg("-o").arg(&img).arg(&ver).env("LVREPO_BIN", stripped_bin()));
         let list = run("lsinitramfs", Command::new("lsinitramfs").arg(&img));
         for want in ["usr/bin/lvrepo", "usr/bin/@lvrepo", "scripts/lvrepo", "conf/conf.d/lvrepo", "usr/lib/lvrepo-boot.sh", "/fuse.ko", "/ext4.ko", "librocksdb"] {
             assert!(list.lines().any(|l| l.contains(want)), "initrd lacks {want}");
@@ -55,7 +92,7 @@ fn initrd() -> &'static Path {
 fn install_lvrepo(tree: &Path) {
     let bin = tree.join("usr/bin/lvrepo");
     std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
-    run("strip", Command::new("strip").arg("-o").arg(&bin).arg(lvrepo_bin()));
+    std::fs::copy(stripped_bin(), &bin).unwrap();
     for l in run("ldd", Command::new("ldd").arg(lvrepo_bin())).lines() {
         // "libx.so => /lib/.../libx.so (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
         let Some(lib) = l.split_whitespace().find(|w| w.starts_with('/')) else { continue };
@@ -72,14 +109,15 @@ fn install_lvrepo(tree: &Path) {
 /// hostname, has the daemon make the overlay clean, and powers off. With
 /// lvrepo.incmd on the command line it first runs the in-guest commands
 /// (the image must hold lvrepo: [`install_lvrepo`]): checkpoint, log, a
-/// write, diff against the checkpoint, rollback to it, and what is left.
+/// write and a removal (then looked up: a miss the kernel caches), diff
+/// against the checkpoint, rollback to it, and what is left.
 fn root_tree(dir: &Path) {
     for d in ["bin", "proc", "sys", "dev", "etc", "run"] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("busybox-static (scripts/setup.sh)");
     std::fs::copy(initrd_dir().join("lvrepo-shutdown"), dir.join("bin/lvrepo-shutdown")).unwrap();
-    for a in ["sh", "cat", "head", "grep", "sleep", "kill", "sed", "tr", "ls"] {
+    for a in ["sh", "cat", "head", "grep", "sleep", "kill", "sed", "tr", "ls", "readlink", "rm"] {
         std::os::unix::fs::symlink("busybox", dir.join("bin").join(a)).unwrap();
     }
     let init = "#!/bin/busybox sh\n\
@@ -92,11 +130,14 @@ fn root_tree(dir: &Path) {
         echo \"LVREPO-HOST: $(cat /etc/hostname 2>/dev/null)\"\n\
         if grep -q lvrepo.incmd /proc/cmdline; then\n\
           echo a > /incmd-a\n\
+          echo c > /incmd-c\n\
           o=$(/usr/bin/lvrepo checkpoint -m x 2>&1); echo \"LVREPO-CP: rc=$? $o\" | tr '\\n' ' '; echo\n\
           /usr/bin/lvrepo log 2>&1 | sed 's/^/LVREPO-GLOG: /'\n\
           echo b > /incmd-b\n\
+          rm /incmd-c; cat /incmd-c 2>/dev/null\n\
           /usr/bin/lvrepo diff 2 2>&1 | sed 's/^/LVREPO-DIFF: /'\n\
           o=$(/usr/bin/lvrepo rollback 2 2>&1); echo \"LVREPO-RB: rc=$? $o\" | tr '\\n' ' '; echo\n\
+          echo \"LVREPO-C: $(cat /incmd-c 2>&1)\"\n\
           echo \"LVREPO-LEFT: $(ls / | grep incmd | tr '\\n' ' ')\"\n\
         fi\n\
         lvrepo-shutdown\n\
@@ -186,6 +227,7 @@ fn boot_ok_with(initrd: &Path, repo: &Path, overlay: &Path, cmdline: &str, label
 fn assert_clean(overlay: &Path) {
     let sb = run("dumpe2fs -h", Command::new("dumpe2fs").arg("-h").arg(overlay));
     assert!(!sb.contains("needs_recovery"), "the overlay partition needs journal recovery:\n{sb}");
+    assert!(sb.lines().any(|l| l.strip_prefix("Filesystem state:").is_some_and(|v| v.trim() == "clean")), "the overlay partition is not marked clean:\n{sb}");
     let out = Command::new("e2fsck").arg("-fn").arg(overlay).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && !text.contains("Fix?"), "{}", report("e2fsck -fn (overlay partition after power-off)", &out));
@@ -280,7 +322,11 @@ fn tier1_a_guest_on_its_partition_is_checkpointed_and_rolled_back_in_the_guest_a
     assert!(glog.len() == 2 && glog[0].contains("after the first boot") && glog[1].contains("  x"), "in-guest lvrepo log:\n{console}");
     assert!(lines(&console, "LVREPO-DIFF:").contains(&"A /incmd-b"), "in-guest lvrepo diff 2:\n{console}");
     assert!(line(&console, "LVREPO-RB:").starts_with("rc=0 guest vm rolled back to checkpoint 2"), "{console}");
-    assert_eq!(line(&console, "LVREPO-LEFT:"), "incmd-a", "the in-guest rollback to 2 removes what was written after it");
+    // The miss of /incmd-c the kernel cached after its removal must not
+    // outlive the rollback that brings it back (looked up before `ls`,
+    // whose listing would refresh the kernel's entries).
+    assert_eq!(line(&console, "LVREPO-C:"), "c", "the in-guest rollback to 2 brings back what was removed after it:\n{console}");
+    assert_eq!(line(&console, "LVREPO-LEFT:"), "incmd-a incmd-c", "the in-guest rollback to 2 removes what was written after it");
     assert_eq!(line(&console, "lvrepo-shutdown:"), "overlay clean", "{console}");
     assert_clean(&ov);
     {
@@ -363,7 +409,7 @@ fn dracut_builds_the_lvrepo_initrd_and_it_boots() {
             .args(["--force", "--no-hostonly", "--no-compress", "--modules", "base udev-rules lvrepo", "--add-drivers", "virtio_blk virtio_pci"])
             .arg(&img)
             .arg(&ver)
-            .env("LVREPO_BIN", lvrepo_bin()),
+            .env("LVREPO_BIN", stripped_bin()),
     );
     let list = run("lsinitrd", Command::new("lsinitrd").arg(&img));
     for want in ["usr/bin/lvrepo", "usr/bin/@lvrepo", "usr/bin/lvrepo-shutdown", "lib/lvrepo-boot.sh", "hooks/cmdline/90-lvrepo-parse-root.sh", "hooks/mount/90-lvrepo-mount-root.sh", "hooks/shutdown/20-lvrepo-shutdown-hook.sh", "/fuse.ko", "/ext4.ko", "librocksdb"] {
