@@ -212,16 +212,9 @@ fn assert_same(what: &str, expected: &Manifest, got: &Manifest) {
     }
 }
 
-/// Allocated bytes under `p` (st_blocks × 512); 0 when absent.
+/// Allocated bytes of the regular files under `p` (st_blocks × 512); 0 when absent.
 fn disk_usage(p: &Path) -> u64 {
-    let Ok(md) = fs::symlink_metadata(p) else { return 0 };
-    let mut n = md.blocks() * 512;
-    if md.is_dir() {
-        for e in fs::read_dir(p).expect("readdir") {
-            n += disk_usage(&e.expect("readdir").path());
-        }
-    }
-    n
+    files_under(p).iter().filter_map(|(f, _)| fs::symlink_metadata(f).ok()).map(|m| m.blocks() * 512).sum()
 }
 
 /// Every regular file under `p` with its size (iterative walk).
