@@ -37,7 +37,7 @@ W=$(mktemp -d /var/tmp/lvrepo-s3cold.XXXXXX)
 S3PID=
 cleanup() {
     mountpoint -q "$W/mnt" && { "$L" umount "$W/mnt" >/dev/null 2>&1 || umount -l "$W/mnt"; }
-    [[ -n $S3PID ]] && kill "$S3PID" 2>/dev/null && wait "$S3PID" 2>/dev/null
+    if [[ -n $S3PID ]]; then kill "$S3PID" 2>/dev/null; wait "$S3PID" 2>/dev/null || true; fi
     rm -rf "$W"
 }
 trap cleanup EXIT
@@ -55,20 +55,20 @@ unset LVREPO_REPO LVREPO_CACHE
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", b - a }'; }
 tar -C "$TREE" -cf - . | cat >/dev/null   # warm the source: both imports read it from memory
 
 # 1. Import: local repository vs bucket, alternating, a fresh repository each run.
 for ((r = 1; r <= RUNS; r++)); do
     rm -rf "$W/local"
     t0=$(now); "$L" -q --repo "$W/local" init >/dev/null; "$L" -q --repo "$W/local" import "$TREE" --image sys:1 >/dev/null; t1=$(now)
-    echo "$(secs "$t0" "$t1")" >>"$W/t.local"
+    secs "$t0" "$t1" >>"$W/t.local"
     rm -rf "$W/s3/bench/r$r" "$W/pub$r"
     t0=$(now)
     LVREPO_CACHE=$W/pub$r "$L" -q --repo "s3://bench/r$r" init >/dev/null
     LVREPO_CACHE=$W/pub$r "$L" -q --repo "s3://bench/r$r" import "$TREE" --image sys:1 >/dev/null
     t1=$(now)
-    echo "$(secs "$t0" "$t1")" >>"$W/t.s3"
+    secs "$t0" "$t1" >>"$W/t.s3"
 done
 REPO=s3://bench/r1
 IMG_BYTES=$(LVREPO_CACHE=$W/pub1 "$L" --repo "$REPO" images --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["logical_bytes"])')
@@ -87,23 +87,35 @@ working_set() {
     done
 }
 
-# 2. Cold start on a fresh host cache, RUNS times (a new cache and guest each).
-for ((r = 1; r <= RUNS; r++)); do
-    H=$W/host$r; mkdir -p "$W/mnt"
+# One cold start: guest create + mount + read the working set, on a fresh
+# host cache ($1) of repository $2, guest $4; its time appended to $3.
+cold_start() {
+    local h=$1 repo=$2 g=$4 t0 t1
+    mkdir -p "$W/mnt"
     sync; echo 3 >/proc/sys/vm/drop_caches
     t0=$(now)
-    LVREPO_CACHE=$H/cache "$L" -q --repo "$REPO" guest create g$r --image sys:1 --overlay "$H/ov" >/dev/null
-    LVREPO_CACHE=$H/cache LVREPO_LOG=info "$L" -q --repo "$REPO" mount --guest g$r "$W/mnt"
+    LVREPO_CACHE=$h/cache "$L" -q --repo "$repo" guest create "$g" --image sys:1 --overlay "$h/ov" >/dev/null
+    LVREPO_CACHE=$h/cache LVREPO_LOG=info "$L" -q --repo "$repo" mount --guest "$g" "$W/mnt" 2>>"$W/mount.log"
     working_set "$W/mnt" | sort -u >"$W/ws"
     (cd "$W/mnt" && while read -r f; do if [[ -f $f ]]; then cat -- "$f"; fi; done <"$W/ws") | wc -c >"$W/wsbytes"
     t1=$(now)
-    LVREPO_CACHE=$H/cache "$L" -q --repo "$REPO" umount "$W/mnt"
-    echo "$(secs "$t0" "$t1")" >>"$W/t.cold"
+    LVREPO_CACHE=$h/cache "$L" -q --repo "$repo" umount "$W/mnt"
+    secs "$t0" "$t1" >>"$3"
+}
+
+# 2. Cold start, RUNS times each: from the bucket on a fresh host cache, and
+# from the local repository (a new guest each time).
+for ((r = 1; r <= RUNS; r++)); do
+    H=$W/host$r
+    cold_start "$H" "$REPO" "$W/t.cold" g
     find "$H/cache/packs" -type f -printf '%b\n' 2>/dev/null | awk '{ s += $1 * 512 } END { print s + 0 }' >>"$W/fetched"
     line=$(grep -ho 'remote: fetched [0-9]* bytes in [0-9]* requests' "$H/ov/daemon.log" | tail -1 || true)
-    echo "run $r: cold start $(secs "$t0" "$t1") s, $(wc -l <"$W/ws") files ($(cat "$W/wsbytes") bytes) read, CACHE/packs $(tail -1 "$W/fetched") bytes; daemon: ${line:-no 'remote: fetched' line}"
+    echo "run $r: cold start from the bucket $(tail -1 "$W/t.cold") s, $(wc -l <"$W/ws") files ($(cat "$W/wsbytes") bytes) read, CACHE/packs $(tail -1 "$W/fetched") bytes; daemon: ${line:-no 'remote: fetched' line}"
+    rm -rf "$W/lg"; mkdir -p "$W/lg"
+    cold_start "$W/lg" "$W/local" "$W/t.coldlocal" "g$r"
+    echo "run $r: cold start from the local repository $(tail -1 "$W/t.coldlocal") s"
 done
-FETCHED=$(median <"$W/fetched"); TC=$(median <"$W/t.cold"); WSB=$(cat "$W/wsbytes")
+FETCHED=$(median <"$W/fetched"); TC=$(median <"$W/t.cold"); TCL=$(median <"$W/t.coldlocal"); WSB=$(cat "$W/wsbytes")
 
 MIB() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 echo
@@ -113,7 +125,7 @@ printf '%-34s %11ss %11ss %8.2f\n' "import (init + import)" "$TL" "$TS" "$(awk -
 printf '%-34s %9s MiB/s %7s MiB/s\n' "import throughput" \
     "$(awk -v b="$IMG_BYTES" -v t="$TL" 'BEGIN { printf "%.1f", b / 1048576 / t }')" \
     "$(awk -v b="$IMG_BYTES" -v t="$TS" 'BEGIN { printf "%.1f", b / 1048576 / t }')"
-printf '%-34s %12s %11ss\n' "cold start (create+mount+read)" "" "$TC"
+printf '%-34s %11ss %11ss %8.2f\n' "cold start (create+mount+read)" "$TCL" "$TC" "$(awk -v a="$TC" -v b="$TCL" 'BEGIN { print a / b }')"
 printf '%-34s %12s %8s MiB\n' "boot working set read" "" "$(MIB "$WSB")"
-printf '%-34s %12s %8s MiB %7.1f%% of the image (target <= 10%%)\n' "fetched (CACHE/packs, allocated)" "" "$(MIB "$FETCHED")" \
-    "$(awk -v f="$FETCHED" -v i="$IMG_BYTES" 'BEGIN { print 100 * f / i }')"
+printf '%-34s %12s %8s MiB %7.1f%% of the image (target <= 10%%), %.1f%% of its bucket bytes\n' "fetched (CACHE/packs, allocated)" "" "$(MIB "$FETCHED")" \
+    "$(awk -v f="$FETCHED" -v i="$IMG_BYTES" 'BEGIN { print 100 * f / i }')" "$(awk -v f="$FETCHED" -v i="$BUCKET_BYTES" 'BEGIN { print 100 * f / i }')"
