@@ -78,6 +78,12 @@ pub trait ObjectStore: Send + Sync {
     fn cache_budget(&self) -> Option<usize> {
         None
     }
+    /// After `id` failed verification: drop a copy of it that can be had
+    /// again (a record cached from a remote repository); whether one was
+    /// dropped, so that one more read may succeed. Wrappers forward it.
+    fn heal(&self, _id: &Digest) -> bool {
+        false
+    }
 }
 
 impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
@@ -107,6 +113,9 @@ impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
     }
     fn cache_budget(&self) -> Option<usize> {
         (**self).cache_budget()
+    }
+    fn heal(&self, id: &Digest) -> bool {
+        (**self).heal(id)
     }
 }
 

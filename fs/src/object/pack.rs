@@ -655,6 +655,18 @@ impl ObjectStore for PackStore {
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         self.flush_locked(&mut guard)
     }
+
+    /// A record in a copy of a remote pack: punched out, fetched again at
+    /// the next read.
+    fn heal(&self, id: &Digest) -> bool {
+        match (self.remote.as_ref(), self.entry(id)) {
+            (Some(r), Ok(Some(e))) if r.pack_name(e.pack).is_some() => {
+                let len = RECORD_HEADER_LEN as u64 + u64::from(e.stored_len);
+                crate::remote::punch(&self.pack_path(e.pack), e.offset, len).is_ok()
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Whether `p` ends with a block-based table footer's magic number (as

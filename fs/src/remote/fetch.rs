@@ -50,9 +50,10 @@ impl Remote {
                 tracing::error!(chunk = %id, offset = e.offset, attempt, "remote record fails verification");
                 continue;
             }
-            if let Err(err) = write_record(local, e.offset, &bytes) {
+            match write_record(local, e.offset, &bytes) {
+                Ok(()) => self.filled(local.parent().unwrap_or(local), bytes.len() as u64),
                 // Served all the same: the cache only misses a copy.
-                tracing::warn!(chunk = %id, path = %local.display(), error = %err, "keeping a fetched record in the cache failed");
+                Err(err) => tracing::warn!(chunk = %id, path = %local.display(), error = %err, "keeping a fetched record in the cache failed"),
             }
             return Ok(stored.payload);
         }

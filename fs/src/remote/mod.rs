@@ -20,6 +20,8 @@
 //! invisible; the local cache holds either nothing or the exact bytes of a
 //! remote record at its offset.
 
+pub mod check;
+mod evict;
 mod fetch;
 pub mod gc;
 mod idx;
@@ -33,13 +35,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use object_store::path::Path as ObjPath;
 use object_store::ObjectStore as Bucket;
 
 use crate::error::{Error, Result};
 
+pub use evict::punch;
 pub use url::RemoteUrl;
 
 /// The file in a cache directory naming its bucket (one line: the URL).
@@ -68,6 +71,11 @@ pub struct Remote {
     rt: tokio::runtime::Runtime,
     /// Local pack number → remote pack name (hex BLAKE3 of its bytes).
     packs: RwLock<HashMap<u32, String>>,
+    /// The cache's bound in bytes (0: not known yet), bytes filled since
+    /// the last look at it, and the eviction in progress (evict.rs).
+    limit: AtomicU64,
+    since_evict: AtomicU64,
+    evicting: Mutex<()>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -93,7 +101,16 @@ impl Remote {
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the remote runtime for", url, e))?;
-        Ok(Arc::new(Remote { url: url.to_string(), bucket, prefix: ObjPath::from(prefix), rt, packs: RwLock::default() }))
+        Ok(Arc::new(Remote {
+            url: url.to_string(),
+            bucket,
+            prefix: ObjPath::from(prefix),
+            rt,
+            packs: RwLock::default(),
+            limit: AtomicU64::new(0),
+            since_evict: AtomicU64::new(0),
+            evicting: Mutex::new(()),
+        }))
     }
 
     pub fn url(&self) -> &str {

@@ -13,7 +13,6 @@ use super::{Remote, RemoteUrl};
 use crate::digest::ObjectKind;
 use crate::error::{DamageKind, Error};
 use crate::import::{dir::import_dir, ImportTarget, NoProgress};
-use crate::object::ObjectStore;
 use crate::repo::{dir_usage, ImageRecord, Repository};
 
 /// A cache of `bucket` at `dir` (a new local repository, then opened writable).
@@ -97,6 +96,11 @@ fn damaged_remote_record_is_an_error_never_data() {
             other => panic!("expected damage, got {other:?}"),
         }
     }
+    // The publishing host's cache holds good bytes; verify checks the bucket.
+    let r = Remote::with_store("mem://test", bucket.clone(), "site/a").unwrap();
+    let a = Repository::open_with(&t.path().join("a"), false, Some(r)).unwrap();
+    let report = crate::verify::verify(&a, &NoProgress).unwrap();
+    assert!(report.problems.iter().any(|p| p.store == "bucket" && p.path.ends_with(&format!("{name}.pack"))), "{:?}", report.problems);
 }
 
 #[test]
@@ -198,4 +202,34 @@ fn local_filesystem_bucket_through_a_linked_cache() {
     // Another bucket's cache is refused.
     let other: RemoteUrl = format!("file://{}", t.path().display()).parse().unwrap();
     assert!(matches!(super::prepare_cache(&t.path().join("b"), &other, &Remote::connect(&other).unwrap(), false), Err(Error::NotARepository(_))));
+}
+
+#[test]
+fn a_bounded_cache_evicts_and_fetches_again() {
+    let t = tempfile::tempdir().unwrap();
+    source(&t.path().join("src"));
+    let bucket = new_bucket();
+    let a = cache(&t.path().join("a"), &bucket);
+    import(&a, &t.path().join("src"), "deb:1");
+    drop(a);
+    let b = cache(&t.path().join("b"), &bucket);
+    b.remote().unwrap().set_cache_limit(64 << 10);
+    let objects = b.packs().entries().unwrap();
+    for _ in 0..2 {
+        for (id, e) in &objects {
+            assert!(b.objects().get(e.kind, id).unwrap().is_some());
+        }
+        // Evicted along the way: far less than the 3 MB read is kept.
+        let kept = dir_usage(&t.path().join("b/packs"));
+        assert!(kept < 1 << 20, "kept {kept}");
+    }
+    // A record cut under a reader (header kept, payload gone) is healed.
+    b.remote().unwrap().set_cache_limit(1 << 40);
+    let (id, e) = objects.iter().max_by_key(|(_, e)| e.stored_len).unwrap();
+    assert!(b.objects().get(e.kind, id).unwrap().is_some());
+    let before = dir_usage(&t.path().join("b/packs"));
+    let pack = b.packs().pack_path(e.pack);
+    super::punch(&pack, e.offset + 48, u64::from(e.stored_len)).unwrap();
+    assert!(dir_usage(&t.path().join("b/packs")) < before, "the payload was cut");
+    assert_eq!(b.objects().get(e.kind, id).unwrap().map(|v| e.kind.hash(&v)), Some(*id));
 }

@@ -91,6 +91,15 @@ impl RemoteUrl {
         PathBuf::from(DEFAULT_CACHE_ROOT).join(name)
     }
 
+    /// Make room for a new repository: a file URL's directory is created
+    /// (a bucket must exist already, as a prefix need not).
+    pub fn create_room(&self) -> Result<()> {
+        if let RemoteUrl::File { dir } = self {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        }
+        Ok(())
+    }
+
     /// The object store this URL names, configured from the environment.
     pub fn store(&self) -> Result<Arc<dyn Bucket>> {
         match self {
@@ -109,6 +118,9 @@ impl RemoteUrl {
                 Ok(Arc::new(s3))
             }
             RemoteUrl::File { dir } => {
+                if !dir.is_dir() {
+                    return Err(Error::NotARepository(self.to_string().into()));
+                }
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
                     .map_err(|e| Error::Remote { op: "opening", object: self.to_string(), source: Box::new(e) })?;
                 Ok(Arc::new(fs))

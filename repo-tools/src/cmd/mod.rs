@@ -139,6 +139,9 @@ pub fn repo_path(cli: &Cli) -> Result<PathBuf> {
 pub fn remote_cache(arg: &std::path::Path, cache: Option<PathBuf>, create: bool) -> Result<PathBuf> {
     let url: lvrepo_fs::remote::RemoteUrl = arg.to_string_lossy().parse()?;
     let dir = cache.unwrap_or_else(|| url.default_cache());
+    if create {
+        url.create_room()?;
+    }
     let remote = lvrepo_fs::remote::Remote::connect(&url)?;
     lvrepo_fs::remote::prepare_cache(&dir, &url, &remote, create).with_context(|| format!("preparing cache {} of {url}", dir.display()))?;
     drop(remote);
