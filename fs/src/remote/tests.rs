@@ -233,3 +233,30 @@ fn a_bounded_cache_evicts_and_fetches_again() {
     assert!(dir_usage(&t.path().join("b/packs")) < before, "the payload was cut");
     assert_eq!(b.objects().get(e.kind, id).unwrap().map(|v| e.kind.hash(&v)), Some(*id));
 }
+
+#[test]
+fn channels_move_in_the_bucket_and_other_caches_follow() {
+    let t = tempfile::tempdir().unwrap();
+    source(&t.path().join("src"));
+    let bucket = new_bucket();
+    let a = cache(&t.path().join("a"), &bucket);
+    let one = import(&a, &t.path().join("src"), "deb:1");
+    std::fs::write(t.path().join("src/etc/hostname"), b"second\n").unwrap();
+    let two = import(&a, &t.path().join("src"), "deb:2");
+    a.set_channel(&"deb:1".parse().unwrap(), "stable").unwrap();
+    drop(a);
+    let b = cache(&t.path().join("b"), &bucket);
+    assert_eq!(b.resolve_name("deb:stable").unwrap(), one);
+    // Moved on b (a conditional update of what a wrote), seen by a again.
+    let ch = b.set_channel(&"deb:2".parse().unwrap(), "stable").unwrap();
+    assert_eq!((ch.version, ch.history.len()), (2, 1));
+    drop(b);
+    let a = cache_reopen(&t.path().join("a"), &bucket);
+    assert_eq!(a.resolve_name("deb:stable").unwrap(), two);
+    assert_eq!(a.channels("deb").unwrap()[0].history.len(), 1);
+}
+
+fn cache_reopen(dir: &Path, bucket: &Arc<dyn Bucket>) -> Repository {
+    let r = Remote::with_store("mem://test", bucket.clone(), "site/a").unwrap();
+    Repository::open_with(dir, true, Some(r)).unwrap()
+}
