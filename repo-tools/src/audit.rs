@@ -59,7 +59,8 @@ fn group_verb(c: &Command) -> &'static str {
 /// Append the audit entry of the command `cli` ran, with its outcome. An
 /// entry that cannot be written is a warning (the command's work is done).
 pub fn record(cli: &Cli, outcome: &anyhow::Result<()>) {
-    let (Some((command, target)), Some(repo)) = (describe(&cli.command), cli.repo.as_deref()) else { return };
+    let (Some((command, target)), Some(repo)) = (describe(&cli.command), crate::cmd::used_repo(cli)) else { return };
+    let repo = repo.as_path();
     if !repo.join("FORMAT").exists() {
         return; // no repository to record in (init failed, a wrong --repo)
     }

@@ -121,7 +121,6 @@ pub fn run(cli: &Cli) -> Result<()> {
 /// The repository directory: `--repo`, or for a remote repository
 /// (`s3://`, `file://`) its cache directory, made and synced at first use.
 pub fn repo_path(cli: &Cli) -> Result<PathBuf> {
-    static RESOLVED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     let p = cli.repo.clone().ok_or_else(|| crate::Exit(crate::exit::USAGE, "no repository: pass --repo PATH or set LVREPO_REPO".into()))?;
     if !lvrepo_fs::remote::url::is_remote(p.as_os_str()) {
         return Ok(p);
@@ -131,6 +130,19 @@ pub fn repo_path(cli: &Cli) -> Result<PathBuf> {
     }
     let c = remote_cache(&p, cli.cache.clone(), false)?;
     Ok(RESOLVED.get_or_init(|| c).clone())
+}
+
+/// The cache directory `repo_path` resolved a remote `--repo` to.
+static RESOLVED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The repository directory this command used, without resolving anything
+/// (the audit log goes there): `--repo`, or a remote one's cache.
+pub fn used_repo(cli: &Cli) -> Option<PathBuf> {
+    let p = cli.repo.clone()?;
+    if lvrepo_fs::remote::url::is_remote(p.as_os_str()) {
+        return RESOLVED.get().cloned();
+    }
+    Some(p)
 }
 
 /// The cache directory of remote repository `arg` (`cache`, or the
