@@ -111,6 +111,19 @@ impl World {
         Host { r, cache, dir }
     }
 
+    /// `init` on `h`, whose repository is `BUCKET/PREFIX`, and proof that it
+    /// landed in the store (its `FORMAT` object), not in a local directory
+    /// named like the URL (what a binary without object stores would do).
+    pub fn init(&self, h: &Host, bucket: &str, prefix: &str) {
+        h.ok(["init"]);
+        let key = format!("{prefix}/FORMAT");
+        let there = match (&self.server, self.store) {
+            (Some(s), Store::Moto) => s.has_object(bucket, &key),
+            _ => self.bucket_dir(bucket).join(&key).is_file(),
+        };
+        assert!(there, "lvrepo init on {} left no {key} in bucket {bucket} of the {:?} store", h.repo().display(), self.store);
+    }
+
     /// The server's log (for failure messages).
     pub fn server_log(&self) -> String {
         self.server.as_ref().map(|s| s.log_text()).unwrap_or_default()
@@ -257,7 +270,7 @@ fn small_tree(dir: &Path, seed: u64) {
 /// `SCRATCH/src` as `img:1`.
 fn published(w: &World, build: impl FnOnce(&Path)) -> (Host, PathBuf) {
     let a = w.host("a");
-    a.ok(["init"]);
+    w.init(&a, "main", "repo");
     let src = w.scratch("src");
     mk(&src);
     build(&src);

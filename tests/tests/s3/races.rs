@@ -32,7 +32,7 @@ fn wait_all(children: Vec<Child>) -> Vec<Output> {
 
 pub fn sixteen_hosts_publish_at_once_and_no_ref_is_lost(store: Store) {
     let w = World::new(store);
-    w.host("admin").ok(["init"]);
+    w.init(&w.host("admin"), "main", "repo");
     // Half publish versions of one name (one ref list to race on), half names of their own.
     let names: Vec<String> = (0..16u64).map(|i| if i % 2 == 0 { format!("fleet:{}", i / 2 + 1) } else { format!("solo{i}:1") }).collect();
     let hosts: Vec<Host> = (0..16).map(|i| w.host(&format!("h{i:02}"))).collect();
@@ -63,7 +63,7 @@ pub fn sixteen_hosts_publish_at_once_and_no_ref_is_lost(store: Store) {
 
 pub fn two_hosts_race_on_one_name_version_and_exactly_one_wins(store: Store) {
     let w = World::new(store);
-    w.host("admin").ok(["init"]);
+    w.init(&w.host("admin"), "main", "repo");
     let (a, b) = (w.host("a"), w.host("b"));
     let fresh = w.host("fresh");
     for round in 1..=3u64 {

@@ -123,10 +123,19 @@ impl Server {
         match self.kind {
             Kind::S3sFs => fs::create_dir_all(self.root.as_ref().expect("root").join(bucket)).expect("mkdir bucket"),
             Kind::Moto => {
-                let status = http(self.port, "PUT", &format!("/{bucket}")).unwrap_or_else(|e| panic!("PUT /{bucket} on moto: {e}"));
-                assert!(status.starts_with("HTTP/1.1 200") || status.starts_with("HTTP/1.0 200"), "PUT /{bucket} on moto: {status}");
+                let answer = http(self.port, "PUT", &format!("/{bucket}")).unwrap_or_else(|e| panic!("PUT /{bucket} on moto: {e}"));
+                assert!(answer.starts_with("HTTP/1.1 200"), "PUT /{bucket} on moto: {answer}");
             }
         }
+    }
+
+    /// Whether moto lists `bucket/key` (an unsigned LIST, which moto
+    /// answers; an unsigned GET or HEAD of an object it refuses).
+    pub fn has_object(&self, bucket: &str, key: &str) -> bool {
+        let path = format!("/{bucket}?list-type=2&prefix={key}");
+        let answer = http(self.port, "GET", &path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert!(answer.starts_with("HTTP/1.1 200"), "GET {path} on moto: {answer}");
+        answer.contains(&format!("<Key>{key}</Key>"))
     }
 
     pub fn log_text(&self) -> String {
@@ -150,18 +159,18 @@ fn free_port() -> u16 {
     l.local_addr().expect("local_addr").port()
 }
 
-/// One unsigned HTTP/1.1 request without a body; the status line.
+/// One unsigned HTTP/1.1 request without a body; the whole answer (status
+/// line, headers, body) as lossy UTF-8.
 fn http(port: u16, method: &str, path: &str) -> std::io::Result<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf);
-    let line = text.lines().next().unwrap_or("").to_string();
-    if line.starts_with("HTTP/") {
-        Ok(line)
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    if text.starts_with("HTTP/") {
+        Ok(text)
     } else {
-        Err(std::io::Error::other(format!("not an HTTP answer: {line:?}")))
+        Err(std::io::Error::other(format!("not an HTTP answer: {:?}", text.lines().next().unwrap_or(""))))
     }
 }

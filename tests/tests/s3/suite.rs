@@ -51,7 +51,7 @@ pub fn backup_to_a_second_bucket_and_restore_on_a_third_host(store: Store) {
 
     let bk = w.url("backup", "site2");
     let site = w.host_on(&bk, "site2-admin");
-    site.ok(["init"]);
+    w.init(&site, "backup", "site2");
     b.ok([os("backup"), os("g1"), os("--to"), os(&bk)]);
     let listed = site.ok(["backups"]);
     assert!(listed.contains("g1"), "backups on {bk} does not list g1:\n{listed}");
