@@ -224,15 +224,15 @@ pub fn prepare_cache(cache: &Path, url: &RemoteUrl, remote: &Remote, create: boo
     match link_of(cache) {
         Ok(Some(u)) if u == *url => return Ok(()),
         Ok(Some(u)) => return Err(Error::CacheOfOther { cache: cache.to_path_buf(), url: u.to_string() }),
-        Ok(None) if cache.join("FORMAT").exists() => return Err(Error::CacheOfOther { cache: cache.to_path_buf(), url: "a local repository".into() }),
         Ok(None) => {}
         Err(e) => return Err(e),
     }
-    // A cache left half-made (no link yet) is made again from scratch.
-    if cache.exists() && !cache.join(LINK_FILE).exists() {
-        let mut rd = std::fs::read_dir(cache).map_err(|e| Error::io("listing", cache, e))?;
-        if rd.next().is_some() {
+    if cache.exists() {
+        if half_made(cache) {
+            // A cache left half-made (no link yet, nothing stored): again.
             std::fs::remove_dir_all(cache).map_err(|e| Error::io("removing the unfinished cache", cache, e))?;
+        } else if cache.join("FORMAT").exists() {
+            return Err(Error::CacheOfOther { cache: cache.to_path_buf(), url: "a local repository".into() });
         }
     }
     drop(crate::repo::Repository::init(cache)?);
@@ -243,4 +243,15 @@ pub fn prepare_cache(cache: &Path, url: &RemoteUrl, remote: &Remote, create: boo
         .map_err(|e| Error::io("writing", cache.join(LINK_FILE), e))?;
     tracing::info!(cache = %cache.display(), remote = %url, "created the cache of a remote repository");
     Ok(())
+}
+
+/// Whether `cache` is what an interrupted [`prepare_cache`] leaves: only a
+/// new repository's files, no pack in it, no link. Anything else there is
+/// never removed (an empty directory is used as it is).
+fn half_made(cache: &Path) -> bool {
+    const OURS: [&str; 8] = ["FORMAT", "FORMAT.tmp", "REMOTE.tmp", "packs", "index", "lock", "readers", "gc.lock"];
+    let Ok(rd) = std::fs::read_dir(cache) else { return false };
+    let names: Vec<_> = rd.flatten().map(|e| e.file_name()).collect();
+    let no_packs = std::fs::read_dir(cache.join("packs")).map_or(true, |mut d| d.next().is_none());
+    !names.is_empty() && no_packs && names.iter().all(|n| OURS.iter().any(|o| n.as_os_str() == *o))
 }

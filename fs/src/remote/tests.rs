@@ -199,6 +199,11 @@ fn local_filesystem_bucket_through_a_linked_cache() {
     for (id, e) in objects {
         assert!(b.objects().get(e.kind, &id).unwrap().is_some());
     }
+    // A directory holding anything else is never taken (nor emptied).
+    std::fs::create_dir(t.path().join("c")).unwrap();
+    std::fs::write(t.path().join("c/keep"), b"user data").unwrap();
+    assert!(matches!(super::prepare_cache(&t.path().join("c"), &url, &Remote::connect(&url).unwrap(), false), Err(Error::DestinationNotEmpty(_))));
+    assert_eq!(std::fs::read(t.path().join("c/keep")).unwrap(), b"user data");
     // Another bucket's cache is refused.
     let other: RemoteUrl = format!("file://{}", t.path().display()).parse().unwrap();
     assert!(matches!(super::prepare_cache(&t.path().join("b"), &other, &Remote::connect(&other).unwrap(), false), Err(Error::NotARepository(_))));
