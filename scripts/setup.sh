@@ -14,6 +14,7 @@ need=(
   nbdkit python3-libnbd                           # NBD peers (nbdkit cow) and nbdsh in the NBD tests
   btrfs-progs strace rsync                        # guest benches; strace in tests (labels.rs)
   python3-jsonschema                              # validates --json output (tests/tests/json_schema.rs)
+  python3-venv curl                               # moto's S3 server (below); curl in the S3 bench
 )
 missing=()
 for p in "${need[@]}"; do
@@ -48,6 +49,20 @@ export PATH="$HOME/.cargo/bin:$PATH"
 for tool in pjdfstest@0.2.2 fsx@0.3.2 cargo-deb@3.8.0; do
   command -v "${tool%@*}" >/dev/null || cargo install --locked --quiet "$tool"
 done
+# S3 servers the object-store tests start on loopback (tests/tests/s3):
+# s3s-fs (persistence, restarts, large objects) built once into a cache dir
+# that CI keeps between runs (later versions need a newer rustc), and moto's
+# server (conditional-write races) in a venv: Debian's pip refuses to
+# install into the system python. The tests look in these two places.
+s3_cache=${LVREPO_CI_CACHE:-/var/cache/lvrepo-ci}
+if ! cargo install --list --root "$s3_cache" 2>/dev/null | grep -qx 's3s-fs v0.14.1:'; then
+  nice cargo install --locked --quiet s3s-fs --version 0.14.1 --features binary --root "$s3_cache"
+fi
+moto_venv=/opt/lvrepo-moto
+if [ ! -x "$moto_venv/bin/moto_server" ]; then
+  /usr/bin/python3 -m venv "$moto_venv"
+  "$moto_venv/bin/pip" install --quiet 'moto[server]==5.2.1'
+fi
 # FUSE over io_uring (Linux 6.14+): the daemon then serves each CPU's requests
 # on that CPU (docs/overlay.md). Off by default in the kernel; a kernel without
 # it has no such parameter and the daemon uses /dev/fuse.

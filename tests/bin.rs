@@ -36,6 +36,8 @@ pub fn lvrepo_bin() -> PathBuf {
 /// A repository under test; the temp dir (if any) is removed on drop.
 pub struct Lvrepo {
     pub repo: PathBuf,
+    /// Extra environment of every run (an S3 endpoint and keys, a host's cache dir).
+    pub env: Vec<(OsString, OsString)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -100,7 +102,7 @@ pub fn report(what: &str, out: &Output) -> String {
 impl Lvrepo {
     /// A handle on an existing (or not yet created) repo path.
     pub fn at(repo: impl Into<PathBuf>) -> Self {
-        Lvrepo { repo: repo.into(), _tmp: None }
+        Lvrepo { repo: repo.into(), env: Vec::new(), _tmp: None }
     }
 
     /// The repository path.
@@ -108,10 +110,31 @@ impl Lvrepo {
         &self.repo
     }
 
+    /// The same handle with `key=val` in the environment of every run.
+    pub fn with_env(mut self, key: impl Into<OsString>, val: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), val.into()));
+        self
+    }
+
+    /// `lvrepo --repo REPO ARGS` with this handle's environment, not yet
+    /// started (stdin null, stdout and stderr piped), for runs a test spawns,
+    /// races or kills itself.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(lvrepo_bin());
+        cmd.arg("--repo").arg(&self.repo).args(args);
+        cmd.env_remove("LVREPO_REPO").envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
+    }
+
     /// A fresh temp dir with `lvrepo init` already run in `<tmp>/repo`.
     pub fn init() -> Self {
         let tmp = tempfile::Builder::new().prefix("lvrepo-test").tempdir().expect("tempdir");
-        let r = Lvrepo { repo: tmp.path().join("repo"), _tmp: Some(tmp) };
+        let r = Lvrepo { repo: tmp.path().join("repo"), env: Vec::new(), _tmp: Some(tmp) };
         r.ok(["init"]);
         r
     }
@@ -138,11 +161,8 @@ impl Lvrepo {
         S: AsRef<OsStr>,
     {
         let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
-        let mut cmd = Command::new(lvrepo_bin());
-        cmd.arg("--repo").arg(&self.repo).args(&args);
-        cmd.env_remove("LVREPO_REPO");
+        let mut cmd = self.command(&args);
         cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn lvrepo");
         let feeder = input.map(|data| {
             let data = data.to_vec();

@@ -70,6 +70,23 @@ pub enum Error {
     ReadOnly,
     #[error("repository is busy: another writer holds {0}")]
     Locked(PathBuf),
+    /// A request to a remote repository's object store failed (after its
+    /// retries): unreachable, refused, or an object gone.
+    #[error("remote repository: {op} {object}")]
+    Remote {
+        op: &'static str,
+        object: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    /// A conditional write kept losing to other hosts' writes.
+    #[error("{0} keeps changing under concurrent writers; try again")]
+    RemoteRace(String),
+    #[error("invalid remote repository {url:?}: {why}")]
+    BadRemoteUrl { url: String, why: &'static str },
+    /// A cache directory given for one repository already serves another.
+    #[error("cache directory {cache} belongs to {url}; give another --cache")]
+    CacheOfOther { cache: PathBuf, url: String },
     #[error("image {0} not found")]
     ImageNotFound(String),
     #[error("image {0} already exists (published images are immutable)")]
@@ -240,8 +257,8 @@ impl Error {
             Error::ImageExists(_) | Error::DestinationNotEmpty(_) | Error::GuestExists(_) | Error::GroupExists(_) | Error::BackupConflict { .. } | Error::AlreadyReceived => ErrorClass::Exists,
             Error::GuestBusy(_) | Error::ImageInUse { .. } | Error::CheckpointInUse { .. } => ErrorClass::Busy,
             Error::NotPermitted(_) | Error::AppendOnly(_) | Error::Unsigned(_) => ErrorClass::NotPermitted,
-            Error::BadImageName(_) | Error::BadGuestName { .. } | Error::BadPattern { .. } | Error::BadPath { .. } => ErrorClass::Usage,
-            Error::RebaseConflict { .. } | Error::PropagateConflict { .. } => ErrorClass::Conflict,
+            Error::BadImageName(_) | Error::BadGuestName { .. } | Error::BadPattern { .. } | Error::BadPath { .. } | Error::BadRemoteUrl { .. } | Error::CacheOfOther { .. } => ErrorClass::Usage,
+            Error::RebaseConflict { .. } | Error::PropagateConflict { .. } | Error::RemoteRace(_) => ErrorClass::Conflict,
             Error::Locked(_) => ErrorClass::Busy,
             _ => ErrorClass::Other,
         }

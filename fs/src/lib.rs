@@ -6,6 +6,7 @@
 //!   layering as wrappers);
 //! - [`chunker`] and [`tree`]: how files and directories become objects;
 //! - [`repo`]: the repository directory, its format version and image refs;
+//! - [`remote`]: a repository on an object store, cached by a local one;
 //! - [`import`], [`export`], [`diff`], [`verify`], [`gc`], [`stats`]: operations.
 
 pub mod audit;
@@ -26,6 +27,7 @@ pub mod object;
 pub mod overlay;
 pub mod perms;
 pub mod reach;
+pub mod remote;
 pub mod repo;
 pub mod sign;
 pub mod stats;

@@ -67,7 +67,8 @@ pub fn record(cli: &Cli, outcome: &anyhow::Result<()>) {
 
 /// [`record`], for `caller` (the service's: a command it ran or refused).
 pub fn record_as(cli: &Cli, outcome: &anyhow::Result<()>, caller: Option<&lvrepo_fs::audit::Caller<'_>>) {
-    let (Some((command, target)), Some(repo)) = (describe(&cli.command), cli.repo.as_deref()) else { return };
+    let (Some((command, target)), Some(repo)) = (describe(&cli.command), crate::cmd::used_repo(cli)) else { return };
+    let repo = repo.as_path();
     if !repo.join("FORMAT").exists() {
         return; // no repository to record in (init failed, a wrong --repo)
     }

@@ -11,9 +11,15 @@ pub use crate::cli_guest::{CheckpointCmd, GuestCmd, NbdCmd};
 #[derive(Parser, Debug)]
 #[command(name = "lvrepo", version, about = "Golden-image repository: import, publish, inspect and verify images", long_about = None)]
 pub struct Cli {
-    /// Repository directory.
+    /// Repository directory, or a remote repository: s3://BUCKET[/PREFIX]
+    /// (configured by AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) or
+    /// file:///DIR (docs/remote.md).
     #[arg(long, global = true, env = "LVREPO_REPO", value_name = "PATH")]
     pub repo: Option<PathBuf>,
+    /// This host's cache directory of the remote repository (default
+    /// /var/cache/lvrepo/BUCKET[_PREFIX]).
+    #[arg(long, global = true, env = "LVREPO_CACHE", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
     /// More log output (-v info, -vv debug, -vvv trace); LVREPO_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -211,6 +217,10 @@ pub enum Command {
         /// Report what would be removed; remove nothing.
         #[arg(long, short = 'n')]
         dry_run: bool,
+        /// A remote repository: sweep only packs marked unreachable by a gc
+        /// at least this long ago (30s, 10m, 1h, 2d; docs/remote.md).
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        grace: String,
         #[arg(long)]
         json: bool,
     },

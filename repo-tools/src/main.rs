@@ -77,6 +77,8 @@ fn main() -> ExitCode {
     let start = std::time::Instant::now();
     tracing::debug!(version = env!("CARGO_PKG_VERSION"), args = ?std::env::args_os().skip(1).collect::<Vec<_>>(), "lvrepo starting");
     let outcome = cmd::run(&cli);
+    // "remote: fetched N bytes in M requests" (nothing for a local repository).
+    lvrepo_fs::remote::report();
     tracing::debug!(ms = start.elapsed().as_millis() as u64, ok = outcome.is_ok(), "lvrepo finished");
     if !is_daemon(&cli.command) {
         audit::record(&cli, &outcome);

@@ -97,6 +97,11 @@ pub fn forget(target: &Repository, guest: &str, policy: &KeepPolicy, dry_run: bo
     }
     target.writable()?;
     target.refuse_if_append_only()?;
+    if let Some(r) = target.remote() {
+        for c in &gone {
+            crate::remote::publish::delete_ref(r, c)?;
+        }
+    }
     let mut b = WriteBatch::default();
     for c in &gone {
         b.delete_cf(target.cf(CF_REFS)?, crate::repo::refs::key(&c.name, c.version));

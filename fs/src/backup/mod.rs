@@ -67,7 +67,7 @@ pub struct BackupReport {
     pub copied: CopyStats,
 }
 
-fn meta_key(guest: &str) -> Vec<u8> {
+pub(crate) fn meta_key(guest: &str) -> Vec<u8> {
     let mut k = b"backup-guest\0".to_vec();
     k.extend_from_slice(guest.as_bytes());
     k
@@ -164,8 +164,13 @@ pub(crate) fn backup_ref(guest: &str, cp: ImageRecord) -> ImageRecord {
 /// Write the refs of `recs` and the guest's meta entry in one synced batch.
 pub(crate) fn publish(target: &Repository, meta: &BackupGuest, recs: &[ImageRecord]) -> Result<()> {
     let unencodable = |_| Error::Decode { what: "backup record", why: "unencodable" };
+    let meta_json = serde_json::to_vec(meta).map_err(unencodable)?;
+    // A remote target: the bucket's refs are the backup (docs/remote.md).
+    if let Some(r) = target.remote() {
+        crate::remote::publish::publish_backup(target, r, &meta.name, &meta_json, recs)?;
+    }
     let mut b = WriteBatch::default();
-    b.put_cf(target.cf(CF_META)?, meta_key(&meta.name), serde_json::to_vec(meta).map_err(unencodable)?);
+    b.put_cf(target.cf(CF_META)?, meta_key(&meta.name), meta_json);
     for r in recs {
         b.put_cf(target.cf(CF_REFS)?, crate::repo::refs::key(&r.name, r.version), serde_json::to_vec(r).map_err(unencodable)?);
     }

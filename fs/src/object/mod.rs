@@ -22,7 +22,7 @@ pub use cache::Cached;
 pub use confirmed::Confirmed;
 pub use layered::Layered;
 pub use mem::MemStore;
-pub use pack::{IndexEntry, PackStore, PACK_HEADER_LEN, RECORD_HEADER_LEN};
+pub use pack::{IndexEntry, PackStore, PACK_HEADER_LEN, PACK_MAGIC, RECORD_HEADER_LEN, RECORD_MAGIC};
 pub use stored::{Codec, Stored};
 pub use verify::Verified;
 
@@ -78,6 +78,12 @@ pub trait ObjectStore: Send + Sync {
     fn cache_budget(&self) -> Option<usize> {
         None
     }
+    /// After `id` failed verification: drop a copy of it that can be had
+    /// again (a record cached from a remote repository); whether one was
+    /// dropped, so that one more read may succeed. Wrappers forward it.
+    fn heal(&self, _id: &Digest) -> bool {
+        false
+    }
 }
 
 impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
@@ -107,6 +113,9 @@ impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
     }
     fn cache_budget(&self) -> Option<usize> {
         (**self).cache_budget()
+    }
+    fn heal(&self, id: &Digest) -> bool {
+        (**self).heal(id)
     }
 }
 

@@ -170,12 +170,24 @@ pub struct PackStore {
     level: i32,
     files: RwLock<HashMap<u32, Arc<File>>>,
     writer: Mutex<Option<Writer>>,
+    /// The bucket this store caches (docs/remote.md): holes in its packs
+    /// are fetched from there.
+    remote: Option<Arc<crate::remote::Remote>>,
 }
 
 impl PackStore {
     /// `dir` holds the pack files; `cf` names the index column family in `db`.
     pub fn new(dir: PathBuf, db: Arc<DB>, cf: &'static str, read_only: bool) -> Self {
-        PackStore { dir, db, cf, read_only, level: 3, files: RwLock::default(), writer: Mutex::new(None) }
+        PackStore { dir, db, cf, read_only, level: 3, files: RwLock::default(), writer: Mutex::new(None), remote: None }
+    }
+
+    pub fn with_remote(mut self, remote: Arc<crate::remote::Remote>) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    pub fn remote(&self) -> Option<&Arc<crate::remote::Remote>> {
+        self.remote.as_ref()
     }
 
     pub fn with_level(mut self, level: i32) -> Self {
@@ -255,7 +267,16 @@ impl PackStore {
             other => other?,
         };
         let mut header = [0u8; RECORD_HEADER_LEN];
-        let payload = read_record(&f, &mut header, e.stored_len as usize, e.offset).map_err(|err| {
+        let read = read_record(&f, &mut header, e.stored_len as usize, e.offset);
+        // A hole (no record magic) in a copy of a remote pack: fetch it.
+        let hole = match &read {
+            Ok(_) => header[..4] != RECORD_MAGIC[..],
+            Err(err) => err.kind() == std::io::ErrorKind::UnexpectedEof,
+        };
+        if let Some((r, name)) = self.remote.as_ref().filter(|_| hole).and_then(|r| Some((r, r.pack_name(e.pack)?))) {
+            return r.fill(&self.pack_path(e.pack), &name, id, e, &record_header(e.kind, e.codec, e.raw_len, e.stored_len, id));
+        }
+        let payload = read.map_err(|err| {
             if err.kind() == std::io::ErrorKind::UnexpectedEof {
                 damaged(DamageKind::Truncated)
             } else {
@@ -417,6 +438,15 @@ impl PackStore {
             // Left as unindexed bytes, which gc reclaims.
             Err(e) => tracing::error!(pack = w.pack, error = %e, path = %path.display(), "cutting back the pack to its indexed length failed"),
         }
+    }
+
+    /// Flush and close the pack being written: the next append starts a new
+    /// pack (a pack is immutable once uploaded to a bucket).
+    pub fn seal(&self) -> Result<()> {
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.flush_locked(&mut guard)?;
+        *guard = None;
+        Ok(())
     }
 
     /// The pack currently being written, if any (gc must not delete it).
@@ -624,6 +654,18 @@ impl ObjectStore for PackStore {
     fn flush(&self) -> Result<()> {
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         self.flush_locked(&mut guard)
+    }
+
+    /// A record in a copy of a remote pack: punched out, fetched again at
+    /// the next read.
+    fn heal(&self, id: &Digest) -> bool {
+        match (self.remote.as_ref(), self.entry(id)) {
+            (Some(r), Ok(Some(e))) if r.pack_name(e.pack).is_some() => {
+                let len = RECORD_HEADER_LEN as u64 + u64::from(e.stored_len);
+                crate::remote::punch(&self.pack_path(e.pack), e.offset, len).is_ok()
+            }
+            _ => false,
+        }
     }
 }
 

@@ -20,8 +20,13 @@ impl<S: ObjectStore> Verified<S> {
 
 impl<S: ObjectStore> ObjectStore for Verified<S> {
     fn get(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Vec<u8>>> {
-        let Some(bytes) = self.inner.get(kind, id)? else {
-            return Ok(None);
+        // A cached copy of a remote record (cut by eviction, or damaged
+        // here) is dropped and read once more from the bucket.
+        let bytes = match self.inner.get(kind, id) {
+            Ok(None) => return Ok(None),
+            Ok(Some(b)) if kind.hash(&b) == *id => b,
+            Ok(Some(_)) | Err(Error::Damaged { .. }) if self.inner.heal(id) => self.inner.get(kind, id)?.ok_or(Error::Missing { kind, id: *id })?,
+            other => other?.ok_or(Error::Missing { kind, id: *id })?,
         };
         if kind.hash(&bytes) != *id {
             tracing::error!(chunk = %id, kind = kind.name(), "object fails verification");
@@ -32,9 +37,12 @@ impl<S: ObjectStore> ObjectStore for Verified<S> {
     }
     /// Decoded and hashed here; the caller gets the stored form only.
     fn get_stored(&self, kind: ObjectKind, id: &Digest) -> Result<Option<Stored>> {
-        let Some(obj) = self.inner.get_stored(kind, id)? else {
+        let Some(mut obj) = self.inner.get_stored(kind, id)? else {
             return Ok(None);
         };
+        if obj.verify(kind, id).is_err() && self.inner.heal(id) {
+            obj = self.inner.get_stored(kind, id)?.ok_or(Error::Missing { kind, id: *id })?;
+        }
         if let Err(e) = obj.verify(kind, id) {
             tracing::error!(chunk = %id, kind = kind.name(), "object fails verification");
             return Err(e);
@@ -59,6 +67,9 @@ impl<S: ObjectStore> ObjectStore for Verified<S> {
     }
     fn cache_budget(&self) -> Option<usize> {
         self.inner.cache_budget()
+    }
+    fn heal(&self, id: &Digest) -> bool {
+        self.inner.heal(id)
     }
 }
 

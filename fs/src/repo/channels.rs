@@ -30,7 +30,7 @@ pub fn valid_channel(c: &str) -> bool {
     !c.is_empty() && c.len() <= 128 && !c.starts_with('.') && !c.bytes().all(|b| b.is_ascii_digit()) && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
-fn key(name: &str, channel: &str) -> Vec<u8> {
+pub(crate) fn key(name: &str, channel: &str) -> Vec<u8> {
     let mut k = prefix(name);
     k.extend_from_slice(channel.as_bytes());
     k
@@ -60,17 +60,31 @@ impl Repository {
         let cf = self.cf(CF_REFS)?;
         let k = key(&rec.name, channel);
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        let ch = match self.db().get_cf(cf, &k)? {
-            Some(b) => {
-                let mut old = decode(&b)?;
-                if old.version == rec.version {
-                    return Ok(old);
+        let next = |old: Option<Channel>| -> Result<Channel> {
+            Ok(match old {
+                Some(old) if old.version == rec.version => old,
+                Some(mut old) => {
+                    self.refuse_if_append_only()?;
+                    old.history.push((old.version, old.time));
+                    Channel { version: rec.version, time: now, ..old }
                 }
-                self.refuse_if_append_only()?;
-                old.history.push((old.version, old.time));
-                Channel { version: rec.version, time: now, ..old }
+                None => Channel { name: rec.name.clone(), channel: channel.to_string(), version: rec.version, time: now, history: Vec::new() },
+            })
+        };
+        let ch = match self.packs().remote() {
+            // The bucket's channel is the one moved (a conditional update).
+            Some(r) => crate::remote::publish::update_channel(r, &rec.name, channel, |old| next(old.map(|b| decode(&b)).transpose()?), |c| {
+                serde_json::to_vec(c).map_err(|_| Error::Decode { what: "channel record", why: "unencodable" })
+            })?,
+            None => {
+                let old = self.db().get_cf(cf, &k)?.map(|b| decode(&b)).transpose()?;
+                let unchanged = old.as_ref().is_some_and(|o| o.version == rec.version);
+                let ch = next(old)?;
+                if unchanged {
+                    return Ok(ch);
+                }
+                ch
             }
-            None => Channel { name: rec.name.clone(), channel: channel.to_string(), version: rec.version, time: now, history: Vec::new() },
         };
         let mut b = WriteBatch::default();
         b.put_cf(cf, k, serde_json::to_vec(&ch).map_err(|_| Error::Decode { what: "channel record", why: "unencodable" })?);

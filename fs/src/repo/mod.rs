@@ -68,7 +68,31 @@ impl Repository {
 
     /// Open an existing repository. `writable` takes the writer lock and fails
     /// with [`Error::Locked`] if another writer holds it.
+    ///
+    /// A cache of a remote repository (a `REMOTE` link, docs/remote.md)
+    /// reads holes from its bucket; opened writable, it is synced first.
     pub fn open(path: &Path, writable: bool) -> Result<Self> {
+        let remote = match crate::remote::link_of(path)? {
+            Some(url) => Some(crate::remote::Remote::connect(&url)?),
+            None => None,
+        };
+        Self::open_with(path, writable, remote)
+    }
+
+    /// [`open`](Self::open) with the remote handle given (tests share one
+    /// in-memory bucket between caches).
+    pub fn open_with(path: &Path, writable: bool, remote: Option<Arc<crate::remote::Remote>>) -> Result<Self> {
+        let repo = Self::open_local(path, writable, remote.clone())?;
+        if let Some(r) = remote {
+            crate::remote::sync::load(&repo, &r)?;
+            if writable {
+                crate::remote::sync::sync(&repo, &r)?;
+            }
+        }
+        Ok(repo)
+    }
+
+    fn open_local(path: &Path, writable: bool, remote: Option<Arc<crate::remote::Remote>>) -> Result<Self> {
         check_format(path)?;
         let lock = if writable { Some(take_lock(path)?) } else { None };
         let reader = if writable { None } else { lock_file(path, "readers", libc::LOCK_SH | libc::LOCK_NB).ok() };
@@ -80,12 +104,20 @@ impl Repository {
                 e
             }
         })?);
-        let packs = PackStore::new(path.join("packs"), db.clone(), CF_OBJECTS, !writable);
+        let mut packs = PackStore::new(path.join("packs"), db.clone(), CF_OBJECTS, !writable);
+        if let Some(r) = remote {
+            packs = packs.with_remote(r);
+        }
         Ok(Repository { path: path.to_path_buf(), db, store: Arc::new(Verified::new(packs)), read_only: !writable, _lock: lock, _reader: reader })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The bucket this repository is a cache of, if any.
+    pub fn remote(&self) -> Option<&Arc<crate::remote::Remote>> {
+        self.packs().remote()
     }
 
     pub fn read_only(&self) -> bool {

@@ -137,6 +137,10 @@ impl Repository {
         if self.db().get_cf(cf, &k)?.is_some() {
             return Err(Error::ImageExists(rec.label()));
         }
+        // A remote repository: the bucket's ref is the publication.
+        if let Some(r) = self.remote() {
+            crate::remote::publish::publish(self, r, rec)?;
+        }
         let mut b = WriteBatch::default();
         b.put_cf(cf, k, serde_json::to_vec(rec).map_err(|_| Error::Decode { what: "image record", why: "unencodable" })?);
         let mut wo = WriteOptions::default();
@@ -153,6 +157,9 @@ impl Repository {
         self.writable()?;
         self.refuse_if_append_only()?;
         let rec = self.resolve(r)?;
+        if let Some(remote) = self.remote() {
+            crate::remote::publish::delete_ref(remote, &rec)?;
+        }
         let cf = self.cf(CF_REFS)?;
         let mut b = WriteBatch::default();
         b.delete_cf(cf, key(&rec.name, rec.version));

@@ -110,6 +110,13 @@ pub fn verify(repo: &Repository, progress: &dyn Progress) -> Result<VerifyReport
             Err(e) => problems.push(Problem { store: format!("guest {}", rec.name), path: rec.dir.display().to_string(), problem: chain(&e) }),
         }
     }
+    // A remote repository: the bucket's packs themselves (docs/remote.md).
+    if let Some(r) = repo.remote() {
+        match crate::remote::check::damaged_packs(r) {
+            Ok(bad) => problems.extend(bad.into_iter().map(|(path, problem)| Problem { store: "bucket".into(), path, problem })),
+            Err(e) => problems.push(Problem { store: "bucket".into(), path: r.url().to_string(), problem: chain(&e) }),
+        }
+    }
     let mut v = Verifier::new(false);
     let mut stores: Vec<(usize, &Path, &PackStore)> = vec![(v.add_store(REPOSITORY.into(), repo.packs()), repo.path(), repo.packs())];
     for g in &guests {

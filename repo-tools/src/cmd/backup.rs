@@ -12,6 +12,8 @@ use crate::output::human_bytes;
 
 pub fn run(cli: &Cli, name: &str, to: &Path, no_checkpoint: bool, message: &str, json: bool) -> Result<()> {
     let p = super::repo_path(cli)?;
+    let to_path = super::other_repo(cli, to)?;
+    let to = to_path.as_path();
     if !no_checkpoint {
         let cp = super::checkpoint::take(cli, name, message)?;
         if !cli.quiet && !json {

@@ -77,7 +77,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             _ => Err(crate::Exit(crate::exit::USAGE, "usage: rollback NAME CHECKPOINT | rollback --group GROUP CHECKPOINT".into()).into()),
         },
         Command::Verify { json, overlays, repair_from } => verify::run(cli, *json, *overlays, repair_from),
-        Command::Gc { dry_run, json } => gc::run(cli, *dry_run, *json),
+        Command::Gc { dry_run, json, grace } => gc::run(cli, *dry_run, *json, grace),
         Command::Stats { json } => stats::run(cli, *json),
         Command::Mount { operands, overlay, guest, foreground, threads, no_uring, no_handoff, seclabel, cache_mib, options, read_only, file_cache, file_cache_mib } => {
             let mut flags = MountFlags { read_only: *read_only, ..Default::default() };
@@ -124,8 +124,70 @@ pub fn run(cli: &Cli) -> Result<()> {
     }
 }
 
+/// The repository directory: `--repo`, or for a remote repository
+/// (`s3://`, `file://`) its cache directory, made and synced at first use.
 pub fn repo_path(cli: &Cli) -> Result<PathBuf> {
-    cli.repo.clone().ok_or_else(|| crate::Exit(crate::exit::USAGE, "no repository: pass --repo PATH or set LVREPO_REPO".into()).into())
+    let p = cli.repo.clone().ok_or_else(|| crate::Exit(crate::exit::USAGE, "no repository: pass --repo PATH or set LVREPO_REPO".into()))?;
+    if !lvrepo_fs::remote::url::is_remote(p.as_os_str()) {
+        return Ok(p);
+    }
+    if let Some(c) = RESOLVED.get() {
+        return Ok(c.clone());
+    }
+    let c = remote_cache(&p, cli.cache.clone(), false)?;
+    Ok(RESOLVED.get_or_init(|| c).clone())
+}
+
+/// The cache directory `repo_path` resolved a remote `--repo` to.
+static RESOLVED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The repository directory this command used, without resolving anything
+/// (the audit log goes there): `--repo`, or a remote one's cache.
+pub fn used_repo(cli: &Cli) -> Option<PathBuf> {
+    let p = cli.repo.clone()?;
+    if lvrepo_fs::remote::url::is_remote(p.as_os_str()) {
+        return RESOLVED.get().cloned();
+    }
+    Some(p)
+}
+
+/// The cache directory of remote repository `arg` (`cache`, or the
+/// default for its URL): made and linked if new (`create`: the repository
+/// in the bucket too), then synced with the bucket.
+pub fn remote_cache(arg: &std::path::Path, cache: Option<PathBuf>, create: bool) -> Result<PathBuf> {
+    let url: lvrepo_fs::remote::RemoteUrl = arg.to_string_lossy().parse()?;
+    let dir = cache.unwrap_or_else(|| url.default_cache());
+    if create {
+        url.create_room()?;
+    }
+    let remote = lvrepo_fs::remote::Remote::connect(&url)?;
+    lvrepo_fs::remote::prepare_cache(&dir, &url, &remote, create).with_context(|| format!("preparing cache {} of {url}", dir.display()))?;
+    drop(remote);
+    // Synced here (a writable open syncs) so read-only commands and the
+    // daemons they start see the bucket's refs; a busy writer syncs itself.
+    match Repository::open(&dir, true) {
+        Ok(_) | Err(lvrepo_fs::Error::Locked(_)) => {}
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("syncing cache {} with {url}", dir.display()))),
+    }
+    tracing::info!(remote = %url, cache = %dir.display(), "remote repository");
+    Ok(dir)
+}
+
+/// A repository argument besides --repo (`backup --to`, `restore --from`,
+/// `verify --repair-from`): a remote one is given its cache directory,
+/// `--cache` when --repo is local, else beside it (or the default).
+pub fn other_repo(cli: &Cli, arg: &std::path::Path) -> Result<PathBuf> {
+    if !lvrepo_fs::remote::url::is_remote(arg.as_os_str()) {
+        return Ok(arg.to_path_buf());
+    }
+    let url: lvrepo_fs::remote::RemoteUrl = arg.to_string_lossy().parse()?;
+    let main_remote = cli.repo.as_deref().is_some_and(|r| lvrepo_fs::remote::url::is_remote(r.as_os_str()));
+    let cache = match &cli.cache {
+        Some(c) if !main_remote => Some(c.clone()),
+        Some(c) => c.parent().zip(url.default_cache().file_name().map(|n| n.to_os_string())).map(|(p, n)| p.join(n)),
+        None => None,
+    };
+    remote_cache(arg, cache, false)
 }
 
 pub fn open(cli: &Cli, writable: bool) -> Result<Repository> {

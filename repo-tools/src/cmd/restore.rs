@@ -12,6 +12,8 @@ use crate::output::human_bytes;
 
 pub fn run(cli: &Cli, name: &str, from: &Path, checkpoint: Option<u32>, as_name: Option<&str>, overlay: &Path, json: bool) -> Result<()> {
     let p = super::repo_path(cli)?;
+    let from_path = super::other_repo(cli, from)?;
+    let from = from_path.as_path();
     let src = Repository::open(from, false).with_context(|| format!("opening backup repository {}", from.display()))?;
     let as_name = as_name.unwrap_or(name);
     let (g, stats) = lvrepo_fs::backup::restore(&p, &src, name, checkpoint, as_name, overlay)?;

@@ -25,7 +25,9 @@ pub fn run(cli: &Cli, json: bool, overlays: bool, repair_from: &[PathBuf]) -> Re
         let mut found = repair::Found::new();
         for src in repair_from {
             let bar = Bar::bytes(cli.quiet, "reading source");
-            let got = repair::harvest(&Source::from_arg(src), &wanted, &bar).with_context(|| format!("reading repair source {}", src.display()))?;
+            // A remote repository is read through its cache (docs/remote.md).
+            let local = super::other_repo(cli, src)?;
+            let got = repair::harvest(&Source::from_arg(&local), &wanted, &bar).with_context(|| format!("reading repair source {}", src.display()))?;
             bar.finish();
             wanted.retain(|id, _| !got.contains_key(id));
             found.extend(got);

@@ -1,0 +1,216 @@
+//! What every store must do, run on s3s-fs and on `file://`: publish on one
+//! host and read (export, guest mount, full manifests) on another; backup to
+//! a second bucket and restore on a third host; a file larger than a
+//! multipart part; kill -9 of an import; a damaged object; two-phase gc.
+
+use super::*;
+use lvrepo_tests::fixture::{build_hostile_tree, pseudo_random, set_xattr};
+use lvrepo_tests::image_path;
+use std::time::Duration;
+
+fn hostile(dir: &Path) {
+    build_hostile_tree(dir).expect("build the hostile tree");
+}
+
+pub fn publish_on_one_host_mount_and_export_on_another(store: Store) {
+    let w = World::new(store);
+    let (a, src) = published(&w, hostile);
+    let want = manifest(&src).expect("manifest of the source");
+    assert_eq!(image_list(&a), strings(&["img:1"]));
+
+    // Host b has nothing but the bucket.
+    let b = w.host("b");
+    assert_eq!(image_list(&b), strings(&["img:1"]), "host b does not see what host a published");
+    assert_eq!(b.fetched(), 0, "host b fetched pack bytes before reading any file");
+    b.guest("g1", "img:1");
+    let m = b.mount("g1");
+    assert_same("guest of img:1 mounted on host b", &want, &m.manifest());
+    m.umount();
+    assert!(b.fetched() > 0, "host b read every file of img:1 but CACHE/packs holds nothing");
+    assert_same("img:1 exported on host b", &want, &b.export_manifest("img:1"));
+
+    // And the other way: b publishes, a (with a warm cache) sees it.
+    let src2 = small_image(&w, &b, "src2", 2, "img:2");
+    assert_eq!(image_list(&a), strings(&["img:1", "img:2"]));
+    assert_same("img:2 (published on b) exported on host a", &manifest(&src2).expect("manifest"), &a.export_manifest("img:2"));
+    a.ok(["verify"]);
+}
+
+pub fn backup_to_a_second_bucket_and_restore_on_a_third_host(store: Store) {
+    let w = World::new(store);
+    let (_a, _src) = published(&w, hostile);
+    let b = w.host("b");
+    b.guest("g1", "img:1");
+    let m = b.mount("g1");
+    put(&m.mp.join("new-file"), &pseudo_random(41, 700_000));
+    set_xattr(&m.mp.join("new-file"), "user.origin", b"host b").expect("setxattr");
+    mk(&m.mp.join("new-dir/sub"));
+    put(&m.mp.join("new-dir/sub/small"), b"written on host b\n");
+    let changed = m.manifest();
+    m.umount();
+
+    let bk = w.url("backup", "site2");
+    let site = w.host_on(&bk, "site2-admin");
+    w.init(&site, "backup", "site2");
+    b.ok([os("backup"), os("g1"), os("--to"), os(&bk)]);
+    let listed = site.ok(["backups"]);
+    assert!(listed.contains("g1"), "backups on {bk} does not list g1:\n{listed}");
+
+    // Host c: a fresh cache, restoring from the backup bucket.
+    let c = w.host("c");
+    let ov = c.dir.join("guests").join("g1");
+    c.ok([os("restore"), os("g1"), os("--from"), os(&bk), os("--overlay"), ov.as_os_str()]);
+    let m = c.mount("g1");
+    assert_same("guest g1 restored on host c from the backup bucket", &changed, &m.manifest());
+    m.umount();
+}
+
+const BIG: usize = 72 * 1024 * 1024 + 12_345;
+
+pub fn large_file_round_trips(store: Store) {
+    let w = World::new(store);
+    let big = pseudo_random(72, BIG);
+    let (_a, _src) = published(&w, |d| put(&d.join("big"), &big));
+    if store != Store::Moto {
+        let largest = files_under(&w.bucket_dir("main")).into_iter().map(|(_, n)| n).max().unwrap_or(0);
+        eprintln!("largest object in the bucket: {largest} bytes");
+    }
+    let b = w.host("b");
+    let out = b.ok_bytes([OsString::from("cat"), image_path("img:1", b"big")]);
+    assert!(out.len() == big.len() && blake3::hash(&out) == blake3::hash(&big), "cat of a {BIG}-byte file on host b: {} bytes, not the file", out.len());
+    // Through a mount on a third host: lazily fetched ranges of the same objects.
+    let c = w.host("c");
+    c.guest("g1", "img:1");
+    let m = c.mount("g1");
+    let got = fs::read(m.mp.join("big")).unwrap_or_else(|e| panic!("read big through the mount on host c: {e}\ndaemon.log:\n{}", m.log()));
+    assert!(got.len() == big.len() && blake3::hash(&got) == blake3::hash(&big), "big read through the mount on host c differs");
+    m.umount();
+}
+
+/// Where an upload in progress shows first: the whole s3s-fs root (parts
+/// of a multipart upload may live outside the bucket) or the `file://` bucket.
+fn store_dir(w: &World) -> PathBuf {
+    match w.store {
+        Store::S3sFs => w.server.as_ref().and_then(|s| s.root.clone()).expect("s3s-fs root"),
+        _ => w.bucket_dir("main"),
+    }
+}
+
+pub fn kill9_of_an_import_leaves_no_image_and_a_retry_completes(store: Store) {
+    let w = World::new(store);
+    let (a, _src) = published(&w, |d| small_tree(d, 1));
+    let src2 = w.scratch("src2");
+    mk(&src2);
+    for i in 0..3u64 {
+        put(&src2.join(format!("part{i}")), &pseudo_random(100 + i, 40 << 20));
+    }
+    small_tree(&src2, 2);
+
+    // Kill once at least 16 MiB of the import's objects reached the store:
+    // an event, not a delay.
+    let dir = store_dir(&w);
+    let before: u64 = files_under(&dir).iter().map(|(_, n)| n).sum();
+    let mut child = spawn(&a, &[os("import"), src2.as_os_str(), os("--image"), os("img:2")]);
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            let out = child.wait_with_output().expect("output");
+            panic!("the import ended ({st}) before 16 MiB of it reached the store: nothing left to kill\n{}", report("import", &out));
+        }
+        let now: u64 = files_under(&dir).iter().map(|(_, n)| n).sum();
+        if now >= before + (16 << 20) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().expect("kill -9 the import");
+    let st = child.wait().expect("wait");
+    assert!(!st.success(), "the import finished before the kill; the test proved nothing");
+
+    let b = w.host("b");
+    assert_eq!(image_list(&a), strings(&["img:1"]), "a killed import left an image on its host");
+    assert_eq!(image_list(&b), strings(&["img:1"]), "a killed import left an image another host sees");
+    b.fails(["ls", "img:2"], 3);
+    b.ok(["verify"]);
+
+    a.import(&src2, "img:2");
+    assert_eq!(image_list(&b), strings(&["img:1", "img:2"]));
+    assert_same("img:2 after the retried import, exported on host b", &manifest(&src2).expect("manifest"), &b.export_manifest("img:2"));
+}
+
+pub fn damaged_object_is_detected_by_verify_and_on_read(store: Store) {
+    let w = World::new(store);
+    let big = pseudo_random(9, 6 << 20);
+    let (a, _src) = published(&w, |d| {
+        small_tree(d, 9);
+        put(&d.join("big"), &big);
+    });
+    // The largest object is the pack holding `big` (random: stored as is);
+    // its middle byte lies inside big's data.
+    let objs = files_under(&w.bucket_dir("main"));
+    let (pack, len) = objs.iter().max_by_key(|(_, n)| *n).cloned().expect("no object in the bucket");
+    assert!(len > 6 << 20, "largest object {} is only {len} bytes: where is big's data?", pack.display());
+    let mut bytes = fs::read(&pack).expect("read the pack object");
+    bytes[(len / 2) as usize] ^= 0x5a;
+    put(&pack, &bytes);
+
+    let b = w.host("b");
+    let out = b.run(["verify"]);
+    assert_eq!(out.status.code(), Some(4), "{}", report("verify on a fresh host after a byte of a pack object flipped", &out));
+    let out = a.run(["verify"]);
+    assert_eq!(out.status.code(), Some(4), "{}", report("verify on the publishing host after a byte of a pack object flipped", &out));
+
+    let out = b.run([OsString::from("cat"), image_path("img:1", b"big")]);
+    assert_eq!(out.status.code(), Some(4), "{}", report("cat of the damaged file", &out));
+    assert!(big.starts_with(&out.stdout), "cat of the damaged file wrote {} bytes that are not the file's", out.stdout.len());
+
+    let c = w.host("c");
+    c.guest("g1", "img:1");
+    let m = c.mount("g1");
+    match fs::read(m.mp.join("big")) {
+        Ok(d) => panic!("read of the damaged file through a mount succeeded ({} bytes, {})", d.len(), if d == big { "right bytes from where?" } else { "WRONG bytes" }),
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "read of the damaged file through a mount: {e}"),
+    }
+    let hn = fs::read(m.mp.join("etc/hostname")).expect("an undamaged file of the same image still reads");
+    assert_eq!(hn, b"host-9\n");
+    m.umount();
+}
+
+pub fn gc_marks_then_sweeps_and_other_hosts_keep_reading(store: Store) {
+    let w = World::new(store);
+    let (a, src1) = published(&w, |d| small_tree(d, 1));
+    let src2 = w.scratch("src2");
+    mk(&src2);
+    small_tree(&src2, 2);
+    put(&src2.join("only-in-2"), &pseudo_random(22, 8 << 20));
+    a.import(&src2, "img:2");
+
+    // Host b mounts a guest of img:1 before anything is deleted.
+    let b = w.host("b");
+    b.guest("g1", "img:1");
+    let m = b.mount("g1");
+
+    a.ok(["delete", "img:2"]);
+    let bucket = w.bucket_dir("main");
+    let total = |v: &[(PathBuf, u64)]| v.iter().map(|(_, n)| n).sum::<u64>();
+    let before = files_under(&bucket);
+    a.ok(["gc"]);
+    let marked = files_under(&bucket);
+    for (p, n) in before.iter().filter(|(_, n)| *n > 1 << 20) {
+        assert!(marked.iter().any(|(q, _)| q == p), "the first gc (mark) removed {} ({n} bytes): it must only mark", p.display());
+    }
+    a.ok(["gc", "--grace", "0s"]);
+    let swept = files_under(&bucket);
+    assert!(
+        total(&swept) + (8 << 20) <= total(&marked),
+        "gc --grace 0s after the mark reclaimed {} bytes, less than the 8 MiB only img:2 used",
+        total(&marked).saturating_sub(total(&swept))
+    );
+    assert_eq!(image_list(&a), strings(&["img:1"]));
+
+    let want = manifest(&src1).expect("manifest");
+    assert_same("guest of img:1 on host b, mounted before the gc, read after it", &want, &m.manifest());
+    m.umount();
+    let c = w.host("c");
+    assert_same("img:1 exported on a fresh host after the gc", &want, &c.export_manifest("img:1"));
+    c.ok(["verify"]);
+}
