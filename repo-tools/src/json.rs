@@ -211,6 +211,26 @@ impl From<CopyStats> for Copied {
     }
 }
 
+/// A gc run on a remote repository (`gc` on s3:// or file://): two-phase,
+/// so packs are marked by one run and swept by a later one after the grace.
+#[derive(Serialize, Clone, Debug)]
+pub struct RemoteGc {
+    pub dry_run: bool,
+    /// Packs in the store, and how many some image, guest or backup uses.
+    pub pack_count: u64,
+    pub live_pack_count: u64,
+    /// Packs this run marked unreachable, and packs it deleted (marked by
+    /// an earlier run at least the grace ago and still unreachable).
+    pub marked_packs: Vec<String>,
+    pub swept_packs: Vec<String>,
+}
+
+impl RemoteGc {
+    pub fn new(r: &lvrepo_fs::remote::gc::RemoteGcReport, dry_run: bool) -> RemoteGc {
+        RemoteGc { dry_run, pack_count: r.packs as u64, live_pack_count: r.live as u64, marked_packs: r.marked.clone(), swept_packs: r.swept.clone() }
+    }
+}
+
 /// A gc run (`gc`, and `forget`'s).
 #[derive(Serialize, Clone, Debug)]
 pub struct Gc {

@@ -187,6 +187,12 @@ fn every_json_document_matches_the_schema() {
     d.run("delete", &["delete", "web:1", "--force", "--json"]);
     d.run("gc", &["gc", "--dry-run", "--json"]);
     d.run("gc", &["gc", "--json"]);
+    // A remote repository's gc has its own shape (file://: the code s3:// runs).
+    let remote = Lvrepo::at(format!("file://{}", r.scratch("bucket").display())).with_env("LVREPO_CACHE", r.scratch("bucket-cache"));
+    remote.ok(["init"]);
+    d.at(&remote, "gc", &["gc", "--dry-run", "--json"]);
+    let v = d.at(&remote, "gc", &["gc", "--grace", "0s", "--json"]);
+    assert!(v["live_pack_count"].is_u64() && v["marked_packs"].is_array(), "remote gc document: {v}");
 
     validate(&r, &d.docs);
     same_types(&d.docs);

@@ -72,7 +72,7 @@ fn parse_duration(s: &str) -> Option<std::time::Duration> {
 fn remote(cli: &Cli, repo: &lvrepo_fs::Repository, grace: std::time::Duration, dry_run: bool, json: bool) -> Result<()> {
     let r = lvrepo_fs::remote::gc::collect(repo, grace, dry_run)?;
     if json {
-        return print_json(&r);
+        return crate::json::print("gc", &crate::json::RemoteGc::new(&r, dry_run));
     }
     if !cli.quiet {
         let tail = if dry_run { " (dry run: nothing removed)" } else { "" };
