@@ -7,9 +7,11 @@
 //! - [`sync`]: on open, new packs' indexes and the refs are mirrored into the
 //!   cache's index (O(new packs + refs)); a remote pack's local file is sparse.
 //! - [`fetch`]: a read of a record not present locally (a hole: no record
-//!   magic at its offset) fetches exactly that record with a ranged GET,
-//!   checks its hash (once more on mismatch, then damage), and writes it
-//!   into the cache, payload before header (magic present ⇒ bytes present).
+//!   magic at its offset) fetches that record with a ranged GET, checks its
+//!   hash (once more on mismatch, then damage), and writes it into the
+//!   cache, payload before header (magic present ⇒ bytes present). Reads
+//!   that walk a pack in order get a growing read-ahead of the records
+//!   after it, each checked the same way; random reads fetch one record.
 //! - [`publish`]: before a ref is written, every local pack not yet uploaded
 //!   is sealed and uploaded (`packs/<b3>.pack`, then `.idx`), then the ref
 //!   with a create-only put: concurrent publishers never lose an update.
@@ -76,6 +78,12 @@ pub struct Remote {
     limit: AtomicU64,
     since_evict: AtomicU64,
     evicting: Mutex<()>,
+    /// Per remote pack: where its last fetch ended and the read-ahead
+    /// window a fetch starting there gets (fetch.rs).
+    ahead: Mutex<HashMap<String, fetch::Ahead>>,
+    /// Bytes and requests fetched through this handle.
+    fetched: AtomicU64,
+    requests: AtomicU64,
 }
 
 impl std::fmt::Debug for Remote {
@@ -110,6 +118,9 @@ impl Remote {
             limit: AtomicU64::new(0),
             since_evict: AtomicU64::new(0),
             evicting: Mutex::new(()),
+            ahead: Mutex::default(),
+            fetched: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
         }))
     }
 
@@ -143,6 +154,13 @@ impl Remote {
     pub(crate) fn count(&self, bytes: u64) {
         FETCHED_BYTES.fetch_add(bytes, Ordering::Relaxed);
         REQUESTS.fetch_add(1, Ordering::Relaxed);
+        self.fetched.fetch_add(bytes, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Bytes and requests fetched through this handle so far.
+    pub fn fetched(&self) -> (u64, u64) {
+        (self.fetched.load(Ordering::Relaxed), self.requests.load(Ordering::Relaxed))
     }
 
     /// The remote pack name of local pack `pack`, if it is a copy of one.

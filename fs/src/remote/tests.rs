@@ -261,6 +261,91 @@ fn channels_move_in_the_bucket_and_other_caches_follow() {
     assert_eq!(a.channels("deb").unwrap()[0].history.len(), 1);
 }
 
+/// Many small records, each file one chunk.
+fn small_files(dir: &Path, n: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in 0..n {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_add(f * 7919).wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+        std::fs::write(dir.join(format!("f{f:04}")), data).unwrap();
+    }
+}
+
+#[test]
+fn reads_in_pack_order_get_read_ahead_and_random_reads_do_not() {
+    let t = tempfile::tempdir().unwrap();
+    small_files(&t.path().join("src"), 300);
+    let bucket = new_bucket();
+    let a = cache(&t.path().join("a"), &bucket);
+    import(&a, &t.path().join("src"), "many:1");
+    let mut objects = a.packs().entries().unwrap();
+    drop(a);
+    objects.sort_by_key(|(_, e)| (e.pack, e.offset));
+    assert!(objects.len() > 300, "{} records", objects.len());
+
+    // In pack order: the window grows, far fewer requests than records.
+    let b = cache(&t.path().join("b"), &bucket);
+    let (_, r0) = b.remote().unwrap().fetched();
+    for (id, e) in &objects {
+        let got = b.objects().get(e.kind, id).unwrap().unwrap();
+        assert_eq!(e.kind.hash(&got), *id);
+    }
+    let (_, r1) = b.remote().unwrap().fetched();
+    assert!((r1 - r0) * 10 < objects.len() as u64, "{} requests for {} records read in order", r1 - r0, objects.len());
+
+    // Every other record, backwards: one request and its bytes each.
+    let c = cache(&t.path().join("c"), &bucket);
+    let (b0, r0) = c.remote().unwrap().fetched();
+    let picked: Vec<_> = objects.iter().rev().step_by(2).collect();
+    for (id, e) in &picked {
+        assert!(c.objects().get(e.kind, id).unwrap().is_some());
+    }
+    let (b1, r1) = c.remote().unwrap().fetched();
+    let want: u64 = picked.iter().map(|(_, e)| crate::object::RECORD_HEADER_LEN as u64 + u64::from(e.stored_len)).sum();
+    assert_eq!((r1 - r0, b1 - b0), (picked.len() as u64, want), "random reads fetch exactly their records");
+    // What read-ahead brought in is served from the cache: no request.
+    let (_, r2) = b.remote().unwrap().fetched();
+    for (id, e) in objects.iter().take(50) {
+        assert!(b.objects().get(e.kind, id).unwrap().is_some());
+    }
+    assert_eq!(b.remote().unwrap().fetched().1, r2);
+}
+
+#[test]
+fn a_damaged_record_in_the_read_ahead_is_not_kept() {
+    let t = tempfile::tempdir().unwrap();
+    small_files(&t.path().join("src"), 40);
+    let bucket = new_bucket();
+    let a = cache(&t.path().join("a"), &bucket);
+    import(&a, &t.path().join("src"), "many:1");
+    let mut objects = a.packs().entries().unwrap();
+    drop(a);
+    objects.sort_by_key(|(_, e)| (e.pack, e.offset));
+    // Flip a payload byte of the 10th record in the bucket's pack.
+    let (bad_id, bad) = objects[10];
+    let r = Remote::with_store("mem://test", bucket.clone(), "site/a").unwrap();
+    let a = Repository::open_with(&t.path().join("a"), false, Some(r)).unwrap();
+    let name = a.remote().unwrap().pack_name(bad.pack).unwrap();
+    drop(a);
+    let p = Remote::with_store("mem://test", bucket.clone(), "site/a").unwrap().path(&format!("packs/{name}.pack"));
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let mut bytes = rt.block_on(async { bucket.get(&p).await.unwrap().bytes().await.unwrap() }).to_vec();
+    bytes[bad.offset as usize + crate::object::RECORD_HEADER_LEN + 3] ^= 0x40;
+    rt.block_on(bucket.put(&p, bytes.into())).unwrap();
+
+    let b = cache(&t.path().join("b"), &bucket);
+    for (id, e) in &objects[..10] {
+        assert!(b.objects().get(e.kind, id).unwrap().is_some());
+    }
+    // Fetched again on its own (the read-ahead dropped it), and refused.
+    match b.objects().get(bad.kind, &bad_id) {
+        Err(Error::Damaged { why: DamageKind::HashMismatch, .. }) => {}
+        other => panic!("a damaged record read as {other:?}"),
+    }
+    for (id, e) in &objects[11..] {
+        assert!(b.objects().get(e.kind, id).unwrap().is_some());
+    }
+}
+
 fn cache_reopen(dir: &Path, bucket: &Arc<dyn Bucket>) -> Repository {
     let r = Remote::with_store("mem://test", bucket.clone(), "site/a").unwrap();
     Repository::open_with(dir, true, Some(r)).unwrap()
