@@ -13,6 +13,7 @@
 #   CHANGED        files each guest changed (default 100)
 #   IMAGE_CHANGES  files version 2 rewrites (default 200)
 #   SCRATCH        work directory (fresh; default /var/tmp/lvrepo-rebase-fleet)
+#   JOBS           guests rebased at once (rebase --jobs; default: lvrepo's, 8)
 #
 # Per size, untimed: benches/gen-guest-image.py generates the tree (files of
 # ~3.3 KiB mean in directories of 100), imported as img:1; IMAGE_CHANGES files
@@ -49,7 +50,7 @@ for n in $SIZES; do
     "$BIN" -q import "$d/tree" --image img:1 >/dev/null
     python3 "$GEN" change "$d/tree" --files "$n" --count "$IMAGE_CHANGES" --round 1
     "$BIN" -q import "$d/tree" --image img:2 >/dev/null
-    mib=$("$BIN" images img --json | python3 -c 'import json,sys; print(round(max(i["logical_bytes"] for i in json.load(sys.stdin)) / 2**20))')
+    mib=$("$BIN" images img --json | python3 -c 'import json,sys; print(round(max(i["logical_bytes"] for i in json.load(sys.stdin)["images"]) / 2**20))')
     # Each guest's own files: indices k*n//CHANGED + 7 (img:2 rewrites
     # multiples of n//IMAGE_CHANGES), as `--file DEST=SRC` lines.
     python3 - "$d/changes" "$n" "$GUESTS" "$CHANGED" <<'EOF'
@@ -76,14 +77,14 @@ EOF
     done
     "$BIN" -q group create fleet "${names[@]}"
     t0=$(date +%s%N)
-    "$BIN" -q rebase --group fleet --image img:2
+    "$BIN" -q rebase --group fleet --image img:2 ${JOBS:+--jobs "$JOBS"}
     t1=$(date +%s%N)
     total=$(ms "$t0" "$t1")
     for g in "${names[@]}"; do
-        img=$("$BIN" guest show "$g" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["guest"]["image"])')
+        img=$("$BIN" guest show "$g" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["guest"]["image"]["label"])')
         [ "$img" = img:2 ] || { echo "guest $g stands on $img after the rebase" >&2; exit 1; }
     done
-    own=$("$BIN" diff g1 img:2 --json | python3 -c 'import json,sys; print(sum(1 for e in json.load(sys.stdin) if not e["path"].endswith("/") and e["path"].count("/") == 4))')
+    own=$("$BIN" diff g1 img:2 --json | python3 -c 'import json,sys; print(sum(1 for e in json.load(sys.stdin)["changes"] if not e["path"].endswith("/") and e["path"].count("/") == 4))')
     [ "$own" = "$CHANGED" ] || { echo "guest g1 differs from img:2 in $own files, not $CHANGED" >&2; "$BIN" diff g1 img:2 | head >&2; exit 1; }
     printf '%-8s %-10s %-7s %-8s %-10s %-12s\n' "$n" "$mib" "$GUESTS" "$CHANGED" "$(awk -v t="$total" 'BEGIN{printf "%.2f", t/1000}')" "$(awk -v t="$total" -v g="$GUESTS" 'BEGIN{printf "%.1f", t/g}')"
     rm -rf "$d"

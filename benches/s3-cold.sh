@@ -71,7 +71,7 @@ for ((r = 1; r <= RUNS; r++)); do
     secs "$t0" "$t1" >>"$W/t.s3"
 done
 REPO=s3://bench/r1
-IMG_BYTES=$(LVREPO_CACHE=$W/pub1 "$L" --repo "$REPO" images --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["logical_bytes"])')
+IMG_BYTES=$(LVREPO_CACHE=$W/pub1 "$L" --repo "$REPO" images --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["images"][0]["logical_bytes"])')
 BUCKET_BYTES=$(du -s --block-size=1 "$W/s3/bench/r1" | cut -f1)
 TL=$(median <"$W/t.local"); TS=$(median <"$W/t.s3")
 
@@ -111,10 +111,17 @@ for ((r = 1; r <= RUNS; r++)); do
     find "$H/cache/packs" -type f -printf '%b\n' 2>/dev/null | awk '{ s += $1 * 512 } END { print s + 0 }' >>"$W/fetched"
     line=$(grep -ho 'remote: fetched [0-9]* bytes in [0-9]* requests' "$H/ov/daemon.log" | tail -1 || true)
     echo "run $r: cold start from the bucket $(tail -1 "$W/t.cold") s, $(wc -l <"$W/ws") files ($(cat "$W/wsbytes") bytes) read, CACHE/packs $(tail -1 "$W/fetched") bytes; daemon: ${line:-no 'remote: fetched' line}"
+    # The same without read-ahead (one ranged GET per record), alternated.
+    H=$W/hostna$r
+    LVREPO_REMOTE_READAHEAD_KIB=0 cold_start "$H" "$REPO" "$W/t.coldna" g
+    find "$H/cache/packs" -type f -printf '%b\n' 2>/dev/null | awk '{ s += $1 * 512 } END { print s + 0 }' >>"$W/fetchedna"
+    line=$(grep -ho 'remote: fetched [0-9]* bytes in [0-9]* requests' "$H/ov/daemon.log" | tail -1 || true)
+    echo "run $r: the same without read-ahead $(tail -1 "$W/t.coldna") s, CACHE/packs $(tail -1 "$W/fetchedna") bytes; daemon: ${line:-no 'remote: fetched' line}"
     rm -rf "$W/lg"; mkdir -p "$W/lg"
     cold_start "$W/lg" "$W/local" "$W/t.coldlocal" "g$r"
     echo "run $r: cold start from the local repository $(tail -1 "$W/t.coldlocal") s"
 done
+FETCHEDNA=$(median <"$W/fetchedna"); TCNA=$(median <"$W/t.coldna")
 FETCHED=$(median <"$W/fetched"); TC=$(median <"$W/t.cold"); TCL=$(median <"$W/t.coldlocal"); WSB=$(cat "$W/wsbytes")
 
 MIB() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
@@ -129,3 +136,5 @@ printf '%-34s %11ss %11ss %8.2f\n' "cold start (create+mount+read)" "$TCL" "$TC"
 printf '%-34s %12s %8s MiB\n' "boot working set read" "" "$(MIB "$WSB")"
 printf '%-34s %12s %8s MiB %7.1f%% of the image (target <= 10%%), %.1f%% of its bucket bytes\n' "fetched (CACHE/packs, allocated)" "" "$(MIB "$FETCHED")" \
     "$(awk -v f="$FETCHED" -v i="$IMG_BYTES" 'BEGIN { print 100 * f / i }')" "$(awk -v f="$FETCHED" -v i="$BUCKET_BYTES" 'BEGIN { print 100 * f / i }')"
+printf '%-34s %11ss %11ss %8.2f\n' "cold start, no read-ahead" "$TCL" "$TCNA" "$(awk -v a="$TCNA" -v b="$TCL" 'BEGIN { print a / b }')"
+printf '%-34s %12s %8s MiB %7.1f%% of the image\n' "fetched, no read-ahead" "" "$(MIB "$FETCHEDNA")" "$(awk -v f="$FETCHEDNA" -v i="$IMG_BYTES" 'BEGIN { print 100 * f / i }')"

@@ -516,6 +516,10 @@ pub enum Command {
         /// Resolve conflicts for the guest's version or the image's.
         #[arg(long, value_name = "guest|image")]
         prefer: Option<String>,
+        /// A group's guests rebased (and planned) at once: each works in its
+        /// own overlay, and most of a rebase waits on the disk's flushes.
+        #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: u16,
         #[arg(long)]
         json: bool,
     },

@@ -5,8 +5,9 @@
 //! Read-ahead: when a fetch starts where the last fetch of the same pack
 //! ended (a reader walking the pack in order: a large file, a directory
 //! read file by file in import order), the GET also takes the next
-//! `window` bytes, the window doubling from 128 KiB up to 2 MiB; any other
-//! fetch resets it to the one record asked for, so random reads fetch no
+//! `window` bytes, the window doubling from 128 KiB up to 2 MiB
+//! (`LVREPO_REMOTE_READAHEAD_KIB`: the most; 0: off); any other fetch
+//! resets it to the one record asked for, so random reads fetch no
 //! more than they read. The window stops at the next byte the cache already
 //! holds. Each whole record in the extra bytes is checked against the id in
 //! its header before it is kept; a partial or unchecked one is dropped.
@@ -29,9 +30,24 @@ use crate::error::{DamageKind, Error, Result};
 use crate::object::{Codec, Stored};
 use crate::object::{IndexEntry, RECORD_HEADER_LEN, RECORD_MAGIC};
 
-/// The first read-ahead of a pack walked in order, and the most.
+/// The first read-ahead of a pack walked in order, and the default most
+/// (`LVREPO_REMOTE_READAHEAD_KIB` sets the most; 0 turns read-ahead off).
 const AHEAD_MIN: u64 = 128 << 10;
 const AHEAD_MAX: u64 = 2 << 20;
+
+fn ahead_max() -> u64 {
+    static MAX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| match std::env::var("LVREPO_REMOTE_READAHEAD_KIB") {
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(k) => k.saturating_mul(1024),
+            Err(_) => {
+                tracing::warn!(value = %v, "LVREPO_REMOTE_READAHEAD_KIB is not a number of KiB: using the default");
+                AHEAD_MAX
+            }
+        },
+        Err(_) => AHEAD_MAX,
+    })
+}
 
 /// One pack's read-ahead state.
 #[derive(Clone, Copy, Debug, Default)]
@@ -104,7 +120,8 @@ impl Remote {
         let mut map = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
         let a = map.entry(name.to_string()).or_default();
         let sequential = a.next == offset && offset > 0;
-        a.window = if sequential { (a.window * 2).clamp(AHEAD_MIN, AHEAD_MAX) } else { 0 };
+        let max = ahead_max();
+        a.window = if sequential { (a.window * 2).max(AHEAD_MIN).min(max) } else { 0 };
         let want = a.window;
         drop(map);
         let Some(f) = file.filter(|_| want > 0) else { return 0 };

@@ -114,7 +114,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Audit { action: Some(crate::cli::AuditCmd::Verify { json }), .. } => audit::verify(cli, *json),
         Command::Audit { action: None, since, json } => audit::run(cli, since.as_deref(), *json),
         Command::Harvest { guest, checkpoint, image, message, json } => harvest::run(cli, guest, checkpoint.as_deref(), image, message, *json),
-        Command::Rebase { guest, group, image, dry_run, prefer, json } => rebase::run(cli, guest.as_deref(), group.as_deref(), image, *dry_run, prefer.as_deref(), *json),
+        Command::Rebase { guest, group, image, dry_run, prefer, jobs, json } => rebase::run(cli, guest.as_deref(), group.as_deref(), image, *dry_run, prefer.as_deref(), usize::from(*jobs), *json),
         Command::Propagate { from, path, to, group, dry_run, prefer, json } => propagate::run(cli, from, path, to, group.as_deref(), *dry_run, prefer.as_deref(), *json),
         Command::Group(g) => group::run(cli, g),
         Command::Key(crate::cli::KeyCmd::Generate { out, json }) => sign::generate(cli, out, *json),

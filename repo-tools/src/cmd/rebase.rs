@@ -4,9 +4,10 @@
 //! (exit 6); paths changed on both sides are listed on stdout, one per
 //! line (escaped; `GUEST PATH` for a group), and without --prefer the
 //! rebase is refused (exit 7). A group is planned whole first: a conflict
-//! or a mounted member changes no member.
+//! or a mounted member changes no member. A group's guests are planned and
+//! rebased `--jobs` at a time (each in its own overlay; results in order).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use lvrepo_fs::guest::{self, CheckpointView, GuestHandle, RebaseReport};
 use lvrepo_fs::merge::Prefer;
 use lvrepo_fs::walk::escape_path;
@@ -14,7 +15,7 @@ use lvrepo_fs::walk::escape_path;
 use crate::cli::Cli;
 use crate::json::{self, Checkpoint, Guest, Image};
 
-pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry_run: bool, prefer: Option<&str>, json: bool) -> Result<()> {
+pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry_run: bool, prefer: Option<&str>, jobs: usize, json: bool) -> Result<()> {
     let prefer = match prefer {
         None => None,
         Some("guest") => Some(Prefer::Guest),
@@ -41,17 +42,25 @@ pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry
         // refuses, so there is nothing to plan for).
         let mut conflicts = 0;
         let mut plans = Vec::new();
-        for n in &names {
-            match rebase_one(&ctx, n, image, true, prefer) {
-                Ok(r) => plans.push(r),
-                Err(lvrepo_fs::Error::RebaseConflict { paths, .. }) => {
+        let mut failed = None;
+        let results = each(&names, jobs, |n| rebase_one(&ctx, n, image, true, prefer), |e| !matches!(e, lvrepo_fs::Error::RebaseConflict { .. }));
+        for (n, r) in names.iter().zip(results) {
+            match r {
+                Some(Ok(r)) => plans.push(r),
+                Some(Err(lvrepo_fs::Error::RebaseConflict { paths, .. })) => {
                     conflicts += 1;
                     for path in &paths {
                         println!("{n} {}", escape_path(path));
                     }
                 }
-                Err(e) => return Err(anyhow::Error::from(e).context(format!("guest {n}"))),
+                Some(Err(e)) => {
+                    failed.get_or_insert(anyhow::Error::from(e).context(format!("guest {n}")));
+                }
+                None => {}
             }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         if conflicts > 0 {
             bail!(crate::Exit(crate::exit::CONFLICT, format!("rebase of group {gr} onto {image}: {conflicts} of {} guests have paths both they and the image changed; no guest was changed (pass --prefer guest or --prefer image to choose)", names.len())));
@@ -60,17 +69,29 @@ pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry
             (reports, planned) = (plans, true);
         }
     }
-    for n in names.iter().filter(|_| !planned) {
-        match rebase_one(&ctx, n, image, dry_run, prefer) {
-            Ok(r) => reports.push(r),
-            Err(lvrepo_fs::Error::RebaseConflict { guest, image, paths }) => {
+    let todo: &[String] = if planned { &[] } else { &names };
+    let mut failed = None;
+    for (n, r) in todo.iter().zip(each(todo, jobs, |n| rebase_one(&ctx, n, image, dry_run, prefer), |_| true)) {
+        match r {
+            Some(Ok(r)) => reports.push(r),
+            Some(Err(lvrepo_fs::Error::RebaseConflict { guest, image, paths })) if failed.is_none() => {
                 for path in &paths {
                     println!("{}", escape_path(path));
                 }
-                return Err(lvrepo_fs::Error::RebaseConflict { guest, image, paths }.into());
+                failed = Some(anyhow::Error::from(lvrepo_fs::Error::RebaseConflict { guest, image, paths }));
             }
-            Err(e) => return Err(anyhow::Error::from(e)).with_context(|| format!("guest {n}")),
+            Some(Err(e)) => {
+                failed.get_or_insert(anyhow::Error::from(e).context(format!("guest {n}")));
+            }
+            None => {}
         }
+    }
+    if let Some(e) = failed {
+        // Guests rebased before (or beside) the failure stay rebased: say so.
+        for r in reports.iter().filter(|r| r.checkpoint.is_some()) {
+            eprintln!("guest {} rebased from {} onto {}", r.guest, r.from, r.to);
+        }
+        return Err(e);
     }
     if json {
         let v: Vec<serde_json::Value> = reports.iter().map(|r| report_json(&p, r)).collect::<Result<_>>()?;
@@ -135,4 +156,33 @@ struct Ctx {
     path: std::path::PathBuf,
     repo: lvrepo_fs::Repository,
     view: CheckpointView,
+}
+
+/// `f` on every name, `jobs` at a time; results in `names`' order. After an
+/// error `stop` says is final, no further name is started (those are None).
+fn each<T: Send>(
+    names: &[String],
+    jobs: usize,
+    f: impl Fn(&str) -> Result<T, lvrepo_fs::Error> + Sync,
+    stop: impl Fn(&lvrepo_fs::Error) -> bool + Sync,
+) -> Vec<Option<Result<T, lvrepo_fs::Error>>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+    let (next, halt) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let slots: Vec<std::sync::Mutex<Option<Result<T, lvrepo_fs::Error>>>> = names.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, names.len().max(1)) {
+            s.spawn(|| {
+                while !halt.load(Relaxed) {
+                    let i = next.fetch_add(1, Relaxed);
+                    let Some(n) = names.get(i) else { break };
+                    let r = f(n);
+                    if r.as_ref().is_err_and(&stop) {
+                        halt.store(true, Relaxed);
+                    }
+                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    slots.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect()
 }
