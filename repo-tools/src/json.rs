@@ -223,11 +223,14 @@ pub struct RemoteGc {
     /// an earlier run at least the grace ago and still unreachable).
     pub marked_packs: Vec<String>,
     pub swept_packs: Vec<String>,
+    /// Hosts' leases (docs/remote.md), and the images they keep.
+    pub lease_count: u64,
+    pub leased_image_count: u64,
 }
 
 impl RemoteGc {
     pub fn new(r: &lvrepo_fs::remote::gc::RemoteGcReport, dry_run: bool) -> RemoteGc {
-        RemoteGc { dry_run, pack_count: r.packs as u64, live_pack_count: r.live as u64, marked_packs: r.marked.clone(), swept_packs: r.swept.clone() }
+        RemoteGc { dry_run, pack_count: r.packs as u64, live_pack_count: r.live as u64, marked_packs: r.marked.clone(), swept_packs: r.swept.clone(), lease_count: r.leases as u64, leased_image_count: r.leased_images as u64 }
     }
 }
 

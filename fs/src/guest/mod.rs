@@ -174,6 +174,15 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 pub(crate) fn register(repo: &Repository, rec: &GuestRecord) -> Result<()> {
+    write_record(repo, rec)?;
+    // On a remote repository the bucket learns what this guest stands on.
+    if let Some(r) = repo.remote() {
+        crate::remote::lease::refresh(repo, r);
+    }
+    Ok(())
+}
+
+fn write_record(repo: &Repository, rec: &GuestRecord) -> Result<()> {
     let dir = registry_dir(repo.path());
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
     let p = record_path(repo.path(), &rec.name);

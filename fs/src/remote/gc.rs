@@ -1,7 +1,7 @@
 //! gc of a remote repository, in two phases, whole packs only.
 //!
-//! A pack is live when any object reachable from any ref in the bucket is
-//! in it (by every pack's `.idx`, not only where this host's index points:
+//! A pack is live when any object reachable from any ref in the bucket, or
+//! from an image any host's lease names (guests standing on it), is in it (by every pack's `.idx`, not only where this host's index points:
 //! another host may read the same object from another pack). Each run:
 //! 1. sweep: for every mark `gc/mark-<secs>-<pid>` older than the grace,
 //!    delete the packs it lists that are still unreachable (`.idx` first,
@@ -35,27 +35,50 @@ pub struct RemoteGcReport {
     pub marked: Vec<String>,
     /// Packs deleted by this run's sweep.
     pub swept: Vec<String>,
+    /// Hosts' leases read, and the images they name.
+    pub leases: usize,
+    pub leased_images: usize,
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Every object reachable from the refs the cache mirrors.
-fn reachable(repo: &Repository) -> Result<HashSet<Digest>> {
+/// Every object reachable from the refs the cache mirrors and from the
+/// images hosts' leases name; how many leases and leased images.
+fn reachable(repo: &Repository, remote: &Remote) -> Result<(HashSet<Digest>, usize, usize)> {
     let mut seen = HashSet::new();
+    let mut roots: HashSet<crate::digest::TreeId> = HashSet::new();
     for rec in repo.images()? {
         crate::reach::mark(repo.objects(), &rec.root_tree(), &mut seen)?;
+        roots.insert(rec.root_tree());
     }
-    Ok(seen)
+    let leases = super::lease::all(remote)?;
+    let mut leased = HashSet::new();
+    for l in &leases {
+        for (label, root) in &l.images {
+            leased.insert(*root);
+            if !roots.insert(*root) {
+                continue;
+            }
+            // A root no pack holds any more is gone already; one that is
+            // there is marked whole, and any failure in it stops the gc.
+            if !repo.objects().contains(root.digest())? {
+                tracing::warn!(host = %l.host, image = %label, "a lease names an image no longer in the bucket; ignored");
+                continue;
+            }
+            crate::reach::mark(repo.objects(), root, &mut seen)?;
+        }
+    }
+    Ok((seen, leases.len(), leased.len()))
 }
 
 /// Run gc on the remote repository `repo` caches (opened writable, so
 /// synced). `dry_run` computes without deleting or marking.
 pub fn collect(repo: &Repository, grace: Duration, dry_run: bool) -> Result<RemoteGcReport> {
     let remote = repo.packs().remote().ok_or_else(|| Error::NotSupported { path: repo.path().display().to_string(), why: "not a remote repository" })?.clone();
-    let seen = reachable(repo)?;
-    let mut rep = RemoteGcReport::default();
+    let (seen, leases, leased_images) = reachable(repo, &remote)?;
+    let mut rep = RemoteGcReport { leases, leased_images, ..Default::default() };
     let mut dead = HashSet::new();
     for m in list(&remote, "packs")? {
         let rel = rel_name(&remote, &m);
@@ -99,7 +122,7 @@ pub fn collect(repo: &Repository, grace: Duration, dry_run: bool) -> Result<Remo
         let body = rep.marked.join("\n") + "\n";
         remote.block(remote.bucket().put(&remote.path(&rel), body.into_bytes().into())).map_err(|e| remote.err("writing", &rel, e))?;
     }
-    tracing::info!(packs = rep.packs, live = rep.live, marked = rep.marked.len(), swept = rep.swept.len(), "remote gc done");
+    tracing::info!(packs = rep.packs, live = rep.live, marked = rep.marked.len(), swept = rep.swept.len(), leases = rep.leases, "remote gc done");
     Ok(rep)
 }
 

@@ -15,7 +15,8 @@
 //! - [`publish`]: before a ref is written, every local pack not yet uploaded
 //!   is sealed and uploaded (`packs/<b3>.pack`, then `.idx`), then the ref
 //!   with a create-only put: concurrent publishers never lose an update.
-//! - [`gc`]: mark, then sweep after a grace period, whole packs only.
+//! - [`gc`]: mark, then sweep after a grace period, whole packs only; what
+//!   refs reach and what any host's guests stand on ([`lease`]) is live.
 //!
 //! Invariants: objects in the bucket are immutable and named by their
 //! content (packs) or created once (refs); a pack without its `.idx` is
@@ -27,6 +28,7 @@ mod evict;
 mod fetch;
 pub mod gc;
 mod idx;
+pub mod lease;
 pub(crate) mod publish;
 pub(crate) mod sync;
 #[cfg(test)]

@@ -142,6 +142,7 @@ pub(crate) fn sync(repo: &Repository, remote: &Remote) -> Result<()> {
     }
     let refs = sync_refs(repo, remote)?;
     tracing::info!(remote = %remote.url(), new_packs = added, gone_packs = gone.len(), refs, "synced the cache with the remote repository");
+    super::lease::refresh(repo, remote);
     Ok(())
 }
 

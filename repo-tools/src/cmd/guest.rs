@@ -147,6 +147,13 @@ fn rm(cli: &Cli, name: &str) -> Result<()> {
     // Not through `GuestHandle::open`: a guest whose STATE is damaged can
     // be removed too.
     GuestHandle::remove_named(&p, name)?;
+    // On a remote repository, this host's lease lets go of what only this
+    // guest stood on (updated by the sync of a writable open).
+    if lvrepo_fs::remote::link_of(&p).ok().flatten().is_some() {
+        if let Err(e) = super::open(cli, true) {
+            tracing::warn!(guest = name, error = %e, "the remote repository's lease is updated at the next sync");
+        }
+    }
     if !cli.quiet {
         eprintln!("removed guest {name}");
     }

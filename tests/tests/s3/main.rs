@@ -322,6 +322,7 @@ tests_on!(suite [
     kill9_of_an_import_leaves_no_image_and_a_retry_completes,
     damaged_object_is_detected_by_verify_and_on_read,
     gc_marks_then_sweeps_and_other_hosts_keep_reading,
+    a_deleted_image_under_another_hosts_guest_survives_gc_until_the_guest_goes,
 ] on s3s_fs = crate::Store::S3sFs, file = crate::Store::File);
 tests_on!(races [
     sixteen_hosts_publish_at_once_and_no_ref_is_lost,

@@ -214,3 +214,40 @@ pub fn gc_marks_then_sweeps_and_other_hosts_keep_reading(store: Store) {
     assert_same("img:1 exported on a fresh host after the gc", &want, &c.export_manifest("img:1"));
     c.ok(["verify"]);
 }
+
+/// A guest on another host keeps its image through a gc run after the
+/// image is deleted (its host's lease names it); once the guest is
+/// removed, the next gc takes the image's packs.
+pub fn a_deleted_image_under_another_hosts_guest_survives_gc_until_the_guest_goes(store: Store) {
+    let w = World::new(store);
+    let (a, src1) = published(&w, |d| {
+        small_tree(d, 3);
+        put(&d.join("big"), &pseudo_random(33, 8 << 20));
+    });
+    // Host b creates a guest of img:1 and reads nothing yet.
+    let b = w.host("b");
+    b.guest("g1", "img:1");
+    let lease = b.json(["gc", "--dry-run", "--json"]);
+    assert_eq!((lease["lease_count"].as_u64(), lease["leased_image_count"].as_u64()), (Some(1), Some(1)), "{lease}");
+
+    a.ok(["delete", "img:1"]);
+    assert_eq!(image_list(&a), Vec::<String>::new());
+    let bucket = w.bucket_dir("main");
+    let total = |v: &[(PathBuf, u64)]| v.iter().map(|(_, n)| n).sum::<u64>();
+    a.ok(["gc", "--grace", "0s"]);
+    let r = a.json(["gc", "--grace", "0s", "--json"]);
+    assert_eq!(r["swept_packs"].as_array().map(Vec::len), Some(0), "a gc swept what host b's guest stands on: {r}");
+    assert!(total(&files_under(&bucket)) >= 8 << 20, "the deleted image's packs left the bucket while a guest on host b stands on it");
+
+    // Every byte, fetched only now, from the bucket.
+    let m = b.mount("g1");
+    assert_same("guest of the deleted img:1 on host b, first read after two gc runs", &manifest(&src1).expect("manifest"), &m.manifest());
+    m.umount();
+
+    // The guest goes: its lease lets go, and gc takes the image.
+    b.ok(["guest", "rm", "g1"]);
+    a.ok(["gc", "--grace", "0s"]);
+    let r = a.json(["gc", "--grace", "0s", "--json"]);
+    assert_eq!(r["lease_count"].as_u64(), Some(0), "{r}");
+    assert!(total(&files_under(&bucket)) < 4 << 20, "the image no guest stands on any more is still in the bucket: {r}");
+}
