@@ -23,7 +23,11 @@ pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry
         Some(o) => bail!(crate::Exit(crate::exit::USAGE, format!("--prefer takes guest or image, not {o:?}"))),
     };
     let p = super::repo_path(cli)?;
-    let ctx = Ctx { path: p.clone(), repo: lvrepo_fs::Repository::open(&p, false)?, view: CheckpointView::open(&p)? };
+    let view = CheckpointView::open(&p)?;
+    // The images' trees are read by every member: decoded and checked once
+    // (content-addressed, and gc is held off by the view).
+    let shared: std::sync::Arc<dyn lvrepo_fs::object::ObjectStore> = std::sync::Arc::new(lvrepo_fs::object::Cached::sized_to_memory(view.shared(), Some(SHARED_CACHE)));
+    let ctx = Ctx { path: p.clone(), repo: lvrepo_fs::Repository::open(&p, false)?, view, shared };
     let names = match (guest, group) {
         (Some(g), None) => vec![g.to_string()],
         (None, Some(gr)) => guest::find_group(&p, gr)?.members,
@@ -147,7 +151,7 @@ fn rebase_one(ctx: &Ctx, name: &str, image: &str, dry_run: bool, prefer: Option<
     // What the rebase reuses from the guest's store (its base, and the
     // latest checkpoint the fold memo may reuse) must be sound (exit 4).
     lvrepo_fs::verify::refuse_unsound(&g, &ctx.repo, &g.fold_roots()?, "rebase")?;
-    g.rebase(&ctx.path, ctx.view.shared(), &old, &new, prefer, dry_run)
+    g.rebase(&ctx.path, ctx.shared.clone(), &old, &new, prefer, dry_run)
 }
 
 /// What every guest's rebase uses, opened once: the repository, and the
@@ -155,8 +159,14 @@ fn rebase_one(ctx: &Ctx, name: &str, image: &str, dry_run: bool, prefer: Option<
 struct Ctx {
     path: std::path::PathBuf,
     repo: lvrepo_fs::Repository,
+    // Dropped before the view, whose gc guard it reads under.
+    shared: std::sync::Arc<dyn lvrepo_fs::object::ObjectStore>,
+    #[allow(dead_code)]
     view: CheckpointView,
 }
+
+/// The most the shared objects' cache holds (less under memory pressure).
+const SHARED_CACHE: usize = 256 << 20;
 
 /// `f` on every name, `jobs` at a time; results in `names`' order. After an
 /// error `stop` says is final, no further name is started (those are None).
