@@ -4,7 +4,8 @@
 # then mount it with a private overlay, change it, unmount, remount, see the change;
 # then a guest: create, mount, change, checkpoint, change more, roll back, diff;
 # back it up to a second site and restore it; verify and fsck; then a block
-# volume served over NBD, checkpointed, rolled back.
+# volume served over NBD, checkpointed, rolled back; then a repository on an
+# object store (file://) shared by two hosts' caches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -135,5 +136,23 @@ qemu-io -f raw -c "write -P 0x22 4M 64k" -c flush "$U"
 qemu-io -f raw -c "read -P 0x11 4M 64k" "$U"
 "$L" nbd stop --guest vm01
 "$L" export disk:1 "$work/disk-out.raw" && cmp "$work/disk.raw" "$work/disk-out.raw"
+# The repository on an object store (file:// here; s3:// with AWS_* set is
+# the same code): publish from one host's cache, read and run a guest from
+# another's, which fetches only what it reads; the first host's lease keeps
+# the image through gc after it is deleted elsewhere.
+R="file://$work/bucket/golden"
+LVREPO_CACHE="$work/host-a" "$L" --repo "$R" init
+LVREPO_CACHE="$work/host-a" "$L" --repo "$R" import "$work/golden2" --image base:1
+LVREPO_CACHE="$work/host-b" "$L" --repo "$R" images
+LVREPO_CACHE="$work/host-b" "$L" --repo "$R" guest create edge01 --image base:1 --overlay "$work/guests/edge01"
+LVREPO_CACHE="$work/host-b" "$L" --repo "$R" mount --guest edge01 "$work/mnt"
+cmp "$work/mnt/usr/bin/bash" "$work/golden2/usr/bin/bash"
+LVREPO_CACHE="$work/host-b" "$L" --repo "$R" umount "$work/mnt"
+LVREPO_CACHE="$work/host-a" "$L" --repo "$R" delete base:1
+LVREPO_CACHE="$work/host-a" "$L" --repo "$R" gc --grace 0s
+LVREPO_CACHE="$work/host-a" "$L" --repo "$R" gc --grace 0s
+LVREPO_CACHE="$work/host-b" "$L" --repo "$R" mount --guest edge01 "$work/mnt"
+cmp "$work/mnt/usr/bin/bash" "$work/golden2/usr/bin/bash"
+LVREPO_CACHE="$work/host-b" "$L" --repo "$R" umount "$work/mnt"
 set +x
 echo "== main job done; repository at $LVREPO_REPO"
