@@ -22,6 +22,7 @@ pub use cache::Cached;
 pub use confirmed::Confirmed;
 pub use layered::Layered;
 pub use mem::MemStore;
+pub(crate) use pack::RecordHeader;
 pub use pack::{IndexEntry, PackStore, PACK_HEADER_LEN, PACK_MAGIC, RECORD_HEADER_LEN, RECORD_MAGIC};
 pub use stored::{Codec, Stored};
 pub use verify::Verified;

@@ -101,6 +101,30 @@ fn record_header(kind: ObjectKind, codec: u8, raw: u32, stored: u32, id: &Digest
 }
 const _: () = assert!(RECORD_HEADER_LEN == 4 + 1 + 1 + 2 + 4 + 4 + DIGEST_LEN);
 
+/// A record header as read from a pack's bytes ([`record_header`]'s
+/// layout); the codec is left as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RecordHeader {
+    pub kind: ObjectKind,
+    pub codec: u8,
+    pub raw_len: u32,
+    pub stored_len: u32,
+    pub id: Digest,
+}
+
+impl RecordHeader {
+    /// The header at the start of `h`: None when `h` is short, or has no
+    /// record magic or an unknown kind there.
+    pub(crate) fn parse(h: &[u8]) -> Option<RecordHeader> {
+        let h = h.get(..RECORD_HEADER_LEN)?;
+        if h[..4] != RECORD_MAGIC[..] {
+            return None;
+        }
+        let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        Some(RecordHeader { kind: ObjectKind::from_u8(h[4])?, codec: h[5], raw_len: u32_at(8), stored_len: u32_at(12), id: Digest::from_slice(&h[16..48]).ok()? })
+    }
+}
+
 /// Read a record at `offset`: its header into `header`, then `len` payload
 /// bytes into a new vector. One `preadv`, usually: the payload lands where it
 /// is kept, neither zero-filled first nor shifted past the header afterwards

@@ -25,10 +25,10 @@ use std::path::Path;
 use object_store::ObjectStoreExt;
 
 use super::Remote;
-use crate::digest::{Digest, ObjectKind};
+use crate::digest::Digest;
 use crate::error::{DamageKind, Error, Result};
 use crate::object::{Codec, Stored};
-use crate::object::{IndexEntry, RECORD_HEADER_LEN, RECORD_MAGIC};
+use crate::object::{IndexEntry, RecordHeader, RECORD_HEADER_LEN, RECORD_MAGIC};
 
 /// The first read-ahead of a pack walked in order, and the default most
 /// (`LVREPO_REMOTE_READAHEAD_KIB` sets the most; 0 turns read-ahead off).
@@ -163,19 +163,11 @@ fn keep_following(f: &File, offset: u64, bytes: &[u8]) -> (u64, u64) {
 /// The length of the record at the start of `b` if it is whole and its
 /// payload matches the id in its header.
 fn whole_record(b: &[u8]) -> Option<usize> {
-    let h = b.get(..RECORD_HEADER_LEN)?;
-    if h[..4] != RECORD_MAGIC[..] {
-        return None;
-    }
-    let kind = ObjectKind::from_u8(h[4])?;
-    let codec = Codec::from_u8(h[5])?;
-    let raw_len = u32::from_le_bytes(h[8..12].try_into().ok()?);
-    let stored_len = u32::from_le_bytes(h[12..16].try_into().ok()?) as usize;
-    let id = Digest(h[16..48].try_into().ok()?);
-    let payload = b.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + stored_len)?;
-    let stored = Stored { codec, raw_len, payload: payload.to_vec() };
-    stored.verify(kind, &id).ok()?;
-    Some(RECORD_HEADER_LEN + stored_len)
+    let h = RecordHeader::parse(b)?;
+    let end = RECORD_HEADER_LEN + h.stored_len as usize;
+    let stored = Stored { codec: Codec::from_u8(h.codec)?, raw_len: h.raw_len, payload: b.get(RECORD_HEADER_LEN..end)?.to_vec() };
+    stored.verify(h.kind, &h.id).ok()?;
+    Some(end)
 }
 
 /// The first offset at or after `from` where `f` holds data (None: none).

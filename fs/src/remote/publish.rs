@@ -17,9 +17,8 @@ use rocksdb::WriteBatch;
 
 use super::idx::{self, Entry};
 use super::Remote;
-use crate::digest::{Digest, ObjectKind};
 use crate::error::{Error, Result};
-use crate::object::{IndexEntry, PACK_HEADER_LEN, PACK_MAGIC, RECORD_HEADER_LEN, RECORD_MAGIC};
+use crate::object::{IndexEntry, RecordHeader, PACK_HEADER_LEN, PACK_MAGIC, RECORD_HEADER_LEN};
 use crate::repo::{ImageRecord, Repository};
 
 /// Upload parts of this size (S3 wants at least 5 MiB but the last).
@@ -119,22 +118,20 @@ fn scan(repo: &Repository, n: u32) -> Result<Option<Scanned>> {
     let (mut off, mut entries, mut payload) = (PACK_HEADER_LEN, Vec::new(), Vec::new());
     loop {
         let mut h = [0u8; RECORD_HEADER_LEN];
-        if r.read_exact(&mut h).is_err() || h[..4] != RECORD_MAGIC[..] {
+        if r.read_exact(&mut h).is_err() {
             break;
         }
-        let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-        let (raw_len, stored_len) = (u32_at(8), u32_at(12));
+        let Some(RecordHeader { kind, codec, raw_len, stored_len, id }) = RecordHeader::parse(&h) else { break };
         payload.resize(stored_len as usize, 0);
         // A record cut short (a crash mid-append) ends the pack.
         if r.read_exact(&mut payload).is_err() {
             break;
         }
-        let (Ok(id), Some(kind)) = (Digest::from_slice(&h[16..48]), ObjectKind::from_u8(h[4])) else { break };
         hasher.update(&h);
         hasher.update(&payload);
-        let e = IndexEntry { pack: n, offset: off, stored_len, raw_len, kind, codec: h[5] };
+        let e = IndexEntry { pack: n, offset: off, stored_len, raw_len, kind, codec };
         if repo.packs().entry(&id)? == Some(e) {
-            entries.push(Entry { id, offset: off, stored_len, raw_len, kind, codec: h[5] });
+            entries.push(Entry { id, offset: off, stored_len, raw_len, kind, codec });
         }
         off += (RECORD_HEADER_LEN + payload.len()) as u64;
     }
