@@ -1,7 +1,8 @@
 //! gc of a remote repository, in two phases, whole packs only.
 //!
 //! A pack is live when any object reachable from any ref in the bucket, or
-//! from an image any host's lease names (guests standing on it), is in it (by every pack's `.idx`, not only where this host's index points:
+//! from an image any host's lease names (guests standing on it), is in it
+//! (by every pack's `.idx`, not only where this host's index points:
 //! another host may read the same object from another pack). Each run:
 //! 1. sweep: for every mark `gc/mark-<secs>-<pid>` older than the grace,
 //!    delete the packs it lists that are still unreachable (`.idx` first,

@@ -83,11 +83,7 @@ fn damaged_remote_record_is_an_error_never_data() {
     let name = a.remote().unwrap().pack_name(e.pack).unwrap();
     drop(a);
     // Flip one payload byte of that record in the bucket's pack.
-    let p = Remote::with_store("mem://test", bucket.clone(), "site/a").unwrap().path(&format!("packs/{name}.pack"));
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let mut bytes = rt.block_on(async { bucket.get(&p).await.unwrap().bytes().await.unwrap() }).to_vec();
-    bytes[e.offset as usize + 60] ^= 0x40;
-    rt.block_on(bucket.put(&p, bytes.into())).unwrap();
+    flip(&bucket, &name, e.offset + 60);
 
     let b = cache(&t.path().join("b"), &bucket);
     for _ in 0..2 {
@@ -270,16 +266,32 @@ fn small_files(dir: &Path, n: u32) {
     }
 }
 
+/// `n` small files published from cache `a` under `t`: the bucket, the
+/// records in pack order, and their remote pack names.
+fn published_small_files(t: &Path, n: u32) -> (Arc<dyn Bucket>, Vec<(crate::digest::Digest, crate::object::IndexEntry)>, std::collections::HashMap<u32, String>) {
+    small_files(&t.join("src"), n);
+    let bucket = new_bucket();
+    let a = cache(&t.join("a"), &bucket);
+    import(&a, &t.join("src"), "many:1");
+    let mut objects = a.packs().entries().unwrap();
+    objects.sort_by_key(|(_, e)| (e.pack, e.offset));
+    let names = a.remote().unwrap().known_packs();
+    (bucket, objects, names)
+}
+
+/// Flip a bit of the byte at `at` of remote pack `name` in the bucket.
+fn flip(bucket: &Arc<dyn Bucket>, name: &str, at: u64) {
+    let p = Remote::with_store("mem://test", bucket.clone(), "site/a").unwrap().path(&format!("packs/{name}.pack"));
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let mut bytes = rt.block_on(async { bucket.get(&p).await.unwrap().bytes().await.unwrap() }).to_vec();
+    bytes[at as usize] ^= 0x40;
+    rt.block_on(bucket.put(&p, bytes.into())).unwrap();
+}
+
 #[test]
 fn reads_in_pack_order_get_read_ahead_and_random_reads_do_not() {
     let t = tempfile::tempdir().unwrap();
-    small_files(&t.path().join("src"), 300);
-    let bucket = new_bucket();
-    let a = cache(&t.path().join("a"), &bucket);
-    import(&a, &t.path().join("src"), "many:1");
-    let mut objects = a.packs().entries().unwrap();
-    drop(a);
-    objects.sort_by_key(|(_, e)| (e.pack, e.offset));
+    let (bucket, objects, _) = published_small_files(t.path(), 300);
     assert!(objects.len() > 300, "{} records", objects.len());
 
     // In pack order: the window grows, far fewer requests than records.
@@ -313,24 +325,10 @@ fn reads_in_pack_order_get_read_ahead_and_random_reads_do_not() {
 #[test]
 fn a_damaged_record_in_the_read_ahead_is_not_kept() {
     let t = tempfile::tempdir().unwrap();
-    small_files(&t.path().join("src"), 40);
-    let bucket = new_bucket();
-    let a = cache(&t.path().join("a"), &bucket);
-    import(&a, &t.path().join("src"), "many:1");
-    let mut objects = a.packs().entries().unwrap();
-    drop(a);
-    objects.sort_by_key(|(_, e)| (e.pack, e.offset));
+    let (bucket, objects, names) = published_small_files(t.path(), 40);
     // Flip a payload byte of the 10th record in the bucket's pack.
     let (bad_id, bad) = objects[10];
-    let r = Remote::with_store("mem://test", bucket.clone(), "site/a").unwrap();
-    let a = Repository::open_with(&t.path().join("a"), false, Some(r)).unwrap();
-    let name = a.remote().unwrap().pack_name(bad.pack).unwrap();
-    drop(a);
-    let p = Remote::with_store("mem://test", bucket.clone(), "site/a").unwrap().path(&format!("packs/{name}.pack"));
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let mut bytes = rt.block_on(async { bucket.get(&p).await.unwrap().bytes().await.unwrap() }).to_vec();
-    bytes[bad.offset as usize + crate::object::RECORD_HEADER_LEN + 3] ^= 0x40;
-    rt.block_on(bucket.put(&p, bytes.into())).unwrap();
+    flip(&bucket, &names[&bad.pack], bad.offset + crate::object::RECORD_HEADER_LEN as u64 + 3);
 
     let b = cache(&t.path().join("b"), &bucket);
     for (id, e) in &objects[..10] {
