@@ -190,6 +190,18 @@ pub fn other_repo(cli: &Cli, arg: &std::path::Path) -> Result<PathBuf> {
     remote_cache(arg, cache, false)
 }
 
+/// `--prefer guest|THEIRS` of rebase (`image`) and propagate (`source`):
+/// whose version of a conflicting path wins.
+pub fn prefer(arg: Option<&str>, theirs: &str) -> Result<Option<lvrepo_fs::merge::Prefer>> {
+    use lvrepo_fs::merge::Prefer;
+    match arg {
+        None => Ok(None),
+        Some("guest") => Ok(Some(Prefer::Guest)),
+        Some(o) if o == theirs => Ok(Some(Prefer::Image)),
+        Some(o) => Err(crate::Exit(crate::exit::USAGE, format!("--prefer takes guest or {theirs}, not {o:?}")).into()),
+    }
+}
+
 pub fn open(cli: &Cli, writable: bool) -> Result<Repository> {
     let p = repo_path(cli)?;
     let repo = Repository::open(&p, writable).with_context(|| format!("opening repository {}", p.display()))?;

@@ -23,12 +23,7 @@ use crate::json::{self, Checkpoint, Guest};
 
 #[allow(clippy::too_many_arguments)]
 pub fn run(cli: &Cli, from: &str, paths: &[std::ffi::OsString], to: &[String], group: Option<&str>, dry_run: bool, prefer: Option<&str>, json: bool) -> Result<()> {
-    let prefer = match prefer {
-        None => None,
-        Some("guest") => Some(Prefer::Guest),
-        Some("source") => Some(Prefer::Image),
-        Some(o) => bail!(crate::Exit(crate::exit::USAGE, format!("--prefer takes guest or source, not {o:?}"))),
-    };
+    let prefer = super::prefer(prefer, "source")?;
     let p = super::repo_path(cli)?;
     let (src, which) = match from.split_once(':') {
         Some((g, n)) => (g, Some(n.to_string())),

@@ -16,18 +16,13 @@ use crate::cli::Cli;
 use crate::json::{self, Checkpoint, Guest, Image};
 
 pub fn run(cli: &Cli, guest: Option<&str>, group: Option<&str>, image: &str, dry_run: bool, prefer: Option<&str>, jobs: usize, json: bool) -> Result<()> {
-    let prefer = match prefer {
-        None => None,
-        Some("guest") => Some(Prefer::Guest),
-        Some("image") => Some(Prefer::Image),
-        Some(o) => bail!(crate::Exit(crate::exit::USAGE, format!("--prefer takes guest or image, not {o:?}"))),
-    };
+    let prefer = super::prefer(prefer, "image")?;
     let p = super::repo_path(cli)?;
     let view = CheckpointView::open(&p)?;
     // The images' trees are read by every member: decoded and checked once
     // (content-addressed, and gc is held off by the view).
     let shared: std::sync::Arc<dyn lvrepo_fs::object::ObjectStore> = std::sync::Arc::new(lvrepo_fs::object::Cached::sized_to_memory(view.shared(), Some(SHARED_CACHE)));
-    let ctx = Ctx { path: p.clone(), repo: lvrepo_fs::Repository::open(&p, false)?, view, shared };
+    let ctx = Ctx { path: p.clone(), repo: lvrepo_fs::Repository::open(&p, false)?, shared, _view: view };
     let names = match (guest, group) {
         (Some(g), None) => vec![g.to_string()],
         (None, Some(gr)) => guest::find_group(&p, gr)?.members,
@@ -161,8 +156,7 @@ struct Ctx {
     repo: lvrepo_fs::Repository,
     // Dropped before the view, whose gc guard it reads under.
     shared: std::sync::Arc<dyn lvrepo_fs::object::ObjectStore>,
-    #[allow(dead_code)]
-    view: CheckpointView,
+    _view: CheckpointView,
 }
 
 /// The most the shared objects' cache holds (less under memory pressure).
