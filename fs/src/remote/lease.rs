@@ -64,16 +64,15 @@ pub(crate) fn update(repo: &Repository, remote: &Remote) -> Result<()> {
     let host = host_id(dir)?;
     let rel = format!("leases/{host}.json");
     let lease = Lease { host, time: super::gc::now(), images };
+    let body = serde_json::to_vec_pretty(&lease).map_err(|_| Error::Decode { what: "lease", why: "unencodable" })?;
     if lease.images.is_empty() {
         match remote.block(remote.bucket().delete(&remote.path(&rel))) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(remote.err("deleting", &rel, e)),
         }
     } else {
-        let body = serde_json::to_vec_pretty(&lease).map_err(|_| Error::Decode { what: "lease", why: "unencodable" })?;
-        remote.block(remote.bucket().put(&remote.path(&rel), body.into())).map_err(|e| remote.err("writing", &rel, e))?;
+        remote.block(remote.bucket().put(&remote.path(&rel), body.clone().into())).map_err(|e| remote.err("writing", &rel, e))?;
     }
-    let body = serde_json::to_vec(&lease).map_err(|_| Error::Decode { what: "lease", why: "unencodable" })?;
     crate::guest::write_atomic(&dir.join(LOCAL_FILE), &body)?;
     tracing::info!(images = lease.images.len(), host = %lease.host, "updated this host's lease in the remote repository");
     Ok(())
