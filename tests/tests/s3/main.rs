@@ -320,6 +320,7 @@ tests_on!(suite [
     backup_to_a_second_bucket_and_restore_on_a_third_host,
     large_file_round_trips,
     kill9_of_an_import_leaves_no_image_and_a_retry_completes,
+    kill9_of_a_backup_leaves_no_backup_and_a_retry_completes,
     damaged_object_is_detected_by_verify_and_on_read,
     gc_marks_then_sweeps_and_other_hosts_keep_reading,
     a_deleted_image_under_another_hosts_guest_survives_gc_until_the_guest_goes,

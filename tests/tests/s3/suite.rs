@@ -1,7 +1,8 @@
 //! What every store must do, run on s3s-fs and on `file://`: publish on one
 //! host and read (export, guest mount, full manifests) on another; backup to
 //! a second bucket and restore on a third host; a file larger than a
-//! multipart part; kill -9 of an import; a damaged object; two-phase gc.
+//! multipart part; kill -9 of an import and of a backup; a damaged object;
+//! two-phase gc; a deleted image kept for another host's guest by its lease.
 
 use super::*;
 use lvrepo_tests::fixture::{build_hostile_tree, pseudo_random, set_xattr};
@@ -264,4 +265,55 @@ pub fn a_deleted_image_under_another_hosts_guest_survives_gc_until_the_guest_goe
     let r = a.json(["gc", "--grace", "0s", "--json"]);
     assert_eq!(r["lease_count"].as_u64(), Some(0), "{r}");
     assert!(total(&files_under(&bucket)) < 4 << 20, "the image no guest stands on any more is still in the bucket: {r}");
+}
+
+/// kill -9 of a backup to a bucket: the site lists no backup of the guest,
+/// and a second backup completes and restores.
+pub fn kill9_of_a_backup_leaves_no_backup_and_a_retry_completes(store: Store) {
+    let w = World::new(store);
+    let (_a, _src) = published(&w, |d| small_tree(d, 1));
+    let b = w.host("b");
+    b.guest("g1", "img:1");
+    let m = b.mount("g1");
+    for i in 0..3u64 {
+        put(&m.mp.join(format!("own{i}")), &pseudo_random(200 + i, 40 << 20));
+    }
+    let changed = m.manifest();
+    m.umount();
+    let bk = w.url("backup", "site2");
+    let site = w.host_on(&bk, "site2-admin");
+    w.init(&site, "backup", "site2");
+
+    // Kill once 16 MiB of the backup reached the store: an event, not a delay.
+    let dir = match store {
+        Store::S3sFs => store_dir(&w),
+        _ => w.bucket_dir("backup"),
+    };
+    let before: u64 = files_under(&dir).iter().map(|(_, n)| n).sum();
+    let mut child = spawn(&b, &[os("backup"), os("g1"), os("--to"), os(&bk)]);
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            let out = child.wait_with_output().expect("output");
+            panic!("the backup ended ({st}) before 16 MiB of it reached the store: nothing left to kill\n{}", report("backup", &out));
+        }
+        let now: u64 = files_under(&dir).iter().map(|(_, n)| n).sum();
+        if now >= before + (16 << 20) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().expect("kill -9 the backup");
+    assert!(!child.wait().expect("wait").success(), "the backup finished before the kill; the test proved nothing");
+    let listed = site.ok(["backups"]);
+    assert!(!listed.contains("g1"), "a killed backup is listed on {bk}:\n{listed}");
+    let c = w.host("c");
+    let ov = c.dir.join("guests").join("g1");
+    c.fails([os("restore"), os("g1"), os("--from"), os(&bk), os("--overlay"), ov.as_os_str()], 3);
+
+    b.ok([os("backup"), os("g1"), os("--to"), os(&bk)]);
+    assert!(site.ok(["backups"]).contains("g1"), "the retried backup is not listed on {bk}");
+    c.ok([os("restore"), os("g1"), os("--from"), os(&bk), os("--overlay"), ov.as_os_str()]);
+    let m = c.mount("g1");
+    assert_same("guest g1 restored on host c after a killed and a retried backup", &changed, &m.manifest());
+    m.umount();
 }
